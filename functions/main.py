@@ -1,0 +1,41 @@
+"""Deployed functions of the PACK 427 delivery engine: a table, nothing more.
+
+Each function parses its input, calls the service package `pack427` and maps
+errors; the logic lives in the package.
+"""
+
+from firebase_admin import initialize_app
+from firebase_functions import firestore_fn, https_fn, scheduler_fn
+
+from pack427 import callables, db, delivery, metrics, queue
+from pack427.models import SendMessageRequest
+from pack427.notifier import default_notifier
+from pack427.paths import QUEUE_TRIGGER_DOCUMENT
+from pack427.sending import send_message
+
+initialize_app()
+
+
+@https_fn.on_call()
+def pack427_sendMessage(req: https_fn.CallableRequest) -> dict:
+    return callables.handle(req, SendMessageRequest, send_message)
+
+
+@firestore_fn.on_document_created(document=QUEUE_TRIGGER_DOCUMENT)
+def pack427_onMessageEnqueued(event: firestore_fn.Event[firestore_fn.DocumentSnapshot | None]) -> None:
+    delivery.on_enqueued(db.client(), event.data, default_notifier())
+
+
+@scheduler_fn.on_schedule(schedule="every 1 minutes")
+def pack427_processMessageQueue(event: scheduler_fn.ScheduledEvent) -> None:
+    delivery.drain(db.client(), default_notifier())
+
+
+@scheduler_fn.on_schedule(schedule="every day 03:00")
+def pack427_cleanupMessages(event: scheduler_fn.ScheduledEvent) -> None:
+    queue.cleanup_delivered(db.client())
+
+
+@scheduler_fn.on_schedule(schedule="every 5 minutes")
+def pack427_exportQueueStats(event: scheduler_fn.ScheduledEvent) -> None:
+    metrics.export_queue_stats(db.client())

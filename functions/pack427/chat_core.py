@@ -1,0 +1,63 @@
+"""Reads of the chat core's documents (`chats/{chatId}`, `users/{uid}`).
+
+The chat core owns these documents; this engine only reads them. Their shape
+is documented in README.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from google.cloud.firestore import Client
+
+from . import paths
+from pydantic import ValidationError
+
+from .errors import FailedPrecondition, NotFound
+from .models import Chat, Region, UserProfile
+
+
+def default_region() -> Region:
+    """The region of users whose document names none (env PACK427_DEFAULT_REGION, else EU)."""
+    return Region(os.environ.get("PACK427_DEFAULT_REGION", Region.EU.value))
+
+
+def home_region(profile: UserProfile) -> Region:
+    return profile.region or default_region()
+
+
+def load_chat(db: Client, chat_id: str) -> Chat:
+    """The chat, or NotFound."""
+    snapshot = paths.chat(db, chat_id).get()
+    if not snapshot.exists:
+        raise NotFound(f"chat {chat_id!r} does not exist")
+    try:
+        return Chat.model_validate(snapshot.to_dict())
+    except ValidationError:
+        raise FailedPrecondition(f"chat {chat_id!r} has no valid participants list") from None
+
+
+def load_users(db: Client, uids: Iterable[str]) -> dict[str, UserProfile]:
+    """Profiles of `uids` in one round trip; a user without a document gets defaults.
+
+    A field of the wrong type in a user document falls back to the default
+    rather than failing the send: the chat core's data is not the caller's fault.
+    """
+    refs = [paths.user(db, uid) for uid in dict.fromkeys(uids)]
+    profiles = {ref.id: UserProfile() for ref in refs}
+    for snapshot in db.get_all(refs):
+        if snapshot.exists:
+            profiles[snapshot.id] = _lenient_profile(snapshot.to_dict())
+    return profiles
+
+
+def _lenient_profile(data: dict) -> UserProfile:
+    fields = {}
+    for name, value in data.items():
+        try:
+            UserProfile.model_validate({name: value})
+        except ValueError:
+            continue
+        fields[name] = value
+    return UserProfile.model_validate(fields)

@@ -1,0 +1,41 @@
+"""The seed's constants and the few limits this port adds.
+
+Seed values are kept exactly; the added limits say why they exist.
+"""
+
+MAX_ATTEMPTS = 5
+"""Delivery attempts before a queue entry is DROPPED (dead letter)."""
+
+BASE_DELAY_MS = 1_000
+"""Back-off after the first failed attempt; doubles with each further failure."""
+
+MAX_DELAY_MS = 3_600_000
+"""Back-off never waits longer than this (1 hour)."""
+
+BATCH_SIZE = 200
+"""Queue entries one processor batch takes."""
+
+TYPING_TTL_SECONDS = 10
+SYNC_BATCH_SIZE = 100
+MAX_MESSAGES_PER_MINUTE = 60
+
+MAX_TEXT_LENGTH = 4_000
+"""Characters in a message text: bounds the inbox entry and the push payload."""
+
+MAX_CONTENT_REF_LENGTH = 1_024
+"""Characters in a contentRef (a storage path or URL chosen by the app)."""
+
+MAX_ID_LENGTH = 128
+"""Characters in a chat id or user id: Firestore document ids stay short."""
+
+MAX_RECIPIENTS = 200
+"""Recipients of one message: the send writes all queue entries in one atomic
+batch, and a Firestore batch holds at most 500 writes (2 per recipient)."""
+
+DELIVERED_RETENTION_DAYS = 7
+"""DELIVERED queue entries older than this are removed by the daily cleanup.
+DROPPED entries are dead letters and stay until an operator acts."""
+
+PROCESSOR_TIME_BUDGET_SECONDS = 50
+"""How long one scheduled run keeps draining batches: it ends before the next
+one-minute run starts."""

@@ -1,0 +1,280 @@
+"""Pydantic models of every document and every request and response.
+
+Python code uses snake_case attributes; documents and the wire use the seed's
+camelCase names (aliases generated from the attribute names).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
+from ulid import ULID
+
+from . import constants
+
+
+class Region(StrEnum):
+    EU = "EU"
+    US = "US"
+    APAC = "APAC"
+
+
+class QueueStatus(StrEnum):
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+    DROPPED = "DROPPED"
+
+
+DUE_STATUSES = (QueueStatus.PENDING, QueueStatus.FAILED)
+"""Statuses a processor may still deliver."""
+
+
+class Document(BaseModel):
+    """Base of stored documents: camelCase in Firestore, snake_case in Python."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        frozen=True,
+    )
+
+    def to_firestore(self) -> dict[str, Any]:
+        """The document's fields as Firestore stores them (datetimes kept)."""
+        return self.model_dump()
+
+
+# ---------------------------------------------------------------- chat core
+
+
+class UserProfile(Document):
+    """`users/{uid}`, written by the chat core; the fields this engine reads.
+
+    Attributes:
+        region: home region; unknown or missing means the configured default.
+        online: presence flag kept by the app; offline users get a push.
+        fcm_tokens: FCM registration tokens of the user's devices.
+        display_name: shown in push notifications.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    region: Region | None = None
+    online: bool = False
+    fcm_tokens: list[str] = Field(default_factory=list)
+    display_name: str | None = None
+
+
+class Chat(Document):
+    """`chats/{chatId}`, written by the chat core.
+
+    Attributes:
+        participants: user ids of the members.
+        billing: the chat core's billing state for messages of this chat,
+            copied onto every queue entry and never changed by this engine.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    participants: list[str]
+    billing: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChatMessage(Document):
+    """`chats/{chatId}/messages/{messageId}`: the message as the chat stores it."""
+
+    id: str
+    chat_id: str
+    sender_id: str
+    client_message_id: str
+    text: str | None = None
+    content_ref: str | None = None
+    system_nudge: bool = False
+    created_at: datetime
+
+
+# ------------------------------------------------------------------- queue
+
+
+class TransportMetadata(Document):
+    """How to reach the recipient, fixed when the entry is enqueued.
+
+    Attributes:
+        push_tokens: FCM tokens to notify; empty when the recipient was online.
+        sender_name: display name shown in the push notification.
+    """
+
+    push_tokens: list[str] = Field(default_factory=list)
+    sender_name: str | None = None
+
+
+class QueuedMessage(Document):
+    """`regions/{targetRegion}/messageQueue/{messageId}_{recipientId}`.
+
+    One entry per (message, recipient): the id makes a second one impossible.
+    `region` is where the message was sent from (the sender's home region),
+    `target_region` the recipient's home region, whose queue holds the entry.
+    """
+
+    id: str
+    message_id: str
+    chat_id: str
+    sender_id: str
+    recipient_id: str
+    region: Region
+    target_region: Region
+    content_ref: str
+    text: str | None = None
+    status: QueueStatus = QueueStatus.PENDING
+    attempts: int = 0
+    next_attempt_at: datetime
+    last_error: str | None = None
+    billing_state: dict[str, Any] = Field(default_factory=dict)
+    transport_metadata: TransportMetadata = Field(default_factory=TransportMetadata)
+    created_at: datetime
+    updated_at: datetime
+    delivered_at: datetime | None = None
+
+    @staticmethod
+    def entry_id(message_id: str, recipient_id: str) -> str:
+        return f"{message_id}_{recipient_id}"
+
+
+class InboxEntry(Document):
+    """`users/{uid}/inbox/{messageId}`: a delivered message, ready to render."""
+
+    message_id: str
+    chat_id: str
+    sender_id: str
+    text: str | None = None
+    content_ref: str
+    region: Region
+    created_at: datetime
+    delivered_at: datetime
+
+
+class AuditEvent(Document):
+    """`auditLog/{id}`: one queue state change (the seed's audit integration).
+
+    Attributes:
+        actor: who made the change: `user:{uid}`, `trigger`, `scheduler`, ...
+        action: ENQUEUED, DELIVERED, FAILED or DROPPED.
+        from_status: status before the change (None when enqueued).
+        to_status: status after it.
+        details: attempt number, error text, back-off, as the action needs.
+    """
+
+    entry_id: str
+    message_id: str
+    region: Region
+    actor: str
+    action: str
+    from_status: QueueStatus | None = None
+    to_status: QueueStatus
+    attempts: int
+    at: datetime
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class IdempotencyRecord(Document):
+    """`idempotencyKeys/{senderId}_{clientMessageId}`: the first accepted send."""
+
+    message_id: str
+    chat_id: str
+    sender_id: str
+    payload_hash: str
+    created_at: datetime
+
+
+class RegionQueueStats(Document):
+    """Counts of one region's queue, by status, at `at`."""
+
+    region: Region
+    at: datetime
+    pending: int
+    failed: int
+    delivered: int
+    dropped: int
+
+    @property
+    def depth(self) -> int:
+        """Entries still waiting for delivery."""
+        return self.pending + self.failed
+
+
+# ----------------------------------------------------------- API (callables)
+
+
+class Request(BaseModel):
+    """Base of callable requests: exact types, no unknown fields."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+_DOC_ID = re.compile(r"^(?!\.\.?$)(?!__.*__$)[^/]+$")
+
+
+def _firestore_id(value: str) -> str:
+    if not _DOC_ID.match(value):
+        raise ValueError("must be a valid document id (no '/', not '.', '..' or '__name__')")
+    return value
+
+
+def _ulid(value: str) -> str:
+    try:
+        ULID.from_str(value)
+    except ValueError:
+        raise ValueError("must be a ULID (26 characters of Crockford base32)") from None
+    return value.upper()
+
+
+DocumentId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=constants.MAX_ID_LENGTH),
+    AfterValidator(_firestore_id),
+]
+UlidString = Annotated[str, StringConstraints(min_length=26, max_length=26), AfterValidator(_ulid)]
+
+
+class SendMessageRequest(Request):
+    """`pack427_sendMessage` data.
+
+    Attributes:
+        chatId: the chat; the caller must be a participant.
+        clientMessageId: ULID made by the client; the idempotency key.
+        text: message text, 1 to MAX_TEXT_LENGTH characters.
+        contentRef: reference to content stored elsewhere (media); at least
+            one of text and contentRef is required.
+    """
+
+    chatId: DocumentId
+    clientMessageId: UlidString
+    text: Annotated[str, StringConstraints(min_length=1, max_length=constants.MAX_TEXT_LENGTH)] | None = None
+    contentRef: Annotated[
+        str, StringConstraints(min_length=1, max_length=constants.MAX_CONTENT_REF_LENGTH)
+    ] | None = None
+
+    @model_validator(mode="after")
+    def _has_content(self) -> SendMessageRequest:
+        if self.text is None and self.contentRef is None:
+            raise ValueError("text or contentRef is required")
+        if self.text is not None and not self.text.strip():
+            raise ValueError("text must not be blank")
+        return self
+
+
+class SendMessageResult(Response):
+    messageId: str
+    status: str
+    duplicate: bool

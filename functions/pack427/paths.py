@@ -1,0 +1,62 @@
+"""The one place that knows Firestore paths.
+
+Every other module asks here for a reference; none spells a path itself.
+"""
+
+from __future__ import annotations
+
+from google.cloud.firestore import Client, CollectionReference, DocumentReference
+
+from .models import Region
+
+
+def user(db: Client, uid: str) -> DocumentReference:
+    return db.collection("users").document(uid)
+
+
+def inbox(db: Client, uid: str) -> CollectionReference:
+    return user(db, uid).collection("inbox")
+
+
+def inbox_entry(db: Client, uid: str, message_id: str) -> DocumentReference:
+    return inbox(db, uid).document(message_id)
+
+
+def chat(db: Client, chat_id: str) -> DocumentReference:
+    return db.collection("chats").document(chat_id)
+
+
+def chat_message(db: Client, chat_id: str, message_id: str) -> DocumentReference:
+    return chat(db, chat_id).collection("messages").document(message_id)
+
+
+def region(db: Client, name: Region) -> DocumentReference:
+    return db.collection("regions").document(name.value)
+
+
+def queue(db: Client, name: Region) -> CollectionReference:
+    return region(db, name).collection("messageQueue")
+
+
+def queue_entry(db: Client, name: Region, entry_id: str) -> DocumentReference:
+    return queue(db, name).document(entry_id)
+
+
+QUEUE_TRIGGER_DOCUMENT = "regions/{region}/messageQueue/{entryId}"
+"""The queue entry path as a trigger pattern (for `pack427_onMessageEnqueued`)."""
+
+
+def queue_stats(db: Client, name: Region) -> CollectionReference:
+    return region(db, name).collection("queueStats")
+
+
+def idempotency_key(db: Client, sender_id: str, client_message_id: str) -> DocumentReference:
+    return db.collection("idempotencyKeys").document(f"{sender_id}_{client_message_id}")
+
+
+def billing_request(db: Client, message_id: str) -> DocumentReference:
+    return db.collection("billingRequests").document(message_id)
+
+
+def audit_log(db: Client) -> CollectionReference:
+    return db.collection("auditLog")

@@ -1,0 +1,57 @@
+"""Test data in the shape the chat core writes (`users/{uid}`, `chats/{chatId}`),
+and read-backs of what the engine stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.cloud import firestore
+
+
+def make_user(
+    db: firestore.Client,
+    uid: str,
+    *,
+    region: str = "EU",
+    online: bool = True,
+    tokens: list[str] | None = None,
+    name: str | None = None,
+) -> None:
+    db.collection("users").document(uid).set(
+        {"region": region, "online": online, "fcmTokens": tokens or [], "displayName": name or uid}
+    )
+
+
+def make_chat(db: firestore.Client, chat_id: str, participants: list[str], billing: dict | None = None) -> None:
+    data: dict[str, Any] = {"participants": participants}
+    if billing is not None:
+        data["billing"] = billing
+    db.collection("chats").document(chat_id).set(data)
+
+
+def all_documents(db: firestore.Client) -> dict[str, Any]:
+    """Every document of the project: path to update time."""
+    found: dict[str, Any] = {}
+
+    def walk(collections):
+        for collection in collections:
+            for ref in collection.list_documents():
+                snapshot = ref.get()
+                if snapshot.exists:
+                    found[ref.path] = snapshot.update_time
+                walk(ref.collections())
+
+    walk(db.collections())
+    return found
+
+
+def queue_entries(db: firestore.Client) -> list[dict]:
+    return [s.to_dict() | {"_path": s.reference.path} for s in db.collection_group("messageQueue").stream()]
+
+
+def inbox(db: firestore.Client, uid: str) -> list[dict]:
+    return [s.to_dict() for s in db.collection("users").document(uid).collection("inbox").stream()]
+
+
+def count(db: firestore.Client, collection: str) -> int:
+    return db.collection(collection).count().get()[0][0].value

@@ -1,0 +1,85 @@
+"""Test harness: the real Firestore emulator, cleared between tests.
+
+Under `scripts/emulators exec` (as `scripts/test` runs) the suite's emulator
+is used through FIRESTORE_EMULATOR_HOST. Otherwise a standalone Cloud SDK
+Firestore emulator is started once for the session (after `scripts/setup`).
+
+Service tests use their own project id: the suite wires triggers only for
+demo-pack427, so nothing fires behind a service test's back.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from google.cloud import firestore
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "functions"))
+
+UNIT_PROJECT = "demo-pack427-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {deadline_s} s")
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator() -> str:
+    """host:port of a running Firestore emulator."""
+    host = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    if host:
+        yield host
+        return
+    sdk_jar = ROOT / ".emulators" / "firestore-sdk-jar"
+    if not sdk_jar.exists():
+        pytest.exit("no Firestore emulator: run the tests with scripts/test", returncode=2)
+    host = f"127.0.0.1:{_free_port()}"
+    proc = subprocess.Popen(
+        [
+            "java", "-cp", sdk_jar.read_text().strip(),
+            "com.google.cloud.datastore.emulator.firestore.CloudFirestore", "start",
+            f"--host={host.split(':')[0]}", f"--port={host.split(':')[1]}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.environ["FIRESTORE_EMULATOR_HOST"] = host
+    try:
+        _wait_http(f"http://{host}/", 30)
+        yield host
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def clear_project(host: str, project: str) -> None:
+    url = f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents"
+    requests.delete(url, timeout=30).raise_for_status()
+
+
+@pytest.fixture
+def db(firestore_emulator: str) -> firestore.Client:
+    """A client of the (cleared) unit-test project."""
+    clear_project(firestore_emulator, UNIT_PROJECT)
+    return firestore.Client(project=UNIT_PROJECT)

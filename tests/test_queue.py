@@ -1,0 +1,210 @@
+"""The queue and its processors: delivery, retries with back-off, dead letters, races."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from chatcore import count, inbox, queue_entries
+from google.cloud import firestore
+from pack427 import audit, delivery, queue
+from pack427.models import QueuedMessage, QueueStatus, Region, TransportMetadata
+from pack427.notifier import EmulatorNotifier
+from pack427.queue import LoadedEntry
+from ulid import ULID
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def make_entry(recipient: str = "bob", *, tokens: list[str] | None = None, region: Region = Region.US,
+               created: datetime = T0, status: QueueStatus = QueueStatus.PENDING,
+               next_attempt_at: datetime | None = None) -> QueuedMessage:
+    message_id = str(ULID.from_datetime(created))
+    return QueuedMessage(
+        id=QueuedMessage.entry_id(message_id, recipient),
+        message_id=message_id,
+        chat_id="c1",
+        sender_id="alice",
+        recipient_id=recipient,
+        region=Region.EU,
+        target_region=region,
+        content_ref=f"chats/c1/messages/{message_id}",
+        text="hello",
+        status=status,
+        next_attempt_at=next_attempt_at or created,
+        transport_metadata=TransportMetadata(push_tokens=tokens or []),
+        created_at=created,
+        updated_at=created,
+    )
+
+
+def enqueue(db: firestore.Client, *entries: QueuedMessage) -> None:
+    for start in range(0, len(entries), 200):
+        batch = db.batch()
+        for entry in entries[start:start + 200]:
+            queue.add_enqueue(db, batch, entry, actor="test")
+        batch.commit()
+
+
+def load(db, entry: QueuedMessage) -> LoadedEntry:
+    return queue.load(db, entry.target_region, entry.id)
+
+
+def test_backoff_doubles_from_one_second_and_caps_at_one_hour():
+    assert [queue.backoff(n).total_seconds() for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 8, 16]
+    assert queue.backoff(12).total_seconds() == 2048
+    assert queue.backoff(13).total_seconds() == 3600
+    assert queue.backoff(40).total_seconds() == 3600
+
+
+def test_enqueue_twice_keeps_one_entry(db):
+    entry = make_entry()
+    enqueue(db, entry)
+    with pytest.raises(Exception, match="exists"):
+        enqueue(db, entry)
+    assert len(queue_entries(db)) == 1
+    assert count(db, "auditLog") == 1
+
+
+def test_delivery_puts_the_message_in_the_inbox_once(db):
+    entry = make_entry()
+    enqueue(db, entry)
+    loaded = load(db, entry)
+
+    assert delivery.deliver(db, loaded, EmulatorNotifier(), actor="test", now=T0) == "delivered"
+    # The same (stale) read again, and a fresh read: neither delivers twice.
+    assert delivery.deliver(db, loaded, EmulatorNotifier(), actor="test", now=T0) == "skipped"
+    assert delivery.deliver(db, load(db, entry), EmulatorNotifier(), actor="test", now=T0) == "skipped"
+    assert queue.mark_delivered(db, load(db, entry), actor="test") is False
+
+    [received] = inbox(db, "bob")
+    assert received["messageId"] == entry.message_id and received["text"] == "hello"
+    stored = load(db, entry).entry
+    assert stored.status == "DELIVERED" and stored.attempts == 1 and stored.delivered_at == T0
+    assert [e.action for e in audit.history(db, entry.message_id)] == ["ENQUEUED", "DELIVERED"]
+
+
+def test_failing_delivery_backs_off_then_drops_with_an_alert(db, capfd):
+    entry = make_entry(tokens=["fail-always"])
+    enqueue(db, entry)
+    now = T0
+    attempt_times = []
+    for _ in range(5):
+        # Not due a moment before its time: nothing is attempted.
+        assert delivery.process_batch(db, Region.US, EmulatorNotifier(), now=now - timedelta(milliseconds=1)).attempted == 0
+        report = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=now)
+        assert report.attempted == 1
+        attempt_times.append(now)
+        now = load(db, entry).entry.next_attempt_at
+
+    stored = load(db, entry).entry
+    assert stored.status == "DROPPED" and stored.attempts == 5
+    assert "fail-always" in stored.last_error
+    gaps = [(b - a).total_seconds() for a, b in zip(attempt_times, attempt_times[1:])]
+    assert gaps == [1, 2, 4, 8]
+    history = audit.history(db, entry.message_id)
+    assert [e.action for e in history] == ["ENQUEUED", "FAILED", "FAILED", "FAILED", "FAILED", "DROPPED"]
+    # Dead letters are never attempted again.
+    assert delivery.process_batch(db, Region.US, EmulatorNotifier(), now=now + timedelta(days=1)).attempted == 0
+    alerts = [json.loads(line) for line in capfd.readouterr().err.splitlines() if '"alert"' in line]
+    assert [(a["alert"], a["severity"], a["messageId"]) for a in alerts] == [("MESSAGE_DROPPED", "ERROR", entry.message_id)]
+    # The push failed, the message did not get lost: it is in the inbox.
+    assert [m["messageId"] for m in inbox(db, "bob")] == [entry.message_id]
+
+
+def test_delivery_that_fails_twice_succeeds_on_the_third_attempt(db):
+    entry = make_entry(tokens=["fail-first-2"])
+    enqueue(db, entry)
+    now = T0
+    outcomes = []
+    for _ in range(3):
+        report = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=now)
+        outcomes.extend(o for o, n in report.outcomes.items() for _ in range(n))
+        now = load(db, entry).entry.next_attempt_at
+    assert outcomes == ["failed", "failed", "delivered"]
+    stored = load(db, entry).entry
+    assert stored.status == "DELIVERED" and stored.attempts == 3 and stored.last_error is None
+    assert len(inbox(db, "bob")) == 1
+
+
+def test_a_batch_takes_at_most_batch_size_and_only_due_entries(db):
+    due = [make_entry(f"u{i % 7}", created=T0 + timedelta(milliseconds=i)) for i in range(230)]
+    later = [make_entry("v", created=T0, status=QueueStatus.FAILED, next_attempt_at=T0 + timedelta(minutes=5)) for _ in range(5)]
+    enqueue(db, *due, *later)
+    now = T0 + timedelta(seconds=1)
+
+    first = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=now)
+    second = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=now)
+
+    assert (first.outcomes["delivered"], second.outcomes["delivered"]) == (200, 30)
+    statuses = {e.id: s for e, s in ((e, load(db, e).entry.status) for e in later)}
+    assert set(statuses.values()) == {QueueStatus.FAILED}
+    assert delivery.process_batch(db, Region.US, EmulatorNotifier(), now=now).attempted == 0
+
+
+def test_two_processors_draining_one_backlog_deliver_each_message_once(db, firestore_emulator):
+    entries = [make_entry(f"user{i % 20}", created=T0 + timedelta(milliseconds=i)) for i in range(1000)]
+    enqueue(db, *entries)
+    reports = []
+    start = threading.Barrier(2)
+
+    def worker(name: str) -> None:
+        client = firestore.Client(project=db.project)
+        start.wait()
+        reports.append(delivery.drain(client, EmulatorNotifier(), regions=(Region.US,), actor=name))
+
+    threads = [threading.Thread(target=worker, args=(f"worker-{n}",)) for n in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    delivered_by_worker = [r["US"]["delivered"] for r in reports]
+    assert sum(delivered_by_worker) == 1000
+    stored = queue_entries(db)
+    assert len(stored) == 1000
+    assert {(e["status"], e["attempts"]) for e in stored} == {("DELIVERED", 1)}
+    inbox_total = sum(len(inbox(db, f"user{u}")) for u in range(20))
+    assert inbox_total == 1000
+    delivered_events = db.collection("auditLog").where(filter=firestore.FieldFilter("action", "==", "DELIVERED"))
+    assert delivered_events.count().get()[0][0].value == 1000
+
+
+def test_pending_for_user_covers_every_region(db):
+    eu = make_entry("bob", region=Region.EU, created=T0)
+    us = make_entry("bob", region=Region.US, created=T0 + timedelta(seconds=1))
+    other = make_entry("zed", region=Region.US)
+    done = make_entry("bob", region=Region.APAC, created=T0 + timedelta(seconds=2))
+    enqueue(db, eu, us, other, done)
+    delivery.deliver(db, load(db, done), EmulatorNotifier(), actor="test")
+
+    assert [e.id for e in queue.pending_for_user(db, "bob")] == [eu.id, us.id]
+
+
+def test_cleanup_removes_old_delivered_entries_only(db):
+    old = make_entry("a", created=T0)
+    recent = make_entry("b", created=T0)
+    dropped = make_entry("c", created=T0, tokens=["fail-always"])
+    enqueue(db, old, recent, dropped)
+    delivery.deliver(db, load(db, old), EmulatorNotifier(), actor="test", now=T0)
+    delivery.deliver(db, load(db, recent), EmulatorNotifier(), actor="test", now=T0 + timedelta(days=6))
+    for n in range(5):
+        delivery.deliver(db, load(db, dropped), EmulatorNotifier(), actor="test", now=T0 + timedelta(hours=n))
+
+    assert queue.cleanup_delivered(db, now=T0 + timedelta(days=8)) == {"EU": 0, "US": 1, "APAC": 0}
+    assert {e["recipientId"]: e["status"] for e in queue_entries(db)} == {"b": "DELIVERED", "c": "DROPPED"}
+    assert len(audit.history(db, old.message_id)) == 2
+
+
+def test_stats_count_entries_by_status(db):
+    entries = [make_entry(f"s{i}", created=T0 + timedelta(milliseconds=i)) for i in range(4)]
+    failing = make_entry("f", tokens=["fail-always"])
+    enqueue(db, *entries, failing)
+    delivery.deliver(db, load(db, entries[0]), EmulatorNotifier(), actor="test")
+    delivery.deliver(db, load(db, failing), EmulatorNotifier(), actor="test")
+
+    stats = queue.stats(db, Region.US)
+    assert (stats.pending, stats.failed, stats.delivered, stats.dropped, stats.depth) == (3, 1, 1, 0, 4)
+    assert queue.stats(db, Region.EU).depth == 0
