@@ -3,6 +3,9 @@ and read-backs of what the engine stored."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from google.cloud import firestore
@@ -55,3 +58,31 @@ def inbox(db: firestore.Client, uid: str) -> list[dict]:
 
 def count(db: firestore.Client, collection: str) -> int:
     return db.collection(collection).count().get()[0][0].value
+
+
+def wait_for(ref: firestore.DocumentReference, predicate: Callable[[dict], bool], timeout_s: float) -> dict:
+    """Wait until the document exists and satisfies `predicate`.
+
+    A real-time listener wakes the wait at once; a read every half second
+    backs it up, so a listener that reconnects cannot stall the test.
+    """
+    seen: dict = {}
+    changed = threading.Event()
+
+    def check(snapshot) -> bool:
+        if snapshot.exists and predicate(snapshot.to_dict()):
+            seen.update(snapshot.to_dict())
+            return True
+        return False
+
+    watch = ref.on_snapshot(lambda snapshots, _changes, _time: changed.set() if any(map(check, snapshots)) else None)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not changed.wait(0.5):
+            if check(ref.get()):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{ref.path} did not reach the expected state within {timeout_s} s")
+    finally:
+        watch.unsubscribe()
+    return seen

@@ -130,7 +130,10 @@ def on_enqueued(db: Client, snapshot: DocumentSnapshot | None, notifier: Notifie
     """
     if snapshot is None or not snapshot.exists:
         return Outcome.SKIPPED
-    return deliver(db, LoadedEntry.from_snapshot(snapshot), notifier, actor="trigger")
+    loaded = LoadedEntry.from_snapshot(snapshot)
+    outcome = deliver(db, loaded, notifier, actor="trigger")
+    logger.debug(f"trigger attempt of {loaded.entry.id}: {outcome}", entryId=loaded.entry.id, outcome=outcome.value)
+    return outcome
 
 
 def process_batch(

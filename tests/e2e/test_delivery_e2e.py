@@ -1,0 +1,119 @@
+"""The main flow on the full emulator suite: callable in, trigger out."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from chatcore import all_documents, count, make_chat, make_user, queue_entries, wait_for
+from pack427 import audit, delivery, queue
+from pack427.models import Region
+from pack427.notifier import EmulatorNotifier
+from pack427_client import CallableError
+from ulid import ULID
+
+# The first call of a function starts its Python worker in the emulator.
+COLD_START_S = 60
+
+
+def send(client, chat_id: str, text: str, client_id: str | None = None) -> dict:
+    return client.call(
+        "pack427_sendMessage", {"chatId": chat_id, "clientMessageId": client_id or str(ULID()), "text": text}
+    )
+
+
+def inbox_ref(db, uid: str, message_id: str):
+    return db.collection("users").document(uid).collection("inbox").document(message_id)
+
+
+def test_message_posted_to_the_callable_reaches_the_inbox_through_the_trigger(suite_db, app_user):
+    alice, alice_client = app_user("alice")
+    bob, bob_client = app_user("bob")
+    make_user(suite_db, alice, region="EU")
+    make_user(suite_db, bob, region="US")
+    make_chat(suite_db, "ab", [alice, bob])
+
+    first = send(alice_client, "ab", "hello Bob")
+    wait_for(inbox_ref(suite_db, bob, first["messageId"]), lambda d: True, COLD_START_S)
+    started = time.monotonic()
+    reply = send(bob_client, "ab", "hi Alice")
+    received = wait_for(inbox_ref(suite_db, alice, reply["messageId"]), lambda d: True, 10)
+    print(f"send-to-inbox with a warm trigger: {(time.monotonic() - started) * 1000:.0f} ms")
+
+    assert received["text"] == "hi Alice" and received["senderId"] == bob and received["region"] == "EU"
+    for message_id in (first["messageId"], reply["messageId"]):
+        delivered = [e for e in audit.history(suite_db, message_id) if e.action == "DELIVERED"]
+        assert [e.actor for e in delivered] == ["trigger"]
+    entries = {e["recipientId"]: e for e in queue_entries(suite_db)}
+    assert entries[bob]["_path"].startswith("regions/US/") and entries[bob]["region"] == "EU"
+    assert {e["status"] for e in entries.values()} == {"DELIVERED"}
+
+
+def test_five_concurrent_sends_with_one_client_message_id_make_one_message(suite_db, app_user):
+    alice, alice_client = app_user("alice")
+    bob, _ = app_user("bob")
+    carol, _ = app_user("carol")
+    for uid in (alice, bob, carol):
+        make_user(suite_db, uid)
+    make_chat(suite_db, "group", [alice, bob, carol])
+    client_id = str(ULID())
+
+    with ThreadPoolExecutor(5) as pool:
+        results = list(pool.map(lambda _: send(alice_client, "group", "once", client_id), range(5)))
+
+    assert len({r["messageId"] for r in results}) == 1
+    assert sorted(r["duplicate"] for r in results) == [False, True, True, True, True]
+    assert len(list(suite_db.collection("chats/group/messages").stream())) == 1
+    assert sorted(e["recipientId"] for e in queue_entries(suite_db)) == sorted([bob, carol])
+    assert count(suite_db, "billingRequests") == 1
+
+
+def test_always_failing_delivery_is_retried_with_backoff_then_dropped(suite_db, app_user, capfd):
+    alice, alice_client = app_user("alice")
+    carol, _ = app_user("carol")
+    make_user(suite_db, alice)
+    make_user(suite_db, carol, region="APAC", online=False, tokens=["fail-always"])
+    make_chat(suite_db, "ac", [alice, carol])
+
+    sent = send(alice_client, "ac", "are you there?")
+    entry_id = f"{sent['messageId']}_{carol}"
+    entry_ref = suite_db.document(f"regions/APAC/messageQueue/{entry_id}")
+    wait_for(entry_ref, lambda d: d["status"] == "FAILED", COLD_START_S)
+
+    # The scheduler's part, driven here with the entry's own retry times.
+    for _ in range(4):
+        loaded = queue.load(suite_db, Region.APAC, entry_id)
+        delivery.process_batch(suite_db, Region.APAC, EmulatorNotifier(), now=loaded.entry.next_attempt_at)
+
+    stored = queue.load(suite_db, Region.APAC, entry_id).entry
+    assert stored.status == "DROPPED" and stored.attempts == 5
+    history = [e for e in audit.history(suite_db, sent["messageId"]) if e.action != "ENQUEUED"]
+    assert [(e.action, e.actor) for e in history] == [("FAILED", "trigger")] + [("FAILED", "scheduler")] * 3 + [("DROPPED", "scheduler")]
+    gaps = [(b.at - a.at).total_seconds() for a, b in zip(history, history[1:])]
+    assert gaps == [1, 2, 4, 8]
+    alerts = [json.loads(line) for line in capfd.readouterr().err.splitlines() if "MESSAGE_DROPPED" in line]
+    assert [a["entryId"] for a in alerts] == [entry_id]
+    # The push failed five times; the message itself is in Carol's inbox.
+    assert inbox_ref(suite_db, carol, sent["messageId"]).get().exists
+
+
+def test_bad_input_over_http_gets_the_right_error_and_writes_nothing(suite, suite_db, app_user):
+    alice, alice_client = app_user("alice")
+    make_user(suite_db, alice)
+    make_chat(suite_db, "solo", [alice, "bob"])
+    anonymous = type(alice_client)(suite["PACK427_FUNCTIONS_URL"])
+    before = all_documents(suite_db)
+
+    cases = [
+        (anonymous, {"chatId": "solo", "clientMessageId": str(ULID()), "text": "x"}, "UNAUTHENTICATED"),
+        (alice_client, {"chatId": "solo", "clientMessageId": "nope", "text": "x"}, "INVALID_ARGUMENT"),
+        (alice_client, {"chatId": "solo", "clientMessageId": str(ULID()), "text": "x" * 5000}, "INVALID_ARGUMENT"),
+        (alice_client, {"chatId": "other", "clientMessageId": str(ULID()), "text": "x"}, "NOT_FOUND"),
+    ]
+    for client, data, status in cases:
+        with pytest.raises(CallableError) as raised:
+            client.call("pack427_sendMessage", data)
+        assert raised.value.status == status
+    assert all_documents(suite_db) == before
