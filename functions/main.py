@@ -5,7 +5,7 @@ errors; the logic lives in the package.
 """
 
 from firebase_admin import initialize_app
-from firebase_functions import firestore_fn, https_fn, scheduler_fn
+from firebase_functions import firestore_fn, https_fn, options, scheduler_fn
 
 from pack427 import callables, db, delivery, metrics, queue
 from pack427.models import SendMessageRequest
@@ -14,6 +14,8 @@ from pack427.paths import QUEUE_TRIGGER_DOCUMENT
 from pack427.sending import send_message
 
 initialize_app()
+# A ceiling on instances bounds the cost of a flood or a bug; raise it with traffic.
+options.set_global_options(max_instances=20)
 
 
 @https_fn.on_call()
@@ -26,12 +28,13 @@ def pack427_onMessageEnqueued(event: firestore_fn.Event[firestore_fn.DocumentSna
     delivery.on_enqueued(db.client(), event.data, default_notifier())
 
 
-@scheduler_fn.on_schedule(schedule="every 1 minutes")
+# Drains for up to PROCESSOR_TIME_BUDGET_SECONDS (50 s); the timeout leaves room for the last batch.
+@scheduler_fn.on_schedule(schedule="every 1 minutes", timeout_sec=120)
 def pack427_processMessageQueue(event: scheduler_fn.ScheduledEvent) -> None:
     delivery.drain(db.client(), default_notifier())
 
 
-@scheduler_fn.on_schedule(schedule="every day 03:00")
+@scheduler_fn.on_schedule(schedule="every day 03:00", timeout_sec=540)
 def pack427_cleanupMessages(event: scheduler_fn.ScheduledEvent) -> None:
     queue.cleanup_delivered(db.client())
 

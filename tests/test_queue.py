@@ -6,10 +6,9 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from chatcore import count, inbox, queue_entries
 from google.cloud import firestore
-from pack427 import audit, delivery, queue
+from pack427 import audit, delivery, paths, queue
 from pack427.models import QueuedMessage, QueueStatus, Region, TransportMetadata
 from pack427.notifier import EmulatorNotifier
 from pack427.queue import LoadedEntry
@@ -41,11 +40,8 @@ def make_entry(recipient: str = "bob", *, tokens: list[str] | None = None, regio
 
 
 def enqueue(db: firestore.Client, *entries: QueuedMessage) -> None:
-    for start in range(0, len(entries), 200):
-        batch = db.batch()
-        for entry in entries[start:start + 200]:
-            queue.add_enqueue(db, batch, entry, actor="test")
-        batch.commit()
+    for start in range(0, len(entries), 250):
+        queue.enqueue(db, list(entries[start:start + 250]), actor="test")
 
 
 def load(db, entry: QueuedMessage) -> LoadedEntry:
@@ -59,13 +55,14 @@ def test_backoff_doubles_from_one_second_and_caps_at_one_hour():
     assert queue.backoff(40).total_seconds() == 3600
 
 
-def test_enqueue_twice_keeps_one_entry(db):
-    entry = make_entry()
-    enqueue(db, entry)
-    with pytest.raises(Exception, match="exists"):
-        enqueue(db, entry)
-    assert len(queue_entries(db)) == 1
-    assert count(db, "auditLog") == 1
+def test_enqueue_is_idempotent(db):
+    first, second = make_entry("a"), make_entry("b")
+    assert queue.enqueue(db, [first], actor="test") == 1
+    # A replay of the first together with a new one: only the new one is added.
+    assert queue.enqueue(db, [first, second], actor="test") == 1
+    assert queue.enqueue(db, [first, second], actor="test") == 0
+    assert sorted(e["recipientId"] for e in queue_entries(db)) == ["a", "b"]
+    assert count(db, "auditLog") == 2
 
 
 def test_delivery_puts_the_message_in_the_inbox_once(db):
@@ -208,3 +205,30 @@ def test_stats_count_entries_by_status(db):
     stats = queue.stats(db, Region.US)
     assert (stats.pending, stats.failed, stats.delivered, stats.dropped, stats.depth) == (3, 1, 1, 0, 4)
     assert queue.stats(db, Region.EU).depth == 0
+
+
+def test_duplicated_trigger_events_racing_deliver_once(db):
+    entries = [make_entry(f"r{i}", created=T0 + timedelta(milliseconds=i)) for i in range(20)]
+    entries += [make_entry(f"p{i}", tokens=["tok"], created=T0 + timedelta(milliseconds=50 + i)) for i in range(10)]
+    enqueue(db, *entries)
+    # The event carries the snapshot of the created document; at-least-once
+    # delivery hands the same event to two instances at the same moment.
+    events = [paths.queue_entry(db, e.target_region, e.id).get() for e in entries]
+    barrier = threading.Barrier(2)
+    outcomes: list[list[str]] = [[], []]
+
+    def instance(n: int) -> None:
+        barrier.wait()
+        for event in events:
+            outcomes[n].append(delivery.on_enqueued(db, event, EmulatorNotifier()))
+
+    threads = [threading.Thread(target=instance, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    per_entry = list(zip(*outcomes))
+    assert all(sorted(pair) == ["delivered", "skipped"] for pair in per_entry), per_entry
+    assert {(e["status"], e["attempts"]) for e in queue_entries(db)} == {("DELIVERED", 1)}
+    assert sum(len(inbox(db, e.recipient_id)) for e in entries) == 30

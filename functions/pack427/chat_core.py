@@ -10,10 +10,9 @@ import os
 from collections.abc import Iterable
 
 from google.cloud.firestore import Client
-
-from . import paths
 from pydantic import ValidationError
 
+from . import paths
 from .errors import FailedPrecondition, NotFound
 from .models import Chat, Region, UserProfile
 

@@ -189,4 +189,7 @@ def drain(
             reports[region].outcomes.update(batch.outcomes)
             if batch.attempted < constants.BATCH_SIZE:
                 busy.remove(region)
-    return {region.value: report.as_dict() for region, report in reports.items()}
+    summary = {region.value: report.as_dict() for region, report in reports.items()}
+    if any(report.attempted for report in reports.values()):
+        logger.info(f"{actor} processed the queues", actor=actor, regions=summary)
+    return summary

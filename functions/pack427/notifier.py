@@ -38,7 +38,7 @@ class FcmNotifier:
     """
 
     def notify(self, entry: QueuedMessage) -> None:
-        from firebase_admin import messaging
+        from firebase_admin import exceptions, messaging
 
         tokens = entry.transport_metadata.push_tokens
         message = messaging.MulticastMessage(
@@ -50,9 +50,17 @@ class FcmNotifier:
             data={"chatId": entry.chat_id, "messageId": entry.message_id},
         )
         response = messaging.send_each_for_multicast(message)
-        if response.success_count == 0:
-            errors = "; ".join(str(r.exception) for r in response.responses if r.exception)
-            raise PushError(f"no device of {entry.recipient_id} accepted the push: {errors}")
+        if response.success_count:
+            return
+        errors = [r.exception for r in response.responses if r.exception]
+        permanent = (messaging.UnregisteredError, messaging.SenderIdMismatchError, exceptions.InvalidArgumentError)
+        if errors and all(isinstance(e, permanent) for e in errors):
+            # Stale tokens (app uninstalled, token rotated): retrying cannot help,
+            # and the message is in the inbox for the next sync.
+            logger.warn(f"no valid push token for {entry.recipient_id}", recipientId=entry.recipient_id,
+                        errors=[str(e) for e in errors])
+            return
+        raise PushError(f"no device of {entry.recipient_id} accepted the push: " + "; ".join(map(str, errors)))
 
 
 _FAIL_FIRST = re.compile(r"^fail-first-(\d+)$")

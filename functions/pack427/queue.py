@@ -55,6 +55,37 @@ def add_enqueue(db: Client, batch: WriteBatch, entry: QueuedMessage, *, actor: s
     )
 
 
+def enqueue(db: Client, entries: list[QueuedMessage], *, actor: str) -> int:
+    """Put `entries` on their queues. Idempotent: an entry already there is left as it is.
+
+    Args:
+        entries: at most 250 (two writes each in one batch).
+        actor: recorded in the audit trail.
+
+    Returns:
+        How many entries this call created.
+    """
+    batch = db.batch()
+    for entry in entries:
+        add_enqueue(db, batch, entry, actor=actor)
+    try:
+        batch.commit()
+        return len(entries)
+    except gexc.AlreadyExists:
+        pass
+    # Some were there already (a replay): create the others one by one.
+    created = 0
+    for entry in entries:
+        batch = db.batch()
+        add_enqueue(db, batch, entry, actor=actor)
+        try:
+            batch.commit()
+            created += 1
+        except gexc.AlreadyExists:
+            continue
+    return created
+
+
 def load(db: Client, region: Region, entry_id: str) -> LoadedEntry | None:
     snapshot = paths.queue_entry(db, region, entry_id).get()
     return LoadedEntry.from_snapshot(snapshot) if snapshot.exists else None
