@@ -5,6 +5,13 @@ redelivery, a duplicated trigger event or two racing workers can never make
 a second one, nor rewrite the first (its `deliveredAt` is what sync reads).
 The queue entry's change to DELIVERED is conditional on it being unchanged
 since it was read: of two racing workers exactly one reports the delivery.
+
+Per-chat order: a message enters a recipient's inbox only after every older
+message of the same chat to that recipient is there (or dropped). Whoever
+delivers an entry delivers the older due ones of its chat first; a newer one
+whose elder is waiting for a retry is deferred to that retry's time. Inbox
+arrival order per chat is therefore message order, which is what lets sync
+read the inbox by arrival without ever showing a chat out of order.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from google.cloud.firestore import Client
 from google.cloud.firestore_v1 import DocumentSnapshot
 
 from . import clock, constants, paths, queue
-from .models import InboxEntry, QueueStatus, Region
+from .models import InboxEntry, QueuedMessage, QueueStatus, Region
 from .notifier import Notifier
 from .queue import LoadedEntry
 
@@ -36,6 +43,8 @@ class Outcome(StrEnum):
     DROPPED = "dropped"
     SKIPPED = "skipped"
     """Not due any more, or another worker changed it first."""
+    DEFERRED = "deferred"
+    """Waits for an older message of its chat that is waiting for a retry."""
 
 
 @dataclass
@@ -44,6 +53,8 @@ class ProcessReport:
 
     outcomes: Counter = field(default_factory=Counter)
     batches: int = 0
+    found: int = 0
+    """Due entries the batch query returned (a full batch means more may be due)."""
 
     def add(self, outcome: Outcome) -> None:
         self.outcomes[outcome.value] += 1
@@ -72,11 +83,15 @@ def deliver(
         return Outcome.SKIPPED
     now = now or clock.now()
     try:
-        if entry.transport_metadata.push_tokens:
-            _create_inbox_entry(db, loaded, now)
-            notifier.notify(entry)
-            return Outcome.DELIVERED if queue.mark_delivered(db, loaded, actor=actor, now=now) else Outcome.SKIPPED
-        return _deliver_in_one_commit(db, loaded, actor=actor, now=now)
+        if not entry.transport_metadata.push_tokens:
+            return _deliver_in_one_commit(db, loaded, actor=actor, now=now)
+        # Offline recipient: the message goes to the inbox first, then the push.
+        if entry.awaiting_inbox:
+            loaded = _place_in_inbox(db, loaded, now)
+            if loaded is None:
+                return Outcome.SKIPPED
+        notifier.notify(entry)
+        return Outcome.DELIVERED if queue.mark_delivered(db, loaded, actor=actor, now=now) else Outcome.SKIPPED
     except Exception as err:  # noqa: BLE001 - any failure is a failed attempt, retried later
         logger.warn(f"delivery of {entry.id} failed: {err!r}", entryId=entry.id, actor=actor)
         status = queue.mark_failed(db, loaded, f"{type(err).__name__}: {err}", actor=actor, now=now)
@@ -99,13 +114,21 @@ def _inbox_entry(loaded: LoadedEntry, now: datetime) -> InboxEntry:
     )
 
 
-def _create_inbox_entry(db: Client, loaded: LoadedEntry, now: datetime) -> None:
-    """Create the inbox entry unless an earlier attempt already did."""
-    ref = paths.inbox_entry(db, loaded.entry.recipient_id, loaded.entry.message_id)
+def _place_in_inbox(db: Client, loaded: LoadedEntry, now: datetime) -> LoadedEntry | None:
+    """Create the inbox entry and clear `awaitingInbox` atomically; the status stays.
+
+    Returns:
+        The entry as now stored, or None if another worker changed it first.
+    """
+    entry = loaded.entry
+    batch = db.batch()
+    queue.add_placed(db, batch, loaded, now=now)
+    batch.create(paths.inbox_entry(db, entry.recipient_id, entry.message_id), _inbox_entry(loaded, now).to_firestore())
     try:
-        ref.create(_inbox_entry(loaded, now).to_firestore())
-    except gexc.AlreadyExists:
-        pass
+        [entry_write, _] = batch.commit()
+    except (gexc.FailedPrecondition, gexc.Aborted, gexc.AlreadyExists):
+        return None
+    return LoadedEntry(entry.model_copy(update={"awaiting_inbox": False}), entry_write.update_time)
 
 
 def _deliver_in_one_commit(db: Client, loaded: LoadedEntry, *, actor: str, now: datetime) -> Outcome:
@@ -122,17 +145,69 @@ def _deliver_in_one_commit(db: Client, loaded: LoadedEntry, *, actor: str, now: 
     return Outcome.DELIVERED if delivered else Outcome.SKIPPED
 
 
-def on_enqueued(db: Client, snapshot: DocumentSnapshot | None, notifier: Notifier) -> Outcome:
+def deliver_in_order(
+    db: Client,
+    chat_id: str,
+    recipient_id: str,
+    notifier: Notifier,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    up_to: str | None = None,
+) -> dict[str, Outcome]:
+    """Attempt the entries of one (chat, recipient) not yet in the inbox, oldest message first.
+
+    The first one that is not due (it waits for a retry) holds back the newer
+    ones: they are deferred to its retry time, so that none overtakes it.
+
+    Args:
+        up_to: stop at this message id (the trigger's own message); default: all.
+        now: the attempt's time (default: the clock).
+
+    Returns:
+        The outcome for each entry id that was attempted or deferred.
+    """
+    now = now or clock.now()
+    outcomes: dict[str, Outcome] = {}
+    blocker: QueuedMessage | None = None
+    for loaded in queue.awaiting_inbox(db, chat_id, recipient_id, up_to=up_to):
+        entry = loaded.entry
+        if blocker is None and entry.next_attempt_at > now:
+            blocker = entry
+        if blocker is not None:
+            if blocker is not entry and queue.defer(db, loaded, until=blocker.next_attempt_at, now=now):
+                outcomes[entry.id] = Outcome.DEFERRED
+            continue
+        outcomes[entry.id] = deliver(db, loaded, notifier, actor=actor, now=now)
+        if outcomes[entry.id] is not Outcome.DELIVERED:
+            # Failed, dropped or handled by another worker: is it in the inbox now?
+            fresh = queue.load(db, entry.target_region, entry.id)
+            if fresh is not None and fresh.entry.awaiting_inbox:
+                blocker = fresh.entry
+    return outcomes
+
+
+def on_enqueued(
+    db: Client, snapshot: DocumentSnapshot | None, notifier: Notifier, *, now: datetime | None = None
+) -> Outcome:
     """The first attempt, made by the trigger the moment an entry is created.
 
-    Uses the event's snapshot (no read): if a worker got there first, the
-    update-time precondition makes this a no-op.
+    Delivers the older due messages of the same chat first (normally none).
+    If a worker got there first, the update-time precondition makes this a no-op.
+
+    Returns:
+        The outcome for the event's own entry.
     """
     if snapshot is None or not snapshot.exists:
         return Outcome.SKIPPED
-    loaded = LoadedEntry.from_snapshot(snapshot)
-    outcome = deliver(db, loaded, notifier, actor="trigger")
-    logger.debug(f"trigger attempt of {loaded.entry.id}: {outcome}", entryId=loaded.entry.id, outcome=outcome.value)
+    entry = QueuedMessage.model_validate(snapshot.to_dict())
+    if not entry.awaiting_inbox:
+        return Outcome.SKIPPED
+    outcomes = deliver_in_order(
+        db, entry.chat_id, entry.recipient_id, notifier, actor="trigger", now=now, up_to=entry.message_id
+    )
+    outcome = outcomes.get(entry.id, Outcome.SKIPPED)
+    logger.debug(f"trigger attempt of {entry.id}: {outcome}", entryId=entry.id, outcome=outcome.value)
     return outcome
 
 
@@ -145,16 +220,36 @@ def process_batch(
     now: datetime | None = None,
     limit: int = constants.BATCH_SIZE,
 ) -> ProcessReport:
-    """Attempt every entry of `region` that is due at `now`, at most `limit`.
+    """Attempt the entries of `region` that are due at `now` (at most `limit` found).
 
-    Safe to run in several workers at once: each entry is delivered once.
+    Entries already in the inbox (a push to retry) are attempted one by one;
+    the others chat by chat, in message order (`deliver_in_order`). Safe to
+    run in several workers at once: each entry is delivered once.
     """
     now = now or clock.now()
     report = ProcessReport(batches=1)
     entries = queue.due_entries(db, region, now=now, limit=limit)
+    push_retries = [e for e in entries if not e.entry.awaiting_inbox]
+    # Per (chat, recipient): the newest message of it in this batch; older ones go first.
+    chats: dict[tuple[str, str], str] = {}
+    for e in entries:
+        if e.entry.awaiting_inbox:
+            key = (e.entry.chat_id, e.entry.recipient_id)
+            chats[key] = max(chats.get(key, ""), e.entry.message_id)
+
+    def attempt_push(loaded: LoadedEntry) -> list[Outcome]:
+        return [deliver(db, loaded, notifier, actor=actor, now=now)]
+
+    def attempt_chat(chat: tuple[str, str]) -> list[Outcome]:
+        return list(deliver_in_order(db, *chat, notifier, actor=actor, now=now, up_to=chats[chat]).values())
+
     with ThreadPoolExecutor(max_workers=PARALLEL_DELIVERIES) as pool:
-        for outcome in pool.map(lambda e: deliver(db, e, notifier, actor=actor, now=now), entries):
-            report.add(outcome)
+        started = [pool.map(attempt_push, push_retries), pool.map(attempt_chat, chats)]
+        for results in started:
+            for outcomes in results:
+                for outcome in outcomes:
+                    report.add(outcome)
+    report.found = len(entries)
     return report
 
 
@@ -186,8 +281,9 @@ def drain(
         for region in list(busy):
             batch = process_batch(db, region, notifier, actor=actor)
             reports[region].batches += 1
+            reports[region].found += batch.found
             reports[region].outcomes.update(batch.outcomes)
-            if batch.attempted < constants.BATCH_SIZE:
+            if batch.found < constants.BATCH_SIZE or not batch.attempted:
                 busy.remove(region)
     summary = {region.value: report.as_dict() for region, report in reports.items()}
     if any(report.attempted for report in reports.values()):

@@ -128,6 +128,8 @@ class QueuedMessage(Document):
     One entry per (message, recipient): the id makes a second one impossible.
     `region` is where the message was sent from (the sender's home region),
     `target_region` the recipient's home region, whose queue holds the entry.
+    `awaiting_inbox` is true until the message is in the recipient's inbox (or
+    dropped): while it is, newer messages of the same chat wait behind it.
     """
 
     id: str
@@ -140,6 +142,7 @@ class QueuedMessage(Document):
     content_ref: str
     text: str | None = None
     status: QueueStatus = QueueStatus.PENDING
+    awaiting_inbox: bool = True
     attempts: int = 0
     next_attempt_at: datetime
     last_error: str | None = None

@@ -3,6 +3,8 @@
 State machine of an entry: PENDING, then DELIVERED; a failed attempt makes it
 FAILED with `attempts` and `nextAttemptAt` (exponential back-off); the
 MAX_ATTEMPTS-th failure makes it DROPPED, a dead letter that raises an alert.
+Apart from the status, `awaitingInbox` says whether the message still has to
+reach the inbox: it keeps the per-chat order (see delivery.deliver_in_order).
 
 Every change is conditional on the entry being unchanged since it was read
 (Firestore's update-time precondition): of two workers racing on one entry,
@@ -99,6 +101,7 @@ def add_delivered(db: Client, batch: WriteBatch, loaded: LoadedEntry, *, actor: 
         paths.queue_entry(db, entry.target_region, entry.id),
         {
             "status": QueueStatus.DELIVERED.value,
+            "awaitingInbox": False,
             "attempts": attempts,
             "deliveredAt": now,
             "updatedAt": now,
@@ -153,6 +156,8 @@ def mark_failed(
         paths.queue_entry(db, entry.target_region, entry.id),
         {
             "status": status.value,
+            # A dead letter no longer holds newer messages of its chat back.
+            "awaitingInbox": entry.awaiting_inbox and not dropped,
             "attempts": attempts,
             "nextAttemptAt": next_attempt_at,
             "lastError": error[:1000],
@@ -172,6 +177,33 @@ def mark_failed(
     if dropped:
         alerts.message_dropped(entry, attempts=attempts, error=error)
     return status
+
+
+def add_placed(db: Client, batch: WriteBatch, loaded: LoadedEntry, *, now: datetime) -> None:
+    """Add to `batch` that the message is in the inbox (status unchanged), conditional on the entry."""
+    batch.update(
+        paths.queue_entry(db, loaded.entry.target_region, loaded.entry.id),
+        {"awaitingInbox": False, "updatedAt": now},
+        option=db.write_option(last_update_time=loaded.update_time),
+    )
+
+
+def defer(db: Client, loaded: LoadedEntry, *, until: datetime, now: datetime) -> bool:
+    """Hold a due entry back until `until`, when the older message it waits for is retried.
+
+    Returns:
+        True if the entry was moved; False if it was due no earlier already,
+        or changed by someone else since it was read.
+    """
+    if loaded.entry.next_attempt_at >= until:
+        return False
+    batch = db.batch()
+    batch.update(
+        paths.queue_entry(db, loaded.entry.target_region, loaded.entry.id),
+        {"nextAttemptAt": until, "updatedAt": now},
+        option=db.write_option(last_update_time=loaded.update_time),
+    )
+    return commit_if_unchanged(batch)
 
 
 def commit_if_unchanged(batch: WriteBatch) -> bool:
@@ -195,6 +227,28 @@ def due_entries(
         .limit(limit)
     )
     return [LoadedEntry.from_snapshot(s) for s in query.stream()]
+
+
+def awaiting_inbox(
+    db: Client, chat_id: str, recipient_id: str, *, up_to: str | None = None, limit: int = constants.BATCH_SIZE
+) -> list[LoadedEntry]:
+    """Entries of one (chat, recipient) whose message is not in the inbox yet, oldest message first.
+
+    Args:
+        up_to: only messages with this id or an older one (default: all).
+        limit: at most this many.
+
+    A collection-group query: a recipient who moved region has entries in two queues.
+    """
+    query = (
+        db.collection_group("messageQueue")
+        .where(filter=FieldFilter("chatId", "==", chat_id))
+        .where(filter=FieldFilter("recipientId", "==", recipient_id))
+        .where(filter=FieldFilter("awaitingInbox", "==", True))
+    )
+    if up_to is not None:
+        query = query.where(filter=FieldFilter("messageId", "<=", up_to))
+    return [LoadedEntry.from_snapshot(s) for s in query.order_by("messageId").limit(limit).stream()]
 
 
 def pending_for_user(db: Client, uid: str, *, limit: int = constants.BATCH_SIZE) -> list[QueuedMessage]:
