@@ -100,8 +100,7 @@ def deliver(
         return Outcome.DROPPED if status is QueueStatus.DROPPED else Outcome.FAILED
 
 
-def _inbox_entry(loaded: LoadedEntry, now: datetime) -> InboxEntry:
-    entry = loaded.entry
+def _inbox_entry(entry: QueuedMessage, now: datetime) -> InboxEntry:
     return InboxEntry(
         message_id=entry.message_id,
         chat_id=entry.chat_id,
@@ -123,7 +122,7 @@ def _place_in_inbox(db: Client, loaded: LoadedEntry, now: datetime) -> LoadedEnt
     entry = loaded.entry
     batch = db.batch()
     queue.add_placed(db, batch, loaded, now=now)
-    batch.create(paths.inbox_entry(db, entry.recipient_id, entry.message_id), _inbox_entry(loaded, now).to_firestore())
+    batch.create(paths.inbox_entry(db, entry.recipient_id, entry.message_id), _inbox_entry(entry, now).to_firestore())
     try:
         [entry_write, _] = batch.commit()
     except (gexc.FailedPrecondition, gexc.Aborted, gexc.AlreadyExists):
@@ -135,7 +134,7 @@ def _deliver_in_one_commit(db: Client, loaded: LoadedEntry, *, actor: str, now: 
     """Inbox entry and DELIVERED in one atomic commit (the common, online case)."""
     entry = loaded.entry
     batch = db.batch()
-    batch.create(paths.inbox_entry(db, entry.recipient_id, entry.message_id), _inbox_entry(loaded, now).to_firestore())
+    batch.create(paths.inbox_entry(db, entry.recipient_id, entry.message_id), _inbox_entry(entry, now).to_firestore())
     queue.add_delivered(db, batch, loaded, actor=actor, now=now)
     try:
         delivered = queue.commit_if_unchanged(batch)
