@@ -103,7 +103,7 @@ def test_racing_triggers_and_processors_keep_every_chat_in_order(db):
 
     def processor():
         barrier.wait()
-        delivery.drain(db, EmulatorNotifier(), regions=(Region.US,), actor="scheduler")
+        delivery.drain(db, EmulatorNotifier(), regions=(Region.US,), actor="scheduler", time_budget_s=600)
 
     threads = [threading.Thread(target=triggers, args=(events[::2],)),
                threading.Thread(target=triggers, args=(events[1::2],)),

@@ -116,7 +116,7 @@ def test_two_processors_draining_one_backlog_deliver_each_message_once(db, fires
     def worker(name: str) -> None:
         client = firestore.Client(project=db.project)
         start.wait()
-        reports.append(delivery.drain(client, EmulatorNotifier(), regions=(Region.US,), actor=name))
+        reports.append(delivery.drain(client, EmulatorNotifier(), regions=(Region.US,), actor=name, time_budget_s=600))
 
     threads = [threading.Thread(target=worker, args=(f"worker-{n}",)) for n in (1, 2)]
     for t in threads:

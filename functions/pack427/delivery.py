@@ -236,6 +236,14 @@ def process_batch(
             key = (e.entry.chat_id, e.entry.recipient_id)
             chats[key] = max(chats.get(key, ""), e.entry.message_id)
 
+    def isolated(work, *args) -> list[Outcome]:
+        # One entry's or chat's trouble (Firestore unavailable, a bug) must not stop the batch.
+        try:
+            return work(*args)
+        except Exception as err:  # noqa: BLE001
+            logger.error(f"queue processing step failed: {err!r}", step=work.__name__, args=repr(args)[:300])
+            return []
+
     def attempt_push(loaded: LoadedEntry) -> list[Outcome]:
         return [deliver(db, loaded, notifier, actor=actor, now=now)]
 
@@ -243,7 +251,10 @@ def process_batch(
         return list(deliver_in_order(db, *chat, notifier, actor=actor, now=now, up_to=chats[chat]).values())
 
     with ThreadPoolExecutor(max_workers=PARALLEL_DELIVERIES) as pool:
-        started = [pool.map(attempt_push, push_retries), pool.map(attempt_chat, chats)]
+        started = [
+            pool.map(lambda e: isolated(attempt_push, e), push_retries),
+            pool.map(lambda c: isolated(attempt_chat, c), chats),
+        ]
         for results in started:
             for outcomes in results:
                 for outcome in outcomes:

@@ -47,6 +47,8 @@ def app_user(suite):
 
     def make(name: str) -> tuple[str, CallableClient]:
         user = sign_up(suite["FIREBASE_AUTH_EMULATOR_HOST"], f"{name}@example.com")
-        return user.uid, CallableClient(suite["PACK427_FUNCTIONS_URL"], user.id_token)
+        # Concurrent calls make the Functions emulator start a Python worker
+        # each, which takes seconds apiece on a busy 2-core machine.
+        return user.uid, CallableClient(suite["PACK427_FUNCTIONS_URL"], user.id_token, timeout_s=180)
 
     return make
