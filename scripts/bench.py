@@ -119,7 +119,7 @@ def backlog_entries(count: int) -> list[QueuedMessage]:
     return entries
 
 
-def drain(host: str, count: int) -> dict:
+def drain(count: int) -> dict:
     # A project of its own: the suite's triggers do not fire there, so the
     # one worker below is the only thing delivering.
     project = f"demo-bench-{str(ULID()).lower()}"
@@ -158,7 +158,7 @@ def main() -> None:
     args = parser.parse_args()
 
     db = firestore.Client(project=os.environ["PACK427_PROJECT"])
-    results = {"latency": latency(db, args.messages), "drain": drain(os.environ["FIRESTORE_EMULATOR_HOST"], args.backlog)}
+    results = {"latency": latency(db, args.messages), "drain": drain(args.backlog)}
 
     print("\nSend-to-inbox latency (callable -> trigger -> inbox listener), emulator suite:")
     for label, seed in (("same_region", SEED_P95_SAME_REGION_S), ("cross_region", SEED_P95_CROSS_REGION_S)):

@@ -2,7 +2,7 @@
 
 The inbox entry's id is the message id and it is written with `create`, so a
 redelivery, a duplicated trigger event or two racing workers can never make
-a second one, nor rewrite the first (its `deliveredAt` is what sync reads).
+a second one, nor rewrite the first.
 The queue entry's change to DELIVERED is conditional on it being unchanged
 since it was read: of two racing workers exactly one reports the delivery.
 
@@ -291,7 +291,6 @@ def drain(
         for region in list(busy):
             batch = process_batch(db, region, notifier, actor=actor)
             reports[region].batches += 1
-            reports[region].found += batch.found
             reports[region].outcomes.update(batch.outcomes)
             if batch.found < constants.BATCH_SIZE or not batch.attempted:
                 busy.remove(region)
