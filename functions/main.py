@@ -7,8 +7,14 @@ errors; the logic lives in the package.
 from firebase_admin import initialize_app
 from firebase_functions import firestore_fn, https_fn, options, scheduler_fn
 
-from pack427 import callables, db, delivery, metrics, queue
-from pack427.models import SendMessageRequest
+from pack427 import callables, db, delivery, metrics, queue, sync
+from pack427.models import (
+    AckMessagesRequest,
+    RegisterDeviceRequest,
+    ResyncChatRequest,
+    SendMessageRequest,
+    SyncMessagesRequest,
+)
 from pack427.notifier import default_notifier
 from pack427.paths import QUEUE_TRIGGER_DOCUMENT
 from pack427.sending import send_message
@@ -21,6 +27,26 @@ options.set_global_options(max_instances=20)
 @https_fn.on_call()
 def pack427_sendMessage(req: https_fn.CallableRequest) -> dict:
     return callables.handle(req, SendMessageRequest, send_message)
+
+
+@https_fn.on_call()
+def pack427_registerDevice(req: https_fn.CallableRequest) -> dict:
+    return callables.handle(req, RegisterDeviceRequest, sync.register_device)
+
+
+@https_fn.on_call()
+def pack427_syncMessages(req: https_fn.CallableRequest) -> dict:
+    return callables.handle(req, SyncMessagesRequest, sync.sync_messages)
+
+
+@https_fn.on_call()
+def pack427_ackMessages(req: https_fn.CallableRequest) -> dict:
+    return callables.handle(req, AckMessagesRequest, sync.ack_messages)
+
+
+@https_fn.on_call()
+def pack427_resyncChat(req: https_fn.CallableRequest) -> dict:
+    return callables.handle(req, ResyncChatRequest, sync.resync_chat)
 
 
 @firestore_fn.on_document_created(document=QUEUE_TRIGGER_DOCUMENT)

@@ -1,19 +1,22 @@
 """Reads of the chat core's documents (`chats/{chatId}`, `users/{uid}`).
 
-The chat core owns these documents; this engine only reads them. Their shape
-is documented in README.md.
+The chat core owns these documents; this engine only reads them, except the
+chat's `lastMessage`, which each send writes. Their shape is documented in
+README.md.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from google.cloud.firestore import Client
 from pydantic import ValidationError
 
 from . import paths
-from .errors import FailedPrecondition, NotFound
+from .errors import FailedPrecondition, NotFound, PermissionDenied
 from .models import Chat, Region, UserProfile
 
 
@@ -26,15 +29,31 @@ def home_region(profile: UserProfile) -> Region:
     return profile.region or default_region()
 
 
-def load_chat(db: Client, chat_id: str) -> Chat:
+@dataclass(frozen=True)
+class LoadedChat:
+    """A chat as read, with the update time a conditional write of it needs."""
+
+    chat: Chat
+    update_time: datetime
+
+
+def load_chat(db: Client, chat_id: str) -> LoadedChat:
     """The chat, or NotFound."""
     snapshot = paths.chat(db, chat_id).get()
     if not snapshot.exists:
         raise NotFound(f"chat {chat_id!r} does not exist")
     try:
-        return Chat.model_validate(snapshot.to_dict())
+        return LoadedChat(Chat.model_validate(snapshot.to_dict()), snapshot.update_time)
     except ValidationError:
         raise FailedPrecondition(f"chat {chat_id!r} has no valid participants list") from None
+
+
+def participant_chat(db: Client, chat_id: str, uid: str) -> LoadedChat:
+    """The chat if `uid` takes part in it; NotFound or PermissionDenied otherwise."""
+    loaded = load_chat(db, chat_id)
+    if uid not in loaded.chat.participants:
+        raise PermissionDenied(f"you are not a participant of chat {chat_id!r}")
+    return loaded
 
 
 def load_users(db: Client, uids: Iterable[str]) -> dict[str, UserProfile]:

@@ -39,3 +39,25 @@ DROPPED entries are dead letters and stay until an operator acts."""
 PROCESSOR_TIME_BUDGET_SECONDS = 50
 """How long one scheduled run keeps draining batches: it ends before the next
 one-minute run starts."""
+
+MAX_DEVICE_ID_LENGTH = 128
+MAX_APP_VERSION_LENGTH = 64
+MAX_CURSOR_LENGTH = 512
+"""Our cursors are well under 200 characters; anything longer is not one of ours."""
+
+MAX_UNIX_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z, the last instant Firestore timestamps hold."""
+
+MAX_ACK_IDS = 500
+"""Message ids in one ack: the acks of one sync page (SYNC_BATCH_SIZE) fit many times."""
+
+LAST_MESSAGE_PREVIEW_LENGTH = 200
+"""Characters of the last message kept on the chat for chat lists."""
+
+SEND_CONFLICT_RETRIES = 20
+"""Attempts of a send whose chat changed under it (a concurrent send): each
+retry reads the chat again and takes the next message id."""
+
+INBOX_HEAD_RETRIES = 50
+"""Attempts to place a message in an inbox whose head moved under it (another
+delivery to the same user)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +29,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1 import DocumentSnapshot
 
-from . import clock, constants, paths, queue
+from . import clock, constants, inbox, queue
 from .models import InboxEntry, QueuedMessage, QueueStatus, Region
 from .notifier import Notifier
 from .queue import LoadedEntry
@@ -100,17 +101,22 @@ def deliver(
         return Outcome.DROPPED if status is QueueStatus.DROPPED else Outcome.FAILED
 
 
-def _inbox_entry(entry: QueuedMessage, now: datetime) -> InboxEntry:
-    return InboxEntry(
-        message_id=entry.message_id,
-        chat_id=entry.chat_id,
-        sender_id=entry.sender_id,
-        text=entry.text,
-        content_ref=entry.content_ref,
-        region=entry.target_region,
-        created_at=entry.created_at,
-        delivered_at=now,
-    )
+def _placing(entry: QueuedMessage, now: datetime) -> Callable[[int], InboxEntry]:
+    def make_entry(seq: int) -> InboxEntry:
+        return InboxEntry(
+            seq=seq,
+            message_id=entry.message_id,
+            chat_id=entry.chat_id,
+            sender_id=entry.sender_id,
+            sender_name=entry.transport_metadata.sender_name,
+            text=entry.text,
+            content_ref=entry.content_ref,
+            region=entry.target_region,
+            created_at=entry.created_at,
+            delivered_at=now,
+        )
+
+    return make_entry
 
 
 def _place_in_inbox(db: Client, loaded: LoadedEntry, now: datetime) -> LoadedEntry | None:
@@ -120,24 +126,26 @@ def _place_in_inbox(db: Client, loaded: LoadedEntry, now: datetime) -> LoadedEnt
         The entry as now stored, or None if another worker changed it first.
     """
     entry = loaded.entry
-    batch = db.batch()
-    queue.add_placed(db, batch, loaded, now=now)
-    batch.create(paths.inbox_entry(db, entry.recipient_id, entry.message_id), _inbox_entry(entry, now).to_firestore())
     try:
-        [entry_write, _] = batch.commit()
-    except (gexc.FailedPrecondition, gexc.Aborted, gexc.AlreadyExists):
+        written = inbox.place(
+            db, entry.recipient_id, _placing(entry, now),
+            lambda batch: queue.add_placed(db, batch, loaded, now=now), now=now,
+        )
+    except gexc.AlreadyExists:
         return None
-    return LoadedEntry(entry.model_copy(update={"awaiting_inbox": False}), entry_write.update_time)
+    if written is None:
+        return None
+    return LoadedEntry(entry.model_copy(update={"awaiting_inbox": False}), written[0].update_time)
 
 
 def _deliver_in_one_commit(db: Client, loaded: LoadedEntry, *, actor: str, now: datetime) -> Outcome:
     """Inbox entry and DELIVERED in one atomic commit (the common, online case)."""
     entry = loaded.entry
-    batch = db.batch()
-    batch.create(paths.inbox_entry(db, entry.recipient_id, entry.message_id), _inbox_entry(entry, now).to_firestore())
-    queue.add_delivered(db, batch, loaded, actor=actor, now=now)
     try:
-        delivered = queue.commit_if_unchanged(batch)
+        delivered = inbox.place(
+            db, entry.recipient_id, _placing(entry, now),
+            lambda batch: queue.add_delivered(db, batch, loaded, actor=actor, now=now), now=now,
+        ) is not None
     except gexc.AlreadyExists:
         # An earlier attempt placed the message; only the status is left to record.
         delivered = queue.mark_delivered(db, loaded, actor=actor, now=now)

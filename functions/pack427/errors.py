@@ -47,3 +47,9 @@ class FailedPrecondition(EngineError):
 
 class ResourceExhausted(EngineError):
     code = "resource-exhausted"
+
+
+class Aborted(EngineError):
+    """A conflict that outlasted the retries; retrying the call is safe."""
+
+    code = "aborted"

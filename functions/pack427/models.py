@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     model_validator,
 )
@@ -79,19 +80,38 @@ class UserProfile(Document):
     display_name: str | None = None
 
 
+class LastMessage(Document):
+    """The newest message of a chat, kept on the chat for chat lists.
+
+    Attributes:
+        text: the message text cut to LAST_MESSAGE_PREVIEW_LENGTH characters.
+        has_content: the message carries a contentRef (media).
+    """
+
+    message_id: str
+    sender_id: str
+    text: str | None = None
+    has_content: bool = False
+    created_at: datetime
+
+
 class Chat(Document):
-    """`chats/{chatId}`, written by the chat core.
+    """`chats/{chatId}`, written by the chat core, except `lastMessage`.
 
     Attributes:
         participants: user ids of the members.
         billing: the chat core's billing state for messages of this chat,
             copied onto every queue entry and never changed by this engine.
+        last_message: written by each send, conditional on the chat being
+            unchanged since it was read; this is what orders a chat's message
+            ids (see sending).
     """
 
     model_config = ConfigDict(extra="ignore")
 
     participants: list[str]
     billing: dict[str, Any] = Field(default_factory=dict)
+    last_message: LastMessage | None = None
 
 
 class ChatMessage(Document):
@@ -101,6 +121,7 @@ class ChatMessage(Document):
     chat_id: str
     sender_id: str
     client_message_id: str
+    sender_name: str | None = None
     text: str | None = None
     content_ref: str | None = None
     system_nudge: bool = False
@@ -151,6 +172,10 @@ class QueuedMessage(Document):
     created_at: datetime
     updated_at: datetime
     delivered_at: datetime | None = None
+    acked_at: datetime | None = None
+    """Delivery receipt: when a device of the recipient first acknowledged the message."""
+    acked_by: str | None = None
+    """The device that acknowledged first."""
 
     @staticmethod
     def entry_id(message_id: str, recipient_id: str) -> str:
@@ -158,16 +183,39 @@ class QueuedMessage(Document):
 
 
 class InboxEntry(Document):
-    """`users/{uid}/inbox/{messageId}`: a delivered message, ready to render."""
+    """`users/{uid}/inbox/{messageId}`: a delivered message, ready to render.
 
+    Attributes:
+        seq: the entry's place in the user's inbox: 1, 2, 3 ... in the order
+            entries became visible (see inbox_head). Sync cursors are seqs.
+        region: the queue the message came through (the recipient's region
+            when it was sent); acks find the queue entry there.
+    """
+
+    seq: int
     message_id: str
     chat_id: str
     sender_id: str
+    sender_name: str | None = None
     text: str | None = None
     content_ref: str
     region: Region
     created_at: datetime
     delivered_at: datetime
+
+
+class InboxHead(Document):
+    """`users/{uid}/inboxHead/current`: the seq of the user's newest inbox entry.
+
+    Every inbox entry is created in the same commit as the head moves to its
+    seq, conditional on the head being unchanged since it was read. Seq n+1
+    is therefore only ever assigned after seq n is visible, and a reader that
+    has seen n+1 has seen every entry before it.
+    """
+
+    seq: int
+    message_id: str
+    updated_at: datetime
 
 
 class AuditEvent(Document):
@@ -201,6 +249,37 @@ class IdempotencyRecord(Document):
     sender_id: str
     payload_hash: str
     created_at: datetime
+
+
+class Platform(StrEnum):
+    IOS = "ios"
+    ANDROID = "android"
+    WEB = "web"
+
+
+class DeviceSyncState(Document):
+    """`regions/{region}/deviceSyncStates/{userId}_{deviceId}`, in the user's home region.
+
+    Attributes:
+        cursor: the position after the last page served (opaque, see cursors);
+            None until the first sync.
+        last_region: the user's home region when the device last registered
+            or synced; a device that finds its state in another region moves it.
+        platform, app_version: as registered; None for a device that synced
+            without registering.
+        last_sync_duration_ms: how long the last sync call took.
+    """
+
+    user_id: str
+    device_id: str
+    platform: Platform | None = None
+    app_version: str | None = None
+    cursor: str | None = None
+    last_region: Region
+    last_sync_at: datetime | None = None
+    last_sync_duration_ms: int | None = None
+    registered_at: datetime
+    updated_at: datetime
 
 
 class RegionQueueStats(Document):
@@ -288,3 +367,103 @@ class SendMessageResult(Response):
     messageId: str
     status: str
     duplicate: bool
+
+
+DeviceId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=constants.MAX_DEVICE_ID_LENGTH),
+    AfterValidator(_firestore_id),
+]
+Cursor = Annotated[str, StringConstraints(min_length=1, max_length=constants.MAX_CURSOR_LENGTH)]
+
+
+class RegisterDeviceRequest(Request):
+    """`pack427_registerDevice` data.
+
+    Attributes:
+        deviceId: chosen by the app, stable per installation.
+        platform: ios, android or web.
+        appVersion: the app's version string.
+    """
+
+    deviceId: DeviceId
+    platform: Annotated[Platform, Strict(False)]
+    appVersion: Annotated[str, StringConstraints(min_length=1, max_length=constants.MAX_APP_VERSION_LENGTH)]
+
+
+class RegisterDeviceResult(Response):
+    success: bool
+    region: Region
+
+
+class SyncMessagesRequest(Request):
+    """`pack427_syncMessages` data.
+
+    Attributes:
+        deviceId: the syncing device.
+        cursor: the `cursor` of the previous page; default: the position the
+            device's sync state records (its last page served).
+        since: Unix ms, for seed clients: start at the first message delivered
+            after it. Ignored when a cursor is given.
+    """
+
+    deviceId: DeviceId
+    cursor: Cursor | None = None
+    since: Annotated[int, Field(ge=0, le=constants.MAX_UNIX_MS)] | None = None
+
+
+class SyncedMessage(Response):
+    """A message as sync and resync return it: everything an app renders.
+
+    Times are Unix ms. `deliveredAt` is when the message reached the caller's
+    inbox (None in a chat resync for the caller's own messages).
+    """
+
+    messageId: str
+    chatId: str
+    senderId: str
+    senderName: str | None
+    text: str | None
+    contentRef: str
+    createdAt: int
+    deliveredAt: int | None
+
+
+class SyncMessagesResult(Response):
+    messages: list[SyncedMessage]
+    hasMore: bool
+    cursor: str
+
+
+class AckMessagesRequest(Request):
+    """`pack427_ackMessages` data.
+
+    Attributes:
+        messageIds: 1 to MAX_ACK_IDS message ids the device has stored.
+        region: accepted from seed clients; the engine knows each message's
+            queue region itself.
+        deviceId: the acknowledging device, recorded in the delivery receipt.
+    """
+
+    messageIds: Annotated[list[UlidString], Field(min_length=1, max_length=constants.MAX_ACK_IDS)]
+    region: Annotated[Region, Strict(False)] | None = None
+    deviceId: DeviceId | None = None
+
+
+class AckMessagesResult(Response):
+    success: bool
+    acknowledgedCount: int
+
+
+class ResyncChatRequest(Request):
+    """`pack427_resyncChat` data: one page of a whole chat, oldest first."""
+
+    chatId: DocumentId
+    cursor: Cursor | None = None
+
+
+class ResyncChatResult(Response):
+    success: bool
+    messages: list[SyncedMessage]
+    hasMore: bool
+    cursor: str | None

@@ -22,12 +22,24 @@ def inbox_entry(db: Client, uid: str, message_id: str) -> DocumentReference:
     return inbox(db, uid).document(message_id)
 
 
+def inbox_head(db: Client, uid: str) -> DocumentReference:
+    return user(db, uid).collection("inboxHead").document("current")
+
+
 def chat(db: Client, chat_id: str) -> DocumentReference:
-    return db.collection("chats").document(chat_id)
+    return chats(db).document(chat_id)
+
+
+def chat_messages(db: Client, chat_id: str) -> CollectionReference:
+    return chat(db, chat_id).collection("messages")
 
 
 def chat_message(db: Client, chat_id: str, message_id: str) -> DocumentReference:
-    return chat(db, chat_id).collection("messages").document(message_id)
+    return chat_messages(db, chat_id).document(message_id)
+
+
+def chats(db: Client) -> CollectionReference:
+    return db.collection("chats")
 
 
 def region(db: Client, name: Region) -> DocumentReference:
@@ -48,6 +60,10 @@ QUEUE_TRIGGER_DOCUMENT = "regions/{region}/messageQueue/{entryId}"
 
 def queue_stats(db: Client, name: Region) -> CollectionReference:
     return region(db, name).collection("queueStats")
+
+
+def device_sync_state(db: Client, name: Region, uid: str, device_id: str) -> DocumentReference:
+    return region(db, name).collection("deviceSyncStates").document(f"{uid}_{device_id}")
 
 
 def idempotency_key(db: Client, sender_id: str, client_message_id: str) -> DocumentReference:

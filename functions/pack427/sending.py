@@ -1,15 +1,24 @@
 """Accepting a message: the creation seam that stands in for the chat core.
 
 One accepted message is, in a single atomic batch: the chat message, its
-idempotency record, one queue entry per recipient (with audit events) and one
-billing request. A retried send with the same clientMessageId finds the
-idempotency record and gets the first result back, marked duplicate.
+idempotency record, one queue entry per recipient (with audit events), one
+billing request and the chat's `lastMessage`. A retried send with the same
+clientMessageId finds the idempotency record and gets the first result back,
+marked duplicate.
+
+Message order: the batch is conditional on the chat being unchanged since it
+was read, and the new id is greater than the chat's last one. Of two
+concurrent sends to a chat, the second to commit therefore read the first's
+id and took a greater one: within a chat, message ids increase in the order
+sends were accepted, whatever the senders' clocks. Delivery and sync rely on it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
+import time
 from datetime import datetime
 
 from google.api_core import exceptions as gexc
@@ -17,11 +26,12 @@ from google.cloud.firestore import Client
 from ulid import ULID
 
 from . import billing, chat_core, clock, constants, paths, queue
-from .errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from .errors import Aborted, FailedPrecondition, InvalidArgument
 from .models import (
     Chat,
     ChatMessage,
     IdempotencyRecord,
+    LastMessage,
     QueuedMessage,
     SendMessageRequest,
     SendMessageResult,
@@ -48,30 +58,44 @@ def send_message(
         PermissionDenied: the sender is not a participant.
         FailedPrecondition: the chat has more than MAX_RECIPIENTS recipients.
         InvalidArgument: the clientMessageId was already used for another message.
+        Aborted: the chat kept changing for SEND_CONFLICT_RETRIES attempts.
     """
     now = now or clock.now()
-    chat = chat_core.load_chat(db, request.chatId)
-    if sender_id not in chat.participants:
-        raise PermissionDenied(f"you are not a participant of chat {request.chatId!r}")
+    for _ in range(constants.SEND_CONFLICT_RETRIES):
+        loaded = chat_core.participant_chat(db, request.chatId, sender_id)
+        try:
+            return _commit_send(db, sender_id, request, loaded, now)
+        except gexc.AlreadyExists:
+            return _first_result(db, sender_id, request)
+        except (gexc.FailedPrecondition, gexc.Aborted):
+            # Another send to this chat committed first: read its id and go again.
+            time.sleep(random.uniform(0, 0.02))
+    raise Aborted(f"chat {request.chatId!r} is too busy right now; retry with the same clientMessageId")
+
+
+def _commit_send(
+    db: Client, sender_id: str, request: SendMessageRequest, loaded: chat_core.LoadedChat, now: datetime
+) -> SendMessageResult:
+    chat = loaded.chat
     recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != sender_id]
     if len(recipients) > constants.MAX_RECIPIENTS:
         raise FailedPrecondition(f"chat {request.chatId!r} has more than {constants.MAX_RECIPIENTS} recipients")
     users = chat_core.load_users(db, [sender_id, *recipients])
 
-    message_id = str(ULID.from_datetime(now))
+    message_id = next_message_id(chat, now)
     message = ChatMessage(
         id=message_id,
         chat_id=request.chatId,
         sender_id=sender_id,
+        sender_name=users[sender_id].display_name,
         client_message_id=request.clientMessageId,
         text=request.text,
         content_ref=request.contentRef,
         created_at=now,
     )
-    key_ref = paths.idempotency_key(db, sender_id, request.clientMessageId)
     batch = db.batch()
     batch.create(
-        key_ref,
+        paths.idempotency_key(db, sender_id, request.clientMessageId),
         IdempotencyRecord(
             message_id=message_id,
             chat_id=request.chatId,
@@ -81,15 +105,43 @@ def send_message(
         ).to_firestore(),
     )
     batch.create(paths.chat_message(db, request.chatId, message_id), message.to_firestore())
+    batch.update(
+        paths.chat(db, request.chatId),
+        {"lastMessage": _last_message(message).to_firestore()},
+        option=db.write_option(last_update_time=loaded.update_time),
+    )
     billing.add_billing_request(db, batch, message, chat.billing)
     for recipient_id in recipients:
         entry = _queue_entry(db, message, chat, users[sender_id], recipient_id, users[recipient_id], now)
         queue.add_enqueue(db, batch, entry, actor=f"user:{sender_id}")
-    try:
-        batch.commit()
-    except gexc.AlreadyExists:
-        return _first_result(db, sender_id, request)
+    batch.commit()
     return SendMessageResult(messageId=message_id, status=ACCEPTED, duplicate=False)
+
+
+def next_message_id(chat: Chat, now: datetime) -> str:
+    """A ULID of `now`, or the successor of the chat's last id if that is not greater."""
+    candidate = ULID.from_datetime(now)
+    if chat.last_message is not None:
+        last = ULID.from_str(chat.last_message.message_id)
+        if int(candidate) <= int(last):
+            candidate = ULID.from_int(int(last) + 1)
+    return str(candidate)
+
+
+def content_ref(db: Client, message: ChatMessage) -> str:
+    """The message's contentRef, or the chat message's own path for a text message."""
+    return message.content_ref or paths.chat_message(db, message.chat_id, message.id).path
+
+
+def _last_message(message: ChatMessage) -> LastMessage:
+    text = message.text[: constants.LAST_MESSAGE_PREVIEW_LENGTH] if message.text is not None else None
+    return LastMessage(
+        message_id=message.id,
+        sender_id=message.sender_id,
+        text=text,
+        has_content=message.content_ref is not None,
+        created_at=message.created_at,
+    )
 
 
 def _queue_entry(
@@ -109,7 +161,7 @@ def _queue_entry(
         recipient_id=recipient_id,
         region=chat_core.home_region(sender),
         target_region=chat_core.home_region(recipient),
-        content_ref=message.content_ref or paths.chat_message(db, message.chat_id, message.id).path,
+        content_ref=content_ref(db, message),
         text=message.text,
         next_attempt_at=now,
         billing_state=chat.billing,

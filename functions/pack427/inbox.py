@@ -1,0 +1,117 @@
+"""The inbox: each user's delivered messages, numbered in the order they became visible.
+
+Every inbox entry gets the next `seq` of its user, and is created in the same
+commit that moves the user's head (`InboxHead`) to that seq, conditional on
+the head being unchanged since it was read. Two deliveries to one user that
+race both read seq n; one commits n+1, the other's precondition fails and it
+goes again with n+2. Seq n+1 is thus only ever assigned once entry n is
+visible, so a reader that has seen seq k has seen every entry up to k:
+"everything after seq k" never skips an entry, whatever the timestamps say,
+however late a retried delivery lands. Sync cursors are seqs.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from google.api_core import exceptions as gexc
+from google.cloud.firestore import Client, WriteBatch
+from google.cloud.firestore_v1.types.write import WriteResult
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from . import constants, paths
+from .models import InboxEntry, InboxHead
+
+
+class InboxBusy(Exception):
+    """The head kept moving for INBOX_HEAD_RETRIES attempts; the delivery is retried later."""
+
+
+def place(
+    db: Client,
+    uid: str,
+    make_entry: Callable[[int], InboxEntry],
+    add_writes: Callable[[WriteBatch], None],
+    *,
+    now: datetime,
+) -> list[WriteResult] | None:
+    """Create an inbox entry of `uid` with the next seq, in one commit with `add_writes`.
+
+    Args:
+        make_entry: builds the entry for the seq it is given.
+        add_writes: adds the caller's own writes (conditional ones included)
+            to the batch; they come first, so their results come first.
+        now: stored as the head's update time.
+
+    Returns:
+        The commit's write results; None if one of the caller's
+        preconditions failed (someone else changed what it read).
+
+    Raises:
+        google.api_core.exceptions.AlreadyExists: the entry is in the inbox already.
+        InboxBusy: other deliveries to this user kept winning.
+    """
+    head_ref = paths.inbox_head(db, uid)
+    for _ in range(constants.INBOX_HEAD_RETRIES):
+        head = head_ref.get()
+        seq = head.get("seq") + 1 if head.exists else 1
+        entry = make_entry(seq)
+        batch = db.batch()
+        add_writes(batch)
+        batch.create(paths.inbox_entry(db, uid, entry.message_id), entry.to_firestore())
+        moved = InboxHead(seq=seq, message_id=entry.message_id, updated_at=now).to_firestore()
+        if head.exists:
+            batch.update(head_ref, moved, option=db.write_option(last_update_time=head.update_time))
+        else:
+            batch.create(head_ref, moved)
+        try:
+            return batch.commit()
+        except gexc.AlreadyExists:
+            if paths.inbox_entry(db, uid, entry.message_id).get().exists:
+                raise
+            # The head was created by a concurrent delivery: go again.
+        except (gexc.FailedPrecondition, gexc.Aborted):
+            if head_ref.get().update_time == head.update_time:
+                return None  # the head held, so the caller's own precondition failed
+        # Lost the race for the head: a short random pause spreads the retries of racing deliveries.
+        time.sleep(random.uniform(0, 0.01))
+    raise InboxBusy(f"the inbox of {uid} kept changing for {constants.INBOX_HEAD_RETRIES} attempts")
+
+
+def after(db: Client, uid: str, seq: int, *, limit: int) -> list[InboxEntry]:
+    """Entries of `uid` with a seq greater than `seq`, in seq order, at most `limit`."""
+    query = (
+        paths.inbox(db, uid)
+        .where(filter=FieldFilter("seq", ">", seq))
+        .order_by("seq")
+        .limit(limit)
+    )
+    return [InboxEntry.model_validate(s.to_dict()) for s in query.stream()]
+
+
+def seq_before_delivered_after(db: Client, uid: str, at: datetime) -> int:
+    """The position just before the first entry delivered after `at` (for `since` syncs).
+
+    Delivery times come from the workers' clocks, so this is as exact as a
+    timestamp can be; the cursor returned from there on is exact.
+    """
+    query = (
+        paths.inbox(db, uid)
+        .where(filter=FieldFilter("deliveredAt", ">", at))
+        .order_by("deliveredAt")
+        .limit(1)
+    )
+    first = next(iter(query.stream()), None)
+    if first is not None:
+        return first.get("seq") - 1
+    head = paths.inbox_head(db, uid).get()
+    return head.get("seq") if head.exists else 0
+
+
+def entries(db: Client, uid: str, message_ids: list[str]) -> list[InboxEntry]:
+    """The inbox entries of `uid` among `message_ids` (missing ones left out), one round trip."""
+    refs = [paths.inbox_entry(db, uid, message_id) for message_id in message_ids]
+    return [InboxEntry.model_validate(s.to_dict()) for s in db.get_all(refs) if s.exists]
