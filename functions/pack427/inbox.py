@@ -33,15 +33,16 @@ class InboxBusy(Exception):
 def place(
     db: Client,
     uid: str,
-    make_entry: Callable[[int], InboxEntry],
+    make_entries: Callable[[int], list[InboxEntry]],
     add_writes: Callable[[WriteBatch], None],
     *,
     now: datetime,
 ) -> list[WriteResult] | None:
-    """Create an inbox entry of `uid` with the next seq, in one commit with `add_writes`.
+    """Create inbox entries of `uid` with the next seqs, in one commit with `add_writes`.
 
     Args:
-        make_entry: builds the entry for the seq it is given.
+        make_entries: builds the entries, numbered from the first seq it is
+            given (first, first + 1, ...).
         add_writes: adds the caller's own writes (conditional ones included)
             to the batch; they come first, so their results come first.
         now: stored as the head's update time.
@@ -51,18 +52,19 @@ def place(
         preconditions failed (someone else changed what it read).
 
     Raises:
-        google.api_core.exceptions.AlreadyExists: the entry is in the inbox already.
+        google.api_core.exceptions.AlreadyExists: an entry is in the inbox already.
         InboxBusy: other deliveries to this user kept winning.
     """
     head_ref = paths.inbox_head(db, uid)
     for _ in range(constants.INBOX_HEAD_RETRIES):
         head = head_ref.get()
-        seq = head.get("seq") + 1 if head.exists else 1
-        entry = make_entry(seq)
+        entries = make_entries(head.get("seq") + 1 if head.exists else 1)
         batch = db.batch()
         add_writes(batch)
-        batch.create(paths.inbox_entry(db, uid, entry.message_id), entry.to_firestore())
-        moved = InboxHead(seq=seq, message_id=entry.message_id, updated_at=now).to_firestore()
+        for entry in entries:
+            batch.create(paths.inbox_entry(db, uid, entry.message_id), entry.to_firestore())
+        last = entries[-1]
+        moved = InboxHead(seq=last.seq, message_id=last.message_id, updated_at=now).to_firestore()
         if head.exists:
             batch.update(head_ref, moved, option=db.write_option(last_update_time=head.update_time))
         else:
@@ -70,7 +72,8 @@ def place(
         try:
             return batch.commit()
         except gexc.AlreadyExists:
-            if paths.inbox_entry(db, uid, entry.message_id).get().exists:
+            refs = [paths.inbox_entry(db, uid, entry.message_id) for entry in entries]
+            if any(s.exists for s in db.get_all(refs)):
                 raise
             # The head was created by a concurrent delivery: go again.
         except (gexc.FailedPrecondition, gexc.Aborted):

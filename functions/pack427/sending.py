@@ -66,10 +66,13 @@ def send_message(
         try:
             return _commit_send(db, sender_id, request, loaded, now)
         except gexc.AlreadyExists:
-            return _first_result(db, sender_id, request)
+            if paths.idempotency_key(db, sender_id, request.clientMessageId).get().exists:
+                return _first_result(db, sender_id, request)
+            # A concurrent send took the same next id (same chat, same instant).
         except (gexc.FailedPrecondition, gexc.Aborted):
-            # Another send to this chat committed first: read its id and go again.
-            time.sleep(random.uniform(0, 0.02))
+            pass  # another send to this chat committed first
+        # Read the chat again, with the winner's id, and go again after a short random pause.
+        time.sleep(random.uniform(0, 0.02))
     raise Aborted(f"chat {request.chatId!r} is too busy right now; retry with the same clientMessageId")
 
 

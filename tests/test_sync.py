@@ -1,0 +1,416 @@
+"""Offline sync: every device gets every message, once, in per-chat order, whatever the timing."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from chatcore import all_documents, make_chat, make_user
+from entries import T0, enqueue, load, make_entry
+from google.cloud import firestore
+from pack427 import cursors, delivery, inbox, paths, sending, sync
+from pack427.errors import InvalidArgument, NotFound, PermissionDenied
+from pack427.models import (
+    AckMessagesRequest,
+    QueueStatus,
+    RegisterDeviceRequest,
+    Region,
+    ResyncChatRequest,
+    SendMessageRequest,
+    SyncMessagesRequest,
+)
+from pack427.notifier import EmulatorNotifier
+from ulid import ULID
+
+
+def sync_page(db, uid: str, device: str, cursor: str | None = None, **kw):
+    return sync.sync_messages(db, uid, SyncMessagesRequest(deviceId=device, cursor=cursor, **kw))
+
+
+def sync_all(db, uid: str, device: str, cursor: str | None = None) -> tuple[list[dict], str]:
+    """Pages until hasMore is false, as an app does; returns every message received and the last cursor."""
+    received: list[dict] = []
+    while True:
+        page = sync_page(db, uid, device, cursor)
+        assert len(page.messages) <= 100
+        received += [m.model_dump() for m in page.messages]
+        cursor = page.cursor
+        if not page.hasMore:
+            return received, cursor
+
+
+def assert_once_in_chat_order(received: list[dict], expected_ids: set[str]) -> None:
+    ids = [m["messageId"] for m in received]
+    duplicates = [i for i, n in Counter(ids).items() if n > 1]
+    assert not duplicates, f"{len(duplicates)} messages received twice"
+    assert set(ids) == expected_ids, f"missing {len(expected_ids - set(ids))}, unexpected {len(set(ids) - expected_ids)}"
+    by_chat: dict[str, list[str]] = {}
+    for m in received:
+        by_chat.setdefault(m["chatId"], []).append(m["messageId"])
+    for chat, chat_ids in by_chat.items():
+        assert chat_ids == sorted(chat_ids), f"chat {chat} received out of order"
+
+
+def deliver_all(db, *entries, now=None):
+    enqueue(db, *entries)
+    for region in {e.target_region for e in entries}:
+        while delivery.process_batch(db, region, EmulatorNotifier(), now=now or T0 + timedelta(hours=1)).found:
+            pass
+
+
+@pytest.fixture
+def bob(db):
+    make_user(db, "bob", region="US")
+    make_user(db, "alice", region="EU", name="Alice")
+    return db
+
+
+# ------------------------------------------------------------ registration
+
+
+def test_register_creates_state_in_home_region_and_reregistering_keeps_position(bob):
+    db = bob
+    result = sync.register_device(db, "bob", RegisterDeviceRequest(deviceId="phone", platform="ios", appVersion="1.0"))
+    assert result.region == "US"
+    deliver_all(db, make_entry("bob"))
+    first = sync_page(db, "bob", "phone")
+    ref = paths.device_sync_state(db, Region.US, "bob", "phone")
+    stored = ref.get().to_dict()
+    assert stored["cursor"] == first.cursor and stored["platform"] == "ios" and stored["lastRegion"] == "US"
+    assert stored["lastSyncDurationMs"] >= 0 and stored["lastSyncAt"] is not None
+
+    sync.register_device(db, "bob", RegisterDeviceRequest(deviceId="phone", platform="ios", appVersion="1.1"))
+    again = ref.get().to_dict()
+    assert again["cursor"] == first.cursor and again["appVersion"] == "1.1"
+    assert again["registeredAt"] == stored["registeredAt"]
+    # The stored position is where a cursor-less sync resumes: nothing new.
+    assert sync_page(db, "bob", "phone").messages == []
+
+
+def test_a_user_who_moved_region_keeps_the_device_position_and_gets_the_rest(bob):
+    db = bob
+    sync.register_device(db, "bob", RegisterDeviceRequest(deviceId="phone", platform="android", appVersion="2"))
+    before = make_entry("bob", region=Region.US, created=T0)
+    deliver_all(db, before)
+    received, _ = sync_all(db, "bob", "phone")
+    assert [m["messageId"] for m in received] == [before.message_id]
+
+    make_user(db, "bob", region="EU")  # the chat core moves bob to the EU
+    after = make_entry("bob", region=Region.EU, created=T0 + timedelta(seconds=1))
+    deliver_all(db, after)
+    result = sync.register_device(db, "bob", RegisterDeviceRequest(deviceId="phone", platform="android", appVersion="2"))
+    assert result.region == "EU"
+    assert not paths.device_sync_state(db, Region.US, "bob", "phone").get().exists
+    moved = paths.device_sync_state(db, Region.EU, "bob", "phone").get().to_dict()
+    assert moved["lastRegion"] == "EU"
+    page = sync_page(db, "bob", "phone")  # no cursor: the moved state's position
+    assert [m.messageId for m in page.messages] == [after.message_id]
+
+
+# ------------------------------------------------------------------ paging
+
+
+def test_pages_of_100_with_has_more_and_everything_an_app_renders(bob):
+    db = bob
+    entries = [make_entry("bob", created=T0 + timedelta(milliseconds=i)) for i in range(250)]
+    deliver_all(db, *entries)
+
+    pages = []
+    cursor = None
+    while True:
+        page = sync_page(db, "bob", "tablet", cursor)
+        pages.append(page)
+        cursor = page.cursor
+        if not page.hasMore:
+            break
+    assert [len(p.messages) for p in pages] == [100, 100, 50]
+    assert [p.hasMore for p in pages] == [True, True, False]
+    first = pages[0].messages[0]
+    assert first.messageId == entries[0].message_id and first.chatId == "c1" and first.senderId == "alice"
+    assert first.text == "hello" and first.contentRef == entries[0].content_ref
+    assert first.createdAt == round(T0.timestamp() * 1000) and first.deliveredAt is not None
+    # Nothing new: the same cursor comes back, and so does an empty page.
+    empty = sync_page(db, "bob", "tablet", cursor)
+    assert empty.messages == [] and not empty.hasMore and empty.cursor == cursor
+
+
+def test_replaying_a_page_request_returns_the_same_page(bob):
+    db = bob
+    deliver_all(db, *[make_entry("bob", created=T0 + timedelta(milliseconds=i)) for i in range(150)])
+    first = sync_page(db, "bob", "phone")
+    second = sync_page(db, "bob", "phone", first.cursor)
+    # The reply was lost: the client asks again with the cursor it has.
+    assert sync_page(db, "bob", "phone", first.cursor) == second
+
+
+def test_many_messages_with_the_same_millisecond_are_all_synced(bob):
+    db = bob
+    # 300 messages in 3 chats, all created and delivered at the same instant.
+    entries = [make_entry("bob", created=T0, chat=f"c{i % 3}") for i in range(300)]
+    deliver_all(db, *entries, now=T0)
+    received, _ = sync_all(db, "bob", "phone")
+    assert_once_in_chat_order(received, {e.message_id for e in entries})
+    assert {m["deliveredAt"] for m in received} == {round(T0.timestamp() * 1000)}
+
+
+def test_a_message_delivered_on_its_third_attempt_after_newer_ones_were_synced(bob, monkeypatch):
+    db = bob
+    late = make_entry("bob", created=T0, chat="c1")
+    newer = [make_entry("bob", created=T0 + timedelta(seconds=1 + i), chat="c2") for i in range(5)]
+    failures = {"left": 2}
+    place = inbox.place
+
+    def flaky_place(db_, uid, make_entry_, add_writes, *, now):
+        if make_entry_(0)[0].message_id == late.message_id and failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("inbox unreachable")
+        return place(db_, uid, make_entry_, add_writes, now=now)
+
+    monkeypatch.setattr(inbox, "place", flaky_place)
+    enqueue(db, late, *newer)
+    at = T0 + timedelta(seconds=10)
+    delivery.process_batch(db, Region.US, EmulatorNotifier(), now=at)
+    assert load(db, late).entry.status == "FAILED"
+    first, cursor = sync_all(db, "bob", "phone")
+    assert [m["messageId"] for m in first] == [e.message_id for e in newer]
+
+    delivery.process_batch(db, Region.US, EmulatorNotifier(), now=at + timedelta(seconds=1))  # 2nd attempt fails
+    delivery.process_batch(db, Region.US, EmulatorNotifier(), now=at + timedelta(seconds=3))  # 3rd succeeds
+    stored = load(db, late).entry
+    assert (stored.status, stored.attempts) == ("DELIVERED", 3)
+    second, _ = sync_all(db, "bob", "phone", cursor)
+    assert [m["messageId"] for m in second] == [late.message_id]
+
+
+def test_a_thousand_missed_messages_page_to_completion_without_gap_or_duplicate(bob):
+    db = bob
+    # 1,000 messages in 10 chats, delivered by the processor's 32 racing threads.
+    entries = [make_entry("bob", created=T0 + timedelta(milliseconds=i // 10), chat=f"c{i % 10}") for i in range(1000)]
+    deliver_all(db, *entries)
+    seqs = sorted(s.get("seq") for s in paths.inbox(db, "bob").stream())
+    assert seqs == list(range(1, 1001))
+    received, _ = sync_all(db, "bob", "phone")
+    assert_once_in_chat_order(received, {e.message_id for e in entries})
+
+
+# ------------------------------------------------------- races and devices
+
+
+def test_devices_syncing_while_messages_are_delivered_each_get_every_message_once(bob):
+    db = bob
+    batches = [
+        [make_entry("bob", created=T0 + timedelta(milliseconds=100 * b + i), chat=f"c{i % 4}") for i in range(40)]
+        for b in range(8)
+    ]
+    delivered = threading.Event()
+    errors: list[BaseException] = []
+
+    def deliverer():
+        try:
+            for batch in batches:
+                deliver_all(db, *batch)
+        except BaseException as err:  # noqa: BLE001 - reported by the test
+            errors.append(err)
+        finally:
+            delivered.set()
+
+    results: dict[str, list[dict]] = {}
+
+    def device(name: str):
+        received: list[dict] = []
+        cursor = None
+        try:
+            while True:
+                finished = delivered.is_set()
+                page = sync_page(db, "bob", name, cursor)
+                received += [m.model_dump() for m in page.messages]
+                cursor = page.cursor
+                if finished and not page.hasMore:
+                    break
+        except BaseException as err:  # noqa: BLE001
+            errors.append(err)
+        results[name] = received
+
+    threads = [threading.Thread(target=deliverer)] + [
+        threading.Thread(target=device, args=(name,)) for name in ("phone", "tablet", "web")
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    expected = {e.message_id for batch in batches for e in batch}
+    for name in ("phone", "tablet", "web"):
+        assert_once_in_chat_order(results[name], expected)
+
+
+def test_concurrent_sends_to_one_chat_get_increasing_ids_in_commit_order(bob):
+    db = bob
+    make_user(db, "carol", region="APAC")
+    make_chat(db, "g", ["alice", "bob", "carol"])
+    results: dict[str, list[str]] = {"alice": [], "carol": []}
+
+    def sender(uid: str):
+        for _ in range(15):
+            request = SendMessageRequest(chatId="g", clientMessageId=str(ULID()), text=f"from {uid}")
+            results[uid].append(sending.send_message(db, uid, request, now=T0).messageId)
+
+    threads = [threading.Thread(target=sender, args=(uid,)) for uid in results]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    # Every send happened "at" the same instant, yet each sender's messages are in send order.
+    for ids in results.values():
+        assert ids == sorted(ids) and len(set(ids)) == 15
+    everything = results["alice"] + results["carol"]
+    assert len(set(everything)) == 30
+    chat = db.document("chats/g").get().to_dict()
+    assert chat["lastMessage"]["messageId"] == max(everything)
+    # bob's inbox gets them in id order: the chat's order.
+    for region in Region:
+        while delivery.process_batch(db, region, EmulatorNotifier(), now=T0 + timedelta(seconds=5)).found:
+            pass
+    received, _ = sync_all(db, "bob", "phone")
+    assert_once_in_chat_order(received, set(everything))
+
+
+# ----------------------------------------------------------------- cursors
+
+
+def test_a_cursor_of_another_user_a_tampered_or_a_foreign_one_is_invalid_argument(bob):
+    db = bob
+    deliver_all(db, make_entry("bob"), make_entry("alice"))
+    alice_cursor = sync_page(db, "alice", "laptop").cursor
+    bob_cursor = sync_page(db, "bob", "phone").cursor
+    body, mac = bob_cursor.split(".")
+    forged_body = cursors._b64(b'{"seq":0}')
+    chat_cursor = cursors.encode(sync.CHAT_CURSOR, "bob", {"chatId": "c1", "after": "0"})
+    before = all_documents(db)
+    for bad in [alice_cursor, f"{forged_body}.{mac}", f"{body}.{mac[:-2]}xx", "not-a-cursor", "a.b.c", chat_cursor]:
+        with pytest.raises(InvalidArgument):
+            sync_page(db, "bob", "phone", bad)
+    assert all_documents(db) == before
+
+
+def test_since_starts_at_the_first_message_delivered_after_it(bob):
+    db = bob
+    old = make_entry("bob", created=T0)
+    deliver_all(db, old, now=T0)
+    new = make_entry("bob", created=T0 + timedelta(seconds=5), chat="c2")
+    deliver_all(db, new, now=T0 + timedelta(seconds=10))
+    since = round((T0 + timedelta(seconds=1)).timestamp() * 1000)
+    page = sync_page(db, "bob", "web", since=since)
+    assert [m.messageId for m in page.messages] == [new.message_id]
+
+
+# -------------------------------------------------------------------- acks
+
+
+def test_acks_are_idempotent_count_own_messages_only_and_record_the_first_receipt(bob):
+    db = bob
+    mine = [make_entry("bob", created=T0 + timedelta(milliseconds=i)) for i in range(3)]
+    not_mine = make_entry("alice", region=Region.EU)
+    deliver_all(db, *mine, not_mine)
+    ids = [e.message_id for e in mine]
+    unknown = str(ULID())
+
+    first = sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=[*ids, not_mine.message_id, unknown], deviceId="phone"))
+    assert (first.success, first.acknowledgedCount) == (True, 3)
+    receipts = [load(db, e).entry for e in mine]
+    assert {(r.acked_by, r.acked_at is not None) for r in receipts} == {("phone", True)}
+    assert load(db, not_mine).entry.acked_at is None
+
+    before = all_documents(db)
+    again = sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=ids, deviceId="tablet"))
+    assert again.acknowledgedCount == 3
+    assert all_documents(db) == before  # the tablet's ack changes nothing: the first receipt stands
+
+
+def test_racing_acks_from_three_devices_record_one_receipt(bob):
+    db = bob
+    entries = [make_entry("bob", created=T0 + timedelta(milliseconds=i)) for i in range(20)]
+    deliver_all(db, *entries)
+    ids = [e.message_id for e in entries]
+    # Each device acks at its own instant, so a receipt shows whose ack it kept.
+    devices = {"phone": T0, "tablet": T0 + timedelta(seconds=1), "web": T0 + timedelta(seconds=2)}
+    counts = []
+
+    def ack(device: str):
+        request = AckMessagesRequest(messageIds=ids, deviceId=device)
+        counts.append(sync.ack_messages(db, "bob", request, now=devices[device]).acknowledgedCount)
+
+    threads = [threading.Thread(target=ack, args=(d,)) for d in devices]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert counts == [20, 20, 20]
+    for receipt in (load(db, e).entry for e in entries):
+        assert receipt.acked_at == devices[receipt.acked_by]
+    # Later acks leave every receipt as it is.
+    before = all_documents(db)
+    sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=ids, deviceId="web"), now=T0 + timedelta(hours=1))
+    assert all_documents(db) == before
+    events = [s.to_dict() for s in db.collection("auditLog").stream() if s.get("details").get("acknowledged")]
+    assert events == []  # delivered entries get a receipt, not a second DELIVERED event
+
+
+def test_an_ack_completes_a_delivery_whose_push_is_being_retried(bob):
+    db = bob
+    entry = make_entry("bob", tokens=["fail-always"])
+    enqueue(db, entry)
+    delivery.process_batch(db, Region.US, EmulatorNotifier(), now=T0)
+    assert load(db, entry).entry.status == "FAILED"  # in the inbox, push failed
+    sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=[entry.message_id], deviceId="phone"))
+    stored = load(db, entry).entry
+    assert (stored.status, stored.acked_by) == (QueueStatus.DELIVERED, "phone")
+    assert delivery.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(hours=1)).attempted == 0
+
+
+# ------------------------------------------------------------------ resync
+
+
+def test_resync_pages_the_whole_chat_for_participants_only(bob):
+    db = bob
+    make_chat(db, "c1", ["alice", "bob"])
+    sent = []
+    for i in range(130):
+        uid = "alice" if i % 2 else "bob"
+        request = SendMessageRequest(chatId="c1", clientMessageId=str(ULID()), text=f"m{i}")
+        sent.append(sending.send_message(db, uid, request, now=T0 + timedelta(milliseconds=i)).messageId)
+
+    first = sync.resync_chat(db, "bob", ResyncChatRequest(chatId="c1"))
+    second = sync.resync_chat(db, "bob", ResyncChatRequest(chatId="c1", cursor=first.cursor))
+    assert (len(first.messages), first.hasMore, len(second.messages), second.hasMore) == (100, True, 30, False)
+    assert [m.messageId for m in first.messages + second.messages] == sent
+    assert second.messages[-1].text == "m129" and first.messages[1].senderName == "Alice"
+
+    with pytest.raises(PermissionDenied):
+        sync.resync_chat(db, "mallory", ResyncChatRequest(chatId="c1"))
+    with pytest.raises(NotFound):
+        sync.resync_chat(db, "bob", ResyncChatRequest(chatId="nope"))
+    make_chat(db, "c2", ["alice", "bob"])
+    with pytest.raises(InvalidArgument):
+        sync.resync_chat(db, "bob", ResyncChatRequest(chatId="c2", cursor=first.cursor))
+    with pytest.raises(InvalidArgument):
+        sync.resync_chat(db, "alice", ResyncChatRequest(chatId="c1", cursor=first.cursor))
+
+
+def test_inbox_entries_without_a_head_race_to_distinct_seqs(db: firestore.Client):
+    # Twenty deliveries to a user who has no inbox yet, all at once.
+    entries = [make_entry("dave", created=T0 + timedelta(milliseconds=i), chat=f"c{i}") for i in range(20)]
+    enqueue(db, *entries)
+    threads = [
+        threading.Thread(target=delivery.deliver, args=(db, load(db, e), EmulatorNotifier()), kwargs={"actor": "t"})
+        for e in entries
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    seqs = sorted(s.get("seq") for s in paths.inbox(db, "dave").stream())
+    assert seqs == list(range(1, 21))
+    assert paths.inbox_head(db, "dave").get().get("seq") == 20
