@@ -209,6 +209,19 @@ def test_mark_as_read_refuses_a_message_of_another_chat_and_writes_nothing(db, p
         assert receipt(db, "bob", chat_id) is None and counter(db, "bob", chat_id) is None
 
 
+def test_a_message_known_only_from_the_readers_inbox_is_a_valid_position(db, pair):
+    other = Chat(db, "c2", ["alice", "bob"])
+    # Inbox entries whose chat messages are kept elsewhere by the chat core.
+    mine, theirs = str(ULID.from_datetime(T0)), str(ULID.from_datetime(T0))
+    pair.deliver(mine, "alice", "bob")
+    other.deliver(theirs, "alice", "bob")
+
+    assert read(db, "bob", pair, mine).unreadCount == 0
+    assert receipt(db, "bob", "c1")["readUpToMessageId"] == mine
+    with pytest.raises(InvalidArgument, match="readUpToMessageId"):
+        read(db, "bob", pair, theirs)
+
+
 # ------------------------------------------------------------ counts and recalculation
 
 

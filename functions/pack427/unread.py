@@ -200,7 +200,7 @@ def mark_as_read(
     """
     now = now or clock.now()
     chat_core.participant_chat(db, request.chatId, uid)
-    if not paths.chat_message(db, request.chatId, request.readUpToMessageId).get().exists:
+    if not _message_of_chat(db, request.chatId, uid, request.readUpToMessageId):
         message = f"readUpToMessageId: {request.readUpToMessageId} is not a message of chat {request.chatId!r}"
         raise InvalidArgument(message, {"fields": [{"field": "readUpToMessageId", "problem": message}]})
     moved = read_state.advance(db, request.chatId, uid, request.readUpToMessageId, now=now)
@@ -264,6 +264,18 @@ def recalculate(
     return RecalculateUnreadCountersResult(
         success=True, recalculated=len(changes), checked=len(results), changes=changes
     )
+
+
+def _message_of_chat(db: Client, chat_id: str, uid: str, message_id: str) -> bool:
+    """Whether the message is the chat's: in its messages, or in the reader's inbox under that chat.
+
+    The inbox is checked too because it is what the reader has seen (and what
+    counts); a chat core that keeps messages elsewhere still works.
+    """
+    if paths.chat_message(db, chat_id, message_id).get().exists:
+        return True
+    entry = paths.inbox_entry(db, uid, message_id).get()
+    return entry.exists and entry.get("chatId") == chat_id
 
 
 def _stored(snapshot: DocumentSnapshot) -> UnreadCounter | None:
