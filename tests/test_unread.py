@@ -88,6 +88,16 @@ def test_a_message_read_before_its_event_arrives_is_not_counted(db, pair):
     assert counter(db, "bob", "c1")["count"] == 1
 
 
+def test_a_late_event_for_an_entry_that_is_gone_creates_no_counter(db, pair):
+    _, [snapshot] = pair.send("alice")
+    snapshot.reference.delete()  # e.g. the data was cleared before the event ran
+
+    result = unread.on_new_message(db, snapshot)
+
+    assert (result.after, result.written) == (0, False)
+    assert counter(db, "bob", "c1") is None
+
+
 def test_own_messages_are_never_counted_through_send_and_delivery(db):
     make_user(db, "alice", region="EU")
     make_user(db, "bob", region="US")

@@ -101,7 +101,13 @@ def count_unread(db: Client, uid: str, chat_id: str, read_up_to: str | None) -> 
 
 
 def recount(
-    db: Client, uid: str, chat_id: str, *, now: datetime | None = None, always_write: bool = False
+    db: Client,
+    uid: str,
+    chat_id: str,
+    *,
+    now: datetime | None = None,
+    always_write: bool = False,
+    create_empty: bool = True,
 ) -> Recount:
     """Set the user's counter of the chat to what the inbox says (see the module docstring).
 
@@ -113,6 +119,11 @@ def recount(
             writer that changed the truth (a new inbox entry, a moved read
             position) must: its write is what makes later stale writers fail.
             Default False (recalculation, a read position that did not move).
+        create_empty: with always_write, create a missing counter even when
+            the count is 0. Default True. The trigger passes False: a count
+            of 0 means its message is no longer unread (read, or gone), so it
+            changed nothing it must answer for, and an absent counter already
+            reads as 0.
 
     Raises:
         Aborted: other writers kept changing the counter for UNREAD_WRITE_RETRIES attempts.
@@ -130,7 +141,7 @@ def recount(
             (stored is not None and (stored.count, stored.read_up_to_message_id) == (count, read_up_to))
             or (not snapshot.exists and count == 0)
         )
-        if agrees and not always_write:
+        if agrees and (not always_write or (not snapshot.exists and not create_empty)):
             return Recount(chat_id, before, count, written=False)
         counter = UnreadCounter(
             chat_id=chat_id, user_id=uid, count=count, read_up_to_message_id=read_up_to, updated_at=now
@@ -173,7 +184,7 @@ def on_new_message(db: Client, snapshot: DocumentSnapshot | None, *, now: dateti
     read_up_to = read_state.read_up_to(db, chat_id, uid)
     if read_up_to is not None and message_id <= read_up_to:
         return None  # read already; positions only move forward, so it never counts
-    result = recount(db, uid, chat_id, now=now, always_write=True)
+    result = recount(db, uid, chat_id, now=now, always_write=True, create_empty=False)
     logger.debug(f"unread {uid}/{chat_id}: {result.after}", uid=uid, chatId=chat_id, messageId=message_id)
     return result
 
