@@ -68,3 +68,50 @@ def pack427_cleanupMessages(event: scheduler_fn.ScheduledEvent) -> None:
 @scheduler_fn.on_schedule(schedule="every 5 minutes")
 def pack427_exportQueueStats(event: scheduler_fn.ScheduledEvent) -> None:
     metrics.export_queue_stats(db.client())
+
+
+# ------------------------------------------------------------ real-time signals
+
+from pack427 import typing_state, unread  # noqa: E402
+from pack427.models import (  # noqa: E402
+    GetTypingUsersRequest,
+    MarkAsReadRequest,
+    NoArgumentsRequest,
+    UpdateTypingStateRequest,
+)
+from pack427.paths import INBOX_TRIGGER_DOCUMENT  # noqa: E402
+
+
+@https_fn.on_call()
+def pack427_updateTypingState(req: https_fn.CallableRequest) -> dict:
+    return callables.handle(req, UpdateTypingStateRequest, typing_state.update_typing_state)
+
+
+@https_fn.on_call()
+def pack427_getTypingUsers(req: https_fn.CallableRequest) -> dict:
+    return callables.handle(req, GetTypingUsersRequest, typing_state.get_typing_users)
+
+
+@https_fn.on_call()
+def pack427_markAsRead(req: https_fn.CallableRequest) -> dict:
+    return callables.handle(req, MarkAsReadRequest, unread.mark_as_read)
+
+
+@https_fn.on_call()
+def pack427_getUnreadCounts(req: https_fn.CallableRequest) -> dict:
+    return callables.handle(req, NoArgumentsRequest, unread.get_unread_counts)
+
+
+@https_fn.on_call()
+def pack427_recalculateUnreadCounters(req: https_fn.CallableRequest) -> dict:
+    return callables.handle(req, NoArgumentsRequest, unread.recalculate)
+
+
+@firestore_fn.on_document_created(document=INBOX_TRIGGER_DOCUMENT)
+def pack427_onNewMessage(event: firestore_fn.Event[firestore_fn.DocumentSnapshot | None]) -> None:
+    unread.on_new_message(db.client(), event.data)
+
+
+@scheduler_fn.on_schedule(schedule="every 5 minutes")
+def pack427_cleanupTypingEvents(event: scheduler_fn.ScheduledEvent) -> None:
+    typing_state.cleanup_expired(db.client())

@@ -61,3 +61,21 @@ retry reads the chat again and takes the next message id."""
 INBOX_HEAD_RETRIES = 50
 """Attempts to place a message in an inbox whose head moved under it (another
 delivery to the same user)."""
+
+# ------------------------------------------------------------ real-time signals
+
+TYPING_REFRESH_SECONDS = 5
+"""A "typing" update rewrites the typing event only when less than this is
+left of its TTL: a burst of keystrokes costs one write per 5 s, not one each,
+and an indicator still disappears 5 to 10 s after the last keystroke."""
+
+UNREAD_WRITE_RETRIES = 50
+"""Attempts of a conditional write to an unread counter or read receipt that
+other writers keep changing under it (a burst of messages to one chat, reads
+from several devices): each attempt reads again; one writer wins each round."""
+
+RECALCULATE_PARALLELISM = 16
+"""Counters one recalculation recounts at once: each is a few round trips."""
+
+TYPING_CLEANUP_PAGE = 500
+"""Expired typing events one cleanup query takes."""

@@ -467,3 +467,150 @@ class ResyncChatResult(Response):
     messages: list[SyncedMessage]
     hasMore: bool
     cursor: str | None
+
+
+# ------------------------------------------------------------ real-time signals
+
+
+class TypingEvent(Document):
+    """`regions/{region}/typingEvents/{chatId}_{userId}`, in the typing user's home region.
+
+    A "stopped" deletes the event; one that never gets a "stopped" is treated
+    as not typing once `expires_at` has passed, and cleanup deletes it later.
+
+    Attributes:
+        participants: the chat's members when the event was written, so that
+            security rules can let exactly them read it.
+        created_at: when this spell of typing began (kept across refreshes).
+        updated_at: the last write (a refresh moves `expires_at`).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    chat_id: str
+    user_id: str
+    is_typing: bool
+    region: Region
+    participants: list[str]
+    expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReadReceipt(Document):
+    """`chats/{chatId}/readReceipts/{userId}`: how far the user has read the chat.
+
+    Attributes:
+        read_up_to_message_id: the newest message read; only ever moves forward.
+        read_up_to_timestamp: that message's time (from its ULID).
+        read_at: when it last moved.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    chat_id: str
+    user_id: str
+    read_up_to_message_id: str
+    read_up_to_timestamp: datetime
+    read_at: datetime
+
+
+class UnreadCounter(Document):
+    """`users/{uid}/unreadCounters/{chatId}`: the user's unread messages in one chat.
+
+    `count` is always the result of a count aggregation of the user's inbox
+    (entries of the chat newer than `read_up_to_message_id`, not sent by the
+    user), never an increment: see unread.py for why that makes it exact.
+
+    Attributes:
+        read_up_to_message_id: the read position the count was computed for
+            (None: nothing read yet).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    chat_id: str
+    user_id: str
+    count: Annotated[int, Field(ge=0)]
+    read_up_to_message_id: str | None = None
+    updated_at: datetime
+
+
+class UpdateTypingStateRequest(Request):
+    """`pack427_updateTypingState` data.
+
+    Attributes:
+        chatId: the chat; the caller must be a participant.
+        isTyping: true on keystrokes (repeat as often as you like), false when
+            the user stops; a boolean, nothing else.
+    """
+
+    chatId: DocumentId
+    isTyping: bool
+
+
+class UpdateTypingStateResult(Response):
+    success: bool
+
+
+class GetTypingUsersRequest(Request):
+    """`pack427_getTypingUsers` data: the chat (the caller must be a participant)."""
+
+    chatId: DocumentId
+
+
+class TypingUser(Response):
+    userId: str
+    expiresAt: datetime
+
+
+class GetTypingUsersResult(Response):
+    """Participants other than the caller who are typing now (not expired)."""
+
+    typingUsers: list[TypingUser]
+
+
+class MarkAsReadRequest(Request):
+    """`pack427_markAsRead` data.
+
+    Attributes:
+        chatId: the chat; the caller must be a participant.
+        readUpToMessageId: a message of that chat (a ULID); everything up to it
+            is read. An older position than the stored one is accepted and ignored.
+    """
+
+    chatId: DocumentId
+    readUpToMessageId: UlidString
+
+
+class MarkAsReadResult(Response):
+    success: bool
+    unreadCount: int
+
+
+class NoArgumentsRequest(Request):
+    """Data of callables that take none (`{}` or null); anything else is refused."""
+
+
+class UnreadCountsResult(Response):
+    """Unread messages per chat (every chat with a counter) and their sum."""
+
+    unreadCounts: dict[str, int]
+    totalUnread: int
+
+
+class CounterChange(Response):
+    chatId: str
+    before: int | None
+    """The stored count (None: no counter, or not a valid count)."""
+    after: int
+
+
+class RecalculateUnreadCountersResult(Response):
+    """`recalculated` counters changed out of `checked`; `changes` says which and how."""
+
+    success: bool
+    recalculated: int
+    checked: int
+    changes: list[CounterChange]

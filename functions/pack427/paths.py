@@ -76,3 +76,40 @@ def billing_request(db: Client, message_id: str) -> DocumentReference:
 
 def audit_log(db: Client) -> CollectionReference:
     return db.collection("auditLog")
+
+
+# ------------------------------------------------------------ real-time signals
+
+
+def chats(db: Client) -> CollectionReference:
+    return db.collection("chats")
+
+
+def typing_events(db: Client, name: Region) -> CollectionReference:
+    return region(db, name).collection("typingEvents")
+
+
+def typing_event(db: Client, name: Region, chat_id: str, uid: str) -> DocumentReference:
+    """`regions/{region}/typingEvents/{chatId}_{userId}`, in the typing user's home region."""
+    return typing_events(db, name).document(f"{chat_id}_{uid}")
+
+
+def unread_counters(db: Client, uid: str) -> CollectionReference:
+    return user(db, uid).collection("unreadCounters")
+
+
+def unread_counter(db: Client, uid: str, chat_id: str) -> DocumentReference:
+    return unread_counters(db, uid).document(chat_id)
+
+
+def read_receipt(db: Client, chat_id: str, uid: str) -> DocumentReference:
+    return chat(db, chat_id).collection("readReceipts").document(uid)
+
+
+INBOX_TRIGGER_DOCUMENT = "users/{userId}/inbox/{messageId}"
+"""The inbox entry path as a trigger pattern (for `pack427_onNewMessage`)."""
+
+
+def inbox_owner(entry: DocumentReference) -> str:
+    """The uid whose inbox holds `entry` (`users/{uid}/inbox/{messageId}`)."""
+    return entry.parent.parent.id
