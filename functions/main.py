@@ -7,16 +7,20 @@ errors; the logic lives in the package.
 from firebase_admin import initialize_app
 from firebase_functions import firestore_fn, https_fn, options, scheduler_fn
 
-from pack427 import callables, db, delivery, metrics, queue, sync
+from pack427 import callables, db, delivery, metrics, queue, sync, typing_state, unread
 from pack427.models import (
     AckMessagesRequest,
+    GetTypingUsersRequest,
+    MarkAsReadRequest,
+    NoArgumentsRequest,
     RegisterDeviceRequest,
     ResyncChatRequest,
     SendMessageRequest,
     SyncMessagesRequest,
+    UpdateTypingStateRequest,
 )
 from pack427.notifier import default_notifier
-from pack427.paths import QUEUE_TRIGGER_DOCUMENT
+from pack427.paths import INBOX_TRIGGER_DOCUMENT, QUEUE_TRIGGER_DOCUMENT
 from pack427.sending import send_message
 
 initialize_app()
@@ -71,16 +75,6 @@ def pack427_exportQueueStats(event: scheduler_fn.ScheduledEvent) -> None:
 
 
 # ------------------------------------------------------------ real-time signals
-
-from pack427 import typing_state, unread  # noqa: E402
-from pack427.models import (  # noqa: E402
-    GetTypingUsersRequest,
-    MarkAsReadRequest,
-    NoArgumentsRequest,
-    UpdateTypingStateRequest,
-)
-from pack427.paths import INBOX_TRIGGER_DOCUMENT  # noqa: E402
-
 
 @https_fn.on_call()
 def pack427_updateTypingState(req: https_fn.CallableRequest) -> dict:
