@@ -7,9 +7,10 @@ errors; the logic lives in the package.
 from firebase_admin import initialize_app
 from firebase_functions import firestore_fn, https_fn, options, scheduler_fn
 
-from pack427 import callables, db, delivery, metrics, queue, sync, typing_state, unread
+from pack427 import callables, chat_list, db, delivery, metrics, queue, sync, typing_state, unread
 from pack427.models import (
     AckMessagesRequest,
+    GetChatListRequest,
     GetTypingUsersRequest,
     MarkAsReadRequest,
     NoArgumentsRequest,
@@ -46,6 +47,11 @@ def pack427_syncMessages(req: https_fn.CallableRequest) -> dict:
 @https_fn.on_call()
 def pack427_ackMessages(req: https_fn.CallableRequest) -> dict:
     return callables.handle(req, AckMessagesRequest, sync.ack_messages)
+
+
+@https_fn.on_call()
+def pack427_getChatList(req: https_fn.CallableRequest) -> dict:
+    return callables.handle(req, GetChatListRequest, chat_list.get_chat_list)
 
 
 @https_fn.on_call()

@@ -79,3 +79,8 @@ RECALCULATE_PARALLELISM = 16
 
 TYPING_CLEANUP_PAGE = 500
 """Expired typing events one cleanup query takes."""
+
+DEFAULT_CHAT_LIST_LIMIT = 20
+MAX_CHAT_LIST_LIMIT = 50
+"""Chats per chat-list page: each chat whose last message is the caller's
+costs a query and a read per participant for its receipts."""

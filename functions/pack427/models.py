@@ -614,3 +614,62 @@ class RecalculateUnreadCountersResult(Response):
     recalculated: int
     checked: int
     changes: list[CounterChange]
+
+
+# -------------------------------------------------------------- chat list
+
+
+class GetChatListRequest(Request):
+    """`pack427_getChatList` data.
+
+    Attributes:
+        limit: chats per page, 1 to MAX_CHAT_LIST_LIMIT (default 20).
+        cursor: the `cursor` of the previous page.
+    """
+
+    limit: Annotated[int, Field(ge=1, le=constants.MAX_CHAT_LIST_LIMIT)] = constants.DEFAULT_CHAT_LIST_LIMIT
+    cursor: Cursor | None = None
+
+
+class ReceiptStatus(StrEnum):
+    """How far one recipient has got with a message, in the order it can only advance."""
+
+    PENDING = "pending"
+    """Queued, not in the recipient's inbox yet."""
+    SENT = "sent"
+    """In the recipient's inbox."""
+    DELIVERED = "delivered"
+    """A device of the recipient acknowledged it (ackMessages)."""
+    READ = "read"
+    """The recipient's read position is at or past it (markAsRead)."""
+    FAILED = "failed"
+    """Dropped after MAX_ATTEMPTS; an operator can requeue it."""
+
+
+class ChatListLastMessage(Response):
+    messageId: str
+    senderId: str
+    text: str | None
+    hasContent: bool
+    createdAt: int
+
+
+class ChatListItem(Response):
+    """One chat of the caller's list.
+
+    `lastMessageStatus` is set when the caller sent the last message: each
+    other participant's receipt status for it.
+    """
+
+    chatId: str
+    participants: list[str]
+    lastMessage: ChatListLastMessage
+    unreadCount: int
+    lastMessageStatus: dict[str, ReceiptStatus] | None
+
+
+class GetChatListResult(Response):
+    chats: list[ChatListItem]
+    totalUnread: int
+    hasMore: bool
+    cursor: str | None

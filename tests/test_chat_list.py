@@ -1,0 +1,107 @@
+"""The chat list: newest first, paged, with unread counts and the last message's receipts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from chatcore import make_chat, make_user
+from entries import T0
+from pack427 import chat_list, delivery, inbox, sending, sync, unread
+from pack427.errors import InvalidArgument
+from pack427.models import (
+    AckMessagesRequest,
+    GetChatListRequest,
+    MarkAsReadRequest,
+    Region,
+    SendMessageRequest,
+)
+from pack427.notifier import EmulatorNotifier
+from ulid import ULID
+
+
+def send(db, uid: str, chat: str, text: str, at) -> str:
+    request = SendMessageRequest(chatId=chat, clientMessageId=str(ULID()), text=text)
+    return sending.send_message(db, uid, request, now=at).messageId
+
+
+def process(db, at):
+    for region in Region:
+        delivery.process_batch(db, region, EmulatorNotifier(), now=at)
+
+
+@pytest.fixture
+def chats(db):
+    make_user(db, "alice", region="EU")
+    make_user(db, "bob", region="US")
+    make_user(db, "carol", region="APAC", online=False, tokens=["fail-always"])
+    make_chat(db, "c1", ["alice", "bob"])
+    make_chat(db, "c2", ["alice", "bob", "carol"])
+    make_chat(db, "c3", ["bob", "carol"])
+    make_chat(db, "empty", ["alice", "bob"])
+    return db
+
+
+def test_newest_first_with_unread_counts_and_paging(chats):
+    db = chats
+    send(db, "bob", "c1", "hi alice", T0)
+    send(db, "bob", "c1", "are you there?", T0 + timedelta(seconds=1))
+    send(db, "carol", "c2", "hello group", T0 + timedelta(seconds=2))
+    send(db, "bob", "c3", "not for alice", T0 + timedelta(seconds=3))
+    process(db, T0 + timedelta(seconds=5))
+    unread.recalculate(db, "alice")
+
+    page = chat_list.get_chat_list(db, "alice", GetChatListRequest())
+    assert [c.chatId for c in page.chats] == ["c2", "c1"]  # no c3 (not hers), no chat without messages
+    assert [c.unreadCount for c in page.chats] == [1, 2] and page.totalUnread == 3
+    c1 = page.chats[1]
+    assert c1.lastMessage.text == "are you there?" and c1.lastMessage.senderId == "bob"
+    assert c1.lastMessageStatus is None  # the last message is not alice's
+    assert not page.hasMore
+
+    first = chat_list.get_chat_list(db, "alice", GetChatListRequest(limit=1))
+    second = chat_list.get_chat_list(db, "alice", GetChatListRequest(limit=1, cursor=first.cursor))
+    assert ([c.chatId for c in first.chats], first.hasMore) == (["c2"], True)
+    assert ([c.chatId for c in second.chats], second.hasMore) == (["c1"], False)
+    with pytest.raises(InvalidArgument):
+        chat_list.get_chat_list(db, "bob", GetChatListRequest(cursor=first.cursor))
+
+
+def test_receipts_of_the_callers_last_message_move_pending_sent_delivered_read(chats):
+    db = chats
+
+    def status(chat: str) -> dict[str, str]:
+        page = chat_list.get_chat_list(db, "alice", GetChatListRequest())
+        return {c.chatId: c.lastMessageStatus for c in page.chats}[chat]
+
+    message = send(db, "alice", "c1", "ping", T0)
+    assert status("c1") == {"bob": "pending"}
+    process(db, T0 + timedelta(seconds=1))
+    assert status("c1") == {"bob": "sent"}
+    sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=[message], deviceId="phone"))
+    assert status("c1") == {"bob": "delivered"}
+    unread.mark_as_read(db, "bob", MarkAsReadRequest(chatId="c1", readUpToMessageId=message))
+    assert status("c1") == {"bob": "read"}
+
+
+def test_a_dropped_message_is_failed_unless_it_reached_the_inbox(chats, monkeypatch):
+    db = chats
+    make_user(db, "dave", region="EU")
+    make_chat(db, "c5", ["alice", "carol", "dave"])
+    place = inbox.place
+
+    def unreachable_for_dave(db_, uid, *args, **kwargs):
+        if uid == "dave":
+            raise ConnectionError("dave's inbox is unreachable")
+        return place(db_, uid, *args, **kwargs)
+
+    monkeypatch.setattr(inbox, "place", unreachable_for_dave)
+    send(db, "alice", "c5", "to the group", T0)
+    at = T0 + timedelta(seconds=1)
+    for _ in range(5):  # five failed attempts each: carol's push, dave's inbox
+        process(db, at)
+        at += timedelta(hours=1)
+    # Both dropped; carol has the message in her inbox all the same, dave does not.
+    assert chat_list.get_chat_list(db, "alice", GetChatListRequest()).chats[0].lastMessageStatus == {
+        "carol": "sent", "dave": "failed"
+    }
