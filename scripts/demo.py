@@ -150,6 +150,21 @@ def main() -> None:
         s = queue.stats(db, region)
         say(f"  {region.value:<5} pending={s.pending} failed={s.failed} delivered={s.delivered} dropped={s.dropped}")
 
+    say("\n7. Bob's phone and tablet come online and sync (pages of 100, opaque cursors), then ack:")
+    for device, platform in (("bob-phone", "ios"), ("bob-tablet", "android")):
+        registered = bob_app.call("pack427_registerDevice", {"deviceId": device, "platform": platform, "appVersion": "1.0"})
+        page = bob_app.call("pack427_syncMessages", {"deviceId": device})
+        say(f"  {device} (home region {registered['region']}): {len(page['messages'])} messages, "
+            f"hasMore={page['hasMore']}: " + ", ".join(repr(m["text"]) for m in page["messages"]))
+        again = bob_app.call("pack427_syncMessages", {"deviceId": device, "cursor": page["cursor"]})
+        say(f"  {device} syncs again with its cursor: {len(again['messages'])} new")
+    ids = [m["messageId"] for m in page["messages"]]
+    acked = bob_app.call("pack427_ackMessages", {"messageIds": ids, "deviceId": "bob-tablet"})
+    say(f"  ack from bob-tablet: acknowledgedCount={acked['acknowledgedCount']}")
+    for chat in alice_app.call("pack427_getChatList", {})["chats"]:
+        status = chat["lastMessageStatus"] or "(last message is not Alice's)"
+        say(f"  Alice's chat list: {chat['chatId']:<12} last {chat['lastMessage']['text']!r}, receipts {status}")
+
 
 if __name__ == "__main__":
     main()
