@@ -614,3 +614,87 @@ class RecalculateUnreadCountersResult(Response):
     recalculated: int
     checked: int
     changes: list[CounterChange]
+
+
+# ------------------------------------------------------------- operability
+
+
+class LatencyPercentiles(Document):
+    """Send-to-inbox latency (createdAt to deliveredAt) of a sample of deliveries, in ms.
+
+    Attributes:
+        samples: deliveries measured (None percentiles when there were none).
+    """
+
+    samples: int
+    p50_ms: int | None = None
+    p95_ms: int | None = None
+    p99_ms: int | None = None
+
+
+class RegionMetrics(Document):
+    """`regions/{region}/queueStats/{yyyymmddTHHMMSS}`: one region's figures at `at`.
+
+    Counts (`pending` ... `depth`) are the whole queue at `at`; the rest cover
+    the window [`at` - `window_seconds`, `at`).
+
+    Attributes:
+        depth: entries waiting for delivery (PENDING + FAILED).
+        delivered_in_window, failed_in_window, dropped_in_window: delivery
+            attempts that ended so, from the audit trail (a FAILED attempt is
+            retried later; a DROPPED one was the last).
+        delivery_success_rate: of the entries whose fate was settled in the
+            window, the share delivered: delivered / (delivered + dropped);
+            None when none was settled.
+        failed_delivery_rate: of the attempts in the window, the share that
+            failed: (failed + dropped) / (delivered + failed + dropped).
+        latency_same_region, latency_cross_region: entries delivered in the
+            window whose sender is in this region, or in another.
+        syncs_in_window: devices of this region whose last sync was in the window.
+        sync_avg_ms, sync_max_ms: their sync durations; slow_syncs: how many
+            took longer than the alert threshold.
+    """
+
+    region: Region
+    at: datetime
+    window_seconds: int
+    pending: int
+    failed: int
+    delivered: int
+    dropped: int
+    depth: int
+    delivered_in_window: int
+    failed_in_window: int
+    dropped_in_window: int
+    delivery_success_rate: float | None
+    failed_delivery_rate: float | None
+    latency_same_region: LatencyPercentiles
+    latency_cross_region: LatencyPercentiles
+    syncs_in_window: int
+    sync_avg_ms: float | None
+    sync_max_ms: int | None
+    slow_syncs: int
+
+
+class EngineMode(StrEnum):
+    QUEUE = "queue"
+    """Normal operation: the trigger and the processor deliver from the queues."""
+    DIRECT = "direct"
+    """Rollback: queue processing paused; pack427_sendMessage delivers in the request."""
+
+
+class EngineSettings(Document):
+    """`config/engine`: runtime settings the functions read without a redeploy.
+
+    Attributes:
+        mode: queue (default, also when the document is missing) or direct.
+        updated_by: who last changed it (`ops:{user}`).
+        reason: why, as the operator said.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    mode: EngineMode = EngineMode.QUEUE
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+    reason: str | None = None
