@@ -79,3 +79,18 @@ RECALCULATE_PARALLELISM = 16
 
 TYPING_CLEANUP_PAGE = 500
 """Expired typing events one cleanup query takes."""
+
+# ------------------------------------------------------------- operability
+
+SCALE_UP_DEPTH = 5_000
+"""Queue depth of a region above which the processor takes LARGE_BATCH_SIZE batches (seed)."""
+
+FAN_OUT_DEPTH = 10_000
+"""Queue depth of a region above which the processor fans out to QUEUE_SHARDS
+parallel workers, one per slice of the queue (seed: add parallel workers)."""
+
+LARGE_BATCH_SIZE = 1_000
+"""Entries one processor batch takes under back-pressure."""
+
+QUEUE_SHARDS = 4
+"""Slices of each region's queue (by chat and recipient) for parallel workers."""

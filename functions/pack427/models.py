@@ -7,6 +7,7 @@ camelCase names (aliases generated from the attribute names).
 from __future__ import annotations
 
 import re
+import zlib
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ from pydantic import (
     Field,
     Strict,
     StringConstraints,
+    computed_field,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -176,10 +178,20 @@ class QueuedMessage(Document):
     """Delivery receipt: when a device of the recipient first acknowledged the message."""
     acked_by: str | None = None
     """The device that acknowledged first."""
+    requeues: int = 0
+    """Times an operator put the entry back on the queue after it was dropped
+    (`attempts` starts again at 0 each time; audit event ids include it)."""
 
     @staticmethod
     def entry_id(message_id: str, recipient_id: str) -> str:
         return f"{message_id}_{recipient_id}"
+
+    @computed_field
+    @property
+    def shard(self) -> int:
+        """Slice of the queue a fanned-out processor worker takes (see delivery.drain):
+        a hash of (chat, recipient), so each of their entries is in one slice."""
+        return zlib.crc32(f"{self.chat_id}\0{self.recipient_id}".encode()) % constants.QUEUE_SHARDS
 
 
 class InboxEntry(Document):
@@ -698,3 +710,35 @@ class EngineSettings(Document):
     updated_at: datetime | None = None
     updated_by: str | None = None
     reason: str | None = None
+
+
+class RequeueReport(Response):
+    """What `ops requeue-dropped` did: entry ids back to PENDING, and dropped
+    entries whose message was in the inbox already (a push that kept failing),
+    now marked DELIVERED."""
+
+    requeued: list[str]
+    markedDelivered: list[str]
+
+
+class ChatRepairReport(Response):
+    """What `ops resync USER CHAT` did for the chat's messages missing from the user's inbox.
+
+    Attributes:
+        checked: messages of the chat sent by others.
+        missing: of those, not in the inbox before the repair.
+        requeued: dropped entries put back on the queue.
+        retried: waiting entries made due at once.
+        stillMissing: message ids not in the inbox after the repair (a failed
+            attempt, retried by the processor; or never queued for the user:
+            see `unqueued`).
+        unqueued: message ids with no queue entry for the user (sent before
+            they joined, or their entry was cleaned up): reported, not invented.
+    """
+
+    checked: int
+    missing: int
+    requeued: list[str]
+    retried: list[str]
+    stillMissing: list[str]
+    unqueued: list[str]
