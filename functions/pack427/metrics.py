@@ -9,7 +9,7 @@ cross-region) and sync duration. It stores the snapshot under
 one line per alert (`alert: NAME`, warning or error) for each seed threshold
 crossed.
 
-Cost per region: 7 count/avg aggregations (one read each per 1,000 entries
+Cost per region: 8 count/avg aggregations (one read each per 1,000 entries
 counted) and at most LATENCY_SAMPLE + SYNC_SAMPLE document reads, whatever
 the size of the queue. Nothing is scanned in full.
 """
