@@ -27,25 +27,29 @@ def record(
     at: datetime,
     from_status: QueueStatus | None = None,
     details: dict[str, Any] | None = None,
+    action: str | None = None,
 ) -> None:
     """Add the event for `entry` moving to `to_status` to `batch`.
 
-    The event id is derived from the entry, the new status and the attempt
-    number, so a replayed change cannot add a second event.
+    The event id is derived from the entry, the new status, the attempt
+    number and the entry's requeues, so a replayed change cannot add a second
+    event. `action` defaults to ENQUEUED for a new entry, else the new status.
     """
     event = AuditEvent(
         entry_id=entry.id,
         message_id=entry.message_id,
         region=entry.target_region,
         actor=actor,
-        action="ENQUEUED" if from_status is None else to_status.value,
+        action=action or ("ENQUEUED" if from_status is None else to_status.value),
         from_status=from_status,
         to_status=to_status,
         attempts=attempts,
         at=at,
         details=details or {},
     )
-    ref = paths.audit_log(db).document(f"{entry.id}_{attempts}_{to_status.value}")
+    # Attempts start again at 0 after a requeue: the round keeps the ids apart.
+    round_suffix = f"_r{entry.requeues}" if entry.requeues else ""
+    ref = paths.audit_log(db).document(f"{entry.id}_{attempts}_{to_status.value}{round_suffix}")
     batch.create(ref, event.to_firestore())
 
 

@@ -84,3 +84,18 @@ DEFAULT_CHAT_LIST_LIMIT = 20
 MAX_CHAT_LIST_LIMIT = 50
 """Chats per chat-list page: each chat whose last message is the caller's
 costs a query and a read per participant for its receipts."""
+
+# ------------------------------------------------------------- operability
+
+SCALE_UP_DEPTH = 5_000
+"""Queue depth of a region above which the processor takes LARGE_BATCH_SIZE batches (seed)."""
+
+FAN_OUT_DEPTH = 10_000
+"""Queue depth of a region above which the processor fans out to QUEUE_SHARDS
+parallel workers, one per slice of the queue (seed: add parallel workers)."""
+
+LARGE_BATCH_SIZE = 1_000
+"""Entries one processor batch takes under back-pressure."""
+
+QUEUE_SHARDS = 4
+"""Slices of each region's queue (by chat and recipient) for parallel workers."""

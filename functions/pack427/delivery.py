@@ -29,7 +29,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1 import DocumentSnapshot
 
-from . import clock, constants, inbox, queue
+from . import chat_core, clock, constants, inbox, queue, settings
 from .models import DUE_STATUSES, InboxEntry, QueuedMessage, QueueStatus, Region
 from .notifier import Notifier
 from .queue import LoadedEntry
@@ -256,8 +256,8 @@ def on_enqueued(
     Returns:
         The outcome for the event's own entry.
     """
-    if snapshot is None or not snapshot.exists:
-        return Outcome.SKIPPED
+    if snapshot is None or not snapshot.exists or settings.direct_delivery(db):
+        return Outcome.SKIPPED  # paused: the send delivers, or the drain after the switch back
     entry = QueuedMessage.model_validate(snapshot.to_dict())
     if not entry.awaiting_inbox:
         return Outcome.SKIPPED
@@ -277,16 +277,23 @@ def process_batch(
     actor: str = "scheduler",
     now: datetime | None = None,
     limit: int = constants.BATCH_SIZE,
+    shard: int | None = None,
 ) -> ProcessReport:
     """Attempt the entries of `region` that are due at `now` (at most `limit` found).
 
     Entries already in the inbox (a push to retry) are attempted one by one;
     the others chat by chat, in message order (`deliver_in_order`). Safe to
     run in several workers at once: each entry is delivered once.
+
+    Args:
+        actor: recorded in the audit trail (default `scheduler`).
+        now: the attempts' time (default: the clock).
+        limit: due entries to take (default BATCH_SIZE).
+        shard: only this slice of the queue (default: all of it).
     """
     now = now or clock.now()
     report = ProcessReport(batches=1)
-    entries = queue.due_entries(db, region, now=now, limit=limit)
+    entries = queue.due_entries(db, region, now=now, limit=limit, shard=shard)
     push_retries = [e for e in entries if not e.entry.awaiting_inbox]
     # Per (chat, recipient): the newest message of it in this batch; older ones go first.
     chats: dict[tuple[str, str], str] = {}
@@ -329,31 +336,91 @@ def drain(
     regions: tuple[Region, ...] = tuple(Region),
     actor: str = "scheduler",
     time_budget_s: float = constants.PROCESSOR_TIME_BUDGET_SECONDS,
-) -> dict[str, dict[str, int]]:
-    """Process batches until nothing is due or the time budget is spent.
+    scale_up_depth: int = constants.SCALE_UP_DEPTH,
+    fan_out_depth: int = constants.FAN_OUT_DEPTH,
+    progress: Callable[[Region, dict[str, int | str]], None] | None = None,
+) -> dict[str, dict[str, int | str]]:
+    """Process batches until nothing is due or the time budget is spent; nothing while paused.
 
-    Regions take turns, one batch each, so a backlog in one region does not
-    starve the others.
+    Regions take turns, one round each, so a backlog in one region does not
+    starve the others. Back-pressure (the seed's scale-up strategy), decided
+    each round from the region's depth (one count aggregation): over
+    `scale_up_depth` a round takes LARGE_BATCH_SIZE entries; over
+    `fan_out_depth` it runs QUEUE_SHARDS workers at once, each on its own
+    slice of the queue (QueuedMessage.shard, a hash of chat and recipient), so
+    no two workers ever handle the same chat for the same recipient. Entries
+    written before slices existed have no shard: they wait for a round below
+    `fan_out_depth`. A message is delivered once whatever the overlap, by the
+    update-time preconditions.
 
     Args:
         regions: the regions whose queues to drain (default: all).
-        actor: recorded in the audit trail.
-        time_budget_s: no new batch starts after this many seconds.
+        actor: recorded in the audit trail (default `scheduler`).
+        time_budget_s: no new round starts after this many seconds (default 50).
+        scale_up_depth: depth over which batches grow (default SCALE_UP_DEPTH).
+        fan_out_depth: depth over which workers fan out (default FAN_OUT_DEPTH).
+        progress: called after each round with the region and its totals so far
+            (default none).
 
     Returns:
-        Per region, the counts by outcome and the number of batches.
+        Per region, the counts by outcome, the number of batches, and the
+        last round's `mode` (`normal`, `large` or `fan-out`); empty while the
+        rollback switch pauses queue processing.
     """
+    if settings.direct_delivery(db):
+        logger.info(f"{actor}: queue processing is paused (mode direct)", actor=actor, paused=True)
+        return {}
     deadline = time.monotonic() + time_budget_s
     reports = {region: ProcessReport() for region in regions}
+    modes = {region: "normal" for region in regions}
     busy = list(regions)
-    while busy and time.monotonic() < deadline:
+    # The switch is checked every round (cached, see settings): a pause stops a running drain too.
+    while busy and time.monotonic() < deadline and not settings.direct_delivery(db):
         for region in list(busy):
-            batch = process_batch(db, region, notifier, actor=actor)
-            reports[region].batches += 1
-            reports[region].outcomes.update(batch.outcomes)
-            if batch.found < constants.BATCH_SIZE or not batch.attempted:
+            depth = queue.depth(db, region)
+            limit = constants.LARGE_BATCH_SIZE if depth > scale_up_depth else constants.BATCH_SIZE
+            shards = list(range(constants.QUEUE_SHARDS)) if depth > fan_out_depth else [None]
+            modes[region] = "fan-out" if len(shards) > 1 else "large" if depth > scale_up_depth else "normal"
+            with ThreadPoolExecutor(max_workers=len(shards)) as workers:
+                rounds = list(workers.map(
+                    lambda shard: process_batch(db, region, notifier, actor=actor, limit=limit, shard=shard), shards))
+            for batch in rounds:
+                reports[region].batches += 1
+                reports[region].outcomes.update(batch.outcomes)
+            if all(batch.found < limit or not batch.attempted for batch in rounds):
                 busy.remove(region)
-    summary = {region.value: report.as_dict() for region, report in reports.items()}
+            if progress is not None:
+                progress(region, {**reports[region].as_dict(), "depth": depth, "mode": modes[region]})
+    summary = {region.value: {**report.as_dict(), "mode": modes[region]} for region, report in reports.items()}
     if any(report.attempted for report in reports.values()):
         logger.info(f"{actor} processed the queues", actor=actor, regions=summary)
     return summary
+
+
+def deliver_now(
+    db: Client, chat_id: str, message_id: str, sender_id: str, notifier: Notifier, *, now: datetime | None = None
+) -> dict[str, Outcome]:
+    """Deliver one message to every recipient in the caller's request (rollback: mode direct).
+
+    Through `deliver_in_order`, as the trigger does: the recipient's older
+    undelivered messages of the chat go first, so inbox seq and per-chat
+    order hold. A failure is recorded on the entry, which the processor
+    retries once queue processing resumes.
+
+    Args:
+        sender_id: excluded from the recipients (the chat's other participants).
+        now: the attempts' time (default: the clock).
+
+    Returns:
+        The outcome of each entry attempted.
+    """
+    participants = chat_core.participant_chat(db, chat_id, sender_id).chat.participants
+    recipients = [uid for uid in dict.fromkeys(participants) if uid != sender_id]
+    outcomes: dict[str, Outcome] = {}
+    with ThreadPoolExecutor(max_workers=PARALLEL_DELIVERIES) as pool:
+        for result in pool.map(
+            lambda uid: deliver_in_order(db, chat_id, uid, notifier, actor="direct", now=now, up_to=message_id),
+            recipients,
+        ):
+            outcomes.update(result)
+    return outcomes

@@ -7,6 +7,7 @@ camelCase names (aliases generated from the attribute names).
 from __future__ import annotations
 
 import re
+import zlib
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ from pydantic import (
     Field,
     Strict,
     StringConstraints,
+    computed_field,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -176,10 +178,20 @@ class QueuedMessage(Document):
     """Delivery receipt: when a device of the recipient first acknowledged the message."""
     acked_by: str | None = None
     """The device that acknowledged first."""
+    requeues: int = 0
+    """Times an operator put the entry back on the queue after it was dropped
+    (`attempts` starts again at 0 each time; audit event ids include it)."""
 
     @staticmethod
     def entry_id(message_id: str, recipient_id: str) -> str:
         return f"{message_id}_{recipient_id}"
+
+    @computed_field
+    @property
+    def shard(self) -> int:
+        """Slice of the queue a fanned-out processor worker takes (see delivery.drain):
+        a hash of (chat, recipient), so each of their entries is in one slice."""
+        return zlib.crc32(f"{self.chat_id}\0{self.recipient_id}".encode()) % constants.QUEUE_SHARDS
 
 
 class InboxEntry(Document):
@@ -673,3 +685,117 @@ class GetChatListResult(Response):
     totalUnread: int
     hasMore: bool
     cursor: str | None
+# ------------------------------------------------------------- operability
+
+
+class LatencyPercentiles(Document):
+    """Send-to-inbox latency (createdAt to deliveredAt) of a sample of deliveries, in ms.
+
+    Attributes:
+        samples: deliveries measured (None percentiles when there were none).
+    """
+
+    samples: int
+    p50_ms: int | None = None
+    p95_ms: int | None = None
+    p99_ms: int | None = None
+
+
+class RegionMetrics(Document):
+    """`regions/{region}/queueStats/{yyyymmddTHHMMSS}`: one region's figures at `at`.
+
+    Counts (`pending` ... `depth`) are the whole queue at `at`; the rest cover
+    the window [`at` - `window_seconds`, `at`).
+
+    Attributes:
+        depth: entries waiting for delivery (PENDING + FAILED).
+        delivered_in_window, failed_in_window, dropped_in_window: delivery
+            attempts that ended so, from the audit trail (a FAILED attempt is
+            retried later; a DROPPED one was the last).
+        delivery_success_rate: of the entries whose fate was settled in the
+            window, the share delivered: delivered / (delivered + dropped);
+            None when none was settled.
+        failed_delivery_rate: of the attempts in the window, the share that
+            failed: (failed + dropped) / (delivered + failed + dropped).
+        latency_same_region, latency_cross_region: entries delivered in the
+            window whose sender is in this region, or in another.
+        syncs_in_window: devices of this region whose last sync was in the window.
+        sync_avg_ms, sync_max_ms: their sync durations; slow_syncs: how many
+            took longer than the alert threshold.
+    """
+
+    region: Region
+    at: datetime
+    window_seconds: int
+    pending: int
+    failed: int
+    delivered: int
+    dropped: int
+    depth: int
+    delivered_in_window: int
+    failed_in_window: int
+    dropped_in_window: int
+    delivery_success_rate: float | None
+    failed_delivery_rate: float | None
+    latency_same_region: LatencyPercentiles
+    latency_cross_region: LatencyPercentiles
+    syncs_in_window: int
+    sync_avg_ms: float | None
+    sync_max_ms: int | None
+    slow_syncs: int
+
+
+class EngineMode(StrEnum):
+    QUEUE = "queue"
+    """Normal operation: the trigger and the processor deliver from the queues."""
+    DIRECT = "direct"
+    """Rollback: queue processing paused; pack427_sendMessage delivers in the request."""
+
+
+class EngineSettings(Document):
+    """`config/engine`: runtime settings the functions read without a redeploy.
+
+    Attributes:
+        mode: queue (default, also when the document is missing) or direct.
+        updated_by: who last changed it (`ops:{user}`).
+        reason: why, as the operator said.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    mode: EngineMode = EngineMode.QUEUE
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+    reason: str | None = None
+
+
+class RequeueReport(Response):
+    """What `ops requeue-dropped` did: entry ids back to PENDING, and dropped
+    entries whose message was in the inbox already (a push that kept failing),
+    now marked DELIVERED."""
+
+    requeued: list[str]
+    markedDelivered: list[str]
+
+
+class ChatRepairReport(Response):
+    """What `ops resync USER CHAT` did for the chat's messages missing from the user's inbox.
+
+    Attributes:
+        checked: messages of the chat sent by others.
+        missing: of those, not in the inbox before the repair.
+        requeued: dropped entries put back on the queue.
+        retried: waiting entries made due at once.
+        stillMissing: message ids not in the inbox after the repair (a failed
+            attempt, retried by the processor; or never queued for the user:
+            see `unqueued`).
+        unqueued: message ids with no queue entry for the user (sent before
+            they joined, or their entry was cleaned up): reported, not invented.
+    """
+
+    checked: int
+    missing: int
+    requeued: list[str]
+    retried: list[str]
+    stillMissing: list[str]
+    unqueued: list[str]

@@ -63,7 +63,7 @@ def queue_stats(db: Client, name: Region) -> CollectionReference:
 
 
 def device_sync_state(db: Client, name: Region, uid: str, device_id: str) -> DocumentReference:
-    return region(db, name).collection("deviceSyncStates").document(f"{uid}_{device_id}")
+    return device_sync_states(db, name).document(f"{uid}_{device_id}")
 
 
 def idempotency_key(db: Client, sender_id: str, client_message_id: str) -> DocumentReference:
@@ -113,3 +113,15 @@ INBOX_TRIGGER_DOCUMENT = "users/{userId}/inbox/{messageId}"
 def inbox_owner(entry: DocumentReference) -> str:
     """The uid whose inbox holds `entry` (`users/{uid}/inbox/{messageId}`)."""
     return entry.parent.parent.id
+
+
+# ------------------------------------------------------------- operability
+
+
+def device_sync_states(db: Client, name: Region) -> CollectionReference:
+    return region(db, name).collection("deviceSyncStates")
+
+
+def engine_settings(db: Client) -> DocumentReference:
+    """`config/engine`: the runtime switch (see settings)."""
+    return db.collection("config").document("engine")

@@ -216,17 +216,25 @@ def commit_if_unchanged(batch: WriteBatch) -> bool:
 
 
 def due_entries(
-    db: Client, region: Region, *, now: datetime, limit: int = constants.BATCH_SIZE
+    db: Client, region: Region, *, now: datetime, limit: int = constants.BATCH_SIZE, shard: int | None = None
 ) -> list[LoadedEntry]:
-    """Entries of `region` that may be attempted at `now`, longest waiting first."""
-    query = (
-        paths.queue(db, region)
-        .where(filter=FieldFilter("status", "in", [s.value for s in DUE_STATUSES]))
-        .where(filter=FieldFilter("nextAttemptAt", "<=", now))
-        .order_by("nextAttemptAt")
-        .limit(limit)
-    )
+    """Entries of `region` that may be attempted at `now`, longest waiting first.
+
+    Args:
+        limit: at most this many (default BATCH_SIZE).
+        shard: only this slice of the queue (QueuedMessage.shard); default: all.
+    """
+    query = paths.queue(db, region).where(filter=FieldFilter("status", "in", [s.value for s in DUE_STATUSES]))
+    if shard is not None:
+        query = query.where(filter=FieldFilter("shard", "==", shard))
+    query = query.where(filter=FieldFilter("nextAttemptAt", "<=", now)).order_by("nextAttemptAt").limit(limit)
     return [LoadedEntry.from_snapshot(s) for s in query.stream()]
+
+
+def depth(db: Client, region: Region) -> int:
+    """Entries of `region` waiting for delivery (PENDING or FAILED): one count aggregation."""
+    query = paths.queue(db, region).where(filter=FieldFilter("status", "in", [s.value for s in DUE_STATUSES]))
+    return int(query.count().get()[0][0].value)  # the emulator answers 0.0 for an empty `in` count
 
 
 def awaiting_inbox(

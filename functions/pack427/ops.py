@@ -1,0 +1,328 @@
+"""Operator commands: see, steer and undo the engine (`scripts/ops`, or `python -m pack427.ops`).
+
+Works against the emulators when FIRESTORE_EMULATOR_HOST is set (project:
+--project, else GCLOUD_PROJECT, else demo-pack427), or against a real project
+with application default credentials (`gcloud auth application-default login`).
+
+    stats                      per-region figures of the last 5 minutes, as a table
+    process                    run the queue processor now, with progress
+    history MESSAGE_ID         the message's full audit trail
+    requeue-dropped [--region R]
+                               dead letters back to PENDING (attempts reset), audited
+    resync USER CHAT           bring every message of CHAT into USER's inbox
+    recalc-unread USER         recount USER's unread counters, show what changed
+    mode [queue|direct] [--reason TEXT]
+                               show or flip the rollback switch; back to queue drains
+
+Every change goes through the same conditional writes as the functions: a
+command can run while the functions run, and twice, without delivering a
+message twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime
+
+from google.cloud import firestore
+from google.cloud.firestore import Client
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from . import audit, chat_core, clock, delivery, inbox, metrics, paths, queue, settings, unread
+from .models import (
+    DUE_STATUSES,
+    ChatMessage,
+    ChatRepairReport,
+    EngineMode,
+    QueuedMessage,
+    QueueStatus,
+    Region,
+    RequeueReport,
+)
+from .notifier import Notifier, default_notifier
+from .queue import LoadedEntry
+
+REQUEUE_PAGE = 200
+"""Dead letters read per query by requeue-dropped."""
+
+CHAT_PAGE = 500
+"""Chat messages read per query by resync."""
+
+Progress = Callable[[str], None]
+
+
+def requeue_dropped(
+    db: Client,
+    *,
+    regions: tuple[Region, ...] = tuple(Region),
+    actor: str = "ops",
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> RequeueReport:
+    """Put every DROPPED entry of `regions` back on its queue. Idempotent.
+
+    A dropped entry whose message is in the inbox already (placed, then its
+    push failed MAX_ATTEMPTS times) is only marked DELIVERED; the others
+    become PENDING, due now, with attempts reset and `requeues` counted.
+    Each change is audited (REQUEUED, or DELIVERED with `requeued: true`)
+    and conditional on the entry being unchanged since it was read.
+
+    Args:
+        regions: whose queues (default: all).
+        actor: recorded in the audit trail (default `ops`).
+        now: the change's time (default: the clock).
+        progress: told about each page (default: silent).
+    """
+    now = now or clock.now()
+    requeued, marked = [], []
+    for region in regions:
+        query = (
+            paths.queue(db, region)
+            .where(filter=FieldFilter("status", "==", QueueStatus.DROPPED.value))
+            .order_by("__name__")
+            .limit(REQUEUE_PAGE)
+        )
+        page = list(query.stream())
+        while page:
+            for snapshot in page:
+                outcome = requeue(db, LoadedEntry.from_snapshot(snapshot), actor=actor, now=now)
+                if outcome is QueueStatus.PENDING:
+                    requeued.append(snapshot.id)
+                elif outcome is QueueStatus.DELIVERED:
+                    marked.append(snapshot.id)
+            if progress:
+                progress(f"{region.value}: {len(requeued)} requeued, {len(marked)} already in the inbox")
+            page = list(query.start_after(page[-1]).stream())
+    return RequeueReport(requeued=requeued, markedDelivered=marked)
+
+
+def requeue(db: Client, loaded: LoadedEntry, *, actor: str, now: datetime) -> QueueStatus | None:
+    """One dead letter back to PENDING, or DELIVERED if its message is in the inbox.
+
+    Returns:
+        The new status; None if the entry is not DROPPED or changed meanwhile.
+    """
+    entry = loaded.entry
+    if entry.status is not QueueStatus.DROPPED:
+        return None
+    placed = paths.inbox_entry(db, entry.recipient_id, entry.message_id).get()
+    batch = db.batch()
+    if placed.exists:
+        status = QueueStatus.DELIVERED
+        fields = {"status": status.value, "awaitingInbox": False, "deliveredAt": placed.get("deliveredAt") or now,
+                  "lastError": None, "updatedAt": now}
+        audit.record(db, batch, entry, actor=actor, from_status=QueueStatus.DROPPED, to_status=status,
+                     attempts=entry.attempts, at=now, details={"requeued": True, "alreadyInInbox": True})
+    else:
+        status = QueueStatus.PENDING
+        fields = {"status": status.value, "awaitingInbox": True, "attempts": 0, "nextAttemptAt": now,
+                  "lastError": None, "updatedAt": now, "requeues": entry.requeues + 1}
+        audit.record(db, batch, entry.model_copy(update={"requeues": entry.requeues + 1}), actor=actor,
+                     from_status=QueueStatus.DROPPED, to_status=status, attempts=0, at=now, action="REQUEUED",
+                     details={"previousAttempts": entry.attempts, "lastError": entry.last_error})
+    batch.update(paths.queue_entry(db, entry.target_region, entry.id), fields,
+                 option=db.write_option(last_update_time=loaded.update_time))
+    return status if queue.commit_if_unchanged(batch) else None
+
+
+def resync(
+    db: Client,
+    uid: str,
+    chat_id: str,
+    notifier: Notifier,
+    *,
+    actor: str = "ops",
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> ChatRepairReport:
+    """Bring every message of `chat_id` sent by others into `uid`'s inbox (the seed's forced resync).
+
+    Finds the chat's messages missing from the inbox; requeues their dead
+    letters, makes their waiting entries due now, and delivers them in chat
+    order (`delivery.deliver_in_order`). Each gets the next inbox seq, so
+    every device of the user receives it on its next sync, after its cursor:
+    no device cursor needs resetting. (A device that lost its local copy of
+    messages it had is the app's case: it calls pack427_resyncChat.)
+
+    Args:
+        notifier: pushes to offline recipients, as a delivery would.
+        actor: recorded in the audit trail (default `ops`).
+        now: the attempts' time (default: the clock).
+        progress: told about each page and step (default: silent).
+    """
+    now = now or clock.now()
+    chat_core.load_chat(db, chat_id)  # NotFound for an unknown chat
+    missing: list[str] = []
+    checked = 0
+    query = paths.chat_messages(db, chat_id).order_by("id").limit(CHAT_PAGE)
+    page = list(query.stream())
+    while page:
+        others = [m for m in (ChatMessage.model_validate(s.to_dict()) for s in page) if m.sender_id != uid]
+        present = {e.message_id for e in inbox.entries(db, uid, [m.id for m in others])}
+        missing += [m.id for m in others if m.id not in present]
+        checked += len(others)
+        if progress:
+            progress(f"checked {checked} messages of {chat_id}: {len(missing)} missing from the inbox of {uid}")
+        page = list(query.start_after(page[-1]).stream())
+
+    requeued, retried, unqueued = [], [], []
+    for message_id in missing:
+        refs = [paths.queue_entry(db, region, QueuedMessage.entry_id(message_id, uid)) for region in Region]
+        found = [LoadedEntry.from_snapshot(s) for s in db.get_all(refs) if s.exists]
+        if not found:
+            unqueued.append(message_id)
+        for loaded in found:
+            if loaded.entry.status is QueueStatus.DROPPED:
+                if requeue(db, loaded, actor=actor, now=now):
+                    requeued.append(message_id)
+            elif loaded.entry.status in DUE_STATUSES and loaded.entry.next_attempt_at > now:
+                if _make_due(db, loaded, now):
+                    retried.append(message_id)
+    if missing:
+        delivery.deliver_in_order(db, chat_id, uid, notifier, actor=actor, now=now)
+    placed = {e.message_id for e in inbox.entries(db, uid, missing)} if missing else set()
+    still = [message_id for message_id in missing if message_id not in placed]
+    if progress and missing:
+        progress(f"delivered {len(missing) - len(still)} of {len(missing)} missing messages")
+    return ChatRepairReport(checked=checked, missing=len(missing), requeued=requeued, retried=retried,
+                            stillMissing=still, unqueued=unqueued)
+
+
+def _make_due(db: Client, loaded: LoadedEntry, now: datetime) -> bool:
+    """Bring a waiting entry's next attempt forward to `now`, conditional on it being unchanged."""
+    batch = db.batch()
+    batch.update(paths.queue_entry(db, loaded.entry.target_region, loaded.entry.id),
+                 {"nextAttemptAt": now, "updatedAt": now},
+                 option=db.write_option(last_update_time=loaded.update_time))
+    return queue.commit_if_unchanged(batch)
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def _print_stats(db: Client) -> None:
+    columns = ["region", "depth", "pending", "failed", "dropped", "delivered", "success", "failedRate",
+               "same p50/p95/p99 ms", "cross p50/p95/p99 ms", "syncs", "sync max ms"]
+    rows = []
+    for region in Region:
+        m = metrics.region_metrics(db, region)
+        rows.append([region.value, m.depth, m.pending, m.failed, m.dropped, m.delivered,
+                     _pct(m.delivery_success_rate), _pct(m.failed_delivery_rate),
+                     _latency(m.latency_same_region), _latency(m.latency_cross_region),
+                     m.syncs_in_window, "-" if m.sync_max_ms is None else m.sync_max_ms])
+        for severity, name, message, _ in metrics.alerts(m):
+            rows[-1].append(f"{severity.upper()} {name}")
+    _table(columns, rows)
+    print(f"(rates, latencies and syncs: the last {metrics.METRICS_WINDOW_SECONDS // 60} minutes; "
+          f"mode: {settings.current(db).mode.value})")
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.2%}"
+
+
+def _latency(p) -> str:
+    return "-" if not p.samples else f"{p.p50_ms}/{p.p95_ms}/{p.p99_ms}"
+
+
+def _table(columns: list[str], rows: list[list]) -> None:
+    cells = [columns, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(max(map(len, cells)))]
+    for row in cells:
+        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
+
+
+def _process(db: Client, notifier: Notifier) -> None:
+    def show(region: Region, totals: dict) -> None:
+        print(f"{region.value}: depth {totals['depth']} ({totals['mode']}), batches {totals['batches']}, "
+              f"delivered {totals['delivered']}, failed {totals['failed']}, dropped {totals['dropped']}, "
+              f"deferred {totals['deferred']}", flush=True)
+
+    summary = delivery.drain(db, notifier, actor="ops", progress=show)
+    if not summary:
+        print("queue processing is paused (mode direct): `scripts/ops mode queue` resumes and drains")
+        return
+    left = {region.value: queue.depth(db, region) for region in Region}
+    print("waiting now: " + ", ".join(f"{r} {n}" for r, n in left.items()))
+
+
+def _history(db: Client, message_id: str) -> None:
+    events = audit.history(db, message_id)
+    if not events:
+        print(f"no audit events for message {message_id}")
+        return
+    _table(["at", "entry", "actor", "action", "from", "to", "attempt", "details"],
+           [[e.at.isoformat(), e.entry_id, e.actor, e.action, e.from_status or "-", e.to_status, e.attempts,
+             e.details or ""] for e in events])
+
+
+def _mode(db: Client, mode: str | None, reason: str | None, notifier: Notifier) -> None:
+    if mode is None:
+        current = settings.current(db, max_age_s=0)
+        print(f"mode {current.mode.value} (set {current.updated_at or 'never'} by {current.updated_by or '-'}"
+              f"{': ' + current.reason if current.reason else ''})")
+        return
+    settings.set_mode(db, EngineMode(mode), actor=f"ops:{getpass.getuser()}", reason=reason)
+    print(f"mode {mode}: every instance follows within {settings.SETTINGS_CACHE_SECONDS} s")
+    if mode == EngineMode.QUEUE:
+        print("draining what queued meanwhile")
+        _process(db, notifier)
+
+
+def client(project: str | None) -> Client:
+    """A Firestore client for `project` (the emulator's when FIRESTORE_EMULATOR_HOST is set)."""
+    project = project or os.environ.get("GCLOUD_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    if project is None and os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        project = "demo-pack427"
+    return firestore.Client(project=project)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/ops", description=__doc__.splitlines()[0])
+    parser.add_argument("--project", help="default: GCLOUD_PROJECT, or demo-pack427 on the emulator")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("stats", help="per-region figures of the last window")
+    commands.add_parser("process", help="run the queue processor now")
+    commands.add_parser("history", help="a message's audit trail").add_argument("message_id")
+    requeue_parser = commands.add_parser("requeue-dropped", help="dead letters back to PENDING")
+    requeue_parser.add_argument("--region", choices=[r.value for r in Region])
+    resync_parser = commands.add_parser("resync", help="bring a chat's messages into a user's inbox")
+    resync_parser.add_argument("user")
+    resync_parser.add_argument("chat")
+    commands.add_parser("recalc-unread", help="recount a user's unread counters").add_argument("user")
+    mode_parser = commands.add_parser("mode", help="show or set the rollback switch")
+    mode_parser.add_argument("mode", nargs="?", choices=[m.value for m in EngineMode])
+    mode_parser.add_argument("--reason")
+    args = parser.parse_args(argv)
+
+    db = client(args.project)
+    notifier = default_notifier()
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    match args.command:
+        case "stats":
+            _print_stats(db)
+        case "process":
+            _process(db, notifier)
+        case "history":
+            _history(db, args.message_id)
+        case "requeue-dropped":
+            regions = (Region(args.region),) if args.region else tuple(Region)
+            report = requeue_dropped(db, regions=regions, progress=say)
+            print(f"requeued {len(report.requeued)}, marked delivered {len(report.markedDelivered)} "
+                  "(already in the inbox); the processor delivers within a minute, or `scripts/ops process`")
+        case "resync":
+            report = resync(db, args.user, args.chat, notifier, progress=say)
+            print(report.model_dump_json(indent=2))
+        case "recalc-unread":
+            print(unread.recalculate(db, args.user).model_dump_json(indent=2))
+        case "mode":
+            _mode(db, args.mode, args.reason, notifier)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

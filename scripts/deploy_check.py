@@ -1,0 +1,271 @@
+"""What `scripts/deploy --check` verifies, offline and without credentials.
+
+1. The functions manifest, built from functions/main.py exactly as
+   firebase-tools builds it at deploy (it runs the functions venv's
+   `firebase_functions.private.serving` and reads `/__/functions.yaml`; the
+   same two functions are called here in-process): every function of
+   EXPECTED is there with its trigger, schedule or document, and region, and
+   there is no other pack427_* function.
+2. firestore.rules compiles, with no issue at all (warnings included), in a
+   private Firestore emulator on a free port.
+3. firestore.indexes.json has the shape `firebase deploy` accepts, no
+   duplicate, and every index the engine's queries need.
+
+Usage: functions/venv/bin/python scripts/deploy_check.py [--root DIR]
+Exit status 0 when everything holds, 1 otherwise (each problem printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+DEFAULT_REGION = "us-central1"
+"""Where firebase-tools deploys a function whose options name no region."""
+
+CALLABLE = {"callableTrigger": {}}
+EXPECTED: dict[str, dict] = {
+    "pack427_sendMessage": CALLABLE,
+    "pack427_registerDevice": CALLABLE,
+    "pack427_syncMessages": CALLABLE,
+    "pack427_ackMessages": CALLABLE,
+    "pack427_resyncChat": CALLABLE,
+    "pack427_getChatList": CALLABLE,
+    "pack427_updateTypingState": CALLABLE,
+    "pack427_getTypingUsers": CALLABLE,
+    "pack427_markAsRead": CALLABLE,
+    "pack427_getUnreadCounts": CALLABLE,
+    "pack427_recalculateUnreadCounters": CALLABLE,
+    "pack427_onMessageEnqueued": {"eventTrigger": {
+        "eventType": "google.cloud.firestore.document.v1.created",
+        "document": "regions/{region}/messageQueue/{entryId}"}},
+    "pack427_onNewMessage": {"eventTrigger": {
+        "eventType": "google.cloud.firestore.document.v1.created",
+        "document": "users/{userId}/inbox/{messageId}"}},
+    "pack427_processMessageQueue": {"scheduleTrigger": {"schedule": "every 1 minutes"}},
+    "pack427_cleanupMessages": {"scheduleTrigger": {"schedule": "every day 03:00"}},
+    "pack427_exportQueueStats": {"scheduleTrigger": {"schedule": "every 5 minutes"}},
+    "pack427_cleanupTypingEvents": {"scheduleTrigger": {"schedule": "every 5 minutes"}},
+}
+"""The deployed functions (shared/DESIGN.md: names are the public API)."""
+
+REQUIRED_INDEXES = [
+    ("messageQueue", "COLLECTION", ["status", "nextAttemptAt"]),
+    ("messageQueue", "COLLECTION", ["status", "deliveredAt"]),
+    ("messageQueue", "COLLECTION", ["status", "shard", "nextAttemptAt"]),
+    ("messageQueue", "COLLECTION_GROUP", ["recipientId", "status", "createdAt"]),
+    ("messageQueue", "COLLECTION_GROUP", ["chatId", "recipientId", "awaitingInbox", "messageId"]),
+    ("auditLog", "COLLECTION", ["region", "action", "at"]),
+    ("inbox", "COLLECTION", ["chatId", "messageId", "senderId"]),
+    ("typingEvents", "COLLECTION_GROUP", ["chatId", "participants"]),
+    ("chats", "COLLECTION", ["participants", "lastMessage.createdAt", "__name__"]),
+]
+"""Composite indexes the engine's queries need (collection group, scope, fields)."""
+
+
+def check_functions(functions_dir: Path) -> list[str]:
+    """Problems with the manifest built from `functions_dir`/main.py."""
+    manifest = build_manifest(functions_dir)
+    endpoints = manifest.get("endpoints", {})
+    problems = []
+    for name in sorted(set(EXPECTED) | {n for n in endpoints if n.startswith("pack427_")}):
+        expected = EXPECTED.get(name)
+        endpoint = endpoints.get(name)
+        if endpoint is None:
+            problems.append(f"function {name}: missing from functions/main.py")
+        elif expected is None:
+            problems.append(f"function {name}: not a function of the engine (renamed? add it to EXPECTED)")
+        else:
+            problems += [f"function {name}: {p}" for p in _endpoint_problems(endpoint, expected)]
+    return problems
+
+
+def build_manifest(functions_dir: Path) -> dict:
+    """The manifest firebase-tools would read from the functions, as a dict."""
+    import yaml  # the functions venv has it (firebase_functions needs it)
+    from firebase_functions.private import serving
+
+    here = os.getcwd()
+    os.chdir(functions_dir)  # serving loads ./main.py, as under firebase-tools
+    try:
+        return yaml.safe_load(serving.functions_as_yaml(serving.get_functions()))
+    finally:
+        os.chdir(here)
+
+
+def _endpoint_problems(endpoint: dict, expected: dict) -> list[str]:
+    problems = []
+    regions = endpoint.get("region") or [DEFAULT_REGION]
+    if regions != [DEFAULT_REGION]:
+        problems.append(f"region {regions}, expected [{DEFAULT_REGION!r}]")
+    if endpoint.get("platform") != "gcfv2":
+        problems.append(f"platform {endpoint.get('platform')!r}, expected 2nd gen (gcfv2)")
+    [(kind, want)] = expected.items()
+    got = endpoint.get(kind)
+    if got is None:
+        triggers = [k for k in endpoint if k.endswith("Trigger")]
+        return [*problems, f"trigger {triggers}, expected {kind}"]
+    if kind == "scheduleTrigger" and got.get("schedule") != want["schedule"]:
+        problems.append(f"schedule {got.get('schedule')!r}, expected {want['schedule']!r}")
+    if kind == "eventTrigger":
+        if got.get("eventType") != want["eventType"]:
+            problems.append(f"event {got.get('eventType')!r}, expected {want['eventType']!r}")
+        document = (got.get("eventFilterPathPatterns") or {}).get("document")
+        if document != want["document"]:
+            problems.append(f"document {document!r}, expected {want['document']!r}")
+    return problems
+
+
+def check_rules(rules: Path, java: str, emulator_jar: str) -> list[str]:
+    """Problems the Firestore emulator finds compiling `rules` (errors and warnings)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    emulator = subprocess.Popen(
+        [java, "-cp", emulator_jar, "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+         "start", "--host=127.0.0.1", f"--port={port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(f"http://127.0.0.1:{port}/", 60)
+        body = json.dumps({"rules": {"files": [{"name": rules.name, "content": rules.read_text()}]}}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/emulator/v1/projects/demo-pack427-check:securityRules",
+            data=body, method="PUT", headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                issues = json.loads(response.read() or b"{}").get("issues", [])
+        except urllib.error.HTTPError as err:
+            message = json.loads(err.read()).get("error", {}).get("message", str(err))
+            return [f"{rules.name}: {line}" for line in message.splitlines() if line.strip()]
+        return [
+            f"{rules.name}:{i['sourcePosition'].get('line')}:{i['sourcePosition'].get('column')}: "
+            f"{i.get('severity')}: {i.get('description')}"
+            for i in issues
+        ]
+    finally:
+        emulator.terminate()
+        emulator.wait(10)
+
+
+def _wait(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise RuntimeError(f"the Firestore emulator did not start within {seconds} s")
+
+
+def check_indexes(path: Path) -> list[str]:
+    """Problems with the shape and content of firestore.indexes.json."""
+    try:
+        spec = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        return [f"{path.name}: not JSON: {err}"]
+    if not isinstance(spec, dict) or set(spec) - {"indexes", "fieldOverrides"}:
+        return [f"{path.name}: top level must be an object with only 'indexes' and 'fieldOverrides'"]
+    problems, seen = [], set()
+    for i, index in enumerate(spec.get("indexes", [])):
+        where = f"{path.name}: indexes[{i}]"
+        if not isinstance(index, dict) or not isinstance(index.get("collectionGroup"), str):
+            problems.append(f"{where}: needs a collectionGroup")
+            continue
+        if index.get("queryScope", "COLLECTION") not in ("COLLECTION", "COLLECTION_GROUP"):
+            problems.append(f"{where}: queryScope {index.get('queryScope')!r}")
+        fields = index.get("fields")
+        if not isinstance(fields, list) or not fields:
+            problems.append(f"{where}: needs fields")
+            continue
+        problems += [f"{where}.fields[{j}]: {p}" for j, f in enumerate(fields) for p in _field_problems(f)]
+        key = (index["collectionGroup"], index.get("queryScope", "COLLECTION"), json.dumps(fields, sort_keys=True))
+        if key in seen:
+            problems.append(f"{where}: duplicate index")
+        seen.add(key)
+    for i, override in enumerate(spec.get("fieldOverrides", [])):
+        where = f"{path.name}: fieldOverrides[{i}]"
+        if not isinstance(override, dict) or not all(isinstance(override.get(k), str)
+                                                       for k in ("collectionGroup", "fieldPath")):
+            problems.append(f"{where}: needs collectionGroup and fieldPath")
+            continue
+        if not isinstance(override.get("ttl", False), bool):
+            problems.append(f"{where}: ttl must be true or false")
+        for j, f in enumerate(override.get("indexes", [])):
+            problems += [f"{where}.indexes[{j}]: {p}" for p in _field_problems(f, needs_path=False)]
+    present = {(group, scope, tuple(f.get("fieldPath") for f in json.loads(fields) if f.get("fieldPath") != "__name__"))
+               for group, scope, fields in seen}
+    for group, scope, fields in REQUIRED_INDEXES:
+        if (group, scope, tuple(fields)) not in present:
+            problems.append(f"{path.name}: missing the index {group} ({scope}) on {', '.join(fields)}")
+    return problems
+
+
+def _field_problems(field: object, *, needs_path: bool = True) -> list[str]:
+    if not isinstance(field, dict):
+        return ["must be an object"]
+    problems = []
+    if needs_path and not isinstance(field.get("fieldPath"), str):
+        problems.append("needs a fieldPath")
+    modes = [k for k in ("order", "arrayConfig", "vectorConfig") if k in field]
+    if len(modes) != 1:
+        problems.append("needs exactly one of order, arrayConfig, vectorConfig")
+    elif "order" in field and field["order"] not in ("ASCENDING", "DESCENDING"):
+        problems.append(f"order {field['order']!r}")
+    elif "arrayConfig" in field and field["arrayConfig"] != "CONTAINS":
+        problems.append(f"arrayConfig {field['arrayConfig']!r}")
+    return problems
+
+
+def _emulator_jar(state: Path) -> str:
+    """The Cloud SDK's Firestore emulator (scripts/setup notes it), else the one firebase-tools downloaded."""
+    noted = state / "firestore-sdk-jar"
+    if noted.exists():
+        return noted.read_text().strip()
+    downloaded = sorted((Path.home() / ".cache" / "firebase" / "emulators").glob("cloud-firestore-emulator-*.jar"))
+    if not downloaded:
+        raise RuntimeError("no Firestore emulator jar: run scripts/setup (and the emulators once)")
+    return str(downloaded[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
+    root = parser.parse_args().root.resolve()
+    # No credentials, no project of anyone's: nothing here may reach Google.
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "FIREBASE_TOKEN"):
+        os.environ.pop(name, None)
+    os.environ.setdefault("GCLOUD_PROJECT", "demo-pack427-check")
+    sys.path.insert(0, str(root / "functions"))
+    state = root / ".emulators"
+    checks = {
+        "functions": lambda: check_functions(root / "functions"),
+        "rules": lambda: check_rules(root / "firestore.rules", (state / "java").read_text().strip(),
+                                     _emulator_jar(state)),
+        "indexes": lambda: check_indexes(root / "firestore.indexes.json"),
+    }
+    failed = False
+    for name, check in checks.items():
+        try:
+            problems = check()
+        except Exception as err:  # noqa: BLE001 - a check that cannot run fails
+            problems = [f"could not check: {type(err).__name__}: {err}"]
+        print(f"deploy check: {name}: {'ok' if not problems else 'FAILED'}")
+        for problem in problems:
+            print(f"  {problem}")
+        failed = failed or bool(problems)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
