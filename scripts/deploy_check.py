@@ -66,7 +66,7 @@ REQUIRED_INDEXES = [
     ("auditLog", "COLLECTION", ["region", "action", "at"]),
     ("inbox", "COLLECTION", ["chatId", "messageId", "senderId"]),
     ("typingEvents", "COLLECTION_GROUP", ["chatId", "participants"]),
-    ("chats", "COLLECTION", ["participants", "lastMessage.createdAt", "__name__"]),
+    ("chats", "COLLECTION", ["participants", "lastMessage.createdAt"]),
 ]
 """Composite indexes the engine's queries need (collection group, scope, fields)."""
 
