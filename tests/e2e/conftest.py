@@ -49,6 +49,6 @@ def app_user(suite):
         user = sign_up(suite["FIREBASE_AUTH_EMULATOR_HOST"], f"{name}@example.com")
         # Concurrent calls make the Functions emulator start a Python worker
         # each, which takes seconds apiece on a busy 2-core machine.
-        return user.uid, CallableClient(suite["PACK427_FUNCTIONS_URL"], user.id_token, timeout_s=180)
+        return user.uid, CallableClient(suite["PACK427_FUNCTIONS_URL"], user.id_token, timeout_s=300)
 
     return make
