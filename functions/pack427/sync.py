@@ -45,6 +45,9 @@ from .queue import LoadedEntry
 INBOX_CURSOR = "inbox"
 CHAT_CURSOR = "chat"
 
+ACK_RETRIES = 20
+"""Rounds of an ack whose queue entries keep changing under it (deliveries, other acks)."""
+
 ACK_CHUNK = 200
 """Queue entries updated per commit by an ack (with their audit events, well under 500 writes)."""
 
@@ -199,7 +202,7 @@ def _record_receipts(
     db: Client, refs: list[DocumentReference], device_id: str | None, actor: str, now: datetime
 ) -> None:
     """Set the delivery receipt on each entry that has none; retried while entries change under it."""
-    for _ in range(constants.INBOX_HEAD_RETRIES):
+    for _ in range(ACK_RETRIES):
         unacked = [
             LoadedEntry.from_snapshot(s) for s in db.get_all(refs) if s.exists and s.get("ackedAt") is None
         ]
