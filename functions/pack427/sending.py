@@ -32,7 +32,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client
 from ulid import ULID
 
-from . import billing, chat_core, clock, constants, fraud, paths, policy, queue, rate_limit
+from . import billing, chat_core, clock, constants, fraud, locks, paths, policy, queue, rate_limit
 from .errors import Aborted, EngineError, FailedPrecondition, InvalidArgument
 from .models import (
     Chat,
@@ -82,9 +82,11 @@ def send_message(
     """
     now = now or clock.now()
     for attempt in range(constants.SEND_CONFLICT_RETRIES):
-        loaded = policy.participant_chat(db, request.chatId, sender_id)
         try:
-            return _commit_send(db, sender_id, request, loaded, now, fraud_checker)
+            # Sends of this instance to the chat, or by this sender, take turns (see locks).
+            with locks.held(f"chat:{request.chatId}", f"user:{sender_id}"):
+                loaded = policy.participant_chat(db, request.chatId, sender_id)
+                return _commit_send(db, sender_id, request, loaded, now, fraud_checker)
         except gexc.AlreadyExists:
             if paths.idempotency_key(db, sender_id, request.clientMessageId).get().exists:
                 return _first_result(db, sender_id, request)
