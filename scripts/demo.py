@@ -37,7 +37,7 @@ def say(text: str = "") -> None:
 def person(name: str, region: str, *, online: bool = True, tokens: list[str] | None = None):
     user = sign_up(AUTH, f"{name.lower()}@example.com")
     paths.user(db, user.uid).set(
-        {"displayName": name, "region": region, "online": online, "fcmTokens": tokens or []}
+        {"displayName": name, "region": region, "online": online, "fcmTokens": tokens or [], "ageVerified18Plus": True}
     )
     state = "online" if online else f"offline, push tokens {tokens}"
     say(f"  {name:<6} uid={user.uid}  home region {region}, {state}")

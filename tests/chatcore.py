@@ -19,10 +19,16 @@ def make_user(
     online: bool = True,
     tokens: list[str] | None = None,
     name: str | None = None,
+    adult: bool = True,
+    blocked: list[str] | None = None,
 ) -> None:
-    db.collection("users").document(uid).set(
-        {"region": region, "online": online, "fcmTokens": tokens or [], "displayName": name or uid}
-    )
+    """`users/{uid}` as the chat core keeps it; age-verified 18+ unless `adult=False`."""
+    data: dict[str, Any] = {"region": region, "online": online, "fcmTokens": tokens or [], "displayName": name or uid}
+    if adult:
+        data["ageVerified18Plus"] = True
+    if blocked is not None:
+        data["blockedUsers"] = blocked
+    db.collection("users").document(uid).set(data)
 
 
 def make_chat(db: firestore.Client, chat_id: str, participants: list[str], billing: dict | None = None) -> None:

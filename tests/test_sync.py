@@ -380,7 +380,8 @@ def test_resync_pages_the_whole_chat_for_participants_only(bob):
     for i in range(130):
         uid = "alice" if i % 2 else "bob"
         request = SendMessageRequest(chatId="c1", clientMessageId=str(ULID()), text=f"m{i}")
-        sent.append(sending.send_message(db, uid, request, now=T0 + timedelta(milliseconds=i)).messageId)
+        # A second apart: each sender stays within MAX_MESSAGES_PER_MINUTE.
+        sent.append(sending.send_message(db, uid, request, now=T0 + timedelta(seconds=i)).messageId)
 
     first = sync.resync_chat(db, "bob", ResyncChatRequest(chatId="c1"))
     second = sync.resync_chat(db, "bob", ResyncChatRequest(chatId="c1", cursor=first.cursor))

@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client, WriteBatch
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import paths
-from .models import AuditEvent, QueuedMessage, QueueStatus
+from .models import AuditEvent, QueuedMessage, QueueStatus, SendRejection
 
 
 def record(
@@ -51,6 +52,19 @@ def record(
     round_suffix = f"_r{entry.requeues}" if entry.requeues else ""
     ref = paths.audit_log(db).document(f"{entry.id}_{attempts}_{to_status.value}{round_suffix}")
     batch.create(ref, event.to_firestore())
+
+
+def record_rejection(db: Client, rejection: SendRejection) -> None:
+    """Record a send a policy refused (`auditLog/rejected_{senderId}_{clientMessageId}`).
+
+    Written on its own (the refused send commits nothing); a retry of the
+    same refused send finds the event and adds no second one.
+    """
+    ref = paths.audit_log(db).document(f"rejected_{rejection.sender_id}_{rejection.client_message_id}")
+    try:
+        ref.create(rejection.to_firestore())
+    except gexc.AlreadyExists:
+        pass
 
 
 def history(db: Client, message_id: str) -> list[AuditEvent]:

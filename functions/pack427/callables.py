@@ -1,8 +1,9 @@
 """The adapter between callable functions and the service.
 
-One path for every callable: require auth, validate `data` into the request
-model, call the service, return its result as JSON, and turn service errors
-into `HttpsError`s that name the problem. Bad input never becomes INTERNAL.
+One path for every callable: require auth (and a uid that can key the
+caller's documents, see policy), validate `data` into the request model, call
+the service, return its result as JSON, and turn service errors into
+`HttpsError`s that name the problem. Bad input never becomes INTERNAL.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from firebase_functions import https_fn
 from google.cloud.firestore import Client
 from pydantic import BaseModel, ValidationError
 
-from . import db
+from . import db, policy
 from .errors import EngineError, InvalidArgument, Unauthenticated
 
 R = TypeVar("R", bound=BaseModel)
@@ -40,10 +41,10 @@ def handle(req: https_fn.CallableRequest, request_model: type[R], service: Servi
 
 
 def caller(req: https_fn.CallableRequest) -> str:
-    """The caller's uid, or Unauthenticated."""
+    """The caller's uid; Unauthenticated without one, PermissionDenied for one we cannot use."""
     if req.auth is None or not req.auth.uid:
         raise Unauthenticated("sign in to call this function")
-    return req.auth.uid
+    return policy.caller_uid(req.auth.uid)
 
 
 def parse(model: type[R], data: Any) -> R:

@@ -16,7 +16,7 @@ from google.cloud.firestore import Client
 from pydantic import ValidationError
 
 from . import paths
-from .errors import FailedPrecondition, NotFound, PermissionDenied
+from .errors import FailedPrecondition, NotFound
 from .models import Chat, Region, UserProfile
 
 
@@ -46,14 +46,6 @@ def load_chat(db: Client, chat_id: str) -> LoadedChat:
         return LoadedChat(Chat.model_validate(snapshot.to_dict()), snapshot.update_time)
     except ValidationError:
         raise FailedPrecondition(f"chat {chat_id!r} has no valid participants list") from None
-
-
-def participant_chat(db: Client, chat_id: str, uid: str) -> LoadedChat:
-    """The chat if `uid` takes part in it; NotFound or PermissionDenied otherwise."""
-    loaded = load_chat(db, chat_id)
-    if uid not in loaded.chat.participants:
-        raise PermissionDenied(f"you are not a participant of chat {chat_id!r}")
-    return loaded
 
 
 def load_users(db: Client, uids: Iterable[str]) -> dict[str, UserProfile]:

@@ -54,9 +54,29 @@ MAX_ACK_IDS = 500
 LAST_MESSAGE_PREVIEW_LENGTH = 200
 """Characters of the last message kept on the chat for chat lists."""
 
-SEND_CONFLICT_RETRIES = 20
-"""Attempts of a send whose chat changed under it (a concurrent send): each
-retry reads the chat again and takes the next message id."""
+SEND_CONFLICT_RETRIES = 100
+"""Attempts of a send whose chat or rate window changed under it (a
+concurrent send to the chat, or by the same user): each retry reads them
+again and takes the next message id. N concurrent sends need up to N rounds."""
+
+SEND_CONFLICT_BACKOFF_SECONDS = 0.02
+SEND_CONFLICT_BACKOFF_CAP_SECONDS = 0.5
+"""Pause before a send's retry: random, up to 20 ms doubling with each
+conflict, at most 0.5 s, so that a crowd of concurrent sends thins out
+instead of colliding again in lockstep."""
+
+# ------------------------------------------------------------ abuse protection
+
+RATE_WINDOW_SECONDS = 60
+"""MAX_MESSAGES_PER_MINUTE counts the sends of any sliding 60 seconds."""
+
+SPAM_MAX_CHATS_SAME_TEXT = 5
+"""The default spam rule: one text may go to at most this many different
+chats within RATE_WINDOW_SECONDS; the next chat is refused."""
+
+SPAM_MIN_TEXT_LENGTH = 12
+"""Texts shorter than this ("ok", "hi!", an emoji) are what people really send
+everywhere: the spam rule ignores them."""
 
 INBOX_HEAD_RETRIES = 50
 """Attempts to place a message in an inbox whose head moved under it (another

@@ -20,6 +20,7 @@ from pydantic import (
     Strict,
     StringConstraints,
     computed_field,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -72,6 +73,10 @@ class UserProfile(Document):
         online: presence flag kept by the app; offline users get a push.
         fcm_tokens: FCM registration tokens of the user's devices.
         display_name: shown in push notifications.
+        age_verified_18_plus: `ageVerified18Plus`, set by the chat core once
+            the user proved they are 18 or older; only `true` lets them send.
+        blocked_users: `blockedUsers`, uids this user blocked: no message
+            passes between them and the user, either way (see policy).
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -80,6 +85,14 @@ class UserProfile(Document):
     online: bool = False
     fcm_tokens: list[str] = Field(default_factory=list)
     display_name: str | None = None
+    age_verified_18_plus: Annotated[bool, Strict()] = False
+    blocked_users: list[str] = Field(default_factory=list)
+
+    @field_validator("blocked_users", mode="before")
+    @classmethod
+    def _uids_only(cls, value: Any) -> Any:
+        # A damaged entry must not void the whole list: keep every uid that is a string.
+        return [uid for uid in value if isinstance(uid, str)] if isinstance(value, list) else value
 
 
 class LastMessage(Document):
@@ -263,6 +276,64 @@ class IdempotencyRecord(Document):
     created_at: datetime
 
 
+class SendRecord(Document):
+    """One accepted send in a user's rate window.
+
+    Attributes:
+        at: when the send was accepted.
+        chat_id: the chat it went to.
+        content_hash: a short hash of the normalised text (or contentRef), for
+            the spam rule that spots one text flooded to many chats.
+    """
+
+    at: datetime
+    chat_id: str
+    content_hash: str
+
+
+class RateWindow(Document):
+    """`rateLimits/{uid}`: the user's sends of the last minute (a sliding log).
+
+    Written in the same atomic batch as each accepted send, conditional on
+    being unchanged since the send read it: see rate_limit.
+
+    Attributes:
+        sends: accepted sends younger than RATE_WINDOW_SECONDS, oldest first;
+            never more than MAX_MESSAGES_PER_MINUTE.
+        expires_at: when the newest send leaves the window; a TTL policy on it
+            deletes idle windows.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    user_id: str
+    sends: list[SendRecord] = Field(default_factory=list)
+    updated_at: datetime
+    expires_at: datetime
+
+
+class SendRejection(Document):
+    """`auditLog/rejected_{senderId}_{clientMessageId}`: a send that a policy refused.
+
+    Attributes:
+        action: always SEND_REJECTED (queue events carry their status instead).
+        actor: `user:{uid}`, the sender.
+        reason: the rule's code, e.g. `spam_suspected`.
+        rule: which checker refused it (the default rule or an integration).
+        details: what the rule saw, for a reviewer.
+    """
+
+    action: str = "SEND_REJECTED"
+    actor: str
+    sender_id: str
+    chat_id: str
+    client_message_id: str
+    reason: str
+    rule: str
+    at: datetime
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
 class Platform(StrEnum):
     IOS = "ios"
     ANDROID = "android"
@@ -313,22 +384,72 @@ class RegionQueueStats(Document):
 # ----------------------------------------------------------- API (callables)
 
 
+def _check_unicode(value: Any, where: str = "data", depth: int = 0) -> None:
+    """Refuse strings Firestore cannot store (lone surrogates: not UTF-8) anywhere in `value`.
+
+    Args:
+        value: the request data, or a part of it.
+        where: the field path of `value`, for the error message.
+        depth: nesting level; deeper values are left to the type checks
+            (no request field nests more than one list).
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where}: must be valid Unicode (no lone surrogates)") from None
+    elif depth < 4 and isinstance(value, dict):
+        for key, item in value.items():
+            _check_unicode(key, where, depth + 1)
+            _check_unicode(item, key if depth == 0 and isinstance(key, str) else where, depth + 1)
+    elif depth < 4 and isinstance(value, list):
+        # Longer lists are refused by the field's length limit anyway.
+        for index, item in enumerate(value[: constants.MAX_ACK_IDS + 1]):
+            _check_unicode(item, f"{where}.{index}", depth + 1)
+
+
 class Request(BaseModel):
-    """Base of callable requests: exact types, no unknown fields."""
+    """Base of callable requests: exact types, no unknown fields, valid Unicode only."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        _check_unicode(data)
+        return data
 
 
 class Response(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-_DOC_ID = re.compile(r"^(?!\.\.?$)(?!__.*__$)[^/]+$")
+_DOC_ID = re.compile(r"^(?!\.\.?\Z)(?!__.*__\Z)[^/]+\Z", re.DOTALL)
+
+
+class DocumentIdError(ValueError):
+    pass
+
+
+def check_document_id(value: object) -> str:
+    """`value` if it can be a Firestore document id of ours; DocumentIdError otherwise.
+
+    A non-empty string of at most MAX_ID_LENGTH characters, valid Unicode,
+    without '/', other than '.' and '..', not of the reserved form `__x__`.
+    """
+    if not isinstance(value, str) or not 0 < len(value) <= constants.MAX_ID_LENGTH:
+        raise DocumentIdError(f"must be a string of 1 to {constants.MAX_ID_LENGTH} characters")
+    if not _DOC_ID.match(value):
+        raise DocumentIdError("must be a valid document id (no '/', not '.', '..' or '__name__')")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DocumentIdError("must be valid Unicode") from None
+    return value
 
 
 def _firestore_id(value: str) -> str:
-    if not _DOC_ID.match(value):
-        raise ValueError("must be a valid document id (no '/', not '.', '..' or '__name__')")
+    check_document_id(value)
     return value
 
 

@@ -78,6 +78,11 @@ def audit_log(db: Client) -> CollectionReference:
     return db.collection("auditLog")
 
 
+def rate_window(db: Client, uid: str) -> DocumentReference:
+    """`rateLimits/{uid}`: the user's sends of the last minute (see rate_limit)."""
+    return db.collection("rateLimits").document(uid)
+
+
 # ------------------------------------------------------------ real-time signals
 
 

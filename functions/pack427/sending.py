@@ -11,6 +11,13 @@ was read, and the new id is greater than the chat's last one. Of two
 concurrent sends to a chat, the second to commit therefore read the first's
 id and took a greater one: within a chat, message ids increase in the order
 sends were accepted, whatever the senders' clocks. Delivery and sync rely on it.
+
+Before anything is written, a send passes, in this order: participation,
+age verification and blocks (policy), the per-user rate limit (rate_limit:
+its window document is written in the same batch, which is what makes the
+limit exact under concurrency) and the spam/fraud hook (fraud). A refused
+send writes nothing of the message and bills nothing; a retry of a send
+that was already accepted still gets its first result back.
 """
 
 from __future__ import annotations
@@ -25,8 +32,8 @@ from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client
 from ulid import ULID
 
-from . import billing, chat_core, clock, constants, delivery, notifier, paths, queue, settings
-from .errors import Aborted, FailedPrecondition, InvalidArgument
+from . import billing, chat_core, clock, constants, delivery, fraud, locks, notifier, paths, policy, queue, rate_limit, settings
+from .errors import Aborted, EngineError, FailedPrecondition, InvalidArgument
 from .models import (
     Chat,
     ChatMessage,
@@ -35,6 +42,7 @@ from .models import (
     QueuedMessage,
     SendMessageRequest,
     SendMessageResult,
+    SendRecord,
     TransportMetadata,
     UserProfile,
 )
@@ -44,7 +52,12 @@ ACCEPTED = "QUEUED"
 
 
 def send_message(
-    db: Client, sender_id: str, request: SendMessageRequest, *, now: datetime | None = None
+    db: Client,
+    sender_id: str,
+    request: SendMessageRequest,
+    *,
+    now: datetime | None = None,
+    fraud_checker: fraud.FraudChecker | None = None,
 ) -> SendMessageResult:
     """Accept a message from `sender_id` into the chat's delivery queues.
 
@@ -52,38 +65,61 @@ def send_message(
         sender_id: the authenticated caller.
         request: the validated request.
         now: the acceptance time (default: the clock).
+        fraud_checker: reviews the send (default: the installed one, see fraud).
 
     Raises:
         NotFound: the chat does not exist.
         PermissionDenied: the sender is not a participant.
-        FailedPrecondition: the chat has more than MAX_RECIPIENTS recipients.
+        FailedPrecondition: the sender is not age-verified 18+, a block
+            stands between sender and recipient in a direct chat, the fraud
+            hook refused the send (details.reason says which), or the chat
+            has more than MAX_RECIPIENTS recipients.
+        ResourceExhausted: the sender sent MAX_MESSAGES_PER_MINUTE messages
+            in the last minute (details.retryAfterMs).
         InvalidArgument: the clientMessageId was already used for another message.
-        Aborted: the chat kept changing for SEND_CONFLICT_RETRIES attempts.
+        Aborted: the chat or the sender's rate window kept changing for
+            SEND_CONFLICT_RETRIES attempts.
     """
     now = now or clock.now()
-    for _ in range(constants.SEND_CONFLICT_RETRIES):
-        loaded = chat_core.participant_chat(db, request.chatId, sender_id)
+    for attempt in range(constants.SEND_CONFLICT_RETRIES):
         try:
-            return _deliver_if_direct(db, sender_id, request, _commit_send(db, sender_id, request, loaded, now), now)
+            # Sends of this instance to the chat, or by this sender, take turns (see locks).
+            with locks.held(f"chat:{request.chatId}", f"user:{sender_id}"):
+                loaded = policy.participant_chat(db, request.chatId, sender_id)
+                result = _commit_send(db, sender_id, request, loaded, now, fraud_checker)
+            return _deliver_if_direct(db, sender_id, request, result, now)
         except gexc.AlreadyExists:
             if paths.idempotency_key(db, sender_id, request.clientMessageId).get().exists:
                 return _deliver_if_direct(db, sender_id, request, _first_result(db, sender_id, request), now)
-            # A concurrent send took the same next id (same chat, same instant).
+            # A concurrent send took the same next id (same chat, same instant) or created the window.
         except (gexc.FailedPrecondition, gexc.Aborted):
-            pass  # another send to this chat committed first
-        # Read the chat again, with the winner's id, and go again after a short random pause.
-        time.sleep(random.uniform(0, 0.02))
+            pass  # another send to this chat, or by this sender, committed first
+        # Read again, with the winner's changes, after a random pause that grows with each conflict.
+        cap = min(constants.SEND_CONFLICT_BACKOFF_CAP_SECONDS, constants.SEND_CONFLICT_BACKOFF_SECONDS * 2**attempt)
+        time.sleep(random.uniform(0, cap))
     raise Aborted(f"chat {request.chatId!r} is too busy right now; retry with the same clientMessageId")
 
 
 def _commit_send(
-    db: Client, sender_id: str, request: SendMessageRequest, loaded: chat_core.LoadedChat, now: datetime
+    db: Client,
+    sender_id: str,
+    request: SendMessageRequest,
+    loaded: chat_core.LoadedChat,
+    now: datetime,
+    fraud_checker: fraud.FraudChecker | None,
 ) -> SendMessageResult:
     chat = loaded.chat
     recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != sender_id]
     if len(recipients) > constants.MAX_RECIPIENTS:
         raise FailedPrecondition(f"chat {request.chatId!r} has more than {constants.MAX_RECIPIENTS} recipients")
     users = chat_core.load_users(db, [sender_id, *recipients])
+    try:
+        recipients, window, record = _admit(db, sender_id, request, recipients, users, now, fraud_checker)
+    except EngineError:
+        # A retry of a send that was accepted before (then allowed) gets its result, not the refusal.
+        if paths.idempotency_key(db, sender_id, request.clientMessageId).get().exists:
+            return _first_result(db, sender_id, request)
+        raise
 
     message_id = next_message_id(chat, now)
     message = ChatMessage(
@@ -117,8 +153,45 @@ def _commit_send(
     for recipient_id in recipients:
         entry = _queue_entry(db, message, chat, users[sender_id], recipient_id, users[recipient_id], now)
         queue.add_enqueue(db, batch, entry, actor=f"user:{sender_id}")
+    rate_limit.add_send(db, batch, window, record)
     batch.commit()
     return SendMessageResult(messageId=message_id, status=ACCEPTED, duplicate=False)
+
+
+def _admit(
+    db: Client,
+    sender_id: str,
+    request: SendMessageRequest,
+    recipients: list[str],
+    users: dict[str, UserProfile],
+    now: datetime,
+    fraud_checker: fraud.FraudChecker | None,
+) -> tuple[list[str], rate_limit.LoadedWindow, SendRecord]:
+    """The policy checks of a send, in order; the recipients after blocks, the
+    sender's rate window and the send's record for it. Raises EngineError."""
+    policy.require_adult(users[sender_id])
+    recipients = policy.deliverable_recipients(sender_id, recipients, users)
+    window = rate_limit.load(db, sender_id, now=now)
+    rate_limit.check(window, now=now)
+    record = SendRecord(
+        at=now, chat_id=request.chatId, content_hash=rate_limit.content_hash(request.text, request.contentRef)
+    )
+    fraud.screen(
+        db,
+        fraud.SendAttempt(
+            sender_id=sender_id,
+            chat_id=request.chatId,
+            client_message_id=request.clientMessageId,
+            text=request.text,
+            content_ref=request.contentRef,
+            content_hash=record.content_hash,
+            recipients=recipients,
+            recent=window.recent,
+            now=now,
+        ),
+        fraud_checker,
+    )
+    return recipients, window, record
 
 
 def next_message_id(chat: Chat, now: datetime) -> str:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from google.cloud.firestore import Client, DocumentReference
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import audit, chat_core, clock, constants, cursors, inbox, paths, queue, sending
+from . import audit, chat_core, clock, constants, cursors, inbox, paths, policy, queue, sending
 from .errors import Aborted, InvalidArgument
 from .models import (
     DUE_STATUSES,
@@ -130,7 +130,7 @@ def resync_chat(
     For a device that lost its local store: the chat's own record, the
     caller's sent messages included.
     """
-    chat_core.participant_chat(db, request.chatId, uid)
+    policy.participant_chat(db, request.chatId, uid)
     query = paths.chat_messages(db, request.chatId).order_by("id")
     if request.cursor is not None:
         position = cursors.decode(CHAT_CURSOR, uid, request.cursor)

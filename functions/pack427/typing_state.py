@@ -28,7 +28,7 @@ from google.cloud.firestore import Client
 from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import chat_core, clock, constants, paths
+from . import chat_core, clock, constants, paths, policy
 from .models import (
     GetTypingUsersRequest,
     GetTypingUsersResult,
@@ -58,7 +58,7 @@ def update_typing_state(
         PermissionDenied: the caller is not a participant.
     """
     now = now or clock.now()
-    chat = chat_core.participant_chat(db, request.chatId, uid).chat
+    chat = policy.participant_chat(db, request.chatId, uid).chat
     region = chat_core.home_region(chat_core.load_users(db, [uid])[uid])
     ref = paths.typing_event(db, region, request.chatId, uid)
     snapshot = ref.get()
@@ -123,7 +123,7 @@ def get_typing_users(
         NotFound: no such chat.
         PermissionDenied: the caller is not a participant.
     """
-    chat_core.participant_chat(db, request.chatId, uid)
+    policy.participant_chat(db, request.chatId, uid)
     events = typing_users(db, request.chatId, now=now, exclude=uid)
     return GetTypingUsersResult(typingUsers=[TypingUser(userId=e.user_id, expiresAt=e.expires_at) for e in events])
 

@@ -54,7 +54,7 @@ from google.cloud.firestore import Client
 from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import chat_core, clock, constants, paths, read_state
+from . import clock, constants, paths, policy, read_state
 from .errors import Aborted, InvalidArgument
 from .models import (
     CounterChange,
@@ -213,7 +213,7 @@ def mark_as_read(
         Aborted: too many concurrent changes to the receipt or the counter.
     """
     now = now or clock.now()
-    chat_core.participant_chat(db, request.chatId, uid)
+    policy.participant_chat(db, request.chatId, uid)
     if not _message_of_chat(db, request.chatId, uid, request.readUpToMessageId):
         message = f"readUpToMessageId: {request.readUpToMessageId} is not a message of chat {request.chatId!r}"
         raise InvalidArgument(message, {"fields": [{"field": "readUpToMessageId", "problem": message}]})
