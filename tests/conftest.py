@@ -66,7 +66,7 @@ def firestore_emulator() -> str:
     )
     os.environ["FIRESTORE_EMULATOR_HOST"] = host
     try:
-        _wait_http(f"http://{host}/", 30)
+        _wait_http(f"http://{host}/", 120)  # a busy 2-core machine can take a minute
         yield host
     finally:
         proc.terminate()
@@ -80,6 +80,9 @@ def clear_project(host: str, project: str) -> None:
 
 @pytest.fixture
 def db(firestore_emulator: str) -> firestore.Client:
-    """A client of the (cleared) unit-test project."""
+    """A client of the (cleared) unit-test project; the engine's settings cache is dropped with the data."""
+    from pack427 import settings
+
     clear_project(firestore_emulator, UNIT_PROJECT)
+    settings.forget()
     return firestore.Client(project=UNIT_PROJECT)

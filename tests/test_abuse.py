@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from chatcore import all_documents, count, make_chat, make_user, queue_entries
-from pack427 import constants, fraud, sending
+from pack427 import constants, fraud, sending, settings
 from pack427.errors import EngineError, FailedPrecondition, PermissionDenied, ResourceExhausted
-from pack427.models import SendMessageRequest
+from pack427.models import EngineMode, SendMessageRequest
 from ulid import ULID
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -243,14 +243,13 @@ def test_an_integration_can_refuse_sends_and_its_outage_fails_open(pair):
 
 def test_without_the_local_locks_the_conditional_window_write_alone_holds_the_limit(db, monkeypatch):
     """As between instances, where no local lock serialises anything: 14 racing
-    sends to 14 chats against a limit of 10 (made small to keep the race short)."""
+    sends to 14 chats against a limit of 10 (set small to keep the race short)."""
     import contextlib
-    import functools
 
-    from pack427 import locks, rate_limit
+    from pack427 import locks
 
     monkeypatch.setattr(locks, "held", lambda *keys: contextlib.nullcontext())
-    monkeypatch.setattr(rate_limit, "check", functools.partial(rate_limit.check, limit=10))
+    settings.set_rate_limit(db, 10, actor="test")
     make_user(db, "alice")
     for n in range(14):
         make_user(db, f"u{n}")
@@ -266,3 +265,21 @@ def test_without_the_local_locks_the_conditional_window_write_alone_holds_the_li
         outcomes = collections.Counter(pool.map(one, range(14)))
     assert outcomes == {"QUEUED": 10, "resource-exhausted": 4}
     assert count(db, "billingRequests") == 10
+
+
+def test_an_operator_can_change_the_limit_and_it_holds_exactly(pair):
+    """config/engine.maxMessagesPerMinute: raised to 70, the 71st send is refused;
+    lowered to 5 with 70 sends in the window, the next is refused too."""
+    db = pair
+    settings.set_rate_limit(db, 70, actor="test", reason="bot account")
+    for n in range(70):
+        assert send(db, "alice", text=f"m{n}", at=T0 + timedelta(milliseconds=n)).status == "QUEUED"
+    with pytest.raises(ResourceExhausted) as limited:
+        send(db, "alice", text="one too many", at=T0 + timedelta(seconds=1))
+    assert limited.value.details["limit"] == 70
+    settings.set_rate_limit(db, 5, actor="test")
+    with pytest.raises(ResourceExhausted):
+        send(db, "alice", text="still too many", at=T0 + timedelta(seconds=2))
+    assert count(db, "billingRequests") == 70
+    stored = settings.current(db, max_age_s=0)
+    assert (stored.mode, stored.max_messages_per_minute, stored.updated_by) == (EngineMode.QUEUE, 5, "test")

@@ -15,13 +15,6 @@ from pack427.notifier import EmulatorNotifier
 from ulid import ULID
 
 
-@pytest.fixture(autouse=True)
-def fresh_settings():
-    settings.forget()
-    yield
-    settings.forget()
-
-
 @pytest.fixture
 def chat(db):
     make_user(db, "alice", region="EU")

@@ -18,6 +18,8 @@ BATCH_SIZE = 200
 TYPING_TTL_SECONDS = 10
 SYNC_BATCH_SIZE = 100
 MAX_MESSAGES_PER_MINUTE = 60
+MAX_RATE_LIMIT = 1_000
+"""The highest per-minute limit an operator can set: the window document keeps one record per send."""
 
 MAX_TEXT_LENGTH = 4_000
 """Characters in a message text: bounds the inbox entry and the push payload."""

@@ -878,6 +878,8 @@ class EngineSettings(Document):
 
     Attributes:
         mode: queue (default, also when the document is missing) or direct.
+        max_messages_per_minute: sends allowed per user in any 60 seconds
+            (default MAX_MESSAGES_PER_MINUTE; raised for bots and load tests).
         updated_by: who last changed it (`ops:{user}`).
         reason: why, as the operator said.
     """
@@ -885,6 +887,7 @@ class EngineSettings(Document):
     model_config = ConfigDict(extra="ignore")
 
     mode: EngineMode = EngineMode.QUEUE
+    max_messages_per_minute: Annotated[int, Field(ge=1, le=constants.MAX_RATE_LIMIT)] = constants.MAX_MESSAGES_PER_MINUTE
     updated_at: datetime | None = None
     updated_by: str | None = None
     reason: str | None = None

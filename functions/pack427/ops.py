@@ -13,6 +13,8 @@ with application default credentials (`gcloud auth application-default login`).
     recalc-unread USER         recount USER's unread counters, show what changed
     mode [queue|direct] [--reason TEXT]
                                show or flip the rollback switch; back to queue drains
+    rate-limit [N] [--reason TEXT]
+                               show or set the sends allowed per user per minute
 
 Every change goes through the same conditional writes as the functions: a
 command can run while the functions run, and twice, without delivering a
@@ -297,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     mode_parser = commands.add_parser("mode", help="show or set the rollback switch")
     mode_parser.add_argument("mode", nargs="?", choices=[m.value for m in EngineMode])
     mode_parser.add_argument("--reason")
+    limit_parser = commands.add_parser("rate-limit", help="show or set the sends allowed per user per minute")
+    limit_parser.add_argument("per_minute", nargs="?", type=int)
+    limit_parser.add_argument("--reason")
     args = parser.parse_args(argv)
 
     db = client(args.project)
@@ -321,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
             print(unread.recalculate(db, args.user).model_dump_json(indent=2))
         case "mode":
             _mode(db, args.mode, args.reason, notifier)
+        case "rate-limit":
+            if args.per_minute is not None:
+                settings.set_rate_limit(db, args.per_minute, actor=f"ops:{getpass.getuser()}", reason=args.reason)
+            limit = settings.current(db, max_age_s=0).max_messages_per_minute
+            print(f"{limit} messages per user per minute; every instance follows within "
+                  f"{settings.SETTINGS_CACHE_SECONDS} s")
     return 0
 
 

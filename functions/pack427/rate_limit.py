@@ -1,5 +1,8 @@
 """At most MAX_MESSAGES_PER_MINUTE (60) sends per user in any 60 seconds, exactly.
 
+Operators can change the limit in `config/engine` (settings.set_rate_limit,
+`scripts/ops rate-limit N`); "60" below stands for the limit in force.
+
 Each user has one window document, `rateLimits/{uid}`: the accepted sends of
 the last RATE_WINDOW_SECONDS (time, chat, content hash), oldest first. A
 send reads it, refuses itself if the window already holds 60 sends, and
@@ -42,7 +45,7 @@ from firebase_functions import logger
 from google.cloud.firestore import Client, WriteBatch
 from pydantic import ValidationError
 
-from . import constants, paths
+from . import constants, paths, settings
 from .errors import ResourceExhausted
 from .models import RateWindow, SendRecord
 
@@ -58,11 +61,13 @@ class LoadedWindow:
         uid: the user.
         recent: the sends still in the window at the time of the check, oldest first.
         update_time: the document's update time; None if there was none.
+        limit: the sends allowed in a window (config/engine, at load time).
     """
 
     uid: str
     recent: list[SendRecord]
     update_time: datetime | None
+    limit: int
 
 
 def load(db: Client, uid: str, *, now: datetime) -> LoadedWindow:
@@ -80,17 +85,18 @@ def load(db: Client, uid: str, *, now: datetime) -> LoadedWindow:
         except ValidationError:
             sends = []  # a damaged window is rewritten by the next send
         recent = sorted((s for s in sends if s.at > now - WINDOW), key=lambda s: s.at)
-    return LoadedWindow(uid, recent, snapshot.update_time if snapshot.exists else None)
+    limit = settings.current(db).max_messages_per_minute
+    return LoadedWindow(uid, recent, snapshot.update_time if snapshot.exists else None, limit)
 
 
-def check(window: LoadedWindow, *, now: datetime, limit: int = constants.MAX_MESSAGES_PER_MINUTE) -> None:
+def check(window: LoadedWindow, *, now: datetime) -> None:
     """ResourceExhausted if the window is full.
 
     Args:
         window: the sender's window, as loaded for this send.
         now: the time of the send.
-        limit: sends allowed per window (default MAX_MESSAGES_PER_MINUTE).
     """
+    limit = window.limit
     if len(window.recent) < limit:
         return
     frees_at = window.recent[-limit].at + WINDOW
@@ -112,7 +118,7 @@ def add_send(db: Client, batch: WriteBatch, window: LoadedWindow, record: SendRe
         window: the window as loaded (and checked) for this send.
         record: the send being accepted.
     """
-    sends = [*window.recent, record][-constants.MAX_MESSAGES_PER_MINUTE:]
+    sends = [*window.recent, record][-window.limit:]
     document = RateWindow(
         user_id=window.uid, sends=sends, updated_at=record.at, expires_at=max(s.at for s in sends) + WINDOW
     ).to_firestore()

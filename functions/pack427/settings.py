@@ -2,7 +2,8 @@
 
 `config/engine` holds `mode`: `queue` (normal; also when the document is
 missing) or `direct` (rollback: queue processing paused, pack427_sendMessage
-delivers in the request). Each instance caches the document for
+delivers in the request), and `maxMessagesPerMinute`, the per-user send
+limit (default MAX_MESSAGES_PER_MINUTE). Each instance caches the document for
 SETTINGS_CACHE_SECONDS, so a switch reaches every instance within that time
 at the cost of one read per instance per period.
 """
@@ -50,7 +51,21 @@ def set_mode(
         reason: why, recorded on the document (default none).
         now: recorded as `updatedAt` (default: the clock).
     """
-    settings = EngineSettings(mode=mode, updated_at=now or clock.now(), updated_by=actor, reason=reason)
+    return _change(db, {"mode": mode}, actor=actor, reason=reason, now=now)
+
+
+def set_rate_limit(
+    db: Client, per_minute: int, *, actor: str, reason: str | None = None, now: datetime | None = None
+) -> EngineSettings:
+    """Store the per-user send limit (1..MAX_RATE_LIMIT); arguments as for set_mode."""
+    return _change(db, {"max_messages_per_minute": per_minute}, actor=actor, reason=reason, now=now)
+
+
+def _change(db: Client, changes: dict, *, actor: str, reason: str | None, now: datetime | None) -> EngineSettings:
+    stored = current(db, max_age_s=0)
+    settings = EngineSettings.model_validate(
+        stored.model_dump(by_alias=False) | changes | {"updated_at": now or clock.now(), "updated_by": actor, "reason": reason}
+    )
     paths.engine_settings(db).set(settings.to_firestore())
     _cache[db.project] = (time.monotonic(), settings)
     return settings
