@@ -1,8 +1,10 @@
 """A scripted conversation on the emulator suite (run by scripts/demo).
 
-Users sign up in the Auth emulator, send messages through the
-`pack427_sendMessage` callable over HTTP, and the `pack427_onMessageEnqueued`
-trigger delivers them. Two recipients are offline with push tokens that fail:
+Users sign up in the Auth emulator and use the Python client (client/,
+pack427_client) as an app does: messages go into the client's SQLite outbox,
+out through the `pack427_sendMessage` callable over HTTP, and the
+`pack427_onMessageEnqueued` trigger delivers them; devices sync and ack with
+the client, which keeps its cursor; typing and unread go through the signals. Two recipients are offline with push tokens that fail:
 one delivery succeeds on its third attempt, the other is dropped after five.
 The emulator suite runs no scheduler, so this script plays the one-minute
 `pack427_processMessageQueue` for the retries.
@@ -12,8 +14,10 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
@@ -22,26 +26,55 @@ from google.cloud import firestore  # noqa: E402
 from pack427 import audit, clock, delivery, paths, queue  # noqa: E402
 from pack427.models import DUE_STATUSES, Region  # noqa: E402
 from pack427.notifier import EmulatorNotifier  # noqa: E402
-from pack427_client import CallableClient, sign_up  # noqa: E402
-from ulid import ULID  # noqa: E402
+from pack427_client import (  # noqa: E402
+    CallableClient,
+    LocalStore,
+    OfflineAwareChat,
+    PasswordAuth,
+    RealtimeSignals,
+)
 
 AUTH = os.environ["FIREBASE_AUTH_EMULATOR_HOST"]
 FUNCTIONS = os.environ["PACK427_FUNCTIONS_URL"]
 db = firestore.Client(project=os.environ["PACK427_PROJECT"])
+DEVICE_DATA = Path(tempfile.mkdtemp(prefix="pack427-demo-"))
+"""Where the apps keep their SQLite state (outbox, messages, cursors)."""
 
 
 def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def person(name: str, region: str, *, online: bool = True, tokens: list[str] | None = None):
-    user = sign_up(AUTH, f"{name.lower()}@example.com")
-    paths.user(db, user.uid).set(
+@dataclass
+class App:
+    """One person's app: the signed-in client, its offline-aware chat on one device, its signals."""
+
+    name: str
+    uid: str
+    client: CallableClient
+    chat: OfflineAwareChat
+
+    def device(self, device_id: str) -> OfflineAwareChat:
+        """The chat as another device of the same user (its own store, its own cursor)."""
+        store = LocalStore(DEVICE_DATA / f"{self.uid}-{device_id}.db")
+        return OfflineAwareChat(self.client, store, user_id=self.uid, device_id=device_id)
+
+    def signals(self, chat_id: str, names: dict[str, str]) -> RealtimeSignals:
+        return RealtimeSignals(self.client, user_id=self.uid, chat_id=chat_id, display_names=names,
+                               store=self.chat.store)
+
+
+def person(name: str, region: str, *, online: bool = True, tokens: list[str] | None = None) -> App:
+    auth = PasswordAuth.sign_up(f"{name.lower()}@example.com", "password123", emulator_host=AUTH)
+    paths.user(db, auth.uid).set(
         {"displayName": name, "region": region, "online": online, "fcmTokens": tokens or [], "ageVerified18Plus": True}
     )
     state = "online" if online else f"offline, push tokens {tokens}"
-    say(f"  {name:<6} uid={user.uid}  home region {region}, {state}")
-    return user.uid, CallableClient(FUNCTIONS, user.id_token)
+    say(f"  {name:<6} uid={auth.uid}  home region {region}, {state}")
+    client = CallableClient(FUNCTIONS, auth, timeout_s=300)
+    app = App(name, auth.uid, client, None)  # type: ignore[arg-type]
+    app.chat = app.device("phone")
+    return app
 
 
 def wait_in_inbox(uid: str, message_id: str, timeout_s: float) -> float:
@@ -59,13 +92,10 @@ def wait_in_inbox(uid: str, message_id: str, timeout_s: float) -> float:
     return time.monotonic() - started
 
 
-def send(client: CallableClient, chat_id: str, text: str, client_id: str | None = None) -> dict:
-    result = client.call(
-        "pack427_sendMessage", {"chatId": chat_id, "clientMessageId": client_id or str(ULID()), "text": text}
-    )
-    flag = "  (duplicate: the first result again)" if result["duplicate"] else ""
-    say(f"  sent {text!r} to {chat_id}: messageId={result['messageId']} status={result['status']}{flag}")
-    return result
+def send(app: App, chat_id: str, text: str) -> dict:
+    message = app.chat.send_message(chat_id, text)
+    say(f"  {app.name} sent {text!r} to {chat_id}: {message.status.value}, messageId={message.message_id}")
+    return {"messageId": message.message_id}
 
 
 def play_scheduler(entries: list[tuple[Region, str]], timeout_s: float = 60) -> None:
@@ -100,10 +130,11 @@ def show_history(message_id: str) -> None:
 def main() -> None:
     say("== PACK 427 on the Firebase emulator suite ==")
     say("\nPeople (Auth emulator users; users/{uid} as the chat core keeps them):")
-    alice, alice_app = person("Alice", "EU")
-    bob, bob_app = person("Bob", "US")
-    dave, _ = person("Dave", "US", online=False, tokens=["fail-first-2"])
-    carol, _ = person("Carol", "APAC", online=False, tokens=["fail-always"])
+    alice_app, bob_app = person("Alice", "EU"), person("Bob", "US")
+    dave_app, carol_app = person("Dave", "US", online=False, tokens=["fail-first-2"]), \
+        person("Carol", "APAC", online=False, tokens=["fail-always"])
+    alice, bob, dave, carol = (a.uid for a in (alice_app, bob_app, dave_app, carol_app))
+    names = {alice: "Alice", bob: "Bob"}
     for chat_id, members in {"alice-bob": [alice, bob], "alice-dave": [alice, dave], "alice-carol": [alice, carol]}.items():
         paths.chat(db, chat_id).set({"participants": members})
 
@@ -112,10 +143,20 @@ def main() -> None:
     say(f"  in Bob's inbox after {wait_in_inbox(bob, first['messageId'], 90):.2f} s (first call starts the function workers)")
     reply = send(bob_app, "alice-bob", "Sure, noon works.")
     say(f"  in Alice's inbox after {wait_in_inbox(alice, reply['messageId'], 30):.2f} s")
-    again = send(alice_app, "alice-bob", "See you then", client_id=(cid := str(ULID())))
+
+    say("\n   Alice goes offline (a tunnel) and writes two more; they wait in her app's SQLite outbox:")
+    alice_app.chat.set_online(False)
+    for text in ("See you then", "I'll book a table"):
+        message = alice_app.chat.send_message("alice-bob", text)
+        say(f"  {text!r}: {message.status.value} (clientMessageId {message.client_message_id})")
+    say("   her app is killed and restarted; the outbox is still there, and back online it goes out in order:")
+    alice_app.chat = alice_app.device("phone")
+    say(f"  after restart: {len(alice_app.chat.queued_messages)} queued")
+    alice_app.chat.flush()
+    sent = alice_app.chat.store.outbox(alice)
+    say("  " + ", ".join(f"{m.text!r} {m.status.value}" for m in sent))
+    again = {"messageId": sent[-1].message_id}
     say(f"  in Bob's inbox after {wait_in_inbox(bob, again['messageId'], 30):.2f} s")
-    say("  Alice's app retries that last send (same clientMessageId):")
-    send(alice_app, "alice-bob", "See you then", client_id=cid)
 
     say("\n2. Offline recipients get a push; these pushes fail (emulated FCM tokens):")
     to_dave = send(alice_app, "alice-dave", "Dave, are you coming?")
@@ -150,20 +191,31 @@ def main() -> None:
         s = queue.stats(db, region)
         say(f"  {region.value:<5} pending={s.pending} failed={s.failed} delivered={s.delivered} dropped={s.dropped}")
 
-    say("\n7. Bob's phone and tablet come online and sync (pages of 100, opaque cursors), then ack:")
-    for device, platform in (("bob-phone", "ios"), ("bob-tablet", "android")):
-        registered = bob_app.call("pack427_registerDevice", {"deviceId": device, "platform": platform, "appVersion": "1.0"})
-        page = bob_app.call("pack427_syncMessages", {"deviceId": device})
-        say(f"  {device} (home region {registered['region']}): {len(page['messages'])} messages, "
-            f"hasMore={page['hasMore']}: " + ", ".join(repr(m["text"]) for m in page["messages"]))
-        again = bob_app.call("pack427_syncMessages", {"deviceId": device, "cursor": page["cursor"]})
-        say(f"  {device} syncs again with its cursor: {len(again['messages'])} new")
-    ids = [m["messageId"] for m in page["messages"]]
-    acked = bob_app.call("pack427_ackMessages", {"messageIds": ids, "deviceId": "bob-tablet"})
-    say(f"  ack from bob-tablet: acknowledgedCount={acked['acknowledgedCount']}")
-    for chat in alice_app.call("pack427_getChatList", {})["chats"]:
+    say("\n7. Bob's phone and tablet sync (pages of 100, cursor kept by the client), storing, then acking:")
+    for device in (bob_app.chat, bob_app.device("tablet")):
+        got = device.sync_messages()
+        say(f"  {device.device_id}: {len(got)} new: " + ", ".join(repr(m.text) for m in got))
+        say(f"  {device.device_id} syncs again: {len(device.sync_messages())} new")
+    for chat in alice_app.client.call("pack427_getChatList", {})["chats"]:
         status = chat["lastMessageStatus"] or "(last message is not Alice's)"
         say(f"  Alice's chat list: {chat['chatId']:<12} last {chat['lastMessage']['text']!r}, receipts {status}")
+
+    say("\n8. Typing and unread (the signals):")
+    bob_signals, alice_signals = bob_app.signals("alice-bob", names), alice_app.signals("alice-bob", names)
+    for _ in range(20):
+        bob_signals.start_typing()  # twenty keystrokes...
+    say(f"  Bob typed 20 keystrokes: {bob_signals.typing_calls} updateTypingState call (throttled)")
+    alice_signals.refresh_typing()
+    say(f"  Alice sees: {alice_signals.typing_text!r}")
+    bob_signals.stop_typing()
+    alice_signals.refresh_typing()
+    say(f"  Bob stops; Alice sees: {alice_signals.typing_text or 'nobody typing'!r}")
+    bob_signals.refresh_unread_counts()
+    say(f"  Bob's unread: {bob_signals.unread_counts}, total {bob_signals.total_unread}")
+    left = bob_signals.mark_chat_as_read()
+    receipts = {c["chatId"]: c["lastMessageStatus"] for c in alice_app.client.call("pack427_getChatList", {})["chats"]}
+    say(f"  Bob reads the chat: {left} unread left; Alice's receipts for alice-bob: {receipts['alice-bob']}")
+    say(f"\n(App state of this run: {DEVICE_DATA})")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,27 @@
-"""Call the engine's callable functions over HTTP, as an app does.
+"""Python client of the PACK 427 delivery engine: what a mobile app does, for Python apps, bots and tests.
 
-    client = CallableClient(functions_url, id_token)
-    client.call("pack427_sendMessage", {"chatId": ..., "clientMessageId": ..., "text": ...})
+    auth = PasswordAuth.sign_in("ann@example.com", "secret!", api_key=KEY)
+    client = CallableClient("https://us-central1-PROJECT.cloudfunctions.net", auth)
+    chat = OfflineAwareChat(client, LocalStore("ann.db"), user_id=auth.uid, device_id="laptop")
+    chat.send_message("c1", "hello")
+    chat.sync_messages()
+    signals = RealtimeSignals(client, user_id=auth.uid, chat_id="c1", store=chat.store)
 
-Errors come back as CallableError with the protocol's status (for example
-"INVALID_ARGUMENT"), message and details.
+Modules: callable (the protocol), auth (ID tokens), errors (typed errors),
+transport (HTTP, and a fault-injecting one for tests), store (SQLite
+state), chat (offline-aware chat), signals (typing and unread).
 """
 
-from .callable import CallableClient, CallableError
-from .emulator import EmulatorUser, sign_up
+from .auth import PasswordAuth, StaticToken, TokenSource
+from .callable import CallableClient
+from .chat import OfflineAwareChat, RetryPolicy
+from .errors import CallableError, ClientError, TransportError
+from .signals import RealtimeSignals
+from .store import LocalStore, OutboxStatus, OutgoingMessage, ReceivedMessage
+from .transport import FaultyTransport, HttpTransport, Transport
 
-__all__ = ["CallableClient", "CallableError", "EmulatorUser", "sign_up"]
+__all__ = [
+    "CallableClient", "CallableError", "ClientError", "FaultyTransport", "HttpTransport", "LocalStore",
+    "OfflineAwareChat", "OutboxStatus", "OutgoingMessage", "PasswordAuth", "RealtimeSignals", "ReceivedMessage",
+    "RetryPolicy", "StaticToken", "TokenSource", "Transport", "TransportError",
+]

@@ -4,56 +4,64 @@ from __future__ import annotations
 
 from typing import Any
 
-import requests
-
-
-class CallableError(Exception):
-    """A callable answered with an error.
-
-    Attributes:
-        status: the protocol's status, for example "INVALID_ARGUMENT".
-        message: the server's explanation.
-        details: extra data the server attached (may be None).
-        http_status: the HTTP status code.
-    """
-
-    def __init__(self, status: str, message: str, details: Any, http_status: int):
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
-        self.details = details
-        self.http_status = http_status
+from .auth import StaticToken, TokenSource
+from .errors import CallableError, Internal, Unauthenticated, from_status
+from .transport import HttpTransport, Transport
 
 
 class CallableClient:
-    """Calls `{functions_url}/{name}` with a Firebase ID token.
+    """Calls `{functions_url}/{name}` as the signed-in user.
 
     Args:
         functions_url: base URL of the functions, for example
-            http://127.0.0.1:5001/demo-pack427/us-central1 on the emulator.
-        id_token: the signed-in user's Firebase ID token; None calls unauthenticated.
+            http://127.0.0.1:5001/demo-pack427/us-central1 on the emulator or
+            https://us-central1-PROJECT.cloudfunctions.net in production.
+        auth: a TokenSource (PasswordAuth, ...), an ID token string, or None
+            to call unauthenticated.
+        transport: how requests travel (default HttpTransport()).
         timeout_s: per-request timeout in seconds (default 30).
     """
 
-    def __init__(self, functions_url: str, id_token: str | None = None, *, timeout_s: float = 30):
+    def __init__(
+        self,
+        functions_url: str,
+        auth: TokenSource | str | None = None,
+        *,
+        transport: Transport | None = None,
+        timeout_s: float = 30,
+    ):
         self.functions_url = functions_url.rstrip("/")
-        self.id_token = id_token
+        self.auth = auth if auth is None or not isinstance(auth, str) else StaticToken(auth)
+        self.transport = transport or HttpTransport()
         self.timeout_s = timeout_s
-        self._session = requests.Session()
 
     def call(self, name: str, data: Any = None) -> Any:
-        """Call function `name` with `data`; returns its result or raises CallableError."""
-        headers = {"Content-Type": "application/json"}
-        if self.id_token:
-            headers["Authorization"] = f"Bearer {self.id_token}"
-        response = self._session.post(
-            f"{self.functions_url}/{name}", json={"data": data}, headers=headers, timeout=self.timeout_s
-        )
+        """Call function `name` with `data` and return its result.
+
+        Raises the CallableError subclass of the answer's status, or
+        TransportError when no answer came. An UNAUTHENTICATED answer is
+        retried once with a refreshed token.
+        """
         try:
-            body = response.json()
-        except ValueError:
-            raise CallableError("INTERNAL", response.text[:500], None, response.status_code) from None
-        if "error" in body:
+            return self._call(name, data, force_refresh=False)
+        except Unauthenticated:
+            if self.auth is None:
+                raise
+            return self._call(name, data, force_refresh=True)
+
+    def _call(self, name: str, data: Any, *, force_refresh: bool) -> Any:
+        headers = {"Content-Type": "application/json"}
+        token = self.auth.token(force_refresh=force_refresh) if self.auth is not None else None
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        status, body = self.transport.post(f"{self.functions_url}/{name}", {"data": data}, headers, self.timeout_s)
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
             error = body["error"]
-            raise CallableError(error.get("status", "UNKNOWN"), error.get("message", ""), error.get("details"), response.status_code)
-        return body.get("result")
+            raise from_status(str(error.get("status", "UNKNOWN")), str(error.get("message", "")),
+                              error.get("details"), status)
+        if status != 200 or not isinstance(body, dict) or "result" not in body:
+            raise Internal("INTERNAL", f"{name}: unexpected answer (HTTP {status})", None, status)
+        return body["result"]
+
+
+__all__ = ["CallableClient", "CallableError"]

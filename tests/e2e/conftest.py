@@ -12,7 +12,7 @@ import pytest
 import requests
 from conftest import clear_project
 from google.cloud import firestore
-from pack427_client import CallableClient, sign_up
+from pack427_client import CallableClient, PasswordAuth
 
 
 def _suite_env() -> dict[str, str]:
@@ -46,9 +46,10 @@ def app_user(suite):
     """Sign up a user in the Auth emulator; returns (uid, CallableClient)."""
 
     def make(name: str) -> tuple[str, CallableClient]:
-        user = sign_up(suite["FIREBASE_AUTH_EMULATOR_HOST"], f"{name}@example.com")
+        user = PasswordAuth.sign_up(f"{name}@example.com", "password123",
+                                    emulator_host=suite["FIREBASE_AUTH_EMULATOR_HOST"])
         # Concurrent calls make the Functions emulator start a Python worker
         # each, which takes seconds apiece on a busy 2-core machine.
-        return user.uid, CallableClient(suite["PACK427_FUNCTIONS_URL"], user.id_token, timeout_s=300)
+        return user.uid, CallableClient(suite["PACK427_FUNCTIONS_URL"], user, timeout_s=300)
 
     return make

@@ -1,0 +1,224 @@
+"""The Python client (client/) against the real engine, in-process.
+
+The client's HTTP transport is swapped for one that hands each request to the
+deployed function objects (as test_callables does), with the service package
+on the unit project's Firestore emulator; deliveries are made by the queue
+processor in-process. So these tests cover the client's own behaviour
+(outbox, restarts, retries, de-duplication, throttling, token refresh) against
+the engine's real answers, quickly; tests/e2e run the same client over HTTP
+on the full emulator suite.
+"""
+
+from __future__ import annotations
+
+import time
+
+import flask
+import pytest
+from chatcore import make_chat, make_user
+from test_callables import app, emulator_id_token, firebase_admin, main  # noqa: F401  (sets up the environment)
+from pack427 import delivery, settings
+from pack427 import db as service_db
+from pack427.notifier import EmulatorNotifier
+from pack427_client import (
+    CallableClient,
+    FaultyTransport,
+    LocalStore,
+    OfflineAwareChat,
+    OutboxStatus,
+    RealtimeSignals,
+    RetryPolicy,
+)
+from pack427_client.errors import PermissionDenied, Unauthenticated
+
+URL = "http://in-process"
+
+
+class InProcessTransport:
+    """Hands the request to main's function of that name, as the Functions runtime would."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def post(self, url, body, headers, timeout_s):
+        name = url.rsplit("/", 1)[1]
+        self.calls.append(name)
+        with app.test_request_context("/", method="POST", json=body, headers=headers):
+            response = getattr(main, name)(flask.request)
+        return response.status_code, response.get_json()
+
+
+class Tokens:
+    """Emulator ID tokens; `stale` first hands out one the server refuses."""
+
+    def __init__(self, uid: str, *, stale: bool = False):
+        self.uid, self.stale, self.refreshed = uid, stale, 0
+
+    def token(self, *, force_refresh: bool = False) -> str:
+        if force_refresh:
+            self.refreshed += 1
+            self.stale = False
+        return "not-a-token" if self.stale else emulator_id_token(self.uid, firebase_admin.get_app().project_id)
+
+
+NO_WAIT = RetryPolicy(base_delay_s=0, max_delay_s=0)
+
+
+@pytest.fixture
+def engine(db, monkeypatch):
+    monkeypatch.setattr(service_db, "client", lambda: db)
+    make_user(db, "alice", name="Alice")
+    make_user(db, "bob", region="US")
+    make_chat(db, "ab", ["alice", "bob"])
+    return db
+
+
+def client_for(uid: str, transport=None, tokens=None) -> CallableClient:
+    return CallableClient(URL, tokens or Tokens(uid), transport=transport or InProcessTransport())
+
+
+def chat_for(uid: str, store: LocalStore, transport=None, **options) -> OfflineAwareChat:
+    return OfflineAwareChat(client_for(uid, transport), store, user_id=uid, device_id=f"{uid}-device",
+                            retry=NO_WAIT, **options)
+
+
+def deliver(db) -> None:
+    delivery.drain(db, EmulatorNotifier(), actor="test", time_budget_s=120)
+
+
+def stored_texts(db, chat_id="ab") -> list[str]:
+    stored = sorted(db.collection(f"chats/{chat_id}/messages").stream(), key=lambda s: s.id)  # ids: per-chat order
+    return [s.to_dict()["text"] for s in stored]
+
+
+def test_the_outbox_survives_a_restart_and_is_sent_in_the_order_written(engine, tmp_path):
+    offline = chat_for("alice", LocalStore(tmp_path / "alice.db"))
+    offline.set_online(False)
+    written = [offline.send_message("ab", f"m{n}") for n in range(5)]
+    assert [m.status for m in written] == [OutboxStatus.QUEUED] * 5 and stored_texts(engine) == []
+    offline.store.close()
+
+    restarted = chat_for("alice", LocalStore(tmp_path / "alice.db"))
+    assert [m.client_message_id for m in restarted.queued_messages] == [m.client_message_id for m in written]
+    assert restarted.flush() == 5
+    assert stored_texts(engine) == [f"m{n}" for n in range(5)]
+    assert [m.status for m in restarted.store.outbox("alice")] == [OutboxStatus.SENT] * 5
+
+
+def test_lost_requests_and_lost_replies_neither_lose_nor_duplicate_nor_reorder(engine, tmp_path):
+    settings.set_rate_limit(engine, 1000, actor="test")
+    net = FaultyTransport(InProcessTransport(), failure_rate=0.3, seed=7)
+    sender = chat_for("alice", LocalStore(tmp_path / "a.db"), transport=net)
+    for n in range(120):
+        assert sender.send_message("ab", f"m{n}").status is OutboxStatus.SENT
+    assert net.counts["lost_reply"] > 10 and net.counts["lost_request"] > 10
+    assert stored_texts(engine) == [f"m{n}" for n in range(120)]
+
+    deliver(engine)
+    pages: list[list[str]] = []
+    receiver = chat_for("bob", LocalStore(tmp_path / "b.db"), transport=FaultyTransport(InProcessTransport(),
+                        failure_rate=0.3, seed=8), on_messages_received=lambda ms: pages.append([m.text for m in ms]))
+    received = receiver.sync_messages()
+    assert [m.text for m in received] == [f"m{n}" for n in range(120)]
+    assert [len(p) for p in pages] == [100, 20]  # each message reported once, page by page
+    assert receiver.sync_messages() == []
+
+
+def test_a_restarted_device_resumes_from_its_stored_cursor(engine, tmp_path):
+    sender = chat_for("alice", LocalStore())
+    for n in range(3):
+        sender.send_message("ab", f"m{n}")
+    deliver(engine)
+    phone = chat_for("bob", LocalStore(tmp_path / "bob.db"))
+    assert [m.text for m in phone.sync_messages()] == ["m0", "m1", "m2"]
+    phone.store.close()
+
+    sender.send_message("ab", "m3")
+    deliver(engine)
+    transport = InProcessTransport()
+    reopened = chat_for("bob", LocalStore(tmp_path / "bob.db"), transport=transport)
+    assert [m.text for m in reopened.sync_messages()] == ["m3"]
+    assert [m.text for m in reopened.messages("ab")] == ["m0", "m1", "m2", "m3"]
+    assert transport.calls == ["pack427_registerDevice", "pack427_syncMessages", "pack427_ackMessages"]
+
+
+def test_a_refused_message_is_failed_the_next_goes_and_retry_sends_it_later(engine):
+    make_chat(engine, "bc", ["bob", "carol"])
+    alice = chat_for("alice", LocalStore())
+    refused = alice.send_message("bc", "not my chat")
+    assert refused.status is OutboxStatus.FAILED and "PERMISSION_DENIED" in refused.last_error
+    assert alice.send_message("ab", "fine").status is OutboxStatus.SENT
+    assert alice.failed_messages_count == 1 and not alice.has_pending_messages
+
+    engine.document("chats/bc").update({"participants": ["alice", "bob", "carol"]})
+    assert alice.retry_failed_messages() == 1
+    assert alice.failed_messages_count == 0 and stored_texts(engine, "bc") == ["not my chat"]
+
+
+def test_rate_limited_sends_wait_as_told_and_go_on(engine):
+    settings.set_rate_limit(engine, 2, actor="test")
+    waits: list[float] = []
+    alice = chat_for("alice", LocalStore(), sleep=lambda s: (waits.append(s), settings.set_rate_limit(engine, 60, actor="test")))
+    assert [alice.send_message("ab", f"m{n}").status for n in range(3)] == [OutboxStatus.SENT] * 3
+    assert len(waits) == 1 and 0 < waits[0] <= 60  # the engine's retryAfterMs, not a guess
+
+
+def test_typing_is_throttled_stopped_once_and_named(engine):
+    now = [0.0]
+    alice_transport = InProcessTransport()
+    typing = RealtimeSignals(client_for("alice", alice_transport), user_id="alice", chat_id="ab",
+                             clock=lambda: now[0], auto_stop_s=60)
+    watcher = RealtimeSignals(client_for("bob"), user_id="bob", chat_id="ab", display_names={"alice": "Alice"})
+    for t in (0.0, 1.0, 2.9):
+        now[0] = t
+        typing.start_typing()
+    assert typing.typing_calls == 1
+    now[0] = 3.0
+    typing.start_typing()
+    assert typing.typing_calls == 2
+    assert watcher.refresh_typing() == ["alice"] and watcher.typing_text == "Alice is typing"
+    typing.stop_typing()
+    typing.stop_typing()  # already stopped: no call
+    assert typing.typing_calls == 3 and watcher.refresh_typing() == [] and watcher.typing_text == ""
+
+
+def test_typing_stops_by_itself_after_the_last_keystroke(engine):
+    typing = RealtimeSignals(client_for("alice"), user_id="alice", chat_id="ab", auto_stop_s=0.2)
+    watcher = RealtimeSignals(client_for("bob"), user_id="bob", chat_id="ab")
+    typing.start_typing()
+    deadline = time.monotonic() + 30
+    while typing.typing_calls < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the auto-stop timer runs on its own thread
+    # "started" then "stopped", with no call from the app; seen as not typing.
+    assert typing.typing_calls == 2 and watcher.refresh_typing() == []
+
+
+def test_unread_counts_and_mark_chat_as_read_from_the_devices_store(engine):
+    from pack427 import unread
+
+    sender = chat_for("alice", LocalStore())
+    for n in range(3):
+        sender.send_message("ab", f"m{n}")
+    deliver(engine)
+    for snapshot in engine.collection("users/bob/inbox").stream():  # what the onNewMessage trigger does
+        unread.on_new_message(engine, snapshot)
+    bob = chat_for("bob", LocalStore())
+    signals = RealtimeSignals(bob.client, user_id="bob", store=bob.store)
+    assert signals.refresh_unread_counts() == {"ab": 3} and signals.total_unread == 3
+    bob.sync_messages()
+    assert signals.mark_chat_as_read("ab") == 0 and signals.get_unread_count("ab") == 0
+
+
+def test_a_stale_token_is_refreshed_once_and_the_call_goes_through(engine):
+    tokens = Tokens("alice", stale=True)
+    client = client_for("alice", tokens=tokens)
+    assert client.call("pack427_getUnreadCounts", {}) == {"unreadCounts": {}, "totalUnread": 0}
+    assert tokens.refreshed == 1
+
+
+def test_errors_are_typed_and_name_the_problem(engine):
+    with pytest.raises(Unauthenticated):
+        CallableClient(URL, None, transport=InProcessTransport()).call("pack427_getUnreadCounts", {})
+    with pytest.raises(PermissionDenied) as denied:
+        client_for("mallory").call("pack427_resyncChat", {"chatId": "ab"})
+    assert denied.value.status == "PERMISSION_DENIED" and denied.value.http_status == 403
