@@ -6,6 +6,10 @@ Firestore emulator is started once for the session (after `scripts/setup`).
 
 Service tests use their own project id: the suite wires triggers only for
 demo-pack427, so nothing fires behind a service test's back.
+
+Parallel runs (pytest-xdist, `scripts/test` uses two workers): each worker
+has its own unit project, a test file stays on one worker, and the
+end-to-end tests, which share the suite's project, all run on one worker.
 """
 
 from __future__ import annotations
@@ -24,7 +28,14 @@ from google.cloud import firestore
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "functions"))
 
-UNIT_PROJECT = "demo-pack427-test"
+UNIT_PROJECT = f"demo-pack427-test{os.environ.get('PYTEST_XDIST_WORKER', '')}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group tests for `--dist loadgroup`: one group per file, one for all end-to-end tests."""
+    for item in items:
+        group = "suite" if "e2e" in item.path.parts else item.path.stem
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _free_port() -> int:

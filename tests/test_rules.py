@@ -8,13 +8,15 @@ client, which bypasses rules.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import requests
 from conftest import ROOT, clear_project
 from google.cloud import firestore
 from idtokens import emulator_id_token
 
-PROJECT = "demo-pack427-rules-all"
+PROJECT = "demo-pack427-rules-all" + os.environ.get("PYTEST_XDIST_WORKER", "")
 
 DOCUMENTS = {
     "users/bob": {"region": "EU", "ageVerified18Plus": True, "blockedUsers": ["mallory"]},

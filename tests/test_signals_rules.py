@@ -8,13 +8,15 @@ exactly as a client SDK's requests reach Firestore.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import requests
 from conftest import ROOT, clear_project
 from google.cloud import firestore
 from idtokens import emulator_id_token
 
-PROJECT = "demo-pack427-rules"
+PROJECT = "demo-pack427-rules" + os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
 @pytest.fixture
