@@ -86,7 +86,7 @@ def firestore_emulator() -> str:
 
 def clear_project(host: str, project: str) -> None:
     url = f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents"
-    requests.delete(url, timeout=30).raise_for_status()
+    requests.delete(url, timeout=120).raise_for_status()  # the emulator can stall for a while on a busy machine
 
 
 @pytest.fixture
