@@ -42,6 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "functions"))
 sys.path.insert(0, str(ROOT / "scripts"))
+# This checkout's client, not whichever one the shared virtualenv installed in editable mode.
+sys.path.insert(0, str(ROOT / "client"))
 
 from google.cloud import firestore  # noqa: E402
 from pack427 import clock, delivery, paths, queue, sync  # noqa: E402

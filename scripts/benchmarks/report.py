@@ -52,6 +52,7 @@ def markdown(results: dict, image: str | None) -> str:
         "shared, and the emulators are slower than Firestore. Compare ratios rather than absolute figures.",
         "",
         "Reproduce: `scripts/bench --quick` (about 10 minutes with the suite's start) or `scripts/bench` (full).",
+        "What the engine changed because of these numbers, with before and after: `docs/BENCHMARK-CHANGES.md`.",
         "",
     ]
     lat = results.get("latency")
