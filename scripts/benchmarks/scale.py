@@ -134,10 +134,18 @@ def run_step(run: ScaleRun, functions_url: str, project: str, *, rate: float, se
         chat_id, other = run.partner[uid]
         data = {"chatId": chat_id, "clientMessageId": str(ULID()), "text": f"scale {step}.{k}"}
         issued = time.time()
-        try:
-            result = client(uid).call("pack427_sendMessage", data)
-        except (CallableError, OSError) as err:
-            run.errors[getattr(err, "status", type(err).__name__)] += 1
+        result = None
+        for _ in range(3):  # as an app does: retried with the same clientMessageId (idempotent)
+            try:
+                result = client(uid).call("pack427_sendMessage", data)
+            except (CallableError, OSError) as err:
+                run.errors[getattr(err, "status", type(err).__name__)] += 1
+                continue
+            if result and "messageId" in result:
+                break
+            run.errors["empty answer"] += 1
+            result = None
+        if result is None:
             return
         run.sent.append(Sent(uid, other, chat_id, data["clientMessageId"], result["messageId"], issued, step))
         if rng.random() < retry_share:
