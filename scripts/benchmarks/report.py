@@ -154,6 +154,11 @@ def markdown(results: dict, image: str | None) -> str:
                 f"- bare SDKs (firebase_functions, firebase_admin, google.cloud.firestore): {c['sdk_import_s']:.2f} s",
                 f"- `functions/main.py` (SDKs + the engine + `initialize_app`): {c['main_import_s']:.2f} s"
                 f" (ratio {c['ratio_main_to_sdks']:.2f}, engine's own {c['engine_overhead_s']:+.2f} s)", ""]
+    missing = [name for name in ("latency", "ops", "drain", "sync", "scale", "cold_start") if name not in results]
+    if missing:
+        out += ["## Not measured in this run", "",
+                f"Sections left out of this run: {', '.join(missing)} (`scripts/bench --only ...` chose the others,",
+                "or they need the emulator suite). Run `scripts/bench` for every section.", ""]
     if results.get("notes"):
         out += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
     return "\n".join(out)
@@ -165,5 +170,22 @@ def render(results: dict, docs: Path) -> None:
     (docs / "BENCHMARKS.md").write_text(markdown(results, image))
 
 
+def merge(files: list[Path]) -> dict:
+    """Results of several runs (`--only` some sections each) as one: later files add their sections."""
+    merged: dict = {}
+    for path in files:
+        results = json.loads(path.read_text())
+        meta = results.pop("meta")
+        if "meta" not in merged:
+            merged["meta"] = dict(meta)
+        else:
+            merged["meta"]["json"] += f" + {meta['json']}"
+            merged["meta"]["seconds"] += meta["seconds"]
+            merged["meta"]["started"] += f" / {meta['started']}"
+        merged.update(results)
+    return merged
+
+
 if __name__ == "__main__":
-    render(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]) if len(sys.argv) > 2 else Path("docs"))
+    # python scripts/benchmarks/report.py RESULTS.json [MORE.json ...]: renders into docs/
+    render(merge([Path(a) for a in sys.argv[1:]]), Path(__file__).resolve().parents[2] / "docs")
