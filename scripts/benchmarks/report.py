@@ -48,10 +48,11 @@ def markdown(results: dict, image: str | None) -> str:
         "",
         f"Rendered by `scripts/bench` from `{meta['json']}` ({meta['mode']} mode, started {meta['started']},"
         f" {meta['seconds']:.0f} s). Machine: {meta['machine']}.",
-        "Load average (1/5/15 min) when each section finished is noted next to it: these machines are",
-        "shared, and the emulators are slower than Firestore. Compare ratios rather than absolute figures.",
+        "Load average (1/5/15 min) when each section finished is noted next to it (the machine has 2 cores: a load of 20 means",
+        "ten times more work waiting than cores); these machines are shared,",
+        "and the emulators are slower than Firestore. Compare ratios rather than absolute figures.",
         "",
-        "Reproduce: `scripts/bench --quick` (about 10 minutes with the suite's start) or `scripts/bench` (full).",
+        "Reproduce: `scripts/bench --quick` (small sizes, for CI) or `scripts/bench` (full: 10,000 users, 10,000-message backlog).",
         "What the engine changed because of these numbers, with before and after: `docs/BENCHMARK-CHANGES.md`.",
         "",
     ]
