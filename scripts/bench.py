@@ -10,6 +10,18 @@
 3. Offline catch-up: a device that missed 1,000 messages (in 10 chats) syncs
    them page by page (`sync.sync_messages`, the callable's service, in
    process: the HTTP hop adds one round trip per page of 100).
+4. Firestore operations per message over its whole life (send, deliver,
+   unread counter, sync, ack, read), counted by instrumenting the client
+   (benchmarks/opcount.py, benchmarks/lifecycle.py).
+5. Scale: simulated users with registered devices, a share offline, sending
+   through the callable at rising steady rates; the highest rate with p95
+   under 1 s, and a check that nothing was lost or duplicated (benchmarks/scale.py).
+6. Cold start: import time of functions/main.py next to the bare SDKs (benchmarks/coldstart.py).
+
+Results go to bench-results/<time>.json; docs/BENCHMARKS.md and
+docs/bench-latency.png are rendered from them (benchmarks/report.py).
+Sections 2, 3, 4 and 6 need only a Firestore emulator (FIRESTORE_EMULATOR_HOST);
+1 and 5 need the suite (scripts/bench starts one on free ports).
 
 Numbers from a shared, noisy machine: compare ratios, not absolute figures.
 """
@@ -19,22 +31,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "functions"))
+sys.path.insert(0, str(ROOT / "scripts"))
+# This checkout's client, not whichever one the shared virtualenv installed in editable mode.
+sys.path.insert(0, str(ROOT / "client"))
 
 from google.cloud import firestore  # noqa: E402
 from pack427 import clock, delivery, paths, queue, sync  # noqa: E402
 from pack427.models import QueuedMessage, Region, SyncMessagesRequest, TransportMetadata  # noqa: E402
 from pack427.notifier import EmulatorNotifier  # noqa: E402
-from pack427_client import CallableClient, sign_up  # noqa: E402
+from pack427_client import CallableClient, CallableError, PasswordAuth  # noqa: E402
 from ulid import ULID  # noqa: E402
+
+from benchmarks import coldstart, lifecycle, opcount, report, scale  # noqa: E402
+from firebase_functions import logger as functions_logger  # noqa: E402
+
+# In-process service calls log a debug line per delivery: thousands of lines that would bury the figures.
+functions_logger.debug = lambda *args, **kwargs: None
 
 SEED_P95_SAME_REGION_S = 2.0
 SEED_P95_CROSS_REGION_S = 5.0
@@ -81,21 +103,22 @@ def latency(db: firestore.Client, messages: int) -> dict:
     auth, functions = os.environ["FIREBASE_AUTH_EMULATOR_HOST"], os.environ["PACK427_FUNCTIONS_URL"]
     results = {}
     for label, region in (("same_region", "EU"), ("cross_region", "US")):
-        recipient = sign_up(auth, f"bench-{label}-{ULID()}@example.com")
+        recipient = PasswordAuth.sign_up(f"bench-{label}-{ULID()}@example.com", "password123", emulator_host=auth)
         paths.user(db, recipient.uid).set({"region": region, "online": True})
         inbox = InboxClock(db, recipient.uid)
         samples = []
         try:
             for n in range(messages + 3):  # the first sends warm the function workers up
                 if n % SENDS_PER_SENDER == 0:
-                    sender = sign_up(auth, f"bench-sender-{ULID()}@example.com")
+                    sender = PasswordAuth.sign_up(f"bench-sender-{ULID()}@example.com", "password123",
+                                                  emulator_host=auth)
                     paths.user(db, sender.uid).set({"region": "EU", "online": True, "ageVerified18Plus": True})
                     chat_id = f"bench-{label}-{ULID()}"
                     paths.chat(db, chat_id).set({"participants": [sender.uid, recipient.uid]})
-                    client = CallableClient(functions, sender.id_token)
+                    client = CallableClient(functions, sender)
                 started = time.perf_counter()
-                result = client.call(
-                    "pack427_sendMessage", {"chatId": chat_id, "clientMessageId": str(ULID()), "text": f"m{n}"}
+                result = send_with_retries(
+                    client, {"chatId": chat_id, "clientMessageId": str(ULID()), "text": f"m{n}"}
                 )
                 arrived = inbox.wait(result["messageId"], 120)
                 if n >= 3:
@@ -104,12 +127,29 @@ def latency(db: firestore.Client, messages: int) -> dict:
             inbox.close()
         results[label] = {
             "messages": len(samples),
+            "samples_ms": [x * 1000 for x in samples],
             "p50_ms": percentile(samples, 50) * 1000,
             "p95_ms": percentile(samples, 95) * 1000,
             "p99_ms": percentile(samples, 99) * 1000,
             "mean_ms": statistics.mean(samples) * 1000,
         }
     return results
+
+
+def send_with_retries(client: CallableClient, data: dict, attempts: int = 3) -> dict:
+    """Send as an app does: a failed or empty answer is retried with the same clientMessageId
+    (idempotent); the latency still counts from the first attempt."""
+    for attempt in range(attempts):
+        try:
+            result = client.call("pack427_sendMessage", data)
+            if result and "messageId" in result:
+                return result
+        except CallableError as err:
+            if attempt == attempts - 1:
+                raise
+            print(f"  send failed ({err}); retrying with the same clientMessageId", flush=True)
+        time.sleep(0.5)
+    raise SystemExit(f"send of {data['clientMessageId']} got no result in {attempts} attempts")
 
 
 def backlog_entries(count: int) -> list[QueuedMessage]:
@@ -142,10 +182,13 @@ def drain(count: int) -> dict:
     enqueue_s = time.perf_counter() - started
     raw_writes_per_s = 2 * count / enqueue_s  # each entry is two documents (entry, audit event)
 
+    counter = opcount.install()
+    before = counter.snapshot()
     started = time.perf_counter()
-    report = delivery.drain(db, EmulatorNotifier(), regions=(Region.EU,), actor="bench", time_budget_s=3600)
+    outcome = delivery.drain(db, EmulatorNotifier(), regions=(Region.EU,), actor="bench", time_budget_s=3600)
     drain_s = time.perf_counter() - started
-    delivered = report["EU"]["delivered"]
+    spent = counter.snapshot() - before
+    delivered = outcome["EU"]["delivered"]
     if delivered != count or queue.stats(db, Region.EU).depth:
         raise SystemExit(f"drain delivered {delivered} of {count}")
     per_minute = delivered / drain_s * 60
@@ -157,6 +200,9 @@ def drain(count: int) -> dict:
         "raw_batched_writes_per_s": raw_writes_per_s,
         "delivery_writes_per_s": 3 * delivered / drain_s,
         "ratio_delivery_writes_to_raw_writes": (3 * delivered / drain_s) / raw_writes_per_s,
+        "ratio_messages_to_raw_writes": (delivered / drain_s) / raw_writes_per_s,
+        "ops_per_message": {k: v / delivered for k, v in spent.as_dict().items()},
+        "load": load(),
     }
 
 
@@ -179,6 +225,8 @@ def catch_up(count: int) -> dict:
         queue.enqueue(db, entries[start:start + 250], actor="bench")
     delivery.drain(db, EmulatorNotifier(), regions=(Region.EU,), actor="bench", time_budget_s=3600)
 
+    counter = opcount.install()
+    before = counter.snapshot()
     started = time.perf_counter()
     received, pages, cursor = [], 0, None
     while True:
@@ -189,43 +237,157 @@ def catch_up(count: int) -> dict:
         if not page.hasMore:
             break
     seconds = time.perf_counter() - started
+    spent = counter.snapshot() - before
     if sorted(received) != sorted(e.message_id for e in entries) or len(set(received)) != count:
         raise SystemExit(f"sync returned {len(set(received))} distinct of {count} messages")
-    return {"messages": count, "pages": pages, "seconds": seconds}
+    return {"messages": count, "pages": pages, "seconds": seconds, "ops": spent.as_dict(), "load": load()}
+
+
+def load() -> str:
+    """The load average now (1, 5, 15 min): other work shares these machines."""
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+MODES = {
+    # quick: CI-sized, about ten minutes with the suite's start on a loaded 2-core machine
+    "quick": {"messages": 30, "backlog": 2000, "missed": 1000, "lives": 5, "users": 400, "offline_share": 0.2,
+              "rates": [2, 5, 10], "step_seconds": 15, "cold_repeats": 3},
+    "full": {"messages": 200, "backlog": 10000, "missed": 1000, "lives": 20, "users": 10000, "offline_share": 0.2,
+             "rates": [2, 5, 10, 20, 40], "step_seconds": 40, "cold_repeats": 5},
+}
+SECTIONS = ("latency", "ops", "drain", "sync", "scale", "cold_start")
+NEEDS_SUITE = {"latency", "scale"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=100, help="messages per latency series (default 100)")
-    parser.add_argument("--backlog", type=int, default=2000, help="queued messages the worker drains (default 2000)")
-    parser.add_argument("--missed", type=int, default=1000, help="messages a device catches up on (default 1000)")
-    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--quick", action="store_true", help="CI-sized run (default: the full run)")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
+    parser.add_argument("--messages", type=int, help="messages per latency series (quick 30, full 200)")
+    parser.add_argument("--backlog", type=int, help="queued messages the worker drains (quick 2000, full 10000)")
+    parser.add_argument("--missed", type=int, help="messages a device catches up on (default 1000)")
+    parser.add_argument("--users", type=int, help="simulated users of the scale run (quick 400, full 10000)")
+    parser.add_argument("--rates", help="comma-separated send rates of the scale run, messages/s")
+    parser.add_argument("--step-seconds", type=float, help="seconds per scale-run rate step (quick 15, full 40)")
+    parser.add_argument("--json", type=Path, help="results file (default bench-results/<time>.json)")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs",
+                        help="where BENCHMARKS.md and bench-latency.png go (default docs/; 'none' to skip)")
     args = parser.parse_args()
+    mode = "quick" if args.quick else "full"
+    cfg = dict(MODES[mode])
+    for name in ("messages", "backlog", "missed", "users", "step_seconds"):
+        if getattr(args, name) is not None:
+            cfg[name] = getattr(args, name)
+    if args.rates:
+        cfg["rates"] = [float(r) for r in args.rates.split(",")]
+    sections = [s for s in args.only.split(",") if s]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    if NEEDS_SUITE & set(sections) and not os.environ.get("PACK427_FUNCTIONS_URL"):
+        parser.error("latency and scale need the emulator suite: run scripts/bench, or --only ops,drain,sync,cold_start")
 
-    db = firestore.Client(project=os.environ["PACK427_PROJECT"])
-    results = {"latency": latency(db, args.messages), "drain": drain(args.backlog), "sync": catch_up(args.missed)}
+    started_at = datetime.now(UTC)
+    json_path = args.json or ROOT / "bench-results" / f"{started_at:%Y%m%dT%H%M%SZ}-{mode}.json"
+    results: dict = {"meta": {
+        "mode": mode, "config": cfg, "sections": sections, "started": f"{started_at:%Y-%m-%d %H:%M} UTC",
+        "machine": f"{os.cpu_count()} CPUs, {platform.system()} {platform.machine()}, Python {platform.python_version()}",
+        "json": str(json_path.relative_to(ROOT) if json_path.is_relative_to(ROOT) else json_path),
+        "load_at_start": load(),
+    }}
+    t0 = time.perf_counter()
+    project = os.environ.get("PACK427_PROJECT", "demo-pack427")
 
-    print("\nSend-to-inbox latency (callable -> trigger -> inbox listener), emulator suite:")
-    for label, seed in (("same_region", SEED_P95_SAME_REGION_S), ("cross_region", SEED_P95_CROSS_REGION_S)):
-        r = results["latency"][label]
-        print(
-            f"  {label:<13} n={r['messages']:<4} p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  "
-            f"p99 {r['p99_ms']:7.1f} ms   seed p95 target {seed * 1000:.0f} ms: "
-            f"{seed * 1000 / r['p95_ms']:.1f}x better"
-        )
-    d = results["drain"]
-    print("\nBacklog drain, one worker:")
-    print(f"  {d['messages']} messages in {d['seconds']:.1f} s = {d['messages_per_minute']:,.0f} messages/minute "
-          f"({d['messages_per_minute'] / SEED_DRAIN_PER_MINUTE:.0f}x the seed's {SEED_DRAIN_PER_MINUTE}/minute)")
-    print(f"  emulator's plain batched writes: {d['raw_batched_writes_per_s']:,.0f} documents/s; "
-          f"delivery writes {d['delivery_writes_per_s']:,.0f} documents/s "
-          f"(ratio {d['ratio_delivery_writes_to_raw_writes']:.2f})")
-    c = results["sync"]
-    print("\nOffline catch-up, one device:")
-    print(f"  {c['messages']} missed messages in {c['pages']} pages: {c['seconds']:.2f} s "
-          f"(seed target {SEED_SYNC_1000_S:.0f} s for 1,000: {SEED_SYNC_1000_S / c['seconds']:.0f}x better)")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    def own_project() -> firestore.Client:
+        # A project of its own: the suite's triggers fire only for demo-pack427.
+        return firestore.Client(project=f"demo-bench-{str(ULID()).lower()}")
+
+    for section in sections:
+        print(f"bench: {section} ... (load {load()})", flush=True)
+        if section == "latency":
+            results["latency"] = latency(firestore.Client(project=project), cfg["messages"])
+            results["latency"]["load"] = load()
+        elif section == "ops":
+            results["ops"] = lifecycle.measure(own_project(), lives=cfg["lives"]) | {"load": load()}
+        elif section == "drain":
+            results["drain"] = drain(cfg["backlog"])
+        elif section == "sync":
+            results["sync"] = catch_up(cfg["missed"])
+        elif section == "scale":
+            results["scale"] = scale.run(
+                firestore.Client(project=project), os.environ["PACK427_FUNCTIONS_URL"], project,
+                users=cfg["users"], offline_share=cfg["offline_share"], rates=cfg["rates"],
+                step_seconds=cfg["step_seconds"]) | {"load": load()}
+        elif section == "cold_start":
+            results["cold_start"] = coldstart.measure(ROOT / "functions", cfg["cold_repeats"]) | {"load": load()}
+    results["meta"]["seconds"] = time.perf_counter() - t0
+    results["meta"]["load_at_end"] = load()
+
+    print_summary(results)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2))
+    print(f"\nresults: {json_path}")
+    if str(args.docs) != "none":
+        report.render(results, args.docs)
+        print(f"rendered: {args.docs / 'BENCHMARKS.md'}")
+
+
+def print_summary(results: dict) -> None:
+    """Every figure, with its ratio where one is named, on stdout."""
+    if "latency" in results:
+        print(f"\nSend-to-inbox latency (callable -> trigger -> inbox listener), load {results['latency']['load']}:")
+        for label, seed in (("same_region", SEED_P95_SAME_REGION_S), ("cross_region", SEED_P95_CROSS_REGION_S)):
+            r = results["latency"][label]
+            print(
+                f"  {label:<13} n={r['messages']:<4} p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  "
+                f"p99 {r['p99_ms']:7.1f} ms   seed p95 target {seed * 1000:.0f} ms: "
+                f"{seed * 1000 / r['p95_ms']:.1f}x better"
+            )
+    if "drain" in results:
+        d = results["drain"]
+        print(f"\nBacklog drain, one worker, load {d['load']}:")
+        print(f"  {d['messages']} messages in {d['seconds']:.1f} s = {d['messages_per_minute']:,.0f} messages/minute "
+              f"({d['messages_per_minute'] / SEED_DRAIN_PER_MINUTE:.0f}x the seed's {SEED_DRAIN_PER_MINUTE}/minute)")
+        print(f"  emulator's plain batched writes: {d['raw_batched_writes_per_s']:,.0f} documents/s; "
+              f"delivery writes {d['delivery_writes_per_s']:,.0f} documents/s "
+              f"(ratio {d['ratio_delivery_writes_to_raw_writes']:.2f}; messages/raw writes "
+              f"{d['ratio_messages_to_raw_writes']:.3f})")
+        o = d["ops_per_message"]
+        print(f"  per drained message: {o['reads']:.2f} reads, {o['writes']:.2f} writes, "
+              f"{o['transactions']:.0f} transactions, {o['round_trips']:.2f} round trips")
+    if "ops" in results:
+        ops = results["ops"]
+        print(f"\nFirestore operations per message (one recipient, mean of {ops['lives']}), load {ops['load']}:")
+        for stage in lifecycle.STAGES:
+            c = ops["stages"][stage]["counts"]
+            print(f"  {stage:<8} reads {c['reads']:5.1f}  writes {c['writes']:5.1f}  transactions {c['transactions']:3.0f}"
+                  f"  round trips {c['round_trips']:5.1f}")
+        w = ops["per_message"]
+        print(f"  {'total':<8} reads {w['reads']:5.1f}  writes {w['writes']:5.1f}  transactions {w['transactions']:3.0f}"
+              f"  round trips {w['round_trips']:5.1f}")
+        print(f"  queue writes per message {ops['queue_writes_per_message']:.1f} (seed ~2); unread-counter writes "
+              f"{ops['unread_writes_per_message']:.1f} (seed 1)")
+    if "sync" in results:
+        c = results["sync"]
+        print(f"\nOffline catch-up, one device, load {c['load']}:")
+        print(f"  {c['messages']} missed messages in {c['pages']} pages: {c['seconds']:.2f} s "
+              f"(seed target {SEED_SYNC_1000_S:.0f} s for 1,000: {SEED_SYNC_1000_S / c['seconds']:.0f}x better); "
+              f"{c['ops']['reads']} reads, {c['ops']['writes']} writes")
+    if "scale" in results:
+        sc = results["scale"]
+        print(f"\nScale run, {sc['setup']['users']} users ({sc['setup']['offline']} offline), load {sc['load']}:")
+        for step in sc["steps"]:
+            print(f"  target {step['target_rate']}/s: accepted {step['accepted']} at {step['achieved_rate']:.1f}/s, "
+                  f"p50 {step.get('p50_ms', float('nan')):.0f} ms, p95 {step.get('p95_ms', float('nan')):.0f} ms, "
+                  f"p99 {step.get('p99_ms', float('nan')):.0f} ms, undelivered {step['undelivered_after_wait']}")
+        print(f"  highest rate with p95 under 1 s: {sc['highest_rate_p95_under_1s']}")
+        print(f"  verification: {json.dumps(sc['verification'])}")
+    if "cold_start" in results:
+        c = results["cold_start"]
+        print(f"\nCold start (median of {c['repeats']} fresh interpreters), load {c['load']}:")
+        print(f"  bare SDKs {c['sdk_import_s']:.2f} s; functions/main.py {c['main_import_s']:.2f} s "
+              f"(ratio {c['ratio_main_to_sdks']:.2f})")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from google.cloud.firestore import Client
+from google.cloud.firestore import Client, DocumentReference
+from google.cloud.firestore_v1 import DocumentSnapshot
 from pydantic import ValidationError
 
 from . import paths
@@ -54,12 +55,30 @@ def load_users(db: Client, uids: Iterable[str]) -> dict[str, UserProfile]:
     A field of the wrong type in a user document falls back to the default
     rather than failing the send: the chat core's data is not the caller's fault.
     """
+    return load_users_with(db, uids, [])[0]
+
+
+def load_users_with(
+    db: Client, uids: Iterable[str], also: list[DocumentReference]
+) -> tuple[dict[str, UserProfile], dict[str, DocumentSnapshot]]:
+    """Profiles of `uids` (as `load_users`) and the documents `also`, in one round trip.
+
+    A send reads the sender's rate window this way: one round trip fewer on
+    the request path.
+
+    Returns:
+        The profiles, and the snapshots of `also` by document path (existing or not).
+    """
     refs = [paths.user(db, uid) for uid in dict.fromkeys(uids)]
     profiles = {ref.id: UserProfile() for ref in refs}
-    for snapshot in db.get_all(refs):
-        if snapshot.exists:
+    user_paths = {ref.path for ref in refs}
+    others: dict[str, DocumentSnapshot] = {}
+    for snapshot in db.get_all(refs + also):
+        if snapshot.reference.path not in user_paths:
+            others[snapshot.reference.path] = snapshot
+        elif snapshot.exists:
             profiles[snapshot.id] = _lenient_profile(snapshot.to_dict())
-    return profiles
+    return profiles, others
 
 
 def _lenient_profile(data: dict) -> UserProfile:

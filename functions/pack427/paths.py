@@ -86,10 +86,6 @@ def rate_window(db: Client, uid: str) -> DocumentReference:
 # ------------------------------------------------------------ real-time signals
 
 
-def chats(db: Client) -> CollectionReference:
-    return db.collection("chats")
-
-
 def typing_events(db: Client, name: Region) -> CollectionReference:
     return region(db, name).collection("typingEvents")
 

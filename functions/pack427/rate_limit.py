@@ -43,6 +43,7 @@ from datetime import datetime, timedelta
 
 from firebase_functions import logger
 from google.cloud.firestore import Client, WriteBatch
+from google.cloud.firestore_v1 import DocumentSnapshot
 from pydantic import ValidationError
 
 from . import constants, paths, settings
@@ -77,7 +78,17 @@ def load(db: Client, uid: str, *, now: datetime) -> LoadedWindow:
         uid: the sender.
         now: the time of the send being checked.
     """
-    snapshot = paths.rate_window(db, uid).get()
+    return from_snapshot(db, uid, paths.rate_window(db, uid).get(), now=now)
+
+
+def from_snapshot(db: Client, uid: str, snapshot: DocumentSnapshot, *, now: datetime) -> LoadedWindow:
+    """The window of `uid` from its document as read (`paths.rate_window`), as `load` gives it.
+
+    Args:
+        uid: the sender.
+        snapshot: the window document (it may not exist).
+        now: the time of the send being checked.
+    """
     recent: list[SendRecord] = []
     if snapshot.exists:
         try:

@@ -112,9 +112,12 @@ def _commit_send(
     recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != sender_id]
     if len(recipients) > constants.MAX_RECIPIENTS:
         raise FailedPrecondition(f"chat {request.chatId!r} has more than {constants.MAX_RECIPIENTS} recipients")
-    users = chat_core.load_users(db, [sender_id, *recipients])
+    # The sender's rate window comes in the same round trip as the profiles: one fewer on the request path.
+    window_ref = paths.rate_window(db, sender_id)
+    users, others = chat_core.load_users_with(db, [sender_id, *recipients], [window_ref])
+    window = rate_limit.from_snapshot(db, sender_id, others[window_ref.path], now=now)
     try:
-        recipients, window, record = _admit(db, sender_id, request, recipients, users, now, fraud_checker)
+        recipients, record = _admit(db, sender_id, request, recipients, users, window, now, fraud_checker)
     except EngineError:
         # A retry of a send that was accepted before (then allowed) gets its result, not the refusal.
         if paths.idempotency_key(db, sender_id, request.clientMessageId).get().exists:
@@ -164,14 +167,14 @@ def _admit(
     request: SendMessageRequest,
     recipients: list[str],
     users: dict[str, UserProfile],
+    window: rate_limit.LoadedWindow,
     now: datetime,
     fraud_checker: fraud.FraudChecker | None,
-) -> tuple[list[str], rate_limit.LoadedWindow, SendRecord]:
-    """The policy checks of a send, in order; the recipients after blocks, the
-    sender's rate window and the send's record for it. Raises EngineError."""
+) -> tuple[list[str], SendRecord]:
+    """The policy checks of a send, in order; the recipients after blocks and
+    the send's record for the sender's rate window. Raises EngineError."""
     policy.require_adult(users[sender_id])
     recipients = policy.deliverable_recipients(sender_id, recipients, users)
-    window = rate_limit.load(db, sender_id, now=now)
     rate_limit.check(window, now=now)
     record = SendRecord(
         at=now, chat_id=request.chatId, content_hash=rate_limit.content_hash(request.text, request.contentRef)
@@ -191,7 +194,7 @@ def _admit(
         ),
         fraud_checker,
     )
-    return recipients, window, record
+    return recipients, record
 
 
 def next_message_id(chat: Chat, now: datetime) -> str:

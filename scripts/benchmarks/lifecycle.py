@@ -1,0 +1,116 @@
+"""Firestore operations per message over its whole life, counted by instrumenting the client.
+
+One message from alice to bob (one recipient, online, same region), in
+process, stage by stage, with the service functions the deployed functions
+call: send (pack427_sendMessage), deliver (pack427_onMessageEnqueued), unread
+counter (pack427_onNewMessage), sync of one page (pack427_syncMessages), ack
+(pack427_ackMessages), read (pack427_markAsRead). The trigger stages get the
+document snapshot the event would carry; reading it is the bench's cost, not
+counted. A first message warms everything up (rate window, inbox head,
+counter, device state exist afterwards, as they do in steady use); the
+figures are averages over the following lives.
+"""
+
+from __future__ import annotations
+
+from ulid import ULID
+
+from pack427 import delivery, paths, sending, sync, unread
+from pack427.models import (
+    AckMessagesRequest,
+    MarkAsReadRequest,
+    QueuedMessage,
+    Region,
+    RegisterDeviceRequest,
+    SendMessageRequest,
+    SyncMessagesRequest,
+)
+from pack427.notifier import EmulatorNotifier
+
+from . import opcount
+
+STAGES = ("send", "deliver", "unread", "sync", "ack", "read")
+
+SEED_COSTS = {
+    "queue_writes_per_message": 2,
+    "unread_writes_per_message": 1,
+    "note": "seed 'Performance Optimization / Firestore Costs': ~2 queue writes per message "
+    "(enqueue + delivered), 1 unread-counter write per new message per recipient, "
+    "~200 queue-processing reads per minute per region, sync reads 'variable'",
+}
+
+
+def measure(db, lives: int = 10) -> dict:
+    """Average operations per stage of one message's life, over `lives` messages (default 10).
+
+    Args:
+        db: a client of a project of its own (no triggers fire there).
+        lives: measured messages after the warm-up one.
+    """
+    counter = opcount.install()
+    alice, bob, chat_id = "alice", "bob", "lifecycle-chat"
+    paths.user(db, alice).set({"region": "EU", "online": True, "ageVerified18Plus": True})
+    paths.user(db, bob).set({"region": "EU", "online": True, "ageVerified18Plus": True})
+    paths.chat(db, chat_id).set({"participants": [alice, bob]})
+    sync.register_device(db, bob, RegisterDeviceRequest(deviceId="phone", platform="ios", appVersion="1.0"))
+    totals: dict[str, opcount.Ops] = {}
+    cursor = None
+    for life in range(lives + 1):
+        spent, cursor = _one_life(db, counter, alice, bob, chat_id, cursor)
+        if life == 0:
+            continue  # warm-up
+        for stage, ops in spent.items():
+            totals[stage] = ops if stage not in totals else _add(totals[stage], ops)
+    per_stage = {stage: _per(totals[stage], lives) for stage in STAGES}
+    whole = {k: sum(per_stage[s]["counts"][k] for s in STAGES) for k in opcount.FIELDS}
+    by_collection: dict[str, float] = {}
+    for stage in STAGES:
+        for key, n in per_stage[stage]["by_collection"].items():
+            by_collection[key] = by_collection.get(key, 0) + n
+    queue_writes = by_collection.get("writes:messageQueue", 0)
+    unread_writes = by_collection.get("writes:unreadCounters", 0)
+    return {
+        "lives": lives,
+        "stages": per_stage,
+        "per_message": whole,
+        "by_collection": dict(sorted(by_collection.items())),
+        "queue_writes_per_message": queue_writes,
+        "unread_writes_per_message": unread_writes,
+        "seed": SEED_COSTS,
+    }
+
+
+def _one_life(db, counter, alice, bob, chat_id, cursor):
+    spent = {}
+
+    def stage(name, work):
+        before = counter.snapshot()
+        result = work()
+        spent[name] = counter.snapshot() - before
+        return result
+
+    sent = stage("send", lambda: sending.send_message(
+        db, alice, SendMessageRequest(chatId=chat_id, clientMessageId=str(ULID()), text="hello")))
+    message_id = sent.messageId
+    # The trigger event carries the created document: read outside the count.
+    queued = paths.queue_entry(db, Region.EU, QueuedMessage.entry_id(message_id, bob)).get()
+    stage("deliver", lambda: delivery.on_enqueued(db, queued, EmulatorNotifier()))
+    entry = paths.inbox_entry(db, bob, message_id).get()
+    stage("unread", lambda: unread.on_new_message(db, entry))
+    page = stage("sync", lambda: sync.sync_messages(db, bob, SyncMessagesRequest(deviceId="phone", cursor=cursor)))
+    if [m.messageId for m in page.messages] != [message_id]:
+        raise SystemExit(f"lifecycle: sync returned {[m.messageId for m in page.messages]}, expected {message_id}")
+    stage("ack", lambda: sync.ack_messages(db, bob, AckMessagesRequest(messageIds=[message_id], deviceId="phone")))
+    stage("read", lambda: unread.mark_as_read(db, bob, MarkAsReadRequest(chatId=chat_id, readUpToMessageId=message_id)))
+    return spent, page.cursor
+
+
+def _add(a: opcount.Ops, b: opcount.Ops) -> opcount.Ops:
+    return opcount.Ops(a.counts + b.counts, a.by_collection + b.by_collection)
+
+
+def _per(ops: opcount.Ops, n: int) -> dict:
+    return {
+        "counts": {k: ops.counts[k] / n for k in opcount.FIELDS},
+        "by_collection": {k: v / n for k, v in sorted(ops.by_collection.items())},
+    }

@@ -1,0 +1,192 @@
+"""Render a results JSON (scripts/bench.py) as docs/BENCHMARKS.md and the latency histogram PNG."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+TARGETS = {"p95_same_region_ms": 250, "drain_per_minute": 20_000, "sync_1000_s": 1.0}
+SEED = {"p95_same_region_ms": 2000, "p95_cross_region_ms": 5000, "drain_per_minute": 200, "sync_1000_s": 10.0}
+
+
+def histogram(results: dict, path: Path) -> bool:
+    """The send-to-inbox latency histogram (same and cross region); False without samples or matplotlib."""
+    latency = results.get("latency") or {}
+    series = {label: r.get("samples_ms") for label, r in latency.items() if r.get("samples_ms")}
+    if not series:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    top = max(max(v) for v in series.values())
+    bins = [top * i / 40 for i in range(41)]
+    for label, samples in series.items():
+        ax.hist(samples, bins=bins, alpha=0.6, label=f"{label.replace('_', ' ')} (n={len(samples)})")
+    ax.axvline(TARGETS["p95_same_region_ms"], color="red", linestyle="--", label="p95 target, same region (250 ms)")
+    ax.set_xlabel("send-to-inbox latency (ms): callable -> trigger -> inbox listener")
+    ax.set_ylabel("messages")
+    ax.set_title(f"PACK 427 on the emulator suite ({results['meta']['mode']} run, {results['meta']['started']})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _f(value, fmt="{:,.0f}", missing="not measured") -> str:
+    return missing if value is None else fmt.format(value)
+
+
+def markdown(results: dict, image: str | None) -> str:
+    meta = results["meta"]
+    out = [
+        "# Benchmarks",
+        "",
+        f"Rendered by `scripts/bench` from `{meta['json']}` ({meta['mode']} mode, started {meta['started']},"
+        f" {meta['seconds']:.0f} s). Machine: {meta['machine']}.",
+        "Load average (1/5/15 min) when each section finished is noted next to it (the machine has 2 cores: a load of 20 means",
+        "ten times more work waiting than cores); these machines are shared,",
+        "and the emulators are slower than Firestore. Compare ratios rather than absolute figures.",
+        "",
+        "Reproduce: `scripts/bench --quick` (small sizes, for CI) or `scripts/bench` (full: 10,000 users, 10,000-message backlog).",
+        "What the engine changed because of these numbers, with before and after: `docs/BENCHMARK-CHANGES.md`.",
+        "",
+    ]
+    lat = results.get("latency")
+    if lat:
+        out += ["## Send-to-inbox latency", "",
+                "HTTP POST to `pack427_sendMessage` (functions emulator, Auth emulator ID token), the",
+                "`pack427_onMessageEnqueued` trigger, the inbox entry seen by a real-time listener.",
+                f"Load: {lat.get('load', '?')}.", "",
+                "| series | n | p50 | p95 | p99 | target p95 | seed p95 |", "|---|---|---|---|---|---|---|"]
+        for label, seed in (("same_region", SEED["p95_same_region_ms"]), ("cross_region", SEED["p95_cross_region_ms"])):
+            r = lat.get(label)
+            if r:
+                target = f"{TARGETS['p95_same_region_ms']} ms" if label == "same_region" else "-"
+                out.append(f"| {label.replace('_', ' ')} | {r['messages']} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms"
+                           f" | {r['p99_ms']:.0f} ms | {target} | {seed} ms |")
+        if image:
+            out += ["", f"![latency histogram]({image})"]
+        out.append("")
+    d = results.get("drain")
+    if d:
+        out += ["## Backlog drain, one worker", "",
+                f"{d['messages']:,} queued messages (100 recipients, 50 chats), `delivery.drain` in one process.",
+                f"Load: {d.get('load', '?')}.", "",
+                "| figure | value |", "|---|---|",
+                f"| messages per minute | {d['messages_per_minute']:,.0f} (target {TARGETS['drain_per_minute']:,}, seed {SEED['drain_per_minute']}) |",
+                f"| emulator's raw batched writes | {d['raw_batched_writes_per_s']:,.0f} documents/s |",
+                f"| delivery's writes | {d['delivery_writes_per_s']:,.0f} documents/s |",
+                f"| ratio delivery writes / raw writes | {d['ratio_delivery_writes_to_raw_writes']:.2f} |",
+                f"| messages per minute / raw writes per minute | {d['ratio_messages_to_raw_writes']:.3f} |"]
+        if d.get("ops_per_message"):
+            o = d["ops_per_message"]
+            out.append(f"| Firestore ops per drained message | {o['reads']:.2f} reads, {o['writes']:.2f} writes, "
+                       f"{o['transactions']:.0f} transactions, {o['round_trips']:.2f} round trips |")
+        out.append("")
+    ops = results.get("ops")
+    if ops:
+        out += ["## Firestore operations per message", "",
+                "Counted by wrapping the google-cloud-firestore client's RPC methods in process",
+                "(`scripts/benchmarks/opcount.py`): billed reads (documents asked for or returned, at least one",
+                "per query; a count aggregation as one), writes, transactions, round trips. One message, one",
+                f"online recipient, averaged over {ops['lives']} lives after a warm-up. Load: {ops.get('load', '?')}.", "",
+                "| stage | function | reads | writes | transactions | round trips |", "|---|---|---|---|---|---|"]
+        functions = {"send": "pack427_sendMessage", "deliver": "pack427_onMessageEnqueued",
+                     "unread": "pack427_onNewMessage", "sync": "pack427_syncMessages (one page)",
+                     "ack": "pack427_ackMessages", "read": "pack427_markAsRead"}
+        for stage, fn in functions.items():
+            c = ops["stages"][stage]["counts"]
+            out.append(f"| {stage} | {fn} | {c['reads']:.1f} | {c['writes']:.1f} | {c['transactions']:.0f} | {c['round_trips']:.1f} |")
+        w = ops["per_message"]
+        out += [f"| **whole life** | | **{w['reads']:.1f}** | **{w['writes']:.1f}** | **{w['transactions']:.0f}** | **{w['round_trips']:.1f}** |", "",
+                f"Queue writes per message: **{ops['queue_writes_per_message']:.1f}** (seed: ~{ops['seed']['queue_writes_per_message']},"
+                f" enqueue + delivered; the ack's delivery receipt is the third here). Unread-counter writes:"
+                f" {ops['unread_writes_per_message']:.1f} per message per recipient (seed: {ops['seed']['unread_writes_per_message']}"
+                ", plus one when it is read). The seed documents no other cost; this engine also writes an audit event",
+                "per state change, the idempotency record, the billing request, the chat's lastMessage, the rate",
+                "window, the inbox entry and the inbox head (what ordering, exactly-once and sync need).", "",
+                "By collection (per message):", "",
+                "| operation:collection | per message |", "|---|---|"]
+        out += [f"| {k} | {v:.1f} |" for k, v in ops["by_collection"].items()]
+        out.append("")
+    s = results.get("sync")
+    if s:
+        out += ["## Offline catch-up", "",
+                f"One device syncs {s['messages']:,} missed messages (10 chats) page by page with",
+                "`sync.sync_messages` in process (the callable's service; the HTTP hop adds a round trip per page).",
+                f"Load: {s.get('load', '?')}.", "",
+                f"- {s['messages']:,} messages in {s['pages']} pages: **{s['seconds']:.2f} s** "
+                f"(target {TARGETS['sync_1000_s']} s, seed {SEED['sync_1000_s']:.0f} s)"]
+        if s.get("ops"):
+            o = s["ops"]
+            out.append(f"- Firestore: {o['reads']} reads, {o['writes']} writes, {o['round_trips']} round trips in all")
+        out.append("")
+    sc = results.get("scale")
+    if sc:
+        v = sc["verification"]
+        st = sc["setup"]
+        out += ["## Scale run", "",
+                f"{st['users']:,} simulated users in {st['chats']:,} direct chats, {st['offline']:,} of them offline"
+                f" (push path), one registered device each (registered in {st['register_devices_s']:.0f} s).",
+                f"Sends through the real callable at steady rates, {sc['step_seconds']:.0f} s per step; latency = inbox",
+                f"entry's commit time minus the send's issue time. Load: {sc.get('load', '?')}.", "",
+                "| target rate | accepted | achieved rate | p50 | p95 | p99 | undelivered after wait |",
+                "|---|---|---|---|---|---|---|"]
+        for step in sc["steps"]:
+            out.append(f"| {step['target_rate']}/s | {step['accepted']} | {step['achieved_rate']:.1f}/s | "
+                       f"{_f(step.get('p50_ms'))} ms | {_f(step.get('p95_ms'))} ms | {_f(step.get('p99_ms'))} ms | "
+                       f"{step['undelivered_after_wait']} |")
+        out += ["", f"Highest rate sustained with p95 under 1 s: **{_f(sc['highest_rate_p95_under_1s'], '{:.1f}/s', 'none')}**.", "",
+                f"Verification: {v['accepted_messages']:,} accepted messages, {v['inbox_entries']:,} inbox entries;"
+                f" **lost {v['lost']}, duplicated {v['duplicated']}**, unexpected {v['unexpected']}, users with a seq gap"
+                f" or repeat {v['users_with_seq_gap_or_repeat']}; {v['retried_sends']} sends retried with the same"
+                f" clientMessageId, {v['retries_not_idempotent']} not idempotent; send errors {v['send_errors'] or 'none'};"
+                f" {v['offline_devices_synced']:,} offline devices caught up by sync in {v['offline_sync_seconds']:.0f} s,"
+                f" missing {v['offline_sync_missing']}, repeated {v['offline_sync_repeated']}.", ""]
+    c = results.get("cold_start")
+    if c:
+        out += ["## Cold start", "",
+                f"Import time in a fresh interpreter, median of {c['repeats']} (alternated). Load: {c.get('load', '?')}.", "",
+                f"- bare SDKs (firebase_functions, firebase_admin, google.cloud.firestore): {c['sdk_import_s']:.2f} s",
+                f"- `functions/main.py` (SDKs + the engine + `initialize_app`): {c['main_import_s']:.2f} s"
+                f" (ratio {c['ratio_main_to_sdks']:.2f}, engine's own {c['engine_overhead_s']:+.2f} s)", ""]
+    missing = [name for name in ("latency", "ops", "drain", "sync", "scale", "cold_start") if name not in results]
+    if missing:
+        out += ["## Not measured in this run", "",
+                f"Sections left out of this run: {', '.join(missing)} (`scripts/bench --only ...` chose the others,",
+                "or they need the emulator suite). Run `scripts/bench` for every section.", ""]
+    if results.get("notes"):
+        out += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
+    return "\n".join(out)
+
+
+def render(results: dict, docs: Path) -> None:
+    """Write docs/BENCHMARKS.md and docs/bench-latency.png (when there are latency samples)."""
+    image = "bench-latency.png" if histogram(results, docs / "bench-latency.png") else None
+    (docs / "BENCHMARKS.md").write_text(markdown(results, image))
+
+
+def merge(files: list[Path]) -> dict:
+    """Results of several runs (`--only` some sections each) as one: later files add their sections."""
+    merged: dict = {}
+    for path in files:
+        results = json.loads(path.read_text())
+        meta = results.pop("meta")
+        if "meta" not in merged:
+            merged["meta"] = dict(meta)
+        else:
+            merged["meta"]["json"] += f" + {meta['json']}"
+            merged["meta"]["seconds"] += meta["seconds"]
+            merged["meta"]["started"] += f" / {meta['started']}"
+        merged.update(results)
+    return merged
+
+
+if __name__ == "__main__":
+    # python scripts/benchmarks/report.py RESULTS.json [MORE.json ...]: renders into docs/
+    render(merge([Path(a) for a in sys.argv[1:]]), Path(__file__).resolve().parents[2] / "docs")
