@@ -11,6 +11,7 @@ on the full emulator suite.
 
 from __future__ import annotations
 
+import os
 import time
 
 import flask
@@ -32,6 +33,9 @@ from pack427_client import (
 from pack427_client.errors import PermissionDenied, Unauthenticated
 
 URL = "http://in-process"
+
+FAULT_MESSAGES = int(os.environ.get("PACK427_FAULT_MESSAGES", "200"))
+"""Messages of the fault-injection run: 200 in CI (minutes on a busy machine); 500 for the issue's figure."""
 
 
 class InProcessTransport:
@@ -105,7 +109,7 @@ def test_the_outbox_survives_a_restart_and_is_sent_in_the_order_written(engine, 
     assert [m.status for m in restarted.store.outbox("alice")] == [OutboxStatus.SENT] * 5
 
 
-def test_500_messages_through_a_network_losing_30_percent_arrive_once_and_in_order(engine, tmp_path):
+def test_messages_through_a_network_losing_30_percent_arrive_once_and_in_order(engine, tmp_path):
     """Both sides lose 30% of their calls, half before the server, half after it
     acted (reply lost). The receiver syncs while messages keep coming."""
     settings.set_rate_limit(engine, 1000, actor="test")  # a bot's rate, allowed by the operator
@@ -116,7 +120,7 @@ def test_500_messages_through_a_network_losing_30_percent_arrive_once_and_in_ord
     receiver = chat_for("bob", LocalStore(tmp_path / "b.db"), transport=receiver_net,
                         on_messages_received=lambda ms: reported.extend(m.text for m in ms))
     received = []
-    for n in range(500):
+    for n in range(FAULT_MESSAGES):
         assert sender.send_message("ab", f"m{n}").status is OutboxStatus.SENT
         if n % 100 == 99:
             deliver(engine)
@@ -125,14 +129,14 @@ def test_500_messages_through_a_network_losing_30_percent_arrive_once_and_in_ord
 
     texts = [m.text for m in received]
     out_of_order = sum(1 for a, b in zip(received, received[1:], strict=False) if a.message_id >= b.message_id)
-    print(f"\nfault injection, 30% of calls lost: sent 500, delivered {len(set(texts))}, "
+    print(f"\nfault injection, 30% of calls lost: sent {FAULT_MESSAGES}, delivered {len(set(texts))}, "
           f"duplicates {len(texts) - len(set(texts))}, out of order {out_of_order}; "
           f"sender calls {dict(sender_net.counts)}, receiver calls {dict(receiver_net.counts)}")
-    assert texts == reported == [f"m{n}" for n in range(500)]
-    assert sender_net.counts["lost_reply"] > 20 and sender_net.counts["lost_request"] > 20  # the faults happened
+    assert texts == reported == [f"m{n}" for n in range(FAULT_MESSAGES)]
+    assert sender_net.counts["lost_reply"] > 5 and sender_net.counts["lost_request"] > 5  # the faults happened
     assert receiver_net.counts["lost_reply"] > 0
-    assert stored_texts(engine) == [f"m{n}" for n in range(500)]  # one message each on the server
-    assert len(list(engine.collection("users/bob/inbox").stream())) == 500
+    assert stored_texts(engine) == [f"m{n}" for n in range(FAULT_MESSAGES)]  # one message each on the server
+    assert len(list(engine.collection("users/bob/inbox").stream())) == FAULT_MESSAGES
     assert receiver.sync_messages() == []
 
 

@@ -15,9 +15,9 @@ from chatcore import make_chat, make_user, queue_entries, wait_for
 from pack427 import settings
 from pack427_client import CallableClient, FaultyTransport, LocalStore, OfflineAwareChat, RetryPolicy
 
-MESSAGES = int(os.environ.get("PACK427_FAULT_MESSAGES", "100"))
-"""100 over HTTP by default (each one costs trigger runs in the Functions emulator);
-tests/test_client.py sends 500 through the same faults in-process."""
+MESSAGES = int(os.environ.get("PACK427_FAULT_MESSAGES", "60"))
+"""60 over HTTP by default (each one costs trigger runs in the Functions emulator);
+tests/test_client.py sends 200 through the same faults in-process."""
 FAILURE_RATE = 0.3
 FUNCTION_WAIT_S = 300
 
@@ -45,7 +45,7 @@ def test_messages_through_a_network_that_loses_30_percent_arrive_once_in_order(s
     received = []
     for n in range(MESSAGES):
         sender.send_message("ab", f"m{n}")
-        if n % 40 == 39:  # the receiver syncs now and then while messages keep coming
+        if n % 25 == 24:  # the receiver syncs now and then while messages keep coming
             received += receiver.sync_messages()
     assert sender.failed_messages_count == 0 and not sender.has_pending_messages
     wait_for(suite_db.document(f"users/{bob}/inboxHead/current"), lambda d: d["seq"] == MESSAGES, FUNCTION_WAIT_S)
