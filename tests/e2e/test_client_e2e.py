@@ -156,8 +156,13 @@ def test_s05_rate_limit_sixty_a_minute_the_sixty_first_waits(suite_db, app_user)
             assert 0 < limited.retry_after_s <= 60
             return "limited"
 
-    started = time.monotonic()
+    def cold_start(_: int) -> None:  # six workers up first: refused at validation, counted nowhere
+        with pytest.raises(InvalidArgument):
+            alice_client.call("pack427_sendMessage", {"chatId": "ab"})
+
     with ThreadPoolExecutor(6) as pool:
+        list(pool.map(cold_start, range(6)))
+        started = time.monotonic()
         outcomes = Counter(pool.map(one, range(61)))
     took = time.monotonic() - started
     assert took < 55, f"61 sends took {took:.0f} s: the window slid, the machine is too slow for this scenario"
