@@ -125,7 +125,7 @@ def check_rules(rules: Path, java: str, emulator_jar: str) -> list[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        _wait(f"http://127.0.0.1:{port}/", 60)
+        _wait(f"http://127.0.0.1:{port}/", 180)  # a busy 2-core machine: a minute and more
         body = json.dumps({"rules": {"files": [{"name": rules.name, "content": rules.read_text()}]}}).encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/emulator/v1/projects/demo-pack427-check:securityRules",
