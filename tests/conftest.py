@@ -31,11 +31,20 @@ sys.path.insert(0, str(ROOT / "functions"))
 UNIT_PROJECT = f"demo-pack427-test{os.environ.get('PYTEST_XDIST_WORKER', '')}"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Group tests for `--dist loadgroup`: one group per file, one for all end-to-end tests."""
     for item in items:
         group = "suite" if "e2e" in item.path.parts else item.path.stem
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Refuse to run when xdist ignored the groups: e2e tests on two workers clear each other's data."""
+    if getattr(session.config.option, "loadgroup", False):
+        ungrouped = [item.nodeid for item in session.items if "@" not in item.nodeid]
+        if ungrouped:
+            raise pytest.UsageError(f"pytest-xdist did not apply the test groups (first: {ungrouped[0]})")
 
 
 def _free_port() -> int:

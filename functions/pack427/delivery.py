@@ -414,7 +414,7 @@ def deliver_now(
     Returns:
         The outcome of each entry attempted.
     """
-    participants = chat_core.participant_chat(db, chat_id, sender_id).chat.participants
+    participants = chat_core.load_chat(db, chat_id).chat.participants
     recipients = [uid for uid in dict.fromkeys(participants) if uid != sender_id]
     outcomes: dict[str, Outcome] = {}
     with ThreadPoolExecutor(max_workers=PARALLEL_DELIVERIES) as pool:
