@@ -34,8 +34,8 @@ from pack427_client.errors import PermissionDenied, Unauthenticated
 
 URL = "http://in-process"
 
-FAULT_MESSAGES = int(os.environ.get("PACK427_FAULT_MESSAGES", "200"))
-"""Messages of the fault-injection run: 200 in CI (minutes on a busy machine); 500 for the issue's figure."""
+FAULT_MESSAGES = int(os.environ.get("PACK427_FAULT_MESSAGES", "120"))
+"""Messages of the fault-injection run: 120 in CI (minutes on a busy machine); 500 for the issue's figure."""
 
 
 class InProcessTransport:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .auth import StaticToken, TokenSource
-from .errors import CallableError, Internal, Unauthenticated, from_status
+from .errors import CallableError, Internal, TransportError, Unauthenticated, from_status
 from .transport import HttpTransport, Transport
 
 
@@ -39,7 +39,8 @@ class CallableClient:
         """Call function `name` with `data` and return its result.
 
         Raises the CallableError subclass of the answer's status, or
-        TransportError when no answer came. An UNAUTHENTICATED answer is
+        TransportError when no answer came (an HTTP 5xx without a callable
+        answer included). An UNAUTHENTICATED answer is
         retried once with a refreshed token.
         """
         try:
@@ -59,6 +60,11 @@ class CallableClient:
             error = body["error"]
             raise from_status(str(error.get("status", "UNKNOWN")), str(error.get("message", "")),
                               error.get("details"), status)
+        if status >= 500:
+            # No callable answer: the platform in front of the function failed
+            # (a dropped worker, an overloaded front end). The function may or
+            # may not have run, exactly as when the reply is lost.
+            raise TransportError(f"{name}: HTTP {status} without a callable answer", reached_server=None)
         if status != 200 or not isinstance(body, dict) or "result" not in body:
             raise Internal("INTERNAL", f"{name}: unexpected answer (HTTP {status})", None, status)
         return body["result"]

@@ -173,14 +173,16 @@ def _device_state(
     """The user's home region, the device's state, and where it was if it must move there.
 
     The state lives in the home region; after the user moved, it is found in
-    the old one (the third value) and moved by `_save_state`.
+    an old one (the third value) and moved by `_save_state`. One round trip:
+    the user document and the state's place in every region are read together.
     """
-    home = chat_core.home_region(chat_core.load_users(db, [uid])[uid])
-    snapshot = paths.device_sync_state(db, home, uid, device_id).get()
-    if snapshot.exists:
-        return home, DeviceSyncState.model_validate(snapshot.to_dict()), None
-    elsewhere = [paths.device_sync_state(db, region, uid, device_id) for region in Region if region != home]
-    for snapshot in db.get_all(elsewhere):
+    states = [paths.device_sync_state(db, region, uid, device_id) for region in Region]
+    profiles, found = chat_core.load_users_with(db, [uid], states)
+    home = chat_core.home_region(profiles[uid])
+    by_region = {region: found[ref.path] for region, ref in zip(Region, states, strict=True)}
+    if by_region[home].exists:
+        return home, DeviceSyncState.model_validate(by_region[home].to_dict()), None
+    for snapshot in by_region.values():
         if snapshot.exists:
             return home, DeviceSyncState.model_validate(snapshot.to_dict()), snapshot.reference
     return home, None, None

@@ -15,8 +15,8 @@ from chatcore import make_chat, make_user, queue_entries, wait_for
 from pack427 import settings
 from pack427_client import CallableClient, FaultyTransport, LocalStore, OfflineAwareChat, RetryPolicy
 
-MESSAGES = int(os.environ.get("PACK427_FAULT_MESSAGES", "60"))
-"""60 over HTTP by default (each one costs trigger runs in the Functions emulator);
+MESSAGES = int(os.environ.get("PACK427_FAULT_MESSAGES", "30"))
+"""30 over HTTP by default (each one costs trigger runs in the Functions emulator);
 tests/test_client.py sends 200 through the same faults in-process."""
 FAILURE_RATE = 0.3
 FUNCTION_WAIT_S = 300
