@@ -202,9 +202,13 @@ def main() -> None:
 
     say("\n8. Typing and unread (the signals):")
     bob_signals, alice_signals = bob_app.signals("alice-bob", names), alice_app.signals("alice-bob", names)
+    # The emulator starts a function's Python worker on its first call (seconds on a busy
+    # machine): warm both, or Bob's 5 s auto-stop could run out during Alice's first poll.
+    bob_app.client.call("pack427_updateTypingState", {"chatId": "alice-bob", "isTyping": False})
+    alice_signals.refresh_typing()
     for _ in range(20):
         bob_signals.start_typing()  # twenty keystrokes...
-    say(f"  Bob typed 20 keystrokes: {bob_signals.typing_calls} updateTypingState call (throttled)")
+    say(f"  Bob typed 20 keystrokes: {bob_signals.typing_calls} updateTypingState call(s) (throttled to one per 3 s)")
     alice_signals.refresh_typing()
     say(f"  Alice sees: {alice_signals.typing_text!r}")
     bob_signals.stop_typing()

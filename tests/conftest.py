@@ -31,6 +31,11 @@ sys.path.insert(0, str(ROOT / "functions"))
 UNIT_PROJECT = f"demo-pack427-test{os.environ.get('PYTEST_XDIST_WORKER', '')}"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Known also when xdist is not loaded (`-p no:xdist`).
+    config.addinivalue_line("markers", "xdist_group(name): run on the worker of this group (pytest-xdist)")
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Group tests for `--dist loadgroup`: one group per file, one for all end-to-end tests."""
