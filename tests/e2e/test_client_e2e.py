@@ -141,13 +141,22 @@ def test_s04_multi_device_sync_resumes_from_each_devices_cursor(suite_db, device
 
 
 # S5 -----------------------------------------------------------------------
-def test_s05_rate_limit_sixty_a_minute_the_sixty_first_waits(suite_db, app_user):
+def test_s05_rate_limit_one_send_over_the_limit_waits(suite_db, app_user):
+    """LIMIT + 1 sends at once: exactly LIMIT accepted, one told how long to wait.
+
+    The operator's limit is 20 here, not the default 60: over HTTP on the
+    emulator suite a send costs seconds on a busy 2-core machine, and 61 did
+    not always fit in one 60-second window (61 s seen), which would let the
+    window slide and the test prove nothing. The default 60 is held by
+    tests/test_abuse.py (61 concurrent sends in-process, exactly 60 accepted).
+    """
+    limit = 20
     alice, alice_client = app_user("alice")
     bob, _ = app_user("bob")
     make_user(suite_db, alice)
     make_user(suite_db, bob)
     make_chat(suite_db, "ab", [alice, bob])
-    settings.set_rate_limit(suite_db, 60, actor="test")  # the default, stated
+    settings.set_rate_limit(suite_db, limit, actor="test")
 
     def one(n: int) -> str:
         try:
@@ -158,18 +167,18 @@ def test_s05_rate_limit_sixty_a_minute_the_sixty_first_waits(suite_db, app_user)
             assert 0 < limited.retry_after_s <= 60
             return "limited"
 
-    def cold_start(_: int) -> None:  # six workers up first: refused at validation, counted nowhere
+    def cold_start(_: int) -> None:  # workers up first: refused at validation, counted nowhere
         with pytest.raises(InvalidArgument):
             alice_client.call("pack427_sendMessage", {"chatId": "ab"})
 
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(cold_start, range(6)))
         started = time.monotonic()
-        outcomes = Counter(pool.map(one, range(61)))
+        outcomes = Counter(pool.map(one, range(limit + 1)))
     took = time.monotonic() - started
-    assert took < 55, f"61 sends took {took:.0f} s: the window slid, the machine is too slow for this scenario"
-    assert outcomes == {"accepted": 60, "limited": 1}
-    assert len(list(suite_db.collection("chats/ab/messages").stream())) == 60
+    assert took < 55, f"{limit + 1} sends took {took:.0f} s: the window slid, the machine is too slow for this scenario"
+    assert outcomes == {"accepted": limit, "limited": 1}
+    assert len(list(suite_db.collection("chats/ab/messages").stream())) == limit
 
 
 # S6 -----------------------------------------------------------------------
