@@ -88,14 +88,14 @@ def test_a_dropped_message_is_failed_unless_it_reached_the_inbox(chats, monkeypa
     db = chats
     make_user(db, "dave", region="EU")
     make_chat(db, "c5", ["alice", "carol", "dave"])
-    place = inbox.place
+    add_placement = inbox.add_placement
 
-    def unreachable_for_dave(db_, uid, *args, **kwargs):
-        if uid == "dave":
+    def unreachable_for_dave(db_, batch, head, *args, **kwargs):
+        if head.uid == "dave":
             raise ConnectionError("dave's inbox is unreachable")
-        return place(db_, uid, *args, **kwargs)
+        return add_placement(db_, batch, head, *args, **kwargs)
 
-    monkeypatch.setattr(inbox, "place", unreachable_for_dave)
+    monkeypatch.setattr(inbox, "add_placement", unreachable_for_dave)
     send(db, "alice", "c5", "to the group", T0)
     at = T0 + timedelta(seconds=1)
     for _ in range(5):  # five failed attempts each: carol's push, dave's inbox

@@ -43,6 +43,7 @@ from pack427 import (
     delivery,
     metrics,
     ops,
+    paths,
     queue,
     sending,
     sync,
@@ -54,6 +55,7 @@ from pack427.models import (
     GetChatListRequest,
     GetTypingUsersRequest,
     MarkAsReadRequest,
+    QueuedMessage,
     Region,
     RegisterDeviceRequest,
     ResyncChatRequest,
@@ -208,6 +210,9 @@ def run_every_query(db) -> None:
                              now=now + timedelta(milliseconds=n)).messageId
         for n, uid in enumerate(["alice", "bob", "alice"])
     ]
+    # The trigger's path (one chat and recipient), then the processor's (a batch of them).
+    first_to_bob = paths.queue_entry(db, Region.US, QueuedMessage.entry_id(sent[0], "bob")).get()
+    delivery.on_enqueued(db, first_to_bob, notifier, now=now + timedelta(seconds=1))
     for region in Region:
         delivery.process_batch(db, region, notifier, now=now + timedelta(seconds=1))
     delivery.drain(db, notifier, regions=tuple(Region), actor="test", time_budget_s=30)

@@ -6,7 +6,7 @@ import random
 import threading
 from datetime import timedelta
 
-from chatcore import queue_entries
+from chatcore import inbox, queue_entries
 from entries import T0, enqueue, load, make_entry
 from google.cloud import firestore
 from pack427 import delivery, paths, queue
@@ -120,4 +120,50 @@ def test_racing_triggers_and_processors_keep_every_chat_in_order(db):
         assert len(arrived) == len(set(arrived)) == sum(e.recipient_id == uid for e in entries)
         for chat in ("c1", "c2", "c3"):
             in_chat = [m for m in arrived if chat_of[m] == chat]
+            assert in_chat == sorted(in_chat), f"{uid}/{chat} out of order"
+
+
+def test_a_batch_delivers_an_older_message_waiting_in_another_regions_queue_first(db):
+    # Bob moved from EU to US: his older message of c1 still waits in the EU queue.
+    older = make_entry("bob", created=T0, region=Region.EU)
+    newer = [make_entry("bob", created=T0 + timedelta(seconds=n)) for n in (1, 2)]
+    eve = make_entry("eve", created=T0 + timedelta(seconds=1))
+    enqueue(db, older, *newer, eve)
+
+    report = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(seconds=3))
+
+    assert report.outcomes["delivered"] == 4
+    assert arrival_order(db, "bob") == [older.message_id, newer[0].message_id, newer[1].message_id]
+    assert [e["seq"] for e in sorted(inbox(db, "bob"), key=lambda e: e["seq"])] == [1, 2, 3]
+    assert arrival_order(db, "eve") == [eve.message_id]
+
+
+def test_a_batch_that_loses_the_race_for_an_inbox_to_a_trigger_delivers_the_rest_once(db, monkeypatch):
+    backlog = [make_entry(uid, created=T0 + timedelta(milliseconds=n), chat=f"c{n % 3}")
+               for n in range(60) for uid in ("bob", "eve", "dan")]
+    enqueue(db, *backlog)
+    # Between the batch reading the inbox heads and its commit, a trigger
+    # delivers a new message of another chat to bob: his head moves.
+    racer = make_entry("bob", created=T0 + timedelta(seconds=1), chat="c9")
+    read_heads = delivery.inbox.heads
+
+    def heads_then_trigger(db_, uids):
+        read = read_heads(db_, uids)
+        if load(db, racer) is None:
+            enqueue(db, racer)
+            assert delivery.on_enqueued(db, event(db, racer), EmulatorNotifier(), now=racer.created_at) == "delivered"
+        return read
+
+    monkeypatch.setattr(delivery.inbox, "heads", heads_then_trigger)
+    report = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(seconds=2))
+
+    assert report.outcomes["delivered"] == len(backlog)
+    assert {e["status"] for e in queue_entries(db)} == {"DELIVERED"}
+    chat_of = {e.message_id: e.chat_id for e in [*backlog, racer]}
+    for uid in ("bob", "eve", "dan"):
+        entries = sorted(inbox(db, uid), key=lambda e: e["seq"])
+        assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+        assert len(entries) == 60 + (uid == "bob")
+        for chat in ("c0", "c1", "c2"):
+            in_chat = [m for m in arrival_order(db, uid) if chat_of[m] == chat]
             assert in_chat == sorted(in_chat), f"{uid}/{chat} out of order"

@@ -159,18 +159,17 @@ def test_a_message_delivered_on_its_third_attempt_after_newer_ones_were_synced(b
     db = bob
     late = make_entry("bob", created=T0, chat="c1")
     newer = [make_entry("bob", created=T0 + timedelta(seconds=1 + i), chat="c2") for i in range(5)]
-    failures = {"left": 2}
-    place = inbox.place
-
-    def flaky_place(db_, uid, make_entry_, add_writes, *, now):
-        if make_entry_(0)[0].message_id == late.message_id and failures["left"]:
-            failures["left"] -= 1
-            raise ConnectionError("inbox unreachable")
-        return place(db_, uid, make_entry_, add_writes, now=now)
-
-    monkeypatch.setattr(inbox, "place", flaky_place)
-    enqueue(db, late, *newer)
     at = T0 + timedelta(seconds=10)
+    add_placement = inbox.add_placement
+
+    def flaky_placement(db_, batch, head, entries, *, now):
+        # Placing the late message fails on the first two processor runs (every attempt of a run).
+        if late.message_id in {e.message_id for e in entries} and now < at + timedelta(seconds=3):
+            raise ConnectionError("inbox unreachable")
+        return add_placement(db_, batch, head, entries, now=now)
+
+    monkeypatch.setattr(inbox, "add_placement", flaky_placement)
+    enqueue(db, late, *newer)
     delivery.process_batch(db, Region.US, EmulatorNotifier(), now=at)
     assert load(db, late).entry.status == "FAILED"
     first, cursor = sync_all(db, "bob", "phone")

@@ -171,6 +171,7 @@ def deliver_in_order(
     actor: str,
     now: datetime | None = None,
     up_to: str | None = None,
+    awaiting: list[LoadedEntry] | None = None,
 ) -> dict[str, Outcome]:
     """Attempt the entries of one (chat, recipient) not yet in the inbox, oldest message first.
 
@@ -180,6 +181,8 @@ def deliver_in_order(
     Args:
         up_to: stop at this message id (the trigger's own message); default: all.
         now: the attempt's time (default: the clock).
+        awaiting: the pair's entries not in the inbox up to `up_to`, as just
+            read (`queue.awaiting_inbox_of_pairs`); default: read them here.
 
     Returns:
         The outcome for each entry id that was attempted or deferred.
@@ -187,7 +190,8 @@ def deliver_in_order(
     now = now or clock.now()
     outcomes: dict[str, Outcome] = {}
     blocker: QueuedMessage | None = None
-    awaiting = queue.awaiting_inbox(db, chat_id, recipient_id, up_to=up_to)
+    if awaiting is None:
+        awaiting = queue.awaiting_inbox(db, chat_id, recipient_id, up_to=up_to)
     i = 0
     while i < len(awaiting):
         loaded = awaiting[i]
@@ -281,8 +285,12 @@ def process_batch(
 ) -> ProcessReport:
     """Attempt the entries of `region` that are due at `now` (at most `limit` found).
 
-    Entries already in the inbox (a push to retry) are attempted one by one;
-    the others chat by chat, in message order (`deliver_in_order`). Safe to
+    Entries awaiting the inbox are taken chat by chat (per (chat, recipient),
+    up to the newest of the batch, in message order). The pairs whose entries
+    are all due and need no push (the usual backlog) are delivered together,
+    many recipients to a commit (`_deliver_in_bulk`); the others, and any pair
+    a bulk commit could not deliver, through `deliver_in_order`. Entries
+    already in the inbox (a push to retry) are attempted one by one. Safe to
     run in several workers at once: each entry is delivered once.
 
     Args:
@@ -294,13 +302,16 @@ def process_batch(
     now = now or clock.now()
     report = ProcessReport(batches=1)
     entries = queue.due_entries(db, region, now=now, limit=limit, shard=shard)
+    report.found = len(entries)
     push_retries = [e for e in entries if not e.entry.awaiting_inbox]
     # Per (chat, recipient): the newest message of it in this batch; older ones go first.
-    chats: dict[tuple[str, str], str] = {}
+    newest: dict[tuple[str, str], str] = {}
     for e in entries:
         if e.entry.awaiting_inbox:
             key = (e.entry.chat_id, e.entry.recipient_id)
-            chats[key] = max(chats.get(key, ""), e.entry.message_id)
+            newest[key] = max(newest.get(key, ""), e.entry.message_id)
+    awaiting = queue.awaiting_inbox_of_pairs(db, newest, limit=2 * limit) if newest else {}
+    together = {pair: run for pair, run in awaiting.items() if run and _all_online_and_due(run, now)}
 
     def isolated(work, *args) -> list[Outcome]:
         # One entry's or chat's trouble (Firestore unavailable, a bug) must not stop the batch.
@@ -313,20 +324,97 @@ def process_batch(
     def attempt_push(loaded: LoadedEntry) -> list[Outcome]:
         return [deliver(db, loaded, notifier, actor=actor, now=now)]
 
-    def attempt_chat(chat: tuple[str, str]) -> list[Outcome]:
-        return list(deliver_in_order(db, *chat, notifier, actor=actor, now=now, up_to=chats[chat]).values())
+    def attempt_chat(chat: tuple[str, str], known: list[LoadedEntry] | None) -> list[Outcome]:
+        return list(deliver_in_order(
+            db, *chat, notifier, actor=actor, now=now, up_to=newest[chat], awaiting=known).values())
 
     with ThreadPoolExecutor(max_workers=PARALLEL_DELIVERIES) as pool:
+        delivered, left = _deliver_in_bulk(db, pool, together, actor=actor, now=now)
+        report.outcomes[Outcome.DELIVERED.value] += delivered
+        one_by_one = [(pair, awaiting.get(pair)) for pair in newest if pair not in together]
+        one_by_one += [(pair, None) for pair in left]  # read again: the bulk commit lost a race
         started = [
             pool.map(lambda e: isolated(attempt_push, e), push_retries),
-            pool.map(lambda c: isolated(attempt_chat, c), chats),
+            pool.map(lambda work: isolated(attempt_chat, *work), one_by_one),
         ]
         for results in started:
             for outcomes in results:
                 for outcome in outcomes:
                     report.add(outcome)
-    report.found = len(entries)
     return report
+
+
+def _all_online_and_due(run: list[LoadedEntry], now: datetime) -> bool:
+    return all(
+        not e.entry.transport_metadata.push_tokens and e.entry.next_attempt_at <= now
+        and e.entry.status in DUE_STATUSES
+        for e in run
+    )
+
+
+MAX_WRITES_PER_COMMIT = 500
+"""Firestore's limit on the writes of one commit."""
+
+
+def _deliver_in_bulk(
+    db: Client,
+    pool: ThreadPoolExecutor,
+    runs: dict[tuple[str, str], list[LoadedEntry]],
+    *,
+    actor: str,
+    now: datetime,
+) -> tuple[int, list[tuple[str, str]]]:
+    """Deliver whole runs of many (chat, recipient) pairs, many recipients to a commit.
+
+    Each recipient's messages (its chats' runs, each in message order) go in
+    groups of DELIVERY_GROUP_SIZE; round k commits every recipient's k-th
+    group, packed into commits of at most MAX_WRITES_PER_COMMIT writes, each
+    conditional on every entry and every head in it. A commit whose
+    precondition fails (a trigger or another worker got there first) writes
+    nothing; its recipients are left to the one-by-one path, which reads
+    again. Commits of a round run in parallel on `pool`.
+
+    Returns:
+        How many entries were delivered, and the pairs left to the one-by-one path.
+    """
+    groups: dict[str, list[list[LoadedEntry]]] = {}
+    for (_, recipient), run in runs.items():
+        groups.setdefault(recipient, [])
+        for start in range(0, len(run), DELIVERY_GROUP_SIZE):
+            groups[recipient].append(run[start:start + DELIVERY_GROUP_SIZE])
+    delivered, lost = 0, set()
+
+    def commit(part: list[tuple[inbox.Head, list[LoadedEntry]]]) -> tuple[int, list[str]]:
+        """(entries delivered, recipients left to the one-by-one path)"""
+        try:
+            batch = db.batch()
+            for head, group in part:
+                for loaded in group:
+                    queue.add_delivered(db, batch, loaded, actor=actor, now=now)
+                inbox.add_placement(db, batch, head, _placing([e.entry for e in group], now)(head.seq + 1), now=now)
+            batch.commit()
+        except Exception as err:  # noqa: BLE001 - the one-by-one path retries and records it
+            logger.debug(f"bulk delivery to {len(part)} inboxes fell back to one by one: {err!r}")
+            return 0, [head.uid for head, _ in part]
+        return sum(len(group) for _, group in part), []
+
+    while groups:
+        heads = inbox.heads(db, list(groups))
+        commits: list[list[tuple[inbox.Head, list[LoadedEntry]]]] = [[]]
+        writes = 0
+        for recipient, queued in groups.items():
+            group = queued.pop(0)
+            size = 3 * len(group) + 1  # queue entry, audit event and inbox entry each; the head
+            if writes + size > MAX_WRITES_PER_COMMIT:
+                commits.append([])
+                writes = 0
+            commits[-1].append((heads[recipient], group))
+            writes += size
+        for count, failed in pool.map(commit, commits):
+            delivered += count
+            lost.update(failed)
+        groups = {recipient: queued for recipient, queued in groups.items() if queued and recipient not in lost}
+    return delivered, [pair for pair in runs if pair[1] in lost]
 
 
 def drain(

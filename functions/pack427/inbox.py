@@ -15,10 +15,12 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client, WriteBatch
+from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.types.write import WriteResult
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -28,6 +30,47 @@ from .models import InboxEntry, InboxHead
 
 class InboxBusy(Exception):
     """The head kept moving for INBOX_HEAD_RETRIES attempts; the delivery is retried later."""
+
+
+@dataclass(frozen=True)
+class Head:
+    """A user's inbox head as read: the seq of the newest entry, and what a move is conditional on."""
+
+    uid: str
+    seq: int
+    update_time: datetime | None
+    """None: the user has no inbox entry yet (the head is then created, which fails if someone else did)."""
+
+    @classmethod
+    def from_snapshot(cls, uid: str, snapshot: DocumentSnapshot) -> Head:
+        if not snapshot.exists:
+            return cls(uid, 0, None)
+        return cls(uid, snapshot.get("seq"), snapshot.update_time)
+
+
+def heads(db: Client, uids: list[str]) -> dict[str, Head]:
+    """The inbox heads of `uids`, in one round trip."""
+    refs = [paths.inbox_head(db, uid) for uid in uids]
+    uid_of = {ref.path: uid for ref, uid in zip(refs, uids)}
+    return {uid_of[s.reference.path]: Head.from_snapshot(uid_of[s.reference.path], s) for s in db.get_all(refs)}
+
+
+def add_placement(db: Client, batch: WriteBatch, head: Head, entries: list[InboxEntry], *, now: datetime) -> None:
+    """Add to `batch` the creation of `entries` (numbered from head.seq + 1) and the head's move
+    to the last of them, conditional on the head being as read.
+
+    Args:
+        now: stored as the head's update time.
+    """
+    for entry in entries:
+        batch.create(paths.inbox_entry(db, head.uid, entry.message_id), entry.to_firestore())
+    last = entries[-1]
+    moved = InboxHead(seq=last.seq, message_id=last.message_id, updated_at=now).to_firestore()
+    head_ref = paths.inbox_head(db, head.uid)
+    if head.update_time is None:
+        batch.create(head_ref, moved)
+    else:
+        batch.update(head_ref, moved, option=db.write_option(last_update_time=head.update_time))
 
 
 def place(
@@ -57,18 +100,11 @@ def place(
     """
     head_ref = paths.inbox_head(db, uid)
     for _ in range(constants.INBOX_HEAD_RETRIES):
-        head = head_ref.get()
-        entries = make_entries(head.get("seq") + 1 if head.exists else 1)
+        head = Head.from_snapshot(uid, head_ref.get())
+        entries = make_entries(head.seq + 1)
         batch = db.batch()
         add_writes(batch)
-        for entry in entries:
-            batch.create(paths.inbox_entry(db, uid, entry.message_id), entry.to_firestore())
-        last = entries[-1]
-        moved = InboxHead(seq=last.seq, message_id=last.message_id, updated_at=now).to_firestore()
-        if head.exists:
-            batch.update(head_ref, moved, option=db.write_option(last_update_time=head.update_time))
-        else:
-            batch.create(head_ref, moved)
+        add_placement(db, batch, head, entries, now=now)
         try:
             return batch.commit()
         except gexc.AlreadyExists:

@@ -259,6 +259,49 @@ def awaiting_inbox(
     return [LoadedEntry.from_snapshot(s) for s in query.order_by("messageId").limit(limit).stream()]
 
 
+def awaiting_inbox_of_pairs(
+    db: Client, newest: dict[tuple[str, str], str], *, limit: int
+) -> dict[tuple[str, str], list[LoadedEntry]]:
+    """What `awaiting_inbox(chat, recipient, up_to=newest)` returns for each pair, from one query.
+
+    A processor batch holds entries of many (chat, recipient) pairs; asking
+    for each pair's older entries is one query per pair. This asks once for
+    every entry awaiting the inbox up to the newest message id of the batch,
+    oldest first, and sorts them out by pair.
+
+    Args:
+        newest: per (chat, recipient), the newest message id to include.
+        limit: at most this many entries read. If the query stops there, the
+            pairs it did not fully cover are left out of the result: ask
+            `awaiting_inbox` for those.
+
+    Returns:
+        Per covered pair, its entries not yet in the inbox, oldest message first (maybe none).
+    """
+    if not newest:
+        return {}
+    up_to = max(newest.values())
+    query = (
+        db.collection_group("messageQueue")
+        .where(filter=FieldFilter("awaitingInbox", "==", True))
+        .where(filter=FieldFilter("messageId", "<=", up_to))
+        .order_by("messageId")
+        .limit(limit)
+    )
+    found = [LoadedEntry.from_snapshot(s) for s in query.stream()]
+    if len(found) == limit:
+        # Complete only below the last id read: its other recipients' entries may come after it.
+        covered = {pair: last for pair, last in newest.items() if last < found[-1].entry.message_id}
+    else:
+        covered = newest
+    pairs: dict[tuple[str, str], list[LoadedEntry]] = {pair: [] for pair in covered}
+    for loaded in found:
+        pair = (loaded.entry.chat_id, loaded.entry.recipient_id)
+        if pair in pairs and loaded.entry.message_id <= covered[pair]:
+            pairs[pair].append(loaded)
+    return pairs
+
+
 def pending_for_user(db: Client, uid: str, *, limit: int = constants.BATCH_SIZE) -> list[QueuedMessage]:
     """Entries not yet delivered to `uid`, in any region's queue, oldest first."""
     query = (

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from google.cloud import firestore
-from pack427_client import CallableClient, CallableError
+from pack427_client import CallableClient, ClientError
 from ulid import ULID
 
 from pack427 import paths, sync
@@ -138,8 +138,8 @@ def run_step(run: ScaleRun, functions_url: str, project: str, *, rate: float, se
         for _ in range(3):  # as an app does: retried with the same clientMessageId (idempotent)
             try:
                 result = client(uid).call("pack427_sendMessage", data)
-            except (CallableError, OSError) as err:
-                run.errors[getattr(err, "status", type(err).__name__)] += 1
+            except ClientError as err:  # refused, or no answer (timeout, connection lost)
+                run.errors[getattr(err, "status", None) or type(err).__name__] += 1
                 continue
             if result and "messageId" in result:
                 break
@@ -150,19 +150,26 @@ def run_step(run: ScaleRun, functions_url: str, project: str, *, rate: float, se
         run.sent.append(Sent(uid, other, chat_id, data["clientMessageId"], result["messageId"], issued, step))
         if rng.random() < retry_share:
             # The client lost the answer and sends again: same message, duplicate: true.
-            again = CallableClient(functions_url, emulator_id_token(uid, project)).call("pack427_sendMessage", data)
+            try:
+                again = client(uid).call("pack427_sendMessage", data)
+            except ClientError as err:
+                run.errors[f"retry: {getattr(err, 'status', None) or type(err).__name__}"] += 1
+                return
             run.retries += 1
             if again["messageId"] != result["messageId"] or not again["duplicate"]:
                 run.retry_mismatches += 1
 
     started = time.time()
     with ThreadPoolExecutor(workers) as pool:
+        futures = []
         for k in range(total):
             delay = started + k / rate - time.time()
             if delay > 0:
                 time.sleep(delay)
-            pool.submit(send, k)
+            futures.append(pool.submit(send, k))
     issued_s = time.time() - started
+    for future in futures:  # a bench bug must show, not vanish in the pool
+        future.result()
     return {"step": step, "target_rate": rate, "messages": total, "issue_seconds": issued_s}
 
 
