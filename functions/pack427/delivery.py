@@ -399,7 +399,12 @@ def _deliver_in_bulk(
         return sum(len(group) for _, group in part), []
 
     while groups:
-        heads = inbox.heads(db, list(groups))
+        try:
+            heads = inbox.heads(db, list(groups))
+        except Exception as err:  # noqa: BLE001 - as a failed commit: the one-by-one path goes again
+            logger.warn(f"bulk delivery could not read {len(groups)} inbox heads: {err!r}")
+            lost.update(groups)
+            break
         commits: list[list[tuple[inbox.Head, list[LoadedEntry]]]] = [[]]
         writes = 0
         for recipient, queued in groups.items():
