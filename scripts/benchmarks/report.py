@@ -41,6 +41,35 @@ def _f(value, fmt="{:,.0f}", missing="not measured") -> str:
     return missing if value is None else fmt.format(value)
 
 
+def targets(results: dict) -> list[str]:
+    """The issue's targets next to this run's figures: met, or not, at a glance."""
+    rows = []
+    lat = (results.get("latency") or {}).get("same_region")
+    if lat:
+        rows.append(("p95 send-to-inbox, same region", f"under {TARGETS['p95_same_region_ms']} ms",
+                     f"{lat['p95_ms']:,.0f} ms", lat["p95_ms"] < TARGETS["p95_same_region_ms"]))
+    d = results.get("drain")
+    if d:
+        rows.append(("backlog drain, one worker", f"at least {TARGETS['drain_per_minute']:,} a minute",
+                     f"{d['messages_per_minute']:,.0f} a minute ({d['messages']:,} messages)",
+                     d["messages_per_minute"] >= TARGETS["drain_per_minute"]))
+    s = results.get("sync")
+    if s:
+        rows.append(("sync of 1,000 missed messages", f"under {TARGETS['sync_1000_s']:.0f} s",
+                     f"{s['seconds']:.2f} s", s["seconds"] < TARGETS["sync_1000_s"]))
+    sc = results.get("scale")
+    if sc:
+        v = sc["verification"]
+        rows.append(("scale run", "10,000 users, 0 lost, 0 duplicated",
+                     f"{sc['setup']['users']:,} users, {v['lost']} lost, {v['duplicated']} duplicated",
+                     sc["setup"]["users"] >= 10_000 and v["lost"] == 0 and v["duplicated"] == 0))
+    if not rows:
+        return []
+    out = ["## Targets", "", "| figure | target | this run | met |", "|---|---|---|---|"]
+    out += [f"| {name} | {target} | {value} | {'yes' if met else '**no**'} |" for name, target, value, met in rows]
+    return out + [""]
+
+
 def markdown(results: dict, image: str | None) -> str:
     meta = results["meta"]
     out = [
@@ -56,6 +85,7 @@ def markdown(results: dict, image: str | None) -> str:
         "What the engine changed because of these numbers, with before and after: `docs/BENCHMARK-CHANGES.md`.",
         "",
     ]
+    out += targets(results)
     lat = results.get("latency")
     if lat:
         out += ["## Send-to-inbox latency", "",
@@ -71,7 +101,8 @@ def markdown(results: dict, image: str | None) -> str:
             if r:
                 target = f"{TARGETS['p95_same_region_ms']} ms" if label == "same_region" else "-"
                 out.append(f"| {label.replace('_', ' ')} | {r['messages']} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms"
-                           f" | {r['p99_ms']:.0f} ms | {_f(r.get('answer_p50_ms'))} ms | {_f(r.get('answer_p95_ms'))} ms"
+                           f" | {r['p99_ms']:.0f} ms | {_f(r.get('answer_p50_ms'), '{:,.0f} ms')}"
+                           f" | {_f(r.get('answer_p95_ms'), '{:,.0f} ms')}"
                            f" | {target} | {seed} ms |")
         if image:
             out += ["", f"![latency histogram]({image})"]
