@@ -13,7 +13,7 @@ SEED = {"p95_same_region_ms": 2000, "p95_cross_region_ms": 5000, "drain_per_minu
 def histogram(results: dict, path: Path) -> bool:
     """The send-to-inbox latency histogram (same and cross region); False without samples or matplotlib."""
     latency = results.get("latency") or {}
-    series = {label: r.get("samples_ms") for label, r in latency.items() if r.get("samples_ms")}
+    series = {label: r["samples_ms"] for label, r in latency.items() if isinstance(r, dict) and r.get("samples_ms")}
     if not series:
         return False
     import matplotlib
@@ -186,7 +186,9 @@ def markdown(results: dict, image: str | None) -> str:
                 f" or repeat {v['users_with_seq_gap_or_repeat']}; {v['retried_sends']} sends retried with the same"
                 f" clientMessageId, {v['retries_not_idempotent']} not idempotent; send errors {v['send_errors'] or 'none'};"
                 f" {v['offline_devices_synced']:,} offline devices caught up by sync in {v['offline_sync_seconds']:.0f} s,"
-                f" missing {v['offline_sync_missing']}, repeated {v['offline_sync_repeated']}.", ""]
+                f" missing {v['offline_sync_missing']}, repeated {v['offline_sync_repeated']}."
+                f" Before the count, one run of the scheduled processor (the emulator runs no schedules) delivered"
+                f" {_f(v.get('delivered_by_the_scheduled_processor'), '{:,}', 'not run')} message(s).", ""]
     c = results.get("cold_start")
     if c:
         out += ["## Cold start", "",
