@@ -186,9 +186,12 @@ def markdown(results: dict, image: str | None) -> str:
                 f" or repeat {v['users_with_seq_gap_or_repeat']}; {v['retried_sends']} sends retried with the same"
                 f" clientMessageId, {v['retries_not_idempotent']} not idempotent; send errors {v['send_errors'] or 'none'};"
                 f" {v['offline_devices_synced']:,} offline devices caught up by sync in {v['offline_sync_seconds']:.0f} s,"
-                f" missing {v['offline_sync_missing']}, repeated {v['offline_sync_repeated']}."
-                f" Before the count, one run of the scheduled processor (the emulator runs no schedules) delivered"
-                f" {_f(v.get('delivered_by_the_scheduled_processor'), '{:,}', 'not run')} message(s).", ""]
+                f" missing {v['offline_sync_missing']}, repeated {v['offline_sync_repeated']}.", "",
+                "The emulator runs no schedules: " + (
+                    "this run made no scheduled-processor pass before the count."
+                    if v.get("delivered_by_the_scheduled_processor") is None else
+                    f"before the count, one scheduled-processor pass (as `pack427_processMessageQueue` every minute)"
+                    f" delivered {v['delivered_by_the_scheduled_processor']:,} message(s)."), ""]
     c = results.get("cold_start")
     if c:
         out += ["## Cold start", "",
