@@ -61,7 +61,8 @@ def targets(results: dict) -> list[str]:
     if sc:
         v = sc["verification"]
         rows.append(("scale run", "10,000 users, 0 lost, 0 duplicated",
-                     f"{sc['setup']['users']:,} users, {v['lost']} lost, {v['duplicated']} duplicated",
+                     f"{sc['setup']['users']:,} users, {v['accepted_messages']:,} messages, {v['lost']} lost,"
+                     f" {v['duplicated']} duplicated",
                      sc["setup"]["users"] >= 10_000 and v["lost"] == 0 and v["duplicated"] == 0))
     if not rows:
         return []
