@@ -218,12 +218,17 @@ def deliver_in_order(
     return outcomes
 
 
+def _due_and_online(loaded: LoadedEntry, now: datetime) -> bool:
+    """Due at `now` and needs no push: it can go to the inbox with others in one commit."""
+    entry = loaded.entry
+    return not entry.transport_metadata.push_tokens and entry.next_attempt_at <= now and entry.status in DUE_STATUSES
+
+
 def _online_run(awaiting: list[LoadedEntry], now: datetime) -> list[LoadedEntry]:
     """The leading entries that are due and need no push, at most DELIVERY_GROUP_SIZE."""
     run = []
     for loaded in awaiting[:DELIVERY_GROUP_SIZE]:
-        entry = loaded.entry
-        if entry.transport_metadata.push_tokens or entry.next_attempt_at > now or entry.status not in DUE_STATUSES:
+        if not _due_and_online(loaded, now):
             break
         run.append(loaded)
     return run
@@ -310,8 +315,8 @@ def process_batch(
         if e.entry.awaiting_inbox:
             key = (e.entry.chat_id, e.entry.recipient_id)
             newest[key] = max(newest.get(key, ""), e.entry.message_id)
-    awaiting = queue.awaiting_inbox_of_pairs(db, newest, limit=2 * limit) if newest else {}
-    together = {pair: run for pair, run in awaiting.items() if run and _all_online_and_due(run, now)}
+    awaiting = queue.awaiting_inbox_of_pairs(db, newest, limit=2 * limit)
+    together = {pair: run for pair, run in awaiting.items() if run and all(_due_and_online(e, now) for e in run)}
 
     def isolated(work, *args) -> list[Outcome]:
         # One entry's or chat's trouble (Firestore unavailable, a bug) must not stop the batch.
@@ -342,14 +347,6 @@ def process_batch(
                 for outcome in outcomes:
                     report.add(outcome)
     return report
-
-
-def _all_online_and_due(run: list[LoadedEntry], now: datetime) -> bool:
-    return all(
-        not e.entry.transport_metadata.push_tokens and e.entry.next_attempt_at <= now
-        and e.entry.status in DUE_STATUSES
-        for e in run
-    )
 
 
 MAX_WRITES_PER_COMMIT = 500

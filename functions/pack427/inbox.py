@@ -56,8 +56,8 @@ def heads(db: Client, uids: list[str]) -> dict[str, Head]:
 
 
 def add_placement(db: Client, batch: WriteBatch, head: Head, entries: list[InboxEntry], *, now: datetime) -> None:
-    """Add to `batch` the creation of `entries` (numbered from head.seq + 1) and the head's move
-    to the last of them, conditional on the head being as read.
+    """Add to `batch` the creation of `entries` (the caller numbered them from head.seq + 1) and
+    the head's move to the last of them, conditional on the head being as read.
 
     Args:
         now: stored as the head's update time.
