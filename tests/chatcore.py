@@ -39,19 +39,14 @@ def make_chat(db: firestore.Client, chat_id: str, participants: list[str], billi
 
 
 def all_documents(db: firestore.Client) -> dict[str, Any]:
-    """Every document of the project: path to update time."""
-    found: dict[str, Any] = {}
+    """Every document of the project: path to update time.
 
-    def walk(collections):
-        for collection in collections:
-            for ref in collection.list_documents():
-                snapshot = ref.get()
-                if snapshot.exists:
-                    found[ref.path] = snapshot.update_time
-                walk(ref.collections())
-
-    walk(db.collections())
-    return found
+    One query: a collection group with an empty id is the API's kindless,
+    all-descendants query from the database root (what the SDKs' recursive
+    delete asks for). Walking the collections instead costs two round trips
+    per document, and "changes nothing" is asserted all over the suite.
+    """
+    return {s.reference.path: s.update_time for s in db.collection_group("").stream()}
 
 
 def queue_entries(db: firestore.Client) -> list[dict]:
