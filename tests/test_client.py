@@ -239,3 +239,53 @@ def test_errors_are_typed_and_name_the_problem(engine):
     with pytest.raises(PermissionDenied) as denied:
         client_for("mallory").call("pack427_resyncChat", {"chatId": "ab"})
     assert denied.value.status == "PERMISSION_DENIED" and denied.value.http_status == 403
+
+
+def test_a_kept_alive_connection_the_server_closed_is_retried_once_on_a_new_one():
+    """The server resets the idle connection the session reuses: the call still gets its answer."""
+    import json
+    import socket
+    import struct
+    import threading
+
+    from pack427_client.transport import HttpTransport
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[tuple[int, bytes]] = []  # (connection number, request body)
+
+    def read_request(conn: socket.socket) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        while len(body) < length:
+            body += conn.recv(65536)
+        return body
+
+    def answer(conn: socket.socket, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    def serve() -> None:
+        first, _ = listener.accept()
+        seen.append((1, read_request(first)))
+        answer(first, {"result": "one"})
+        seen.append((1, read_request(first)))  # the reused connection: reset instead of an answer
+        first.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        first.close()
+        second, _ = listener.accept()
+        seen.append((2, read_request(second)))
+        answer(second, {"result": "two"})
+        second.close()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/f"
+    transport = HttpTransport()
+    assert transport.post(url, {"n": 1}, {}, 10) == (200, {"result": "one"})
+    assert transport.post(url, {"n": 2}, {}, 10) == (200, {"result": "two"})
+    server.join(10)
+    listener.close()
+    assert [(n, json.loads(body)) for n, body in seen] == [(1, {"n": 1}), (1, {"n": 2}), (2, {"n": 2})]

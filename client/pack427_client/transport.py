@@ -19,14 +19,28 @@ class Transport(Protocol):
 
 
 class HttpTransport:
-    """`requests` with one keep-alive session (thread-safe enough for requests' adapters)."""
+    """`requests` with one keep-alive session (thread-safe enough for requests' adapters).
+
+    A server closes a kept-alive connection once it has been idle a while (the
+    emulator suite's after 5 s). A request the session sends on it just then
+    fails with "connection reset" or "remote end closed": that request is sent
+    once more, on a new connection. The callables of this engine are all
+    idempotent (a send by its clientMessageId), so a second copy that did
+    reach the server changes nothing. A timeout is not retried here: the
+    caller decides (see RetryPolicy).
+    """
 
     def __init__(self) -> None:
         self._session = requests.Session()
 
     def post(self, url: str, body: Any, headers: dict[str, str], timeout_s: float) -> tuple[int, Any]:
         try:
-            response = self._session.post(url, json=body, headers=headers, timeout=timeout_s)
+            try:
+                response = self._session.post(url, json=body, headers=headers, timeout=timeout_s)
+            except requests.ConnectionError as err:
+                if isinstance(err, requests.Timeout):
+                    raise
+                response = self._session.post(url, json=body, headers=headers, timeout=timeout_s)
         except requests.RequestException as err:
             raise TransportError(f"{url}: {err}") from err
         try:
