@@ -11,7 +11,11 @@ on the full emulator suite.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import struct
+import threading
 import time
 
 import flask
@@ -31,6 +35,7 @@ from pack427_client import (
     RetryPolicy,
 )
 from pack427_client.errors import PermissionDenied, Unauthenticated
+from pack427_client.transport import HttpTransport
 
 URL = "http://in-process"
 
@@ -243,13 +248,6 @@ def test_errors_are_typed_and_name_the_problem(engine):
 
 def test_a_kept_alive_connection_the_server_closed_is_retried_once_on_a_new_one():
     """The server resets the idle connection the session reuses: the call still gets its answer."""
-    import json
-    import socket
-    import struct
-    import threading
-
-    from pack427_client.transport import HttpTransport
-
     listener = socket.create_server(("127.0.0.1", 0))
     seen: list[tuple[int, bytes]] = []  # (connection number, request body)
 
