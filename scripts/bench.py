@@ -18,6 +18,9 @@
    under 1 s, and a check that nothing was lost or duplicated (benchmarks/scale.py).
 6. Cold start: import time of functions/main.py next to the bare SDKs (benchmarks/coldstart.py).
 
+Each section runs beside a stall probe (benchmarks/stalls.py): how long a
+ready process waited for a CPU meanwhile, the floor under its time figures.
+
 Results go to bench-results/<time>.json; docs/BENCHMARKS.md and
 docs/bench-latency.png are rendered from them (benchmarks/report.py).
 Sections 2, 3, 4 and 6 need only a Firestore emulator (FIRESTORE_EMULATOR_HOST);
@@ -53,6 +56,7 @@ from pack427_client import CallableClient, ClientError, PasswordAuth  # noqa: E4
 from ulid import ULID  # noqa: E402
 
 from benchmarks import coldstart, lifecycle, opcount, report, scale  # noqa: E402
+from benchmarks.stalls import StallProbe  # noqa: E402
 from firebase_functions import logger as functions_logger  # noqa: E402
 
 # In-process service calls log a debug line per delivery: thousands of lines that would bury the figures.
@@ -254,6 +258,14 @@ def catch_up(count: int) -> dict:
             "page_queries_alone_s": floor_s, "ratio_to_page_queries": seconds / floor_s, "load": load()}
 
 
+def stall_line(stalls: dict) -> str:
+    """One line: the share of the section's time a ready process waited for a CPU (benchmarks/stalls.py)."""
+    if not stalls.get("samples"):
+        return "no stall samples"
+    return (f"wake-ups late {stalls['lost_share']:.0%} of the time, p99 {stalls['p99_ms']:.0f} ms, "
+            f"max {stalls['max_ms']:.0f} ms, {stalls['over_100ms_per_minute']:.0f} stalls over 100 ms a minute")
+
+
 def load() -> str:
     """The load average now (1, 5, 15 min): other work shares these machines."""
     return " / ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -262,11 +274,11 @@ def load() -> str:
 MODES = {
     # quick: CI-sized, about ten minutes with the suite's start on a loaded 2-core machine
     "quick": {"messages": 30, "backlog": 2000, "missed": 1000, "lives": 5, "users": 400, "offline_share": 0.2,
-              "rates": [2, 5, 10], "step_seconds": 15, "cold_repeats": 3},
+              "rates": [0.5, 1, 2], "step_seconds": 15, "cold_repeats": 3},
     "full": {"messages": 200, "backlog": 10000, "missed": 1000, "lives": 20, "users": 10000, "offline_share": 0.2,
-             "rates": [2, 5, 10, 20, 40], "step_seconds": 40, "cold_repeats": 5},
+             "rates": [0.25, 0.5, 1, 2, 5], "step_seconds": 40, "cold_repeats": 5},
 }
-SECTIONS = ("latency", "ops", "drain", "sync", "scale", "cold_start")
+SECTIONS = report.SECTIONS
 NEEDS_SUITE = {"latency", "scale"}
 
 
@@ -316,22 +328,25 @@ def main() -> None:
 
     for section in sections:
         print(f"bench: {section} ... (load {load()})", flush=True)
-        if section == "latency":
-            results["latency"] = latency(firestore.Client(project=project), cfg["messages"])
-            results["latency"]["load"] = load()
-        elif section == "ops":
-            results["ops"] = lifecycle.measure(own_project(), lives=cfg["lives"]) | {"load": load()}
-        elif section == "drain":
-            results["drain"] = drain(cfg["backlog"])
-        elif section == "sync":
-            results["sync"] = catch_up(cfg["missed"])
-        elif section == "scale":
-            results["scale"] = scale.run(
-                firestore.Client(project=project), os.environ["PACK427_FUNCTIONS_URL"], project,
-                users=cfg["users"], offline_share=cfg["offline_share"], rates=cfg["rates"],
-                step_seconds=cfg["step_seconds"]) | {"load": load()}
-        elif section == "cold_start":
-            results["cold_start"] = coldstart.measure(ROOT / "functions", cfg["cold_repeats"]) | {"load": load()}
+        with StallProbe() as stalls:
+            if section == "latency":
+                results["latency"] = latency(firestore.Client(project=project), cfg["messages"])
+                results["latency"]["load"] = load()
+            elif section == "ops":
+                results["ops"] = lifecycle.measure(own_project(), lives=cfg["lives"]) | {"load": load()}
+            elif section == "drain":
+                results["drain"] = drain(cfg["backlog"])
+            elif section == "sync":
+                results["sync"] = catch_up(cfg["missed"])
+            elif section == "scale":
+                results["scale"] = scale.run(
+                    firestore.Client(project=project), os.environ["PACK427_FUNCTIONS_URL"], project,
+                    users=cfg["users"], offline_share=cfg["offline_share"], rates=cfg["rates"],
+                    step_seconds=cfg["step_seconds"]) | {"load": load()}
+            elif section == "cold_start":
+                results["cold_start"] = coldstart.measure(ROOT / "functions", cfg["cold_repeats"]) | {"load": load()}
+        results[section]["stalls"] = stalls.summary()
+        print(f"  {section}: {stall_line(stalls.summary())}", flush=True)
     results["meta"]["seconds"] = time.perf_counter() - t0
     results["meta"]["load_at_end"] = load()
 
