@@ -215,6 +215,28 @@ def test_typing_stops_by_itself_after_the_last_keystroke(engine):
     assert typing.typing_calls == 2 and watcher.refresh_typing() == []
 
 
+class SlowTypingStarts(InProcessTransport):
+    """Holds every "started typing" call back for a while, as a slow network would."""
+
+    def post(self, url, body, headers, timeout_s):
+        if url.endswith("/pack427_updateTypingState") and body["data"]["isTyping"]:
+            time.sleep(1.5)
+        return super().post(url, body, headers, timeout_s)
+
+
+def test_an_automatic_stop_waits_for_the_start_still_in_flight(engine):
+    # The auto-stop fires while "started" is still on its way: sent at once, "stopped" would
+    # land first, and the user would be shown typing after all.
+    typing = RealtimeSignals(client_for("alice", SlowTypingStarts()), user_id="alice", chat_id="ab",
+                             auto_stop_s=0.1)
+    watcher = RealtimeSignals(client_for("bob"), user_id="bob", chat_id="ab")
+    typing.start_typing()
+    deadline = time.monotonic() + 30
+    while typing.typing_calls < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert typing.typing_calls == 2 and watcher.refresh_typing() == []
+
+
 def test_unread_counts_and_mark_chat_as_read_from_the_devices_store(engine):
     from pack427 import unread
 

@@ -66,6 +66,12 @@ class RealtimeSignals:
         self._typing_chat: str | None = None
         self._last_typing_call = float("-inf")
         self._stop_timer: threading.Timer | None = None
+        # updateTypingState calls go out in the order they were decided (tickets taken under _lock):
+        # a stop decided while its start is still in flight waits for it, or it could land first
+        # and leave the user shown typing.
+        self._sends = threading.Condition()
+        self._next_ticket = 0
+        self._now_serving = 0
         self.typing_calls = 0
         """updateTypingState calls made (what throttling saves is visible here)."""
         self.typing_users: list[str] = []
@@ -83,9 +89,10 @@ class RealtimeSignals:
             due = self._typing_chat != chat_id or now - self._last_typing_call >= self.throttle_s
             if due:
                 self._typing_chat, self._last_typing_call = chat_id, now
+                ticket = self._take_ticket()
             self._restart_stop_timer()
         if due:
-            self._update_typing(chat_id, True)
+            self._update_typing(chat_id, True, ticket)
 
     def stop_typing(self) -> None:
         """The user stopped (sent, cleared the field, left): tell the engine, once."""
@@ -95,8 +102,10 @@ class RealtimeSignals:
             if self._stop_timer:
                 self._stop_timer.cancel()
                 self._stop_timer = None
+            if chat_id is not None:
+                ticket = self._take_ticket()
         if chat_id is not None:
-            self._update_typing(chat_id, False)
+            self._update_typing(chat_id, False, ticket)
 
     def refresh_typing(self, chat_id: str | None = None) -> list[str]:
         """Ask who else is typing in the chat now; returns and keeps their uids."""
@@ -122,9 +131,21 @@ class RealtimeSignals:
             case [first, second, *rest]:
                 return f"{first}, {second} and {len(rest)} other{'s' if len(rest) > 1 else ''} are typing"
 
-    def _update_typing(self, chat_id: str, is_typing: bool) -> None:
-        self.client.call("pack427_updateTypingState", {"chatId": chat_id, "isTyping": is_typing})
-        self.typing_calls += 1
+    def _take_ticket(self) -> int:
+        """The next place in the order of typing calls; the caller holds _lock."""
+        ticket, self._next_ticket = self._next_ticket, self._next_ticket + 1
+        return ticket
+
+    def _update_typing(self, chat_id: str, is_typing: bool, ticket: int) -> None:
+        with self._sends:
+            self._sends.wait_for(lambda: self._now_serving == ticket)
+        try:
+            self.client.call("pack427_updateTypingState", {"chatId": chat_id, "isTyping": is_typing})
+            self.typing_calls += 1
+        finally:
+            with self._sends:
+                self._now_serving += 1
+                self._sends.notify_all()
 
     def _restart_stop_timer(self) -> None:
         if self._stop_timer:
