@@ -216,12 +216,25 @@ def test_typing_stops_by_itself_after_the_last_keystroke(engine):
 
 
 class SlowTypingStarts(InProcessTransport):
-    """Holds every "started typing" call back for a while, as a slow network would."""
+    """Holds a "started typing" call back until a "stopped" call has been answered (at most `hold_s`).
+
+    A client that sends "stopped" without waiting for "started" gets it answered first, every time.
+    """
+
+    def __init__(self, hold_s: float = 2.0):
+        super().__init__()
+        self.hold_s = hold_s
+        self.stop_answered = threading.Event()
 
     def post(self, url, body, headers, timeout_s):
-        if url.endswith("/pack427_updateTypingState") and body["data"]["isTyping"]:
-            time.sleep(1.5)
-        return super().post(url, body, headers, timeout_s)
+        if not url.endswith("/pack427_updateTypingState"):
+            return super().post(url, body, headers, timeout_s)
+        if body["data"]["isTyping"]:
+            self.stop_answered.wait(self.hold_s)
+            return super().post(url, body, headers, timeout_s)
+        answer = super().post(url, body, headers, timeout_s)
+        self.stop_answered.set()
+        return answer
 
 
 def test_an_automatic_stop_waits_for_the_start_still_in_flight(engine):
