@@ -21,7 +21,7 @@ from pack427.models import (
     UpdateTypingStateRequest,
 )
 from pack427.notifier import default_notifier
-from pack427.paths import INBOX_TRIGGER_DOCUMENT, QUEUE_TRIGGER_DOCUMENT
+from pack427.paths import QUEUE_TRIGGER_DOCUMENT
 from pack427.sending import send_message
 
 initialize_app()
@@ -105,11 +105,6 @@ def pack427_getUnreadCounts(req: https_fn.CallableRequest) -> dict:
 @https_fn.on_call()
 def pack427_recalculateUnreadCounters(req: https_fn.CallableRequest) -> dict:
     return callables.handle(req, NoArgumentsRequest, unread.recalculate)
-
-
-@firestore_fn.on_document_created(document=INBOX_TRIGGER_DOCUMENT)
-def pack427_onNewMessage(event: firestore_fn.Event[firestore_fn.DocumentSnapshot | None]) -> None:
-    unread.on_new_message(db.client(), event.data)
 
 
 @scheduler_fn.on_schedule(schedule="every 5 minutes")

@@ -1,7 +1,12 @@
-"""The audit trail: one `auditLog` document per queue state change.
+"""The audit trail (the seed's PACK 296): every queue state change, and every refused send.
 
-Events are written in the same batch as the change they record, so the trail
-never claims a change that did not happen, nor misses one that did.
+A queue entry carries its own trail: each change appends a QueueEvent to the
+entry's `history` in the same conditional write as the change, so the trail
+never claims a change that did not happen, nor misses one that did, and
+costs no write of its own. A message the send placed in an inbox itself
+never had a queue state to change: its message document lists those
+recipients (`placedBySend`), and `history` reports them as delivered by the
+send. A send a policy refused is one `auditLog/rejected_...` document.
 """
 
 from __future__ import annotations
@@ -10,16 +15,17 @@ from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.cloud.firestore import Client, WriteBatch
+from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import paths
-from .models import AuditEvent, QueuedMessage, QueueStatus, SendRejection
+from . import chat_core, inbox, paths
+from .models import AuditEvent, ChatMessage, QueuedMessage, QueueEvent, QueueStatus, SendRejection
+
+ENQUEUED = "ENQUEUED"
+REQUEUED = "REQUEUED"
 
 
-def record(
-    db: Client,
-    batch: WriteBatch,
+def appended(
     entry: QueuedMessage,
     *,
     actor: str,
@@ -29,29 +35,22 @@ def record(
     from_status: QueueStatus | None = None,
     details: dict[str, Any] | None = None,
     action: str | None = None,
-) -> None:
-    """Add the event for `entry` moving to `to_status` to `batch`.
+) -> list[dict[str, Any]]:
+    """`entry`'s history with the event of its move to `to_status` appended, as stored.
 
-    The event id is derived from the entry, the new status, the attempt
-    number and the entry's requeues, so a replayed change cannot add a second
-    event. `action` defaults to ENQUEUED for a new entry, else the new status.
+    Args:
+        action: defaults to ENQUEUED for a new entry (no `from_status`), else the new status.
     """
-    event = AuditEvent(
-        entry_id=entry.id,
-        message_id=entry.message_id,
-        region=entry.target_region,
+    event = QueueEvent(
         actor=actor,
-        action=action or ("ENQUEUED" if from_status is None else to_status.value),
+        action=action or (ENQUEUED if from_status is None else to_status.value),
         from_status=from_status,
         to_status=to_status,
         attempts=attempts,
         at=at,
         details=details or {},
     )
-    # Attempts start again at 0 after a requeue: the round keeps the ids apart.
-    round_suffix = f"_r{entry.requeues}" if entry.requeues else ""
-    ref = paths.audit_log(db).document(f"{entry.id}_{attempts}_{to_status.value}{round_suffix}")
-    batch.create(ref, event.to_firestore())
+    return [e.to_firestore() for e in (*entry.history, event)]
 
 
 def record_rejection(db: Client, rejection: SendRejection) -> None:
@@ -68,7 +67,30 @@ def record_rejection(db: Client, rejection: SendRejection) -> None:
 
 
 def history(db: Client, message_id: str) -> list[AuditEvent]:
-    """Every recorded change of every queue entry of one message, oldest first."""
-    query = paths.audit_log(db).where(filter=FieldFilter("messageId", "==", message_id))
-    events = [AuditEvent.model_validate(s.to_dict()) for s in query.stream()]
+    """Every recorded change of every recipient's delivery of one message, oldest first."""
+    events = []
+    query = db.collection_group("messageQueue").where(filter=FieldFilter("messageId", "==", message_id))
+    for snapshot in query.stream():
+        entry = QueuedMessage.model_validate(snapshot.to_dict())
+        events += [
+            AuditEvent(entry_id=entry.id, message_id=message_id, region=entry.target_region, **e.model_dump(by_alias=False))
+            for e in entry.history
+        ]
+    messages = db.collection_group("messages").where(filter=FieldFilter("id", "==", message_id)).limit(1)
+    for snapshot in messages.stream():
+        message = ChatMessage.model_validate(snapshot.to_dict())
+        for recipient in message.placed_by_send:
+            placed = inbox.entries(db, recipient, [message_id])
+            events.append(AuditEvent(
+                entry_id=QueuedMessage.entry_id(message_id, recipient),
+                message_id=message_id,
+                region=placed[0].region if placed else chat_core.default_region(),  # entries are never deleted
+                actor=f"user:{message.sender_id}",
+                action=QueueStatus.DELIVERED.value,
+                to_status=QueueStatus.DELIVERED,
+                attempts=1,
+                at=message.created_at,
+                details={"placedBySend": True, **({"seq": placed[0].seq} if placed else {})},
+            ))
     return sorted(events, key=lambda e: (e.at, e.entry_id))
+

@@ -16,7 +16,7 @@ from google.cloud.firestore import Client, DocumentReference
 from google.cloud.firestore_v1 import DocumentSnapshot
 from pydantic import ValidationError
 
-from . import paths
+from . import paths, store
 from .errors import FailedPrecondition, NotFound
 from .models import Chat, Region, UserProfile
 
@@ -40,11 +40,20 @@ class LoadedChat:
 
 def load_chat(db: Client, chat_id: str) -> LoadedChat:
     """The chat, or NotFound."""
-    snapshot = paths.chat(db, chat_id).get()
-    if not snapshot.exists:
+    return chat_of(chat_id, store.Read.of(paths.chat(db, chat_id).get()))
+
+
+def chat_of(chat_id: str, doc: store.Read) -> LoadedChat:
+    """The chat `chat_id` from its document as read (NotFound if it did not exist).
+
+    Raises:
+        NotFound: no such chat.
+        FailedPrecondition: the chat document has no valid participants list.
+    """
+    if not doc.exists:
         raise NotFound(f"chat {chat_id!r} does not exist")
     try:
-        return LoadedChat(Chat.model_validate(snapshot.to_dict()), snapshot.update_time)
+        return LoadedChat(Chat.model_validate(doc.data), doc.update_time)
     except ValidationError:
         raise FailedPrecondition(f"chat {chat_id!r} has no valid participants list") from None
 

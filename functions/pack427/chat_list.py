@@ -3,7 +3,10 @@
 A chat appears once it has a message (its `lastMessage`, written by each
 send). For a chat whose last message is the caller's, every other
 participant's receipt status for it is reported: pending, sent (in their
-inbox), delivered (a device acknowledged it), read, or failed.
+inbox), delivered (a device acknowledged it, or a later entry of their
+inbox), read, or failed. One batched read for the whole page (each
+recipient's inbox entry, inbox head and read receipt), and a query of the
+queues only for messages some recipient does not have yet.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from google.cloud.firestore import Client, Query
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from . import cursors, paths, unread
+from . import cursors, paths, store, unread
 from .errors import InvalidArgument
 from .models import (
     Chat,
@@ -22,6 +25,7 @@ from .models import (
     ChatListLastMessage,
     GetChatListRequest,
     GetChatListResult,
+    InboxHead,
     QueuedMessage,
     QueueStatus,
     ReadReceipt,
@@ -47,6 +51,7 @@ def get_chat_list(db: Client, uid: str, request: GetChatListRequest) -> GetChatL
     chats = {s.id: Chat.model_validate(s.to_dict()) for s in snapshots[: request.limit]}
 
     counts = unread.unread_counts(db, uid)
+    statuses = _receipts(db, {chat_id: chat for chat_id, chat in chats.items() if chat.last_message.sender_id == uid})
     items = [
         ChatListItem(
             chatId=chat_id,
@@ -59,7 +64,7 @@ def get_chat_list(db: Client, uid: str, request: GetChatListRequest) -> GetChatL
                 createdAt=round(chat.last_message.created_at.timestamp() * 1000),
             ),
             unreadCount=counts.unreadCounts.get(chat_id, 0),
-            lastMessageStatus=_receipts(db, chat_id, chat) if chat.last_message.sender_id == uid else None,
+            lastMessageStatus=statuses.get(chat_id),
         )
         for chat_id, chat in chats.items()
     ]
@@ -80,37 +85,81 @@ def _position(uid: str, cursor: str) -> tuple[datetime, str]:
         raise InvalidArgument("cursor is not a cursor this service returned") from None
 
 
-def _receipts(db: Client, chat_id: str, chat: Chat) -> dict[str, ReceiptStatus]:
-    """Each other participant's status for the chat's last message (one query, one batched read)."""
-    message_id = chat.last_message.message_id
-    recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != chat.last_message.sender_id]
-    entries = {
-        e.recipient_id: e
-        for e in (
-            QueuedMessage.model_validate(s.to_dict())
-            for s in db.collection_group("messageQueue")
-            .where(filter=FieldFilter("messageId", "==", message_id))
-            .stream()
-        )
-    }
-    receipts = db.get_all([paths.read_receipt(db, chat_id, uid) for uid in recipients])
-    read_up_to = {
-        s.id: ReadReceipt.model_validate(s.to_dict()).read_up_to_message_id for s in receipts if s.exists
-    }
-    # A message dropped because its push kept failing is in the inbox all the same.
-    dropped = [paths.inbox_entry(db, e.recipient_id, message_id) for e in entries.values() if e.status is QueueStatus.DROPPED]
-    placed = {s.reference.parent.parent.id for s in db.get_all(dropped) if s.exists} if dropped else set()
-    return {uid: _status(entries.get(uid), uid in placed, read_up_to.get(uid), message_id) for uid in recipients}
+QUEUE_QUERY_IDS = 30
+"""Message ids one `in` query of the queues takes (Firestore's limit for `in`)."""
 
 
-def _status(entry: QueuedMessage | None, placed: bool, read_up_to: str | None, message_id: str) -> ReceiptStatus:
+def _receipts(db: Client, chats: dict[str, Chat]) -> dict[str, dict[str, ReceiptStatus]]:
+    """Each other participant's status for the last message of each of `chats`."""
+    wanted = {
+        chat_id: [r for r in dict.fromkeys(chat.participants) if r != chat.last_message.sender_id]
+        for chat_id, chat in chats.items()
+    }
+    refs = []
+    for chat_id, recipients in wanted.items():
+        message_id = chats[chat_id].last_message.message_id
+        for r in recipients:
+            refs += [paths.inbox_entry(db, r, message_id), paths.inbox_head(db, r), paths.read_receipt(db, chat_id, r)]
+    found = store.read(db, refs)
+    missing = [
+        chats[chat_id].last_message.message_id
+        for chat_id, recipients in wanted.items()
+        if any(not found[paths.inbox_entry(db, r, chats[chat_id].last_message.message_id).path].exists for r in recipients)
+    ]
+    queued = _queue_entries(db, missing)
+    statuses = {}
+    for chat_id, recipients in wanted.items():
+        message_id = chats[chat_id].last_message.message_id
+        statuses[chat_id] = {
+            r: _status(
+                message_id,
+                found[paths.inbox_entry(db, r, message_id).path],
+                found[paths.inbox_head(db, r).path],
+                found[paths.read_receipt(db, chat_id, r).path],
+                queued.get((message_id, r)),
+            )
+            for r in recipients
+        }
+    return statuses
+
+
+def _queue_entries(db: Client, message_ids: list[str]) -> dict[tuple[str, str], QueuedMessage]:
+    """The queue entries of `message_ids`, by (message, recipient)."""
+    entries = {}
+    for start in range(0, len(message_ids), QUEUE_QUERY_IDS):
+        chunk = message_ids[start:start + QUEUE_QUERY_IDS]
+        query = db.collection_group("messageQueue").where(filter=FieldFilter("messageId", "in", chunk))
+        for snapshot in query.stream():
+            entry = QueuedMessage.model_validate(snapshot.to_dict())
+            entries[(entry.message_id, entry.recipient_id)] = entry
+    return entries
+
+
+def status_of(
+    message_id: str, seq: int | None, acked_seq: int, read_up_to: str | None, entry: QueuedMessage | None
+) -> ReceiptStatus:
+    """How far one recipient has got with a message.
+
+    Args:
+        seq: the message's seq in the recipient's inbox (None: not there).
+        acked_seq: the furthest position a device of the recipient acknowledged.
+        read_up_to: the recipient's read position in the chat.
+        entry: the recipient's queue entry of the message, if any.
+    """
     if read_up_to is not None and read_up_to >= message_id:
         return ReceiptStatus.READ
+    if seq is not None:
+        return ReceiptStatus.DELIVERED if acked_seq >= seq else ReceiptStatus.SENT
     if entry is None:
-        # Delivered entries are removed after DELIVERED_RETENTION_DAYS; only those go missing.
+        # Never queued for them (blocked in a group) or cleaned up: nothing more to say.
         return ReceiptStatus.SENT
-    if entry.acked_at is not None:
-        return ReceiptStatus.DELIVERED
-    if entry.status is QueueStatus.DROPPED:
-        return ReceiptStatus.SENT if placed else ReceiptStatus.FAILED
-    return ReceiptStatus.PENDING if entry.awaiting_inbox else ReceiptStatus.SENT
+    return ReceiptStatus.FAILED if entry.status is QueueStatus.DROPPED else ReceiptStatus.PENDING
+
+
+def _status(
+    message_id: str, placed: store.Read, head: store.Read, receipt: store.Read, entry: QueuedMessage | None
+) -> ReceiptStatus:
+    read_up_to = ReadReceipt.model_validate(receipt.data).read_up_to_message_id if receipt.exists else None
+    acked_seq = InboxHead.model_validate(head.data).acked_seq if head.exists else 0
+    seq = placed.data.get("seq") if placed.exists else None
+    return status_of(message_id, seq, acked_seq, read_up_to, entry)

@@ -32,7 +32,7 @@ MAX_ID_LENGTH = 128
 
 MAX_RECIPIENTS = 200
 """Recipients of one message: the send writes all queue entries in one atomic
-batch, and a Firestore batch holds at most 500 writes (2 per recipient)."""
+batch, and a Firestore batch holds at most 500 writes."""
 
 DELIVERED_RETENTION_DAYS = 7
 """DELIVERED queue entries older than this are removed by the daily cleanup.
@@ -82,7 +82,18 @@ everywhere: the spam rule ignores them."""
 
 INBOX_HEAD_RETRIES = 50
 """Attempts to place a message in an inbox whose head moved under it (another
-delivery to the same user)."""
+delivery to the same user, a read, an ack)."""
+
+MAX_TRACKED_CHATS = 1_000
+"""Chats an inbox head keeps unread counts and read positions for. Beyond
+it, the fully read chats whose newest message is oldest are pruned: the
+head stays far below Firestore's 1 MiB per document (about 130 bytes a chat)."""
+
+INLINE_MAX_RECIPIENTS = 25
+"""Recipients a send places in their inboxes itself, in its own commit
+(see sending). Such a commit is conditional on every recipient's inbox head,
+so the chance that one of them moves first grows with their number; larger
+chats go through the queue, one commit per recipient."""
 
 # ------------------------------------------------------------ real-time signals
 
@@ -92,9 +103,9 @@ left of its TTL: a burst of keystrokes costs one write per 5 s, not one each,
 and an indicator still disappears 5 to 10 s after the last keystroke."""
 
 UNREAD_WRITE_RETRIES = 50
-"""Attempts of a conditional write to an unread counter or read receipt that
-other writers keep changing under it (a burst of messages to one chat, reads
-from several devices): each attempt reads again; one writer wins each round."""
+"""Attempts of a read (markAsRead) or recount whose inbox head other writers
+keep changing under it (a burst of messages, reads from several devices):
+each attempt reads again; one writer wins each round."""
 
 RECALCULATE_PARALLELISM = 16
 """Counters one recalculation recounts at once: each is a few round trips."""

@@ -28,8 +28,9 @@ from firebase_functions import logger
 from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1 import DocumentSnapshot
+from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import chat_core, clock, constants, inbox, queue, settings
+from . import clock, constants, inbox, queue, settings
 from .models import DUE_STATUSES, InboxEntry, QueuedMessage, QueueStatus, Region
 from .notifier import Notifier
 from .queue import LoadedEntry
@@ -38,9 +39,9 @@ PARALLEL_DELIVERIES = 32
 """Deliveries one worker keeps in flight: each is a network round trip."""
 
 DELIVERY_GROUP_SIZE = 100
-"""Messages of one (chat, recipient) delivered in one commit: three writes
-each (inbox entry, queue entry, audit event) plus the inbox head, under
-Firestore's 500 writes per commit."""
+"""Messages of one (chat, recipient) delivered in one commit: two writes
+each (inbox entry, queue entry) plus the inbox head, under Firestore's 500
+writes per commit."""
 
 
 class Outcome(StrEnum):
@@ -81,7 +82,7 @@ def deliver(
     Args:
         loaded: the entry as read; the change is conditional on it.
         notifier: pushes to offline recipients (entries with push tokens).
-        actor: recorded in the audit trail (`trigger`, `scheduler`, ...).
+        actor: recorded in the entry's history (`trigger`, `scheduler`, ...).
         now: the attempt's time (default: the clock).
     """
     entry = loaded.entry
@@ -96,6 +97,10 @@ def deliver(
             loaded = _place_in_inbox(db, loaded, now)
             if loaded is None:
                 return Outcome.SKIPPED
+        elif entry.attempts and _acknowledged(db, loaded.entry):
+            # A push being retried for a message a device already has: nothing left to tell.
+            delivered = queue.mark_delivered(db, loaded, actor=actor, now=now, details={"acknowledged": True})
+            return Outcome.DELIVERED if delivered else Outcome.SKIPPED
         notifier.notify(entry)
         return Outcome.DELIVERED if queue.mark_delivered(db, loaded, actor=actor, now=now) else Outcome.SKIPPED
     except Exception as err:  # noqa: BLE001 - any failure is a failed attempt, retried later
@@ -106,27 +111,31 @@ def deliver(
         return Outcome.DROPPED if status is QueueStatus.DROPPED else Outcome.FAILED
 
 
-def _placing(entries: list[QueuedMessage], now: datetime) -> Callable[[int], list[InboxEntry]]:
-    """The inbox entries of `entries`, numbered from the seq `inbox.place` gives."""
+def _acknowledged(db: Client, entry: QueuedMessage) -> bool:
+    """Whether a device of the recipient acknowledged the entry's inbox position (ackMessages)."""
+    if entry.inbox_seq is None:
+        return False
+    return inbox.heads(db, [entry.recipient_id])[entry.recipient_id].state.acked_seq >= entry.inbox_seq
 
-    def make_entries(first_seq: int) -> list[InboxEntry]:
-        return [
-            InboxEntry(
-                seq=first_seq + i,
-                message_id=entry.message_id,
-                chat_id=entry.chat_id,
-                sender_id=entry.sender_id,
-                sender_name=entry.transport_metadata.sender_name,
-                text=entry.text,
-                content_ref=entry.content_ref,
-                region=entry.target_region,
-                created_at=entry.created_at,
-                delivered_at=now,
-            )
-            for i, entry in enumerate(entries)
-        ]
 
-    return make_entries
+def inbox_entries(entries: list[QueuedMessage], now: datetime) -> list[InboxEntry]:
+    """The inbox entries of `entries` delivered at `now` (numbered by inbox.placed)."""
+    return [
+        InboxEntry(
+            seq=0,
+            message_id=entry.message_id,
+            chat_id=entry.chat_id,
+            sender_id=entry.sender_id,
+            sender_name=entry.transport_metadata.sender_name,
+            text=entry.text,
+            content_ref=entry.content_ref,
+            region=entry.target_region,
+            sender_region=entry.region,
+            created_at=entry.created_at,
+            delivered_at=now,
+        )
+        for entry in entries
+    ]
 
 
 def _place_in_inbox(db: Client, loaded: LoadedEntry, now: datetime) -> LoadedEntry | None:
@@ -136,26 +145,31 @@ def _place_in_inbox(db: Client, loaded: LoadedEntry, now: datetime) -> LoadedEnt
         The entry as now stored, or None if another worker changed it first.
     """
     entry = loaded.entry
+    placed: list[InboxEntry] = []
+
+    def add_writes(batch, numbered: list[InboxEntry]) -> None:
+        placed[:] = numbered
+        queue.add_placed(db, batch, loaded, inbox_seq=numbered[0].seq, now=now)
+
     try:
-        written = inbox.place(
-            db, entry.recipient_id, _placing([entry], now),
-            lambda batch: queue.add_placed(db, batch, loaded, now=now), now=now,
-        )
+        written = inbox.place(db, entry.recipient_id, inbox_entries([entry], now), add_writes, now=now)
     except gexc.AlreadyExists:
         return None
     if written is None:
         return None
-    return LoadedEntry(entry.model_copy(update={"awaiting_inbox": False}), written[0].update_time)
+    update = {"awaiting_inbox": False, "inbox_seq": placed[0].seq}
+    return LoadedEntry(entry.model_copy(update=update), written[0].update_time)
 
 
 def _deliver_in_one_commit(db: Client, loaded: LoadedEntry, *, actor: str, now: datetime) -> Outcome:
     """Inbox entry and DELIVERED in one atomic commit (the common, online case)."""
     entry = loaded.entry
+
+    def add_writes(batch, numbered: list[InboxEntry]) -> None:
+        queue.add_delivered(db, batch, loaded, actor=actor, now=now, inbox_seq=numbered[0].seq)
+
     try:
-        delivered = inbox.place(
-            db, entry.recipient_id, _placing([entry], now),
-            lambda batch: queue.add_delivered(db, batch, loaded, actor=actor, now=now), now=now,
-        ) is not None
+        delivered = inbox.place(db, entry.recipient_id, inbox_entries([entry], now), add_writes, now=now) is not None
     except gexc.AlreadyExists:
         # An earlier attempt placed the message; only the status is left to record.
         delivered = queue.mark_delivered(db, loaded, actor=actor, now=now)
@@ -242,12 +256,12 @@ def _deliver_together(db: Client, run: list[LoadedEntry], *, actor: str, now: da
     then attempts them one by one, which records failures properly.
     """
 
-    def add_writes(batch) -> None:
-        for loaded in run:
-            queue.add_delivered(db, batch, loaded, actor=actor, now=now)
+    def add_writes(batch, numbered: list[InboxEntry]) -> None:
+        for loaded, placed in zip(run, numbered, strict=True):
+            queue.add_delivered(db, batch, loaded, actor=actor, now=now, inbox_seq=placed.seq)
 
     try:
-        placing = _placing([loaded.entry for loaded in run], now)
+        placing = inbox_entries([loaded.entry for loaded in run], now)
         return inbox.place(db, run[0].entry.recipient_id, placing, add_writes, now=now) is not None
     except Exception as err:  # noqa: BLE001 - the one-by-one path retries and records it
         logger.debug(f"group delivery fell back to one by one: {err!r}")
@@ -259,21 +273,26 @@ def on_enqueued(
 ) -> Outcome:
     """The first attempt, made by the trigger the moment an entry is created.
 
-    Delivers the older due messages of the same chat first (normally none).
-    If a worker got there first, the update-time precondition makes this a no-op.
+    An entry whose message the send placed in the inbox itself carries the
+    push to an offline recipient: it is attempted as the event gives it. An
+    entry awaiting the inbox is delivered after the older due messages of
+    its chat (normally none). If a worker got there first, the update-time
+    precondition makes this a no-op.
 
     Returns:
         The outcome for the event's own entry.
     """
     if snapshot is None or not snapshot.exists or settings.direct_delivery(db):
         return Outcome.SKIPPED  # paused: the send delivers, or the drain after the switch back
-    entry = QueuedMessage.model_validate(snapshot.to_dict())
+    loaded = LoadedEntry.from_snapshot(snapshot)
+    entry = loaded.entry
     if not entry.awaiting_inbox:
-        return Outcome.SKIPPED
-    outcomes = deliver_in_order(
-        db, entry.chat_id, entry.recipient_id, notifier, actor="trigger", now=now, up_to=entry.message_id
-    )
-    outcome = outcomes.get(entry.id, Outcome.SKIPPED)
+        outcome = deliver(db, loaded, notifier, actor="trigger", now=now)
+    else:
+        outcomes = deliver_in_order(
+            db, entry.chat_id, entry.recipient_id, notifier, actor="trigger", now=now, up_to=entry.message_id
+        )
+        outcome = outcomes.get(entry.id, Outcome.SKIPPED)
     logger.debug(f"trigger attempt of {entry.id}: {outcome}", entryId=entry.id, outcome=outcome.value)
     return outcome
 
@@ -386,9 +405,10 @@ def _deliver_in_bulk(
         try:
             batch = db.batch()
             for head, group in part:
-                for loaded in group:
-                    queue.add_delivered(db, batch, loaded, actor=actor, now=now)
-                inbox.add_placement(db, batch, head, _placing([e.entry for e in group], now)(head.seq + 1), now=now)
+                moved, numbered = inbox.placed(head.state, head.uid, inbox_entries([e.entry for e in group], now), now=now)
+                for loaded, placed in zip(group, numbered, strict=True):
+                    queue.add_delivered(db, batch, loaded, actor=actor, now=now, inbox_seq=placed.seq)
+                inbox.add_placement(db, batch, head, moved, numbered)
             batch.commit()
         except Exception as err:  # noqa: BLE001 - the one-by-one path retries and records it
             logger.debug(f"bulk delivery to {len(part)} inboxes fell back to one by one: {err!r}")
@@ -406,7 +426,10 @@ def _deliver_in_bulk(
         writes = 0
         for recipient, queued in groups.items():
             group = queued.pop(0)
-            size = 3 * len(group) + 1  # queue entry, audit event and inbox entry each; the head
+            if inbox.unknown_read_positions(heads[recipient].state, inbox_entries([e.entry for e in group], now)):
+                lost.add(recipient)  # a pruned chat's late message: the one-by-one path reads its position
+                continue
+            size = 2 * len(group) + 1  # queue entry and inbox entry each; the head
             if writes + size > MAX_WRITES_PER_COMMIT:
                 commits.append([])
                 writes = 0
@@ -488,29 +511,34 @@ def drain(
 
 
 def deliver_now(
-    db: Client, chat_id: str, message_id: str, sender_id: str, notifier: Notifier, *, now: datetime | None = None
+    db: Client, chat_id: str, message_id: str, notifier: Notifier, *, now: datetime | None = None
 ) -> dict[str, Outcome]:
-    """Deliver one message to every recipient in the caller's request (rollback: mode direct).
+    """Deliver what one message left in the queues, in the caller's request (rollback: mode direct).
 
-    Through `deliver_in_order`, as the trigger does: the recipient's older
-    undelivered messages of the chat go first, so inbox seq and per-chat
-    order hold. A failure is recorded on the entry, which the processor
-    retries once queue processing resumes.
+    Entries awaiting the inbox go through `deliver_in_order`, as the trigger
+    does: the recipient's older undelivered messages of the chat go first, so
+    inbox seq and per-chat order hold. Push-only entries (the send placed the
+    message) are pushed. A failure is recorded on the entry, which the
+    processor retries once queue processing resumes.
 
     Args:
-        sender_id: excluded from the recipients (the chat's other participants).
+        chat_id: the message's chat.
         now: the attempts' time (default: the clock).
 
     Returns:
         The outcome of each entry attempted.
     """
-    participants = chat_core.load_chat(db, chat_id).chat.participants
-    recipients = [uid for uid in dict.fromkeys(participants) if uid != sender_id]
+    query = db.collection_group("messageQueue").where(filter=FieldFilter("messageId", "==", message_id))
+    entries = [LoadedEntry.from_snapshot(s) for s in query.stream()]
+
+    def attempt(loaded: LoadedEntry) -> dict[str, Outcome]:
+        entry = loaded.entry
+        if entry.awaiting_inbox:
+            return deliver_in_order(db, chat_id, entry.recipient_id, notifier, actor="direct", now=now, up_to=message_id)
+        return {entry.id: deliver(db, loaded, notifier, actor="direct", now=now)}
+
     outcomes: dict[str, Outcome] = {}
     with ThreadPoolExecutor(max_workers=PARALLEL_DELIVERIES) as pool:
-        for result in pool.map(
-            lambda uid: deliver_in_order(db, chat_id, uid, notifier, actor="direct", now=now, up_to=message_id),
-            recipients,
-        ):
+        for result in pool.map(attempt, entries):
             outcomes.update(result)
     return outcomes

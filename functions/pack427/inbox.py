@@ -1,4 +1,5 @@
-"""The inbox: each user's delivered messages, numbered in the order they became visible.
+"""The inbox: each user's delivered messages, numbered in the order they became
+visible, and the head that keeps their count.
 
 Every inbox entry gets the next `seq` of its user, and is created in the same
 commit that moves the user's head (`InboxHead`) to that seq, conditional on
@@ -8,86 +9,168 @@ goes again with n+2. Seq n+1 is thus only ever assigned once entry n is
 visible, so a reader that has seen seq k has seen every entry up to k:
 "everything after seq k" never skips an entry, whatever the timestamps say,
 however late a retried delivery lands. Sync cursors are seqs.
+
+Unread counts live on the same head, per chat (`ChatInbox`): the commit that
+creates an entry counts it, unless it is at or before the chat's read
+position, and markAsRead sets the position and the recounted number in a
+commit conditional on the head too. Every change of an inbox or of a read
+position is thus serialised on one document, and each count is decided on
+the state it changes: the counts are exact at every moment, never negative,
+and a duplicated delivery (refused by `create`) counts nothing. No trigger
+recounts after the fact.
+
+The functions above the line are pure: what a head becomes. Below it, the
+reads and commits.
 """
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client, WriteBatch
-from google.cloud.firestore_v1 import DocumentSnapshot
-from google.cloud.firestore_v1.types.write import WriteResult
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.types.write import WriteResult
 
-from . import constants, paths
-from .models import InboxEntry, InboxHead
+from . import constants, paths, store
+from .models import ChatInbox, InboxEntry, InboxHead, ReadReceipt
 
 
 class InboxBusy(Exception):
     """The head kept moving for INBOX_HEAD_RETRIES attempts; the delivery is retried later."""
 
 
+def unknown_read_positions(head: InboxHead, entries: list[InboxEntry]) -> set[str]:
+    """Chats of `entries` whose read position the head must be told (`placed`'s `read_positions`).
+
+    A chat the head does not track is new to the inbox (nothing read), unless
+    the head ever pruned chats: then it may be a pruned one, whose position
+    only its read receipt still holds.
+    """
+    if not head.pruned:
+        return set()
+    return {e.chat_id for e in entries if e.chat_id not in head.chats}
+
+
+def placed(
+    head: InboxHead,
+    owner: str,
+    entries: list[InboxEntry],
+    *,
+    now: datetime,
+    read_positions: dict[str, str | None] | None = None,
+) -> tuple[InboxHead, list[InboxEntry]]:
+    """The head after `entries` are added to `owner`'s inbox, and the entries numbered.
+
+    Args:
+        head: the head as read.
+        owner: whose inbox; an entry of theirs (never the case in delivery) is not unread.
+        entries: in the order they become visible; their `seq` is ignored.
+        now: the head's `updatedAt`.
+        read_positions: the read positions of `unknown_read_positions(head, entries)`.
+
+    Raises:
+        ValueError: a read position the head needs was not given.
+    """
+    read_positions = read_positions or {}
+    missing = unknown_read_positions(head, entries) - read_positions.keys()
+    if missing:
+        raise ValueError(f"read positions needed for chats {sorted(missing)}")
+    numbered = [entry.model_copy(update={"seq": head.seq + 1 + i}) for i, entry in enumerate(entries)]
+    chats = dict(head.chats)
+    for entry in numbered:
+        state = chats.get(entry.chat_id) or ChatInbox(read_up_to=read_positions.get(entry.chat_id))
+        unread = entry.sender_id != owner and (state.read_up_to is None or entry.message_id > state.read_up_to)
+        chats[entry.chat_id] = state.model_copy(
+            update={"unread": state.unread + unread, "last": max(state.last or "", entry.message_id)}
+        )
+    last = numbered[-1]
+    moved = head.model_copy(update={"seq": last.seq, "message_id": last.message_id, "chats": chats, "updated_at": now})
+    return pruned(moved), numbered
+
+
+def read_to(head: InboxHead, chat_id: str, position: str, unread: int, *, now: datetime) -> InboxHead:
+    """The head after the owner read `chat_id` up to `position`, `unread` messages left unread."""
+    state = head.chats.get(chat_id) or ChatInbox()
+    chats = {**head.chats, chat_id: state.model_copy(update={"read_up_to": position, "unread": unread})}
+    return pruned(head.model_copy(update={"chats": chats, "updated_at": now}))
+
+
+def pruned(head: InboxHead, *, limit: int = constants.MAX_TRACKED_CHATS) -> InboxHead:
+    """`head` with at most `limit` chats, if fully read ones can go: oldest newest-message first.
+
+    Chats with unread messages always stay. A dropped chat's read position
+    stays in its read receipt (`unknown_read_positions`).
+    """
+    excess = len(head.chats) - limit
+    if excess <= 0:
+        return head
+    read = sorted((s.last or "", chat_id) for chat_id, s in head.chats.items() if s.unread == 0)
+    dropped = read[:excess]
+    if not dropped:
+        return head
+    gone = {chat_id for _, chat_id in dropped}
+    chats = {chat_id: s for chat_id, s in head.chats.items() if chat_id not in gone}
+    return head.model_copy(update={"chats": chats, "pruned": True})
+
+
+# --------------------------------------------------------------- Firestore
+
+
 @dataclass(frozen=True)
 class Head:
-    """A user's inbox head as read: the seq of the newest entry, and what a move is conditional on."""
+    """A user's inbox head as read: its state, and the document a move is conditional on."""
 
     uid: str
-    seq: int
-    update_time: datetime | None
-    """None: the user has no inbox entry yet (the head is then created, which fails if someone else did)."""
+    doc: store.Read
+    state: InboxHead
 
     @classmethod
-    def from_snapshot(cls, uid: str, snapshot: DocumentSnapshot) -> Head:
-        if not snapshot.exists:
-            return cls(uid, 0, None)
-        return cls(uid, snapshot.get("seq"), snapshot.update_time)
+    def of(cls, uid: str, doc: store.Read) -> Head:
+        return cls(uid, doc, InboxHead.model_validate(doc.data) if doc.exists else InboxHead())
 
 
 def heads(db: Client, uids: list[str]) -> dict[str, Head]:
     """The inbox heads of `uids`, in one round trip."""
-    refs = [paths.inbox_head(db, uid) for uid in uids]
-    uid_of = {ref.path: uid for ref, uid in zip(refs, uids)}
-    return {uid_of[s.reference.path]: Head.from_snapshot(uid_of[s.reference.path], s) for s in db.get_all(refs)}
+    refs = {uid: paths.inbox_head(db, uid) for uid in uids}
+    found = store.read(db, list(refs.values()))
+    return {uid: Head.of(uid, found[ref.path]) for uid, ref in refs.items()}
 
 
-def add_placement(db: Client, batch: WriteBatch, head: Head, entries: list[InboxEntry], *, now: datetime) -> None:
-    """Add to `batch` the creation of `entries` (the caller numbered them from head.seq + 1) and
-    the head's move to the last of them, conditional on the head being as read.
+def read_positions(db: Client, uid: str, chat_ids: set[str]) -> dict[str, str | None]:
+    """The user's read positions in `chat_ids`, from their read receipts (one round trip)."""
+    found = store.read(db, [paths.read_receipt(db, chat_id, uid) for chat_id in sorted(chat_ids)])
+    return {
+        doc.ref.parent.parent.id: ReadReceipt.model_validate(doc.data).read_up_to_message_id if doc.exists else None
+        for doc in found.values()
+    }
 
-    Args:
-        now: stored as the head's update time.
-    """
-    for entry in entries:
+
+def add_placement(db: Client, batch: WriteBatch, head: Head, moved: InboxHead, numbered: list[InboxEntry]) -> None:
+    """Add to `batch` the creation of `numbered` and the head's move to `moved`
+    (as `placed` gave them), conditional on the head being as read."""
+    for entry in numbered:
         batch.create(paths.inbox_entry(db, head.uid, entry.message_id), entry.to_firestore())
-    last = entries[-1]
-    moved = InboxHead(seq=last.seq, message_id=last.message_id, updated_at=now).to_firestore()
-    head_ref = paths.inbox_head(db, head.uid)
-    if head.update_time is None:
-        batch.create(head_ref, moved)
-    else:
-        batch.update(head_ref, moved, option=db.write_option(last_update_time=head.update_time))
+    store.write_if_unchanged(db, batch, head.doc, moved.to_firestore())
 
 
 def place(
     db: Client,
     uid: str,
-    make_entries: Callable[[int], list[InboxEntry]],
-    add_writes: Callable[[WriteBatch], None],
+    entries: list[InboxEntry],
+    add_writes: Callable[[WriteBatch, list[InboxEntry]], None],
     *,
     now: datetime,
 ) -> list[WriteResult] | None:
     """Create inbox entries of `uid` with the next seqs, in one commit with `add_writes`.
 
     Args:
-        make_entries: builds the entries, numbered from the first seq it is
-            given (first, first + 1, ...).
+        entries: the entries, in the order they become visible (seqs are given here).
         add_writes: adds the caller's own writes (conditional ones included)
-            to the batch; they come first, so their results come first.
+            to the batch, given the entries as numbered; they come first, so
+            their results come first.
         now: stored as the head's update time.
 
     Returns:
@@ -96,28 +179,33 @@ def place(
 
     Raises:
         google.api_core.exceptions.AlreadyExists: an entry is in the inbox already.
-        InboxBusy: other deliveries to this user kept winning.
+        InboxBusy: other writers of this inbox kept winning.
     """
-    head_ref = paths.inbox_head(db, uid)
-    for _ in range(constants.INBOX_HEAD_RETRIES):
-        head = Head.from_snapshot(uid, head_ref.get())
-        entries = make_entries(head.seq + 1)
+
+    def attempt(_: int) -> list[WriteResult] | None:
+        head = heads(db, [uid])[uid]
+        unknown = unknown_read_positions(head.state, entries)
+        positions = read_positions(db, uid, unknown) if unknown else None
+        moved, numbered = placed(head.state, uid, entries, now=now, read_positions=positions)
         batch = db.batch()
-        add_writes(batch)
-        add_placement(db, batch, head, entries, now=now)
+        add_writes(batch, numbered)
+        add_placement(db, batch, head, moved, numbered)
         try:
             return batch.commit()
         except gexc.AlreadyExists:
             refs = [paths.inbox_entry(db, uid, entry.message_id) for entry in entries]
             if any(s.exists for s in db.get_all(refs)):
                 raise
-            # The head was created by a concurrent delivery: go again.
+            raise store.Conflict("the head was created by a concurrent delivery") from None
         except (gexc.FailedPrecondition, gexc.Aborted):
-            if head_ref.get().update_time == head.update_time:
+            if paths.inbox_head(db, uid).get().update_time == head.doc.update_time:
                 return None  # the head held, so the caller's own precondition failed
-        # Lost the race for the head: a short random pause spreads the retries of racing deliveries.
-        time.sleep(random.uniform(0, 0.01))
-    raise InboxBusy(f"the inbox of {uid} kept changing for {constants.INBOX_HEAD_RETRIES} attempts")
+            raise store.Conflict("the head moved") from None
+
+    return store.retry_on_conflict(
+        attempt, attempts=constants.INBOX_HEAD_RETRIES,
+        give_up=lambda: InboxBusy(f"the inbox of {uid} kept changing for {constants.INBOX_HEAD_RETRIES} attempts"),
+    )
 
 
 def after(db: Client, uid: str, seq: int, *, limit: int) -> list[InboxEntry]:
@@ -146,8 +234,7 @@ def seq_before_delivered_after(db: Client, uid: str, at: datetime) -> int:
     first = next(iter(query.stream()), None)
     if first is not None:
         return first.get("seq") - 1
-    head = paths.inbox_head(db, uid).get()
-    return head.get("seq") if head.exists else 0
+    return heads(db, [uid])[uid].state.seq
 
 
 def entries(db: Client, uid: str, message_ids: list[str]) -> list[InboxEntry]:

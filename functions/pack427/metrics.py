@@ -9,9 +9,15 @@ cross-region) and sync duration. It stores the snapshot under
 one line per alert (`alert: NAME`, warning or error) for each seed threshold
 crossed.
 
-Cost per region: 8 count/avg aggregations (one read each per 1,000 entries
-counted) and at most LATENCY_SAMPLE + SYNC_SAMPLE document reads, whatever
-the size of the queue. Nothing is scanned in full.
+Deliveries are counted, and their latency measured, from the inbox entries
+the window created (a collection-group query on `region` and `deliveredAt`):
+a message its send placed in the inbox has no queue entry, and its latency
+is 0 (placed in the commit that accepted it). Failed and dropped attempts
+come from the histories of the queue entries that failed in the window.
+
+Cost per region: 7 count/avg aggregations (one read each per 1,000 entries
+counted) and at most LATENCY_SAMPLE + FAILURE_SAMPLE + SYNC_SAMPLE document
+reads, whatever the size of the queue. Nothing is scanned in full.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import math
 from datetime import datetime, timedelta
 
 from firebase_functions import logger
-from google.cloud.firestore import Client
+from google.cloud.firestore import Client, Query
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import clock, paths, queue
@@ -33,6 +39,10 @@ LATENCY_SAMPLE = 1_000
 """Deliveries of the window whose latency is measured (the window's first ones):
 percentiles need the values, which no aggregation gives, so they come from a
 bounded sample; below this many deliveries per window they are exact."""
+
+FAILURE_SAMPLE = 1_000
+"""Queue entries with a failure in the window whose histories are read to count
+failed and dropped attempts (exact below this many entries)."""
 
 SYNC_SAMPLE = 1_000
 """Syncs of the window read for the slowest duration (count and mean are exact)."""
@@ -85,9 +95,8 @@ def region_metrics(
     now = now or clock.now()
     start = now - timedelta(seconds=window_seconds)
     counts = queue.stats(db, region, now=now)
-    outcomes = {status: _attempts_ending(db, region, status, start, now) for status in (
-        QueueStatus.DELIVERED, QueueStatus.FAILED, QueueStatus.DROPPED)}
-    delivered, failed, dropped = outcomes.values()
+    delivered = _delivered(db, region, start, now).count().get()[0][0].value
+    failed, dropped = _failures(db, region, start, now)
     same, cross = _latencies(db, region, start, now)
     syncs, sync_avg, sync_max, slow = _syncs(db, region, start, now)
     return RegionMetrics(
@@ -147,33 +156,48 @@ def alerts(figures: RegionMetrics) -> list[tuple[str, str, str, dict]]:
 # ------------------------------------------------------------------ details
 
 
-def _attempts_ending(db: Client, region: Region, status: QueueStatus, start: datetime, end: datetime) -> int:
-    """Audit events of `region` that moved an entry to `status` in [start, end)."""
-    query = (
-        paths.audit_log(db)
+def _delivered(db: Client, region: Region, start: datetime, end: datetime) -> Query:
+    """Inbox entries of recipients in `region` created in [start, end)."""
+    return (
+        db.collection_group("inbox")
         .where(filter=FieldFilter("region", "==", region.value))
-        .where(filter=FieldFilter("action", "==", status.value))
-        .where(filter=FieldFilter("at", ">=", start))
-        .where(filter=FieldFilter("at", "<", end))
+        .where(filter=FieldFilter("deliveredAt", ">=", start))
+        .where(filter=FieldFilter("deliveredAt", "<", end))
     )
-    return query.count().get()[0][0].value
+
+
+def _failures(db: Client, region: Region, start: datetime, end: datetime) -> tuple[int, int]:
+    """Attempts of `region`'s entries that failed, and that dropped, in [start, end)."""
+    query = (
+        paths.queue(db, region)
+        .where(filter=FieldFilter("lastFailedAt", ">=", start))
+        .where(filter=FieldFilter("lastFailedAt", "<", end))
+        .limit(FAILURE_SAMPLE)
+        .select(["history"])
+    )
+    actions = [
+        event.get("action")
+        for snapshot in query.stream()
+        for event in snapshot.get("history") or []
+        if start <= event.get("at") < end
+    ]
+    return actions.count(QueueStatus.FAILED.value), actions.count(QueueStatus.DROPPED.value)
 
 
 def _latencies(db: Client, region: Region, start: datetime, end: datetime) -> tuple[list[int], list[int]]:
-    """Latencies in ms of (at most LATENCY_SAMPLE) entries delivered in [start, end): same-region, cross-region."""
+    """Send-to-inbox latencies in ms of (at most LATENCY_SAMPLE) messages that reached an inbox
+    of `region` in [start, end): from senders of the same region, of another."""
     query = (
-        paths.queue(db, region)
-        .where(filter=FieldFilter("status", "==", QueueStatus.DELIVERED.value))
-        .where(filter=FieldFilter("deliveredAt", ">=", start))
-        .where(filter=FieldFilter("deliveredAt", "<", end))
+        _delivered(db, region, start, end)
         .order_by("deliveredAt")
         .limit(LATENCY_SAMPLE)
-        .select(["region", "createdAt", "deliveredAt"])
+        .select(["senderRegion", "createdAt", "deliveredAt"])
     )
     same, cross = [], []
     for snapshot in query.stream():
         ms = round((snapshot.get("deliveredAt") - snapshot.get("createdAt")).total_seconds() * 1000)
-        (same if snapshot.get("region") == region.value else cross).append(max(ms, 0))
+        sender_region = (snapshot.to_dict() or {}).get("senderRegion") or region.value
+        (same if sender_region == region.value else cross).append(max(ms, 0))
     return same, cross
 
 

@@ -111,15 +111,19 @@ class LastMessage(Document):
 
 
 class Chat(Document):
-    """`chats/{chatId}`, written by the chat core, except `lastMessage`.
+    """`chats/{chatId}`, written by the chat core, except `lastMessage` and `deliveryQueued`.
 
     Attributes:
         participants: user ids of the members.
         billing: the chat core's billing state for messages of this chat,
-            copied onto every queue entry and never changed by this engine.
+            copied onto every message and queue entry, never changed by this engine.
         last_message: written by each send, conditional on the chat being
             unchanged since it was read; this is what orders a chat's message
             ids (see sending).
+        delivery_queued: some message of this chat may still wait in a queue
+            for a recipient's inbox; while it may, no send places a message
+            of the chat in an inbox directly (it would overtake). Written by
+            each send, with `lastMessage` (see sending).
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -127,10 +131,21 @@ class Chat(Document):
     participants: list[str]
     billing: dict[str, Any] = Field(default_factory=dict)
     last_message: LastMessage | None = None
+    delivery_queued: bool = False
 
 
 class ChatMessage(Document):
-    """`chats/{chatId}/messages/{messageId}`: the message as the chat stores it."""
+    """`chats/{chatId}/messages/{messageId}`: the message as the chat stores it.
+
+    It is also the message's one billing request (the seed's PACK 273): the
+    billing system takes each new message document, with `billingState`, the
+    chat's billing state at the send, passed on unchanged. Created in the
+    send's atomic commit, it cannot exist without the message nor twice.
+
+    Attributes:
+        placed_by_send: recipients whose inbox entry the send's own commit
+            created (see sending); the others went through their queue.
+    """
 
     id: str
     chat_id: str
@@ -140,6 +155,8 @@ class ChatMessage(Document):
     text: str | None = None
     content_ref: str | None = None
     system_nudge: bool = False
+    billing_state: dict[str, Any] = Field(default_factory=dict)
+    placed_by_send: list[str] = Field(default_factory=list)
     created_at: datetime
 
 
@@ -158,6 +175,28 @@ class TransportMetadata(Document):
     sender_name: str | None = None
 
 
+class QueueEvent(Document):
+    """One state change of a queue entry, kept in the entry's `history` (the
+    seed's PACK 296 audit integration): written in the same write as the change.
+
+    Attributes:
+        actor: who made the change: `user:{uid}`, `trigger`, `scheduler`, `ops`...
+        action: ENQUEUED, DELIVERED, FAILED, DROPPED or REQUEUED.
+        from_status: status before the change (None when enqueued).
+        to_status: status after it.
+        attempts: the entry's attempts after the change.
+        details: error text, back-off, as the action needs.
+    """
+
+    actor: str
+    action: str
+    from_status: QueueStatus | None = None
+    to_status: QueueStatus
+    attempts: int
+    at: datetime
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
 class QueuedMessage(Document):
     """`regions/{targetRegion}/messageQueue/{messageId}_{recipientId}`.
 
@@ -166,6 +205,8 @@ class QueuedMessage(Document):
     `target_region` the recipient's home region, whose queue holds the entry.
     `awaiting_inbox` is true until the message is in the recipient's inbox (or
     dropped): while it is, newer messages of the same chat wait behind it.
+    An entry whose message the send placed in the inbox itself only carries
+    the push to an offline recipient (`awaiting_inbox` false from the start).
     """
 
     id: str
@@ -187,13 +228,15 @@ class QueuedMessage(Document):
     created_at: datetime
     updated_at: datetime
     delivered_at: datetime | None = None
-    acked_at: datetime | None = None
-    """Delivery receipt: when a device of the recipient first acknowledged the message."""
-    acked_by: str | None = None
-    """The device that acknowledged first."""
+    inbox_seq: int | None = None
+    """The message's seq in the recipient's inbox, once placed."""
+    last_failed_at: datetime | None = None
+    """The time of the latest failed attempt (metrics count failures by it)."""
     requeues: int = 0
     """Times an operator put the entry back on the queue after it was dropped
-    (`attempts` starts again at 0 each time; audit event ids include it)."""
+    (`attempts` starts again at 0 each time)."""
+    history: list[QueueEvent] = Field(default_factory=list)
+    """Every state change of the entry, oldest first (see QueueEvent)."""
 
     @staticmethod
     def entry_id(message_id: str, recipient_id: str) -> str:
@@ -212,9 +255,12 @@ class InboxEntry(Document):
 
     Attributes:
         seq: the entry's place in the user's inbox: 1, 2, 3 ... in the order
-            entries became visible (see inbox_head). Sync cursors are seqs.
-        region: the queue the message came through (the recipient's region
-            when it was sent); acks find the queue entry there.
+            entries became visible (see InboxHead). Sync cursors are seqs.
+        region: the recipient's home region when the message was sent (its
+            queue, had it needed one); metrics count deliveries by it.
+        sender_region: the sender's home region (same- or cross-region latency).
+        delivered_at: when the entry was created; equal to created_at when
+            the send placed it.
     """
 
     seq: int
@@ -225,26 +271,62 @@ class InboxEntry(Document):
     text: str | None = None
     content_ref: str
     region: Region
+    sender_region: Region | None = None
     created_at: datetime
     delivered_at: datetime
 
 
+class ChatInbox(Document):
+    """What a user's inbox head knows of one chat.
+
+    Attributes:
+        unread: the user's inbox entries of the chat newer than `read_up_to`
+            (none is the user's own: senders are never their own recipients).
+        read_up_to: the user's read position in the chat (None: nothing read).
+        last: the newest message of the chat in the inbox (None: none yet).
+    """
+
+    unread: Annotated[int, Field(ge=0)] = 0
+    read_up_to: str | None = None
+    last: str | None = None
+
+
 class InboxHead(Document):
-    """`users/{uid}/inboxHead/current`: the seq of the user's newest inbox entry.
+    """`users/{uid}/inboxHead/current`: the state of the user's inbox, in one document.
 
     Every inbox entry is created in the same commit as the head moves to its
     seq, conditional on the head being unchanged since it was read. Seq n+1
     is therefore only ever assigned after seq n is visible, and a reader that
-    has seen n+1 has seen every entry before it.
+    has seen n+1 has seen every entry before it. The same commit counts the
+    entry as unread in its chat; markAsRead moves a chat's read position and
+    recounts in a commit conditional on the head too. So every change to the
+    inbox and to the read positions is serialised on this document, and the
+    unread counts are exact at every moment (see inbox).
+
+    Attributes:
+        seq: the seq of the newest entry (0: none yet).
+        message_id: the newest entry's message.
+        chats: per chat with entries in the inbox, its unread count, read
+            position and newest message; fully read chats beyond
+            MAX_TRACKED_CHATS are pruned, oldest first.
+        pruned: chats were pruned: a chat not tracked may have a read
+            position, in its read receipt.
+        acked_seq: the furthest position a device of the user acknowledged
+            (ackMessages): the delivery receipt of every entry up to it.
     """
 
-    seq: int
-    message_id: str
-    updated_at: datetime
+    model_config = ConfigDict(extra="ignore")
+
+    seq: int = 0
+    message_id: str | None = None
+    chats: dict[str, ChatInbox] = Field(default_factory=dict)
+    pruned: bool = False
+    acked_seq: int = 0
+    updated_at: datetime | None = None
 
 
 class AuditEvent(Document):
-    """`auditLog/{id}`: one queue state change (the seed's audit integration).
+    """One queue state change with the entry it belongs to: a QueueEvent as `ops history` lists it.
 
     Attributes:
         actor: who made the change: `user:{uid}`, `trigger`, `scheduler`, ...
@@ -361,7 +443,8 @@ class DeviceSyncState(Document):
     last_region: Region
     last_sync_at: datetime | None = None
     last_sync_duration_ms: int | None = None
-    registered_at: datetime
+    registered_at: datetime | None = None
+    """None for a device whose first write was a sync that found no state (see sync)."""
     updated_at: datetime
 
 
@@ -649,27 +732,6 @@ class ReadReceipt(Document):
     read_at: datetime
 
 
-class UnreadCounter(Document):
-    """`users/{uid}/unreadCounters/{chatId}`: the user's unread messages in one chat.
-
-    `count` is always the result of a count aggregation of the user's inbox
-    (entries of the chat newer than `read_up_to_message_id`, not sent by the
-    user), never an increment: see unread.py for why that makes it exact.
-
-    Attributes:
-        read_up_to_message_id: the read position the count was computed for
-            (None: nothing read yet).
-    """
-
-    model_config = ConfigDict(extra="ignore")
-
-    chat_id: str
-    user_id: str
-    count: Annotated[int, Field(ge=0)]
-    read_up_to_message_id: str | None = None
-    updated_at: datetime
-
-
 class UpdateTypingStateRequest(Request):
     """`pack427_updateTypingState` data.
 
@@ -830,16 +892,18 @@ class RegionMetrics(Document):
 
     Attributes:
         depth: entries waiting for delivery (PENDING + FAILED).
-        delivered_in_window, failed_in_window, dropped_in_window: delivery
-            attempts that ended so, from the audit trail (a FAILED attempt is
-            retried later; a DROPPED one was the last).
+        delivered_in_window: messages that reached an inbox of the region
+            (by the send itself or from the queue).
+        failed_in_window, dropped_in_window: delivery attempts that ended so,
+            from the queue entries' histories (a FAILED attempt is retried
+            later; a DROPPED one was the last).
         delivery_success_rate: of the entries whose fate was settled in the
             window, the share delivered: delivered / (delivered + dropped);
             None when none was settled.
         failed_delivery_rate: of the attempts in the window, the share that
             failed: (failed + dropped) / (delivered + failed + dropped).
-        latency_same_region, latency_cross_region: entries delivered in the
-            window whose sender is in this region, or in another.
+        latency_same_region, latency_cross_region: messages that reached an
+            inbox in the window whose sender is in this region, or in another.
         syncs_in_window: devices of this region whose last sync was in the window.
         sync_avg_ms, sync_max_ms: their sync durations; slow_syncs: how many
             took longer than the alert threshold.

@@ -34,7 +34,7 @@ from google.cloud import firestore
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import audit, chat_core, clock, delivery, inbox, metrics, paths, queue, settings, unread
+from . import audit, chat_core, clock, delivery, inbox, metrics, paths, queue, settings, store, unread
 from .models import (
     DUE_STATUSES,
     ChatMessage,
@@ -116,19 +116,16 @@ def requeue(db: Client, loaded: LoadedEntry, *, actor: str, now: datetime) -> Qu
     if placed.exists:
         status = QueueStatus.DELIVERED
         fields = {"status": status.value, "awaitingInbox": False, "deliveredAt": placed.get("deliveredAt") or now,
-                  "lastError": None, "updatedAt": now}
-        audit.record(db, batch, entry, actor=actor, from_status=QueueStatus.DROPPED, to_status=status,
-                     attempts=entry.attempts, at=now, details={"requeued": True, "alreadyInInbox": True})
+                  "inboxSeq": placed.get("seq"), "lastError": None}
+        queue.add_change(db, batch, loaded, fields, actor=actor, to_status=status, attempts=entry.attempts, now=now,
+                         details={"requeued": True, "alreadyInInbox": True})
     else:
         status = QueueStatus.PENDING
         fields = {"status": status.value, "awaitingInbox": True, "attempts": 0, "nextAttemptAt": now,
-                  "lastError": None, "updatedAt": now, "requeues": entry.requeues + 1}
-        audit.record(db, batch, entry.model_copy(update={"requeues": entry.requeues + 1}), actor=actor,
-                     from_status=QueueStatus.DROPPED, to_status=status, attempts=0, at=now, action="REQUEUED",
-                     details={"previousAttempts": entry.attempts, "lastError": entry.last_error})
-    batch.update(paths.queue_entry(db, entry.target_region, entry.id), fields,
-                 option=db.write_option(last_update_time=loaded.update_time))
-    return status if queue.commit_if_unchanged(batch) else None
+                  "lastError": None, "requeues": entry.requeues + 1}
+        queue.add_change(db, batch, loaded, fields, actor=actor, to_status=status, attempts=0, now=now,
+                         action=audit.REQUEUED, details={"previousAttempts": entry.attempts, "lastError": entry.last_error})
+    return status if store.commit_if_unchanged(batch) else None
 
 
 def resync(
@@ -200,7 +197,7 @@ def _make_due(db: Client, loaded: LoadedEntry, now: datetime) -> bool:
     batch.update(paths.queue_entry(db, loaded.entry.target_region, loaded.entry.id),
                  {"nextAttemptAt": now, "updatedAt": now},
                  option=db.write_option(last_update_time=loaded.update_time))
-    return queue.commit_if_unchanged(batch)
+    return store.commit_if_unchanged(batch)
 
 
 # ---------------------------------------------------------------------- CLI

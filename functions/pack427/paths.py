@@ -23,6 +23,7 @@ def inbox_entry(db: Client, uid: str, message_id: str) -> DocumentReference:
 
 
 def inbox_head(db: Client, uid: str) -> DocumentReference:
+    """`users/{uid}/inboxHead/current`: seq, unread counts, read and ack positions (see InboxHead)."""
     return user(db, uid).collection("inboxHead").document("current")
 
 
@@ -70,11 +71,8 @@ def idempotency_key(db: Client, sender_id: str, client_message_id: str) -> Docum
     return db.collection("idempotencyKeys").document(f"{sender_id}_{client_message_id}")
 
 
-def billing_request(db: Client, message_id: str) -> DocumentReference:
-    return db.collection("billingRequests").document(message_id)
-
-
 def audit_log(db: Client) -> CollectionReference:
+    """`auditLog`: refused sends (queue state changes live on the entries, see audit)."""
     return db.collection("auditLog")
 
 
@@ -95,25 +93,8 @@ def typing_event(db: Client, name: Region, chat_id: str, uid: str) -> DocumentRe
     return typing_events(db, name).document(f"{chat_id}_{uid}")
 
 
-def unread_counters(db: Client, uid: str) -> CollectionReference:
-    return user(db, uid).collection("unreadCounters")
-
-
-def unread_counter(db: Client, uid: str, chat_id: str) -> DocumentReference:
-    return unread_counters(db, uid).document(chat_id)
-
-
 def read_receipt(db: Client, chat_id: str, uid: str) -> DocumentReference:
     return chat(db, chat_id).collection("readReceipts").document(uid)
-
-
-INBOX_TRIGGER_DOCUMENT = "users/{userId}/inbox/{messageId}"
-"""The inbox entry path as a trigger pattern (for `pack427_onNewMessage`)."""
-
-
-def inbox_owner(entry: DocumentReference) -> str:
-    """The uid whose inbox holds `entry` (`users/{uid}/inbox/{messageId}`)."""
-    return entry.parent.parent.id
 
 
 # ------------------------------------------------------------- operability

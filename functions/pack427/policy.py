@@ -69,7 +69,11 @@ def participant_chat(db: Client, chat_id: str, uid: str) -> chat_core.LoadedChat
         PermissionDenied: the caller is not a participant.
         FailedPrecondition: the chat document has no valid participants list.
     """
-    loaded = chat_core.load_chat(db, chat_id)
+    return require_participant(chat_core.load_chat(db, chat_id), chat_id, uid)
+
+
+def require_participant(loaded: chat_core.LoadedChat, chat_id: str, uid: str) -> chat_core.LoadedChat:
+    """`loaded` if `uid` takes part in it; PermissionDenied otherwise."""
     if uid not in loaded.chat.participants:
         raise PermissionDenied(f"you are not a participant of chat {chat_id!r}")
     return loaded

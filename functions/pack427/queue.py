@@ -7,23 +7,26 @@ Apart from the status, `awaitingInbox` says whether the message still has to
 reach the inbox: it keeps the per-chat order (see delivery.deliver_in_order).
 
 Every change is conditional on the entry being unchanged since it was read
-(Firestore's update-time precondition): of two workers racing on one entry,
-exactly one changes it and the other learns it lost. No transactions, so no
-locks are held while a delivery talks to the network.
+(Firestore's update-time precondition, see store): of two workers racing on
+one entry, exactly one changes it and the other learns it lost. No
+transactions, so no locks are held while a delivery talks to the network.
+Each change appends its event to the entry's `history` in the same write
+(see audit).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client, WriteBatch
 from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import alerts, audit, clock, constants, paths
-from .models import DUE_STATUSES, QueuedMessage, QueueStatus, Region, RegionQueueStats
+from . import alerts, audit, clock, constants, paths, store
+from .models import DUE_STATUSES, QueuedMessage, QueueEvent, QueueStatus, Region, RegionQueueStats
 
 
 @dataclass(frozen=True)
@@ -44,25 +47,28 @@ def backoff(attempts: int) -> timedelta:
     return clock.millis(min(delay_ms, constants.MAX_DELAY_MS))
 
 
+def with_history(entry: QueuedMessage, *, actor: str) -> QueuedMessage:
+    """`entry` as it is created: its history opens with ENQUEUED."""
+    history = audit.appended(entry, actor=actor, to_status=entry.status, attempts=0, at=entry.created_at)
+    return entry.model_copy(update={"history": [QueueEvent.model_validate(e) for e in history]})
+
+
 def add_enqueue(db: Client, batch: WriteBatch, entry: QueuedMessage, *, actor: str) -> None:
-    """Add the creation of `entry` (and its audit event) to `batch`.
+    """Add the creation of `entry` (its history opened with ENQUEUED) to `batch`.
 
     `create` fails the whole batch if the entry exists: together with the
     entry id `{messageId}_{recipientId}` this makes a second entry for the
     same (message, recipient) impossible.
     """
-    batch.create(paths.queue_entry(db, entry.target_region, entry.id), entry.to_firestore())
-    audit.record(
-        db, batch, entry, actor=actor, to_status=QueueStatus.PENDING, attempts=0, at=entry.created_at
-    )
+    batch.create(paths.queue_entry(db, entry.target_region, entry.id), with_history(entry, actor=actor).to_firestore())
 
 
 def enqueue(db: Client, entries: list[QueuedMessage], *, actor: str) -> int:
     """Put `entries` on their queues. Idempotent: an entry already there is left as it is.
 
     Args:
-        entries: at most 250 (two writes each in one batch).
-        actor: recorded in the audit trail.
+        entries: at most 500 (one write each in one batch).
+        actor: recorded in each entry's history.
 
     Returns:
         How many entries this call created.
@@ -93,30 +99,75 @@ def load(db: Client, region: Region, entry_id: str) -> LoadedEntry | None:
     return LoadedEntry.from_snapshot(snapshot) if snapshot.exists else None
 
 
-def add_delivered(db: Client, batch: WriteBatch, loaded: LoadedEntry, *, actor: str, now: datetime) -> None:
-    """Add the change of `loaded` to DELIVERED to `batch`, conditional on it being unchanged."""
+def add_change(
+    db: Client,
+    batch: WriteBatch,
+    loaded: LoadedEntry,
+    fields: dict[str, Any],
+    *,
+    actor: str,
+    to_status: QueueStatus,
+    attempts: int,
+    now: datetime,
+    details: dict[str, Any] | None = None,
+    action: str | None = None,
+) -> None:
+    """Add a state change of `loaded` to `batch`: `fields`, `updatedAt` and the change's event
+    appended to its history, conditional on the entry being unchanged since it was read.
+
+    Args:
+        fields: the stored fields that change (camelCase).
+        to_status, attempts, details, action: the event (see audit.appended).
+    """
     entry = loaded.entry
-    attempts = entry.attempts + 1
+    history = audit.appended(
+        entry, actor=actor, from_status=entry.status, to_status=to_status, attempts=attempts, at=now,
+        details=details, action=action,
+    )
     batch.update(
         paths.queue_entry(db, entry.target_region, entry.id),
-        {
-            "status": QueueStatus.DELIVERED.value,
-            "awaitingInbox": False,
-            "attempts": attempts,
-            "deliveredAt": now,
-            "updatedAt": now,
-            "lastError": None,
-        },
+        {**fields, "updatedAt": now, "history": history},
         option=db.write_option(last_update_time=loaded.update_time),
     )
-    audit.record(
-        db, batch, entry, actor=actor, from_status=entry.status, to_status=QueueStatus.DELIVERED,
-        attempts=attempts, at=now,
-    )
 
 
-def mark_delivered(db: Client, loaded: LoadedEntry, *, actor: str, now: datetime | None = None) -> bool:
+def add_delivered(
+    db: Client,
+    batch: WriteBatch,
+    loaded: LoadedEntry,
+    *,
+    actor: str,
+    now: datetime,
+    inbox_seq: int | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Add the change of `loaded` to DELIVERED to `batch`, conditional on it being unchanged.
+
+    Args:
+        inbox_seq: the message's seq in the inbox, when this commit places it.
+        details: recorded in the event (default none).
+    """
+    attempts = loaded.entry.attempts + 1
+    fields = {
+        "status": QueueStatus.DELIVERED.value,
+        "awaitingInbox": False,
+        "attempts": attempts,
+        "deliveredAt": now,
+        "lastError": None,
+    }
+    if inbox_seq is not None:
+        fields["inboxSeq"] = inbox_seq
+    add_change(db, batch, loaded, fields, actor=actor, to_status=QueueStatus.DELIVERED, attempts=attempts,
+               now=now, details=details)
+
+
+def mark_delivered(
+    db: Client, loaded: LoadedEntry, *, actor: str, now: datetime | None = None, details: dict[str, Any] | None = None
+) -> bool:
     """Mark the entry DELIVERED. Idempotent.
+
+    Args:
+        details: recorded in the event (default none).
 
     Returns:
         True if this call delivered it; False if it was already delivered,
@@ -125,8 +176,16 @@ def mark_delivered(db: Client, loaded: LoadedEntry, *, actor: str, now: datetime
     if loaded.entry.status not in DUE_STATUSES:
         return False
     batch = db.batch()
-    add_delivered(db, batch, loaded, actor=actor, now=now or clock.now())
-    return commit_if_unchanged(batch)
+    add_delivered(db, batch, loaded, actor=actor, now=now or clock.now(), details=details)
+    return store.commit_if_unchanged(batch)
+
+
+def failure(entry: QueuedMessage, *, now: datetime) -> tuple[QueueStatus, datetime]:
+    """What a failed attempt of `entry` at `now` leads to: FAILED and the next attempt's
+    time after back-off, or DROPPED once MAX_ATTEMPTS attempts have failed."""
+    attempts = entry.attempts + 1
+    status = QueueStatus.DROPPED if attempts >= constants.MAX_ATTEMPTS else QueueStatus.FAILED
+    return status, now + backoff(attempts)
 
 
 def mark_failed(
@@ -135,7 +194,7 @@ def mark_failed(
     """Record a failed attempt: FAILED with back-off, or DROPPED after MAX_ATTEMPTS.
 
     Args:
-        error: what went wrong, kept on the entry and in the audit trail.
+        error: what went wrong, kept on the entry and in its history.
         actor: who attempted the delivery.
         now: the time of the failure (default: the clock).
 
@@ -148,42 +207,35 @@ def mark_failed(
         return None
     now = now or clock.now()
     attempts = entry.attempts + 1
-    dropped = attempts >= constants.MAX_ATTEMPTS
-    status = QueueStatus.DROPPED if dropped else QueueStatus.FAILED
-    next_attempt_at = now + backoff(attempts)
-    batch = db.batch()
-    batch.update(
-        paths.queue_entry(db, entry.target_region, entry.id),
-        {
-            "status": status.value,
-            # A dead letter no longer holds newer messages of its chat back.
-            "awaitingInbox": entry.awaiting_inbox and not dropped,
-            "attempts": attempts,
-            "nextAttemptAt": next_attempt_at,
-            "lastError": error[:1000],
-            "updatedAt": now,
-        },
-        option=db.write_option(last_update_time=loaded.update_time),
-    )
+    status, next_attempt_at = failure(entry, now=now)
+    dropped = status is QueueStatus.DROPPED
     details = {"error": error[:1000]}
     if not dropped:
         details["nextAttemptAt"] = next_attempt_at.isoformat()
-    audit.record(
-        db, batch, entry, actor=actor, from_status=entry.status, to_status=status,
-        attempts=attempts, at=now, details=details,
-    )
-    if not commit_if_unchanged(batch):
+    batch = db.batch()
+    fields = {
+        "status": status.value,
+        # A dead letter no longer holds newer messages of its chat back.
+        "awaitingInbox": entry.awaiting_inbox and not dropped,
+        "attempts": attempts,
+        "nextAttemptAt": next_attempt_at,
+        "lastError": error[:1000],
+        "lastFailedAt": now,
+    }
+    add_change(db, batch, loaded, fields, actor=actor, to_status=status, attempts=attempts, now=now, details=details)
+    if not store.commit_if_unchanged(batch):
         return None
     if dropped:
         alerts.message_dropped(entry, attempts=attempts, error=error)
     return status
 
 
-def add_placed(db: Client, batch: WriteBatch, loaded: LoadedEntry, *, now: datetime) -> None:
-    """Add to `batch` that the message is in the inbox (status unchanged), conditional on the entry."""
+def add_placed(db: Client, batch: WriteBatch, loaded: LoadedEntry, *, inbox_seq: int, now: datetime) -> None:
+    """Add to `batch` that the message is in the inbox at `inbox_seq` (status unchanged),
+    conditional on the entry being unchanged."""
     batch.update(
         paths.queue_entry(db, loaded.entry.target_region, loaded.entry.id),
-        {"awaitingInbox": False, "updatedAt": now},
+        {"awaitingInbox": False, "inboxSeq": inbox_seq, "updatedAt": now},
         option=db.write_option(last_update_time=loaded.update_time),
     )
 
@@ -203,16 +255,7 @@ def defer(db: Client, loaded: LoadedEntry, *, until: datetime, now: datetime) ->
         {"nextAttemptAt": until, "updatedAt": now},
         option=db.write_option(last_update_time=loaded.update_time),
     )
-    return commit_if_unchanged(batch)
-
-
-def commit_if_unchanged(batch: WriteBatch) -> bool:
-    """Commit `batch`; False if one of its preconditions no longer held."""
-    try:
-        batch.commit()
-    except (gexc.FailedPrecondition, gexc.Aborted):
-        return False
-    return True
+    return store.commit_if_unchanged(batch)
 
 
 def due_entries(
@@ -259,6 +302,20 @@ def awaiting_inbox(
     return [LoadedEntry.from_snapshot(s) for s in query.order_by("messageId").limit(limit).stream()]
 
 
+def chat_awaits_inbox(db: Client, chat_id: str) -> bool:
+    """Whether an entry of `chat_id` (any recipient, any region) still waits for its inbox.
+
+    One query, at most one document read.
+    """
+    query = (
+        db.collection_group("messageQueue")
+        .where(filter=FieldFilter("chatId", "==", chat_id))
+        .where(filter=FieldFilter("awaitingInbox", "==", True))
+        .limit(1)
+    )
+    return any(True for _ in query.select([]).stream())
+
+
 def awaiting_inbox_of_pairs(
     db: Client, newest: dict[tuple[str, str], str], *, limit: int
 ) -> dict[tuple[str, str], list[LoadedEntry]]:
@@ -300,18 +357,6 @@ def awaiting_inbox_of_pairs(
         if pair in pairs and loaded.entry.message_id <= covered[pair]:
             pairs[pair].append(loaded)
     return pairs
-
-
-def pending_for_user(db: Client, uid: str, *, limit: int = constants.BATCH_SIZE) -> list[QueuedMessage]:
-    """Entries not yet delivered to `uid`, in any region's queue, oldest first."""
-    query = (
-        db.collection_group("messageQueue")
-        .where(filter=FieldFilter("recipientId", "==", uid))
-        .where(filter=FieldFilter("status", "in", [s.value for s in DUE_STATUSES]))
-        .order_by("createdAt")
-        .limit(limit)
-    )
-    return [QueuedMessage.model_validate(s.to_dict()) for s in query.stream()]
 
 
 def stats(db: Client, region: Region, *, now: datetime | None = None) -> RegionQueueStats:

@@ -1,12 +1,29 @@
 """Accepting a message: the creation seam that stands in for the chat core.
 
-One accepted message is, in a single atomic batch: the chat message, its
-idempotency record, one queue entry per recipient (with audit events), one
-billing request and the chat's `lastMessage`. A retried send with the same
-clientMessageId finds the idempotency record and gets the first result back,
-marked duplicate.
+One accepted message is, in a single atomic commit: the chat message (which
+is also its one billing request), its idempotency record, the chat's
+`lastMessage`, the sender's rate window, and its delivery to every
+recipient. A retried send with the same clientMessageId finds the
+idempotency record and gets the first result back, marked duplicate.
 
-Message order: the batch is conditional on the chat being unchanged since it
+Delivery in the same commit. When the chat has at most
+INLINE_MAX_RECIPIENTS recipients and none of its messages still waits in a
+queue, the commit creates each recipient's inbox entry itself, conditional
+on the recipient's inbox head (see inbox): the message is in every inbox the
+moment the send returns, and no trigger runs for it. An offline recipient
+also gets a queue entry that carries only the push (its trigger sends it;
+retries and back-off as for any entry). Otherwise, or when that commit lost
+a race (a recipient's head moved), the send goes again with one queue entry
+per recipient awaiting the inbox, delivered by the trigger and the processor
+(see delivery). The chat's `deliveryQueued` says that one of its messages may
+still wait in a queue; while it may, no send places a message of the chat
+directly, which would overtake it. A send that finds the flag set asks the
+queue once (`queue.chat_awaits_inbox`) and clears it when nothing waits.
+Per-chat order in every inbox follows: a chat's messages reach an inbox
+either in their own send's commit, after every older one, or through the
+queue, which keeps their order (delivery.deliver_in_order).
+
+Message order: the commit is conditional on the chat being unchanged since it
 was read, and the new id is greater than the chat's last one. Of two
 concurrent sends to a chat, the second to commit therefore read the first's
 id and took a greater one: within a chat, message ids increase in the order
@@ -14,7 +31,7 @@ sends were accepted, whatever the senders' clocks. Delivery and sync rely on it.
 
 Before anything is written, a send passes, in this order: participation,
 age verification and blocks (policy), the per-user rate limit (rate_limit:
-its window document is written in the same batch, which is what makes the
+its window document is written in the same commit, which is what makes the
 limit exact under concurrency) and the spam/fraud hook (fraud). A refused
 send writes nothing of the message and bills nothing; a retry of a send
 that was already accepted still gets its first result back.
@@ -24,20 +41,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
-import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 
 from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client
 from ulid import ULID
 
-from . import billing, chat_core, clock, constants, delivery, fraud, locks, notifier, paths, policy, queue, rate_limit, settings
+from . import chat_core, clock, constants, delivery, fraud, inbox, locks, notifier, paths, policy, queue, rate_limit, settings, store
 from .errors import Aborted, EngineError, FailedPrecondition, InvalidArgument
 from .models import (
     Chat,
     ChatMessage,
     IdempotencyRecord,
+    InboxEntry,
     LastMessage,
     QueuedMessage,
     SendMessageRequest,
@@ -59,7 +77,7 @@ def send_message(
     now: datetime | None = None,
     fraud_checker: fraud.FraudChecker | None = None,
 ) -> SendMessageResult:
-    """Accept a message from `sender_id` into the chat's delivery queues.
+    """Accept a message from `sender_id` and deliver it, or queue it for delivery.
 
     Args:
         sender_id: the authenticated caller.
@@ -81,23 +99,80 @@ def send_message(
             SEND_CONFLICT_RETRIES attempts.
     """
     now = now or clock.now()
-    for attempt in range(constants.SEND_CONFLICT_RETRIES):
+
+    def attempt(n: int) -> SendMessageResult:
         try:
             # Sends of this instance to the chat, or by this sender, take turns (see locks).
             with locks.held(f"chat:{request.chatId}", f"user:{sender_id}"):
                 loaded = policy.participant_chat(db, request.chatId, sender_id)
-                result = _commit_send(db, sender_id, request, loaded, now, fraud_checker)
-            return _deliver_if_direct(db, sender_id, request, result, now)
+                # Placing in inboxes is tried once: a lost race goes through the queue.
+                return _commit_send(db, sender_id, request, loaded, now, fraud_checker, place=n == 0)
         except gexc.AlreadyExists:
             if paths.idempotency_key(db, sender_id, request.clientMessageId).get().exists:
-                return _deliver_if_direct(db, sender_id, request, _first_result(db, sender_id, request), now)
-            # A concurrent send took the same next id (same chat, same instant) or created the window.
+                return _first_result(db, sender_id, request)
+            # A concurrent send took the same next id (same chat, same instant), or created a head or the window.
+            raise store.Conflict("a concurrent send created a document first") from None
         except (gexc.FailedPrecondition, gexc.Aborted):
-            pass  # another send to this chat, or by this sender, committed first
-        # Read again, with the winner's changes, after a random pause that grows with each conflict.
-        cap = min(constants.SEND_CONFLICT_BACKOFF_CAP_SECONDS, constants.SEND_CONFLICT_BACKOFF_SECONDS * 2**attempt)
-        time.sleep(random.uniform(0, cap))
-    raise Aborted(f"chat {request.chatId!r} is too busy right now; retry with the same clientMessageId")
+            # Another send to this chat, or by this sender, or a delivery to a recipient, committed first.
+            raise store.Conflict("a concurrent change") from None
+
+    result = store.retry_on_conflict(
+        attempt,
+        attempts=constants.SEND_CONFLICT_RETRIES,
+        pause_s=constants.SEND_CONFLICT_BACKOFF_SECONDS,
+        pause_cap_s=constants.SEND_CONFLICT_BACKOFF_CAP_SECONDS,
+        give_up=lambda: Aborted(f"chat {request.chatId!r} is too busy right now; retry with the same clientMessageId"),
+    )
+    if settings.direct_delivery(db):
+        # Rollback switch: what was queued is delivered in this request (a duplicate too:
+        # the first request may have died before it did).
+        delivery.deliver_now(db, request.chatId, result.messageId, notifier.default_notifier(), now=now)
+    return result
+
+
+@dataclass(frozen=True)
+class DeliveryPlan:
+    """How one send reaches its recipients.
+
+    Attributes:
+        placed: recipients whose inbox entries the send's commit creates.
+        queued: recipients who get a queue entry awaiting their inbox.
+        chat_queued: the chat's `deliveryQueued` after the send.
+    """
+
+    placed: list[str]
+    queued: list[str]
+    chat_queued: bool
+
+
+def plan_delivery(
+    chat: Chat,
+    recipients: list[str],
+    *,
+    place: bool,
+    queue_checked_empty: bool,
+    needs_read_position: set[str],
+) -> DeliveryPlan:
+    """Decide which recipients the send places in their inboxes itself (see the module docstring).
+
+    Args:
+        chat: the chat as the send read it.
+        recipients: the message's recipients (after blocks).
+        place: this attempt may place (the first attempt, at most INLINE_MAX_RECIPIENTS recipients).
+        queue_checked_empty: the send asked the queue and no message of the chat waits there.
+        needs_read_position: recipients whose head needs a read receipt to count
+            the message (a pruned chat, see inbox): they go through the queue.
+    """
+    queue_clear = not chat.delivery_queued or queue_checked_empty
+    if not (place and queue_clear and len(recipients) <= constants.INLINE_MAX_RECIPIENTS):
+        return DeliveryPlan(placed=[], queued=list(recipients), chat_queued=bool(recipients) or not queue_clear)
+    placed = [uid for uid in recipients if uid not in needs_read_position]
+    queued = [uid for uid in recipients if uid in needs_read_position]
+    return DeliveryPlan(placed=placed, queued=queued, chat_queued=bool(queued))
+
+
+_QUEUE_CHECKS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="send-queue-check")
+"""Asks the queue about a chat while the send reads the profiles (one round trip less)."""
 
 
 def _commit_send(
@@ -107,14 +182,19 @@ def _commit_send(
     loaded: chat_core.LoadedChat,
     now: datetime,
     fraud_checker: fraud.FraudChecker | None,
+    *,
+    place: bool,
 ) -> SendMessageResult:
     chat = loaded.chat
     recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != sender_id]
     if len(recipients) > constants.MAX_RECIPIENTS:
         raise FailedPrecondition(f"chat {request.chatId!r} has more than {constants.MAX_RECIPIENTS} recipients")
-    # The sender's rate window comes in the same round trip as the profiles: one fewer on the request path.
+    place = place and len(recipients) <= constants.INLINE_MAX_RECIPIENTS
+    checking = _QUEUE_CHECKS.submit(queue.chat_awaits_inbox, db, request.chatId) if place and chat.delivery_queued else None
+    # The rate window and the heads come in the same round trip as the profiles.
     window_ref = paths.rate_window(db, sender_id)
-    users, others = chat_core.load_users_with(db, [sender_id, *recipients], [window_ref])
+    head_refs = {uid: paths.inbox_head(db, uid) for uid in recipients} if place else {}
+    users, others = chat_core.load_users_with(db, [sender_id, *recipients], [window_ref, *head_refs.values()])
     window = rate_limit.from_snapshot(db, sender_id, others[window_ref.path], now=now)
     try:
         recipients, record = _admit(db, sender_id, request, recipients, users, window, now, fraud_checker)
@@ -133,8 +213,17 @@ def _commit_send(
         client_message_id=request.clientMessageId,
         text=request.text,
         content_ref=request.contentRef,
+        billing_state=chat.billing,
         created_at=now,
     )
+    heads = {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()}
+    entries = {uid: _inbox_entry(db, message, users[sender_id], users[uid]) for uid in recipients}
+    plan = plan_delivery(
+        chat, recipients, place=place, queue_checked_empty=checking is not None and not checking.result(),
+        needs_read_position={uid for uid in heads if inbox.unknown_read_positions(heads[uid].state, [entries[uid]])},
+    )
+    message = message.model_copy(update={"placed_by_send": plan.placed})
+
     batch = db.batch()
     batch.create(
         paths.idempotency_key(db, sender_id, request.clientMessageId),
@@ -149,13 +238,19 @@ def _commit_send(
     batch.create(paths.chat_message(db, request.chatId, message_id), message.to_firestore())
     batch.update(
         paths.chat(db, request.chatId),
-        {"lastMessage": _last_message(message).to_firestore()},
+        {"lastMessage": _last_message(message).to_firestore(), "deliveryQueued": plan.chat_queued},
         option=db.write_option(last_update_time=loaded.update_time),
     )
-    billing.add_billing_request(db, batch, message, chat.billing)
-    for recipient_id in recipients:
-        entry = _queue_entry(db, message, chat, users[sender_id], recipient_id, users[recipient_id], now)
-        queue.add_enqueue(db, batch, entry, actor=f"user:{sender_id}")
+    actor = f"user:{sender_id}"
+    for uid in plan.placed:
+        moved, numbered = inbox.placed(heads[uid].state, uid, [entries[uid]], now=now)
+        inbox.add_placement(db, batch, heads[uid], moved, numbered)
+        if _push_tokens(users[uid]):
+            push = _queue_entry(db, message, chat, users[sender_id], uid, users[uid], now)
+            queue.add_enqueue(db, batch, push.model_copy(update={"awaiting_inbox": False, "inbox_seq": numbered[0].seq}),
+                              actor=actor)
+    for uid in plan.queued:
+        queue.add_enqueue(db, batch, _queue_entry(db, message, chat, users[sender_id], uid, users[uid], now), actor=actor)
     rate_limit.add_send(db, batch, window, record)
     batch.commit()
     return SendMessageResult(messageId=message_id, status=ACCEPTED, duplicate=False)
@@ -244,12 +339,31 @@ def _queue_entry(
         text=message.text,
         next_attempt_at=now,
         billing_state=chat.billing,
-        transport_metadata=TransportMetadata(
-            push_tokens=[] if recipient.online else recipient.fcm_tokens,
-            sender_name=sender.display_name,
-        ),
+        transport_metadata=TransportMetadata(push_tokens=_push_tokens(recipient), sender_name=sender.display_name),
         created_at=now,
         updated_at=now,
+    )
+
+
+def _push_tokens(recipient: UserProfile) -> list[str]:
+    """Where to push the message: the recipient's devices if they are offline, else nowhere."""
+    return [] if recipient.online else recipient.fcm_tokens
+
+
+def _inbox_entry(db: Client, message: ChatMessage, sender: UserProfile, recipient: UserProfile) -> InboxEntry:
+    """The recipient's inbox entry for `message` as the send places it (numbered by inbox.placed)."""
+    return InboxEntry(
+        seq=0,
+        message_id=message.id,
+        chat_id=message.chat_id,
+        sender_id=message.sender_id,
+        sender_name=message.sender_name,
+        text=message.text,
+        content_ref=content_ref(db, message),
+        region=chat_core.home_region(recipient),
+        sender_region=chat_core.home_region(sender),
+        created_at=message.created_at,
+        delivered_at=message.created_at,
     )
 
 
@@ -267,17 +381,3 @@ def _first_result(db: Client, sender_id: str, request: SendMessageRequest) -> Se
             f"clientMessageId {request.clientMessageId} was already used for a different message"
         )
     return SendMessageResult(messageId=record.message_id, status=ACCEPTED, duplicate=True)
-
-
-def _deliver_if_direct(
-    db: Client, sender_id: str, request: SendMessageRequest, result: SendMessageResult, now: datetime
-) -> SendMessageResult:
-    """Under the rollback switch (mode direct), deliver the accepted message in this request.
-
-    The queue entries were written as always, so nothing is lost and metrics
-    count them; delivery goes through the trigger's own code. A retried send
-    (duplicate) delivers too: the first request may have died before it did.
-    """
-    if settings.direct_delivery(db):
-        delivery.deliver_now(db, request.chatId, result.messageId, sender_id, notifier.default_notifier(), now=now)
-    return result

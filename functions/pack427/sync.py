@@ -18,20 +18,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
 from google.cloud.firestore import Client, DocumentReference
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import audit, chat_core, clock, constants, cursors, inbox, paths, policy, queue, sending
-from .errors import Aborted, InvalidArgument
+from . import chat_core, clock, constants, cursors, inbox, paths, policy, sending
+from .errors import InvalidArgument
 from .models import (
-    DUE_STATUSES,
     AckMessagesRequest,
     AckMessagesResult,
     ChatMessage,
     DeviceSyncState,
     InboxEntry,
-    QueuedMessage,
-    QueueStatus,
     Region,
     RegisterDeviceRequest,
     RegisterDeviceResult,
@@ -41,16 +40,9 @@ from .models import (
     SyncMessagesRequest,
     SyncMessagesResult,
 )
-from .queue import LoadedEntry
 
 INBOX_CURSOR = "inbox"
 CHAT_CURSOR = "chat"
-
-ACK_RETRIES = 20
-"""Rounds of an ack whose queue entries keep changing under it (deliveries, other acks)."""
-
-ACK_CHUNK = 200
-"""Queue entries updated per commit by an ack (with their audit events, well under 500 writes)."""
 
 _READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sync-read")
 """Reads a sync page makes side by side (shared by the instance's requests)."""
@@ -67,8 +59,11 @@ def register_device(
     now = now or clock.now()
     home, state, stale = _device_state(db, uid, request.deviceId)
     fields = {"platform": request.platform, "app_version": request.appVersion, "last_region": home, "updated_at": now}
-    state = state.model_copy(update=fields) if state else _new_state(uid, request.deviceId, home, now, **fields)
-    _save_state(db, home, state, stale)
+    if state is not None and stale is None:
+        _merge_state(db, home, uid, request.deviceId, fields)
+    else:
+        state = state.model_copy(update=fields) if state else _new_state(uid, request.deviceId, home, now, **fields)
+        _save_state(db, home, state, stale)
     return RegisterDeviceResult(success=True, region=home)
 
 
@@ -80,14 +75,26 @@ def sync_messages(
     The position is the request's cursor, else the first message delivered
     after `since`, else the device's stored position, else the beginning.
     A device that never registered is registered on its first sync.
+
+    Cost of a page with a cursor this service gave the device: the page
+    query and the user's profile (side by side), and one write of the
+    device's state. The cursor names the region the state was written to;
+    while that is still the user's home, the state is updated in place
+    without being read. Otherwise (no cursor, a cursor from before, the user
+    moved) the state is looked up in every region and moved home.
     """
     started = time.monotonic()
     now = now or clock.now()
+    at_home = False
     if request.cursor is not None:
-        # The position is known: the page is read while the device state is (one round trip fewer).
-        position = _inbox_position(uid, request.cursor)
+        # The position is known: the page is read while the user's region is (one round trip fewer).
+        position, written_in = _inbox_position(uid, request.cursor, request.deviceId)
         reading = _READS.submit(inbox.after, db, uid, position, limit=constants.SYNC_BATCH_SIZE + 1)
-        home, state, stale = _device_state(db, uid, request.deviceId)
+        if written_in is not None:
+            home = chat_core.home_region(chat_core.load_users(db, [uid])[uid])
+            at_home = written_in == home
+        if not at_home:
+            home, state, stale = _device_state(db, uid, request.deviceId)
         page = reading.result()
     else:
         home, state, stale = _device_state(db, uid, request.deviceId)
@@ -95,11 +102,13 @@ def sync_messages(
             since = datetime.fromtimestamp(request.since / 1000, UTC)
             position = inbox.seq_before_delivered_after(db, uid, since)
         else:
-            position = _stored_position(uid, state)
+            position = _stored_position(uid, request.deviceId, state)
         page = inbox.after(db, uid, position, limit=constants.SYNC_BATCH_SIZE + 1)
     has_more = len(page) > constants.SYNC_BATCH_SIZE
     page = page[: constants.SYNC_BATCH_SIZE]
-    cursor = cursors.encode(INBOX_CURSOR, uid, {"seq": page[-1].seq if page else position})
+    cursor = cursors.encode(
+        INBOX_CURSOR, uid, {"seq": page[-1].seq if page else position, "device": request.deviceId, "region": home}
+    )
 
     fields = {
         "cursor": cursor,
@@ -108,8 +117,11 @@ def sync_messages(
         "last_sync_duration_ms": round((time.monotonic() - started) * 1000),
         "updated_at": now,
     }
-    state = state.model_copy(update=fields) if state else _new_state(uid, request.deviceId, home, now, **fields)
-    _save_state(db, home, state, stale)
+    if at_home:
+        _merge_state(db, home, uid, request.deviceId, fields)
+    else:
+        state = state.model_copy(update=fields) if state else _new_state(uid, request.deviceId, home, now, **fields)
+        _save_state(db, home, state, stale)
     return SyncMessagesResult(messages=[_from_inbox(e) for e in page], hasMore=has_more, cursor=cursor)
 
 
@@ -119,16 +131,18 @@ def ack_messages(
     """Record that a device of the caller has the messages; idempotent.
 
     Ids that are not in the caller's inbox are ignored, whether they exist or
-    not. The first ack of a message records its delivery receipt (time and
-    device) on the queue entry; an entry still retrying its push becomes
-    DELIVERED, since the device has the message.
+    not. The delivery receipt is a position: the inbox head's `ackedSeq`
+    moves to the furthest acknowledged entry (never back: a maximum), and
+    every entry up to it counts as delivered (chat list statuses; a push
+    still being retried for one of them is not sent again). One write, which
+    no other ack or delivery has to wait for.
     """
-    now = now or clock.now()
     found = inbox.entries(db, uid, list(dict.fromkeys(request.messageIds)))
-    refs = [paths.queue_entry(db, e.region, QueuedMessage.entry_id(e.message_id, uid)) for e in found]
-    actor = f"device:{uid}/{request.deviceId}" if request.deviceId else f"user:{uid}"
-    for start in range(0, len(refs), ACK_CHUNK):
-        _record_receipts(db, refs[start : start + ACK_CHUNK], request.deviceId, actor, now)
+    if found:
+        try:
+            paths.inbox_head(db, uid).update({"ackedSeq": firestore.Maximum(max(e.seq for e in found))})
+        except gexc.NotFound:
+            pass  # no head without an entry; nothing to record against
     return AckMessagesResult(success=True, acknowledgedCount=len(found))
 
 
@@ -159,20 +173,26 @@ def resync_chat(
 # ------------------------------------------------------------------ details
 
 
-def _inbox_position(uid: str, cursor: str) -> int:
-    seq = cursors.decode(INBOX_CURSOR, uid, cursor).get("seq")
+def _inbox_position(uid: str, cursor: str, device_id: str) -> tuple[int, Region | None]:
+    """The seq a cursor names, and the region the device's state was written to when the
+    cursor was made (None if the cursor does not say, or was made for another device)."""
+    position = cursors.decode(INBOX_CURSOR, uid, cursor)
+    seq = position.get("seq")
     if not isinstance(seq, int) or seq < 0:
         raise InvalidArgument("cursor is not a cursor this service returned")
-    return seq
+    region = position.get("region")
+    if position.get("device") != device_id or region not in set(Region):
+        return seq, None
+    return seq, Region(region)
 
 
-def _stored_position(uid: str, state: DeviceSyncState | None) -> int:
+def _stored_position(uid: str, device_id: str, state: DeviceSyncState | None) -> int:
     """The device's recorded position; the beginning if it has none or it no longer
     verifies (the cursor key changed): a repeat is safe, a skip would not be."""
     if state is None or state.cursor is None:
         return 0
     try:
-        return _inbox_position(uid, state.cursor)
+        return _inbox_position(uid, state.cursor, device_id)[0]
     except InvalidArgument:
         return 0
 
@@ -202,48 +222,19 @@ def _new_state(uid: str, device_id: str, home: Region, now: datetime, **fields) 
     return DeviceSyncState(user_id=uid, device_id=device_id, registered_at=now, **({"last_region": home} | fields))
 
 
+def _merge_state(db: Client, home: Region, uid: str, device_id: str, fields: dict) -> None:
+    """Set the given fields (snake_case) of a device's state in its home region, without reading it."""
+    state = DeviceSyncState.model_validate({"user_id": uid, "device_id": device_id, **fields})
+    data = state.model_dump(include={"user_id", "device_id", *fields})
+    paths.device_sync_state(db, home, uid, device_id).set(data, merge=True)
+
+
 def _save_state(db: Client, home: Region, state: DeviceSyncState, stale: DocumentReference | None) -> None:
     batch = db.batch()
     batch.set(paths.device_sync_state(db, home, state.user_id, state.device_id), state.to_firestore())
     if stale is not None:
         batch.delete(stale)
     batch.commit()
-
-
-def _record_receipts(
-    db: Client, refs: list[DocumentReference], device_id: str | None, actor: str, now: datetime
-) -> None:
-    """Set the delivery receipt on each entry that has none; retried while entries change under it."""
-    for _ in range(ACK_RETRIES):
-        unacked = [
-            LoadedEntry.from_snapshot(s) for s in db.get_all(refs) if s.exists and s.get("ackedAt") is None
-        ]
-        if not unacked:
-            return
-        batch = db.batch()
-        for loaded in unacked:
-            _add_receipt(db, batch, loaded, device_id, actor, now)
-        if queue.commit_if_unchanged(batch):
-            return
-        refs = [paths.queue_entry(db, e.entry.target_region, e.entry.id) for e in unacked]
-    raise Aborted("the messages kept changing while their acks were recorded; retry the ack")
-
-
-def _add_receipt(db: Client, batch, loaded: LoadedEntry, device_id: str | None, actor: str, now: datetime) -> None:
-    entry = loaded.entry
-    fields = {"ackedAt": now, "ackedBy": device_id, "updatedAt": now}
-    if entry.status in (*DUE_STATUSES, QueueStatus.DROPPED):
-        # The device has the message: a push still being retried has nothing left to do.
-        fields |= {"status": QueueStatus.DELIVERED.value, "awaitingInbox": False, "deliveredAt": now, "lastError": None}
-        audit.record(
-            db, batch, entry, actor=actor, from_status=entry.status, to_status=QueueStatus.DELIVERED,
-            attempts=entry.attempts, at=now, details={"acknowledged": True},
-        )
-    batch.update(
-        paths.queue_entry(db, entry.target_region, entry.id),
-        fields,
-        option=db.write_option(last_update_time=loaded.update_time),
-    )
 
 
 def _millis(at: datetime | None) -> int | None:

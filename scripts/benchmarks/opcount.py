@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from google.cloud.firestore_v1.services.firestore.client import FirestoreClient
@@ -41,7 +43,8 @@ class Ops:
 
     counts: Counter = field(default_factory=Counter)
     by_collection: Counter = field(default_factory=Counter)
-    """"reads:inbox", "writes:messageQueue"...: documents by the collection they belong to."""
+    """"reads:inbox", "writes:messageQueue", "creates:messageQueue"...: documents by the
+    collection they belong to (creates: writes that create a document, counted among writes too)."""
 
     def __sub__(self, other: Ops) -> Ops:
         by_collection = Counter(self.by_collection)
@@ -62,15 +65,27 @@ class OpCounter:
         self._counts: Counter = Counter()
         self._by_collection: Counter = Counter()
         self._lock = threading.Lock()
+        self._paused = False
 
     def add(self, **counts: int) -> None:
         with self._lock:
-            self._counts.update(counts)
+            if not self._paused:
+                self._counts.update(counts)
 
     def add_document(self, kind: str, name: str) -> None:
         """One read or write of document `name` (full resource name), by its collection."""
         with self._lock:
-            self._by_collection[f"{kind}:{collection_of(name)}"] += 1
+            if not self._paused:
+                self._by_collection[f"{kind}:{collection_of(name)}"] += 1
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Count nothing in the block (the bench's own reads, e.g. a trigger's event snapshot)."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
 
     def snapshot(self) -> Ops:
         with self._lock:
@@ -153,7 +168,10 @@ def install() -> OpCounter:
             raise
         counter.add(writes=len(writes))
         for write in writes:
-            counter.add_document("writes", write.update.name or write.delete or write.transform.document)
+            name = write.update.name or write.delete or write.transform.document
+            counter.add_document("writes", name)
+            if "current_document" in write and "exists" in write.current_document and not write.current_document.exists:
+                counter.add_document("creates", name)  # what a document-created trigger fires on
         return result
 
     FirestoreClient.commit = commit

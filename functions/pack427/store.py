@@ -1,0 +1,124 @@
+"""The seam every conditional write goes through: a document with its update
+time, create-or-update writes conditional on it, and one retry-on-conflict policy.
+
+The engine holds no locks and runs no transactions. A writer reads what it
+depends on, decides, and commits a batch whose writes are conditional on
+those documents being unchanged since they were read (Firestore's
+update-time precondition; `create` for a document that did not exist). If
+someone else wrote one of them first, the commit writes nothing and the
+writer reads again and decides again (`retry_on_conflict`). Of N racing
+writers, each round one wins and the others retry: every change is made
+exactly once, on the state it was decided on.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from google.api_core import exceptions as gexc
+from google.cloud.firestore import Client, DocumentReference, WriteBatch
+from google.cloud.firestore_v1 import DocumentSnapshot
+
+T = TypeVar("T")
+
+
+class Conflict(Exception):
+    """Something the writer read changed before its commit: read again and decide again."""
+
+
+@dataclass(frozen=True)
+class Read:
+    """A document as read: where it is, its data (None if it did not exist), its update time.
+
+    A write conditional on a Read succeeds only if the document is still as it
+    was read: unchanged since `update_time`, or still absent.
+    """
+
+    ref: DocumentReference
+    data: dict[str, Any] | None
+    update_time: datetime | None
+
+    @classmethod
+    def of(cls, snapshot: DocumentSnapshot) -> Read:
+        if not snapshot.exists:
+            return cls(snapshot.reference, None, None)
+        return cls(snapshot.reference, snapshot.to_dict() or {}, snapshot.update_time)
+
+    @property
+    def exists(self) -> bool:
+        return self.data is not None
+
+
+def read(db: Client, refs: list[DocumentReference]) -> dict[str, Read]:
+    """The documents `refs` in one round trip, by path (absent ones included)."""
+    if not refs:
+        return {}
+    return {s.reference.path: Read.of(s) for s in db.get_all(refs)}
+
+
+def write_if_unchanged(db: Client, batch: WriteBatch, document: Read, data: dict[str, Any]) -> None:
+    """Add to `batch` a write of `data` to `document`, conditional on it being as read.
+
+    Creates the document if it was absent (the commit fails if someone created
+    it since); otherwise updates the given fields if it was not changed since.
+    """
+    if document.update_time is None:
+        batch.create(document.ref, data)
+    else:
+        batch.update(document.ref, data, option=db.write_option(last_update_time=document.update_time))
+
+
+CONFLICTS = (gexc.FailedPrecondition, gexc.Aborted, gexc.AlreadyExists)
+"""What a commit raises when one of its preconditions failed."""
+
+
+def commit(batch: WriteBatch) -> list:
+    """Commit `batch`; Conflict if one of its preconditions no longer held."""
+    try:
+        return batch.commit()
+    except CONFLICTS as err:
+        raise Conflict(str(err)) from err
+
+
+def commit_if_unchanged(batch: WriteBatch) -> bool:
+    """Commit `batch`; False (nothing written) if one of its preconditions no longer held."""
+    try:
+        commit(batch)
+    except Conflict:
+        return False
+    return True
+
+
+def retry_on_conflict(
+    attempt: Callable[[int], T],
+    *,
+    attempts: int,
+    give_up: Callable[[], Exception],
+    pause_s: float = 0.01,
+    pause_cap_s: float = 0.5,
+) -> T:
+    """Run `attempt(n)` for n = 0, 1, ... until it returns without raising Conflict.
+
+    Between attempts, a random pause of up to `pause_s` doubling with each
+    conflict, at most `pause_cap_s`: racing writers spread out instead of
+    colliding again in lockstep.
+
+    Args:
+        attempt: reads, decides and commits; raises Conflict to go again.
+        attempts: how many times at most.
+        give_up: the exception to raise when every attempt conflicted.
+        pause_s: the first pause's bound (default 10 ms).
+        pause_cap_s: no pause is longer than this (default 0.5 s).
+    """
+    for n in range(attempts):
+        try:
+            return attempt(n)
+        except Conflict:
+            if n + 1 < attempts:
+                time.sleep(random.uniform(0, min(pause_cap_s, pause_s * 2**n)))
+    raise give_up()
