@@ -54,7 +54,20 @@ def queue_entries(db: firestore.Client) -> list[dict]:
 
 
 def inbox(db: firestore.Client, uid: str) -> list[dict]:
-    return [s.to_dict() for s in db.collection("users").document(uid).collection("inbox").stream()]
+    """The user's inbox entries, in seq order."""
+    entries = [s.to_dict() for s in db.collection("users").document(uid).collection("inbox").stream()]
+    return sorted(entries, key=lambda e: e["seq"])
+
+
+def billing_requests(db: firestore.Client) -> list[str]:
+    """Ids of the billing requests: message documents carrying the chat's billing state."""
+    return [s.id for s in db.collection_group("messages").stream() if "billingState" in (s.to_dict() or {})]
+
+
+def head(db: firestore.Client, uid: str) -> dict:
+    """The user's inbox head (seq, per-chat unread counts...), {} if there is none."""
+    snapshot = db.document(f"users/{uid}/inboxHead/current").get()
+    return snapshot.to_dict() if snapshot.exists else {}
 
 
 def count(db: firestore.Client, collection: str) -> int:

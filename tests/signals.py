@@ -1,11 +1,14 @@
-"""Test data for read receipts and unread counters: chat messages and inbox
-entries in the shape the engine writes them, and the truth a counter must equal."""
+"""Test data for read receipts and unread counts: chat messages, and inbox
+entries placed the way delivery places them, and the truth a count must equal."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from pack427 import inbox
+from pack427.models import InboxEntry, Region
 from ulid import ULID
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -30,25 +33,36 @@ class Chat:
         )
         return message_id
 
-    def deliver(self, message_id: str, sender: str, recipient: str) -> firestore.DocumentSnapshot:
-        """Create the recipient's inbox entry (as delivery does); its snapshot, as the trigger gets it."""
-        ref = self.db.document(f"users/{recipient}/inbox/{message_id}")
-        ref.create({
-            "messageId": message_id, "chatId": self.id, "senderId": sender, "text": "x",
-            "contentRef": f"chats/{self.id}/messages/{message_id}", "region": "EU",
-            "createdAt": T0, "deliveredAt": T0,
-        })
-        return ref.get()
+    def deliver(self, message_id: str, sender: str, recipient: str) -> bool:
+        """Place the message in the recipient's inbox as delivery does (`inbox.place`: the entry
+        and the head's move, seq and unread count, in one conditional commit).
 
-    def send(self, sender: str) -> tuple[str, list[firestore.DocumentSnapshot]]:
-        """A message delivered to every other participant: its id and the inbox snapshots."""
+        Returns:
+            False if the message was in the inbox already (a duplicated delivery).
+        """
+        entry = InboxEntry(
+            seq=0, message_id=message_id, chat_id=self.id, sender_id=sender, text="x",
+            content_ref=f"chats/{self.id}/messages/{message_id}", region=Region.EU, created_at=T0, delivered_at=T0,
+        )
+        try:
+            inbox.place(self.db, recipient, [entry], lambda batch, numbered: None, now=T0)
+        except gexc.AlreadyExists:
+            return False
+        return True
+
+    def send(self, sender: str) -> str:
+        """A message delivered to every other participant; its id."""
         message_id = self.message(sender)
-        return message_id, [self.deliver(message_id, sender, uid) for uid in self.participants if uid != sender]
+        for uid in self.participants:
+            if uid != sender:
+                self.deliver(message_id, sender, uid)
+        return message_id
 
 
 def counter(db: firestore.Client, uid: str, chat_id: str) -> dict | None:
-    snapshot = db.document(f"users/{uid}/unreadCounters/{chat_id}").get()
-    return snapshot.to_dict() if snapshot.exists else None
+    """What the user's inbox head holds for the chat (unread, readUpTo, last); None if nothing."""
+    snapshot = db.document(f"users/{uid}/inboxHead/current").get()
+    return (snapshot.to_dict() or {}).get("chats", {}).get(chat_id) if snapshot.exists else None
 
 
 def receipt(db: firestore.Client, uid: str, chat_id: str) -> dict | None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from chatcore import all_documents, count, inbox, make_chat, make_user, queue_entries
-from pack427 import delivery, sending
+from chatcore import all_documents, billing_requests, count, head, inbox, make_chat, make_user, queue_entries
+from pack427 import chat_core, constants, delivery, sending, sync
 from pack427.errors import InvalidArgument, NotFound, PermissionDenied
-from pack427.models import Region, SendMessageRequest
+from pack427.models import AckMessagesRequest, Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
 from ulid import ULID
 
@@ -26,28 +26,32 @@ def group(db):
     return db
 
 
-def test_send_stores_message_one_entry_per_recipient_and_one_billing_request(group):
+def test_send_places_the_message_in_every_inbox_in_its_own_commit(group):
     db = group
     result = sending.send_message(db, "alice", request(text="hi all"))
 
     assert result.duplicate is False and result.status == "QUEUED"
     message = db.document(f"chats/c1/messages/{result.messageId}").get().to_dict()
     assert message["senderId"] == "alice" and message["text"] == "hi all"
-    entries = {e["recipientId"]: e for e in queue_entries(db)}
-    assert set(entries) == {"bob", "carol"}
-    assert entries["bob"]["_path"] == f"regions/US/messageQueue/{result.messageId}_bob"
-    assert entries["carol"]["_path"] == f"regions/APAC/messageQueue/{result.messageId}_carol"
-    for entry in entries.values():
-        assert entry["region"] == "EU" and entry["status"] == "PENDING" and entry["attempts"] == 0
-        assert entry["billingState"] == {"mode": "paid", "price": 3}
-        assert entry["contentRef"] == f"chats/c1/messages/{result.messageId}"
-    # Offline recipients carry their push tokens; online ones none.
-    assert entries["carol"]["transportMetadata"] == {"pushTokens": ["tok-carol"], "senderName": "Alice"}
-    assert entries["bob"]["transportMetadata"]["pushTokens"] == []
-    billing = db.document(f"billingRequests/{result.messageId}").get().to_dict()
-    assert billing["billingState"] == {"mode": "paid", "price": 3}
-    assert count(db, "billingRequests") == 1
-    assert count(db, "auditLog") == 2
+    # The message is its own billing request: the chat's billing state, once, with the message.
+    assert message["billingState"] == {"mode": "paid", "price": 3}
+    assert sorted(message["placedBySend"]) == ["bob", "carol"]
+    for uid, region in (("bob", "US"), ("carol", "APAC")):
+        [entry] = inbox(db, uid)
+        assert entry["messageId"] == result.messageId and entry["seq"] == 1
+        assert (entry["region"], entry["senderRegion"], entry["text"]) == (region, "EU", "hi all")
+        assert entry["deliveredAt"] == entry["createdAt"]
+        assert head(db, uid)["seq"] == 1
+        assert head(db, uid)["chats"]["c1"] == {"unread": 1, "readUpTo": None, "last": result.messageId}
+    # Only the offline recipient has a queue entry: it carries the push, the message is in the inbox.
+    [push] = queue_entries(db)
+    assert push["_path"] == f"regions/APAC/messageQueue/{result.messageId}_carol"
+    assert (push["status"], push["awaitingInbox"], push["inboxSeq"], push["attempts"]) == ("PENDING", False, 1, 0)
+    assert push["transportMetadata"] == {"pushTokens": ["tok-carol"], "senderName": "Alice"}
+    assert push["billingState"] == {"mode": "paid", "price": 3}
+    assert [e["action"] for e in push["history"]] == ["ENQUEUED"]
+    assert db.document("chats/c1").get().get("deliveryQueued") is False
+    assert count(db, "auditLog") == 0
 
 
 def test_same_client_message_id_five_times_gives_one_message(group):
@@ -58,8 +62,9 @@ def test_same_client_message_id_five_times_gives_one_message(group):
 
     assert all(r.duplicate and r.messageId == first.messageId for r in again)
     assert len(list(db.collection("chats/c1/messages").stream())) == 1
-    assert len(queue_entries(db)) == 2
-    assert count(db, "billingRequests") == 1
+    assert [len(inbox(db, uid)) for uid in ("bob", "carol")] == [1, 1]
+    assert len(queue_entries(db)) == 1
+    assert billing_requests(db) == [first.messageId]
 
 
 def test_concurrent_retries_of_one_send_give_one_message(group):
@@ -71,9 +76,10 @@ def test_concurrent_retries_of_one_send_give_one_message(group):
     assert len({r.messageId for r in results}) == 1
     assert sorted(r.duplicate for r in results) == [False, True, True, True, True]
     assert len(list(db.collection("chats/c1/messages").stream())) == 1
-    assert len(queue_entries(db)) == 2
-    assert count(db, "billingRequests") == 1
-    assert count(db, "auditLog") == 2
+    assert [len(inbox(db, uid)) for uid in ("bob", "carol")] == [1, 1]
+    assert [head(db, uid)["chats"]["c1"]["unread"] for uid in ("bob", "carol")] == [1, 1]
+    assert len(queue_entries(db)) == 1
+    assert billing_requests(db) == [results[0].messageId]
 
 
 def test_client_message_id_reused_for_other_content_is_rejected(group):
@@ -107,21 +113,17 @@ def test_sender_outside_the_chat_or_unknown_chat_writes_nothing(group):
     assert all_documents(db) == before
 
 
-def test_cross_region_message_lands_in_the_recipients_region(db):
+def test_cross_region_message_lands_in_the_recipients_inbox_at_once(db):
     make_user(db, "eve", region="EU")
     make_user(db, "uma", region="US")
     make_chat(db, "eu-us", ["eve", "uma"])
     result = sending.send_message(db, "eve", request(chat_id="eu-us", text="hello from Paris"))
 
-    assert delivery.process_batch(db, Region.EU, EmulatorNotifier()).attempted == 0
-    report = delivery.process_batch(db, Region.US, EmulatorNotifier())
-
-    assert report.outcomes["delivered"] == 1
     [received] = inbox(db, "uma")
     assert received["messageId"] == result.messageId
-    assert received["region"] == "US" and received["text"] == "hello from Paris"
-    [entry] = queue_entries(db)
-    assert (entry["region"], entry["targetRegion"], entry["status"]) == ("EU", "US", "DELIVERED")
+    assert (received["region"], received["senderRegion"], received["text"]) == ("US", "EU", "hello from Paris")
+    assert queue_entries(db) == []  # online: nothing left to do, no trigger runs
+    assert delivery.process_batch(db, Region.US, EmulatorNotifier()).attempted == 0
 
 
 def test_user_without_document_or_with_unknown_region_uses_the_default_region(db, monkeypatch):
@@ -130,5 +132,67 @@ def test_user_without_document_or_with_unknown_region_uses_the_default_region(db
     make_chat(db, "c2", ["kim", "ghost"])
     sending.send_message(db, "kim", request(chat_id="c2"))
 
-    [entry] = queue_entries(db)
-    assert (entry["region"], entry["targetRegion"]) == ("APAC", "APAC")
+    [entry] = inbox(db, "ghost")
+    assert (entry["senderRegion"], entry["region"]) == ("APAC", "APAC")
+
+
+def big_chat(db, size: int) -> list[str]:
+    members = [f"m{n:03d}" for n in range(size)]
+    for uid in members:
+        make_user(db, uid)
+    make_chat(db, "big", members)
+    return members
+
+
+def test_a_chat_larger_than_the_inline_limit_goes_through_the_queue(db, monkeypatch):
+    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 3)
+    members = big_chat(db, 5)
+    result = sending.send_message(db, members[0], request(chat_id="big"))
+
+    entries = queue_entries(db)
+    assert sorted(e["recipientId"] for e in entries) == members[1:]
+    assert all(e["awaitingInbox"] and e["status"] == "PENDING" for e in entries)
+    assert db.document(f"chats/big/messages/{result.messageId}").get().get("placedBySend") == []
+    assert db.document("chats/big").get().get("deliveryQueued") is True
+    assert all(inbox(db, uid) == [] for uid in members[1:])
+
+    assert delivery.process_batch(db, Region.EU, EmulatorNotifier()).outcomes["delivered"] == 4
+    assert all([e["messageId"] for e in inbox(db, uid)] == [result.messageId] for uid in members[1:])
+
+
+def test_a_send_that_loses_a_race_for_a_head_goes_through_the_queue_and_keeps_the_chat_in_order(db, monkeypatch):
+    make_user(db, "alice")
+    make_user(db, "bob")
+    make_chat(db, "c1", ["alice", "bob"])
+    first = sending.send_message(db, "alice", request(text="one"))
+    # Between the send's read of bob's head and its commit, something moves the head (here an ack).
+    load_users_with = chat_core.load_users_with
+    raced = []
+
+    def racing(db_, uids, also):
+        found = load_users_with(db_, uids, also)
+        if not raced:
+            raced.append(True)
+            sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=[first.messageId]))
+        return found
+
+    monkeypatch.setattr(chat_core, "load_users_with", racing)
+    second = sending.send_message(db, "alice", request(text="two"))
+    monkeypatch.setattr(chat_core, "load_users_with", load_users_with)
+
+    [entry] = queue_entries(db)  # the retry queued it
+    assert (entry["messageId"], entry["awaitingInbox"]) == (second.messageId, True)
+    assert db.document("chats/c1").get().get("deliveryQueued") is True
+    # The next send must not overtake the queued one: it is queued behind it.
+    third = sending.send_message(db, "alice", request(text="three"))
+    assert sorted(e["messageId"] for e in queue_entries(db)) == [second.messageId, third.messageId]
+    assert [e["messageId"] for e in inbox(db, "bob")] == [first.messageId]
+
+    delivery.process_batch(db, Region.EU, EmulatorNotifier())
+    in_order = [e["messageId"] for e in inbox(db, "bob")]
+    assert in_order == [first.messageId, second.messageId, third.messageId]
+    # Nothing waits any more: the next send asks the queue once, clears the flag and places directly.
+    fourth = sending.send_message(db, "alice", request(text="four"))
+    assert db.document("chats/c1").get().get("deliveryQueued") is False
+    assert inbox(db, "bob")[-1]["messageId"] == fourth.messageId
+    assert head(db, "bob")["chats"]["c1"]["unread"] == 4

@@ -109,6 +109,28 @@ def test_a_user_who_moved_region_keeps_the_device_position_and_gets_the_rest(bob
     assert [m.messageId for m in page.messages] == [after.message_id]
 
 
+def test_a_sync_with_a_cursor_moves_the_state_of_a_user_who_moved_region(bob):
+    db = bob
+    deliver_all(db, make_entry("bob", region=Region.US, created=T0))
+    page = sync_page(db, "bob", "phone")
+    assert paths.device_sync_state(db, Region.US, "bob", "phone").get().exists
+    # Where the user's home is unchanged, the state is updated in place (the cursor says where).
+    page = sync_page(db, "bob", "phone", page.cursor)
+    registered = paths.device_sync_state(db, Region.US, "bob", "phone").get().get("registeredAt")
+
+    make_user(db, "bob", region="APAC")
+    after = make_entry("bob", region=Region.APAC, created=T0 + timedelta(seconds=1))
+    deliver_all(db, after)
+    page = sync_page(db, "bob", "phone", page.cursor)
+    assert [m.messageId for m in page.messages] == [after.message_id]
+    assert not paths.device_sync_state(db, Region.US, "bob", "phone").get().exists
+    moved = paths.device_sync_state(db, Region.APAC, "bob", "phone").get().to_dict()
+    assert (moved["cursor"], moved["lastRegion"], moved["registeredAt"]) == (page.cursor, "APAC", registered)
+    # Another device's cursor says nothing of this device's state: it is looked up.
+    sync_page(db, "bob", "tablet", page.cursor)
+    assert paths.device_sync_state(db, Region.APAC, "bob", "tablet").get().exists
+
+
 # ------------------------------------------------------------------ paging
 
 
@@ -162,11 +184,11 @@ def test_a_message_delivered_on_its_third_attempt_after_newer_ones_were_synced(b
     at = T0 + timedelta(seconds=10)
     add_placement = inbox.add_placement
 
-    def flaky_placement(db_, batch, head, entries, *, now):
+    def flaky_placement(db_, batch, head, moved, numbered):
         # Placing the late message fails on the first two processor runs (every attempt of a run).
-        if late.message_id in {e.message_id for e in entries} and now < at + timedelta(seconds=3):
+        if late.message_id in {e.message_id for e in numbered} and moved.updated_at < at + timedelta(seconds=3):
             raise ConnectionError("inbox unreachable")
-        return add_placement(db_, batch, head, entries, now=now)
+        return add_placement(db_, batch, head, moved, numbered)
 
     monkeypatch.setattr(inbox, "add_placement", flaky_placement)
     enqueue(db, late, *newer)
@@ -308,7 +330,11 @@ def test_since_starts_at_the_first_message_delivered_after_it(bob):
 # -------------------------------------------------------------------- acks
 
 
-def test_acks_are_idempotent_count_own_messages_only_and_record_the_first_receipt(bob):
+def acked_seq(db, uid: str) -> int:
+    return paths.inbox_head(db, uid).get().to_dict().get("ackedSeq", 0)
+
+
+def test_acks_are_idempotent_count_own_messages_only_and_move_the_receipt_position(bob):
     db = bob
     mine = [make_entry("bob", created=T0 + timedelta(milliseconds=i)) for i in range(3)]
     not_mine = make_entry("alice", region=Region.EU)
@@ -318,43 +344,41 @@ def test_acks_are_idempotent_count_own_messages_only_and_record_the_first_receip
 
     first = sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=[*ids, not_mine.message_id, unknown], deviceId="phone"))
     assert (first.success, first.acknowledgedCount) == (True, 3)
-    receipts = [load(db, e).entry for e in mine]
-    assert {(r.acked_by, r.acked_at is not None) for r in receipts} == {("phone", True)}
-    assert load(db, not_mine).entry.acked_at is None
+    assert acked_seq(db, "bob") == 3  # the furthest of bob's entries acknowledged
+    assert acked_seq(db, "alice") == 0
 
     before = all_documents(db)
-    again = sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=ids, deviceId="tablet"))
-    assert again.acknowledgedCount == 3
-    assert all_documents(db) == before  # the tablet's ack changes nothing: the first receipt stands
+    again = sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=ids[:2], deviceId="tablet"))
+    assert again.acknowledgedCount == 2
+    assert all_documents(db) == before  # an ack behind the position changes nothing
+    assert sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=[unknown])).acknowledgedCount == 0
 
 
-def test_racing_acks_from_three_devices_record_one_receipt(bob):
+def test_racing_acks_from_three_devices_leave_the_furthest_position(bob):
     db = bob
     entries = [make_entry("bob", created=T0 + timedelta(milliseconds=i)) for i in range(20)]
     deliver_all(db, *entries)
     ids = [e.message_id for e in entries]
-    # Each device acks at its own instant, so a receipt shows whose ack it kept.
-    devices = {"phone": T0, "tablet": T0 + timedelta(seconds=1), "web": T0 + timedelta(seconds=2)}
+    # Each device has got to its own place in the inbox.
+    devices = {"phone": ids[:5], "tablet": ids[:17], "web": ids[3:9]}
+    barrier = threading.Barrier(len(devices))
     counts = []
 
     def ack(device: str):
-        request = AckMessagesRequest(messageIds=ids, deviceId=device)
-        counts.append(sync.ack_messages(db, "bob", request, now=devices[device]).acknowledgedCount)
+        barrier.wait()
+        counts.append(sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=devices[device], deviceId=device)))
 
     threads = [threading.Thread(target=ack, args=(d,)) for d in devices]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
-    assert counts == [20, 20, 20]
-    for receipt in (load(db, e).entry for e in entries):
-        assert receipt.acked_at == devices[receipt.acked_by]
-    # Later acks leave every receipt as it is.
+    assert sorted(c.acknowledgedCount for c in counts) == [5, 6, 17]
+    assert acked_seq(db, "bob") == 17
+    # A later ack of older messages leaves the position where it is.
     before = all_documents(db)
-    sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=ids, deviceId="web"), now=T0 + timedelta(hours=1))
+    sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=ids[:10], deviceId="web"))
     assert all_documents(db) == before
-    events = [s.to_dict() for s in db.collection("auditLog").stream() if s.get("details").get("acknowledged")]
-    assert events == []  # delivered entries get a receipt, not a second DELIVERED event
 
 
 def test_an_ack_completes_a_delivery_whose_push_is_being_retried(bob):
@@ -364,9 +388,12 @@ def test_an_ack_completes_a_delivery_whose_push_is_being_retried(bob):
     delivery.process_batch(db, Region.US, EmulatorNotifier(), now=T0)
     assert load(db, entry).entry.status == "FAILED"  # in the inbox, push failed
     sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=[entry.message_id], deviceId="phone"))
+    # The retry finds the message acknowledged: no push (it would fail again), delivered.
+    report = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(hours=1))
+    assert report.outcomes["delivered"] == 1
     stored = load(db, entry).entry
-    assert (stored.status, stored.acked_by) == (QueueStatus.DELIVERED, "phone")
-    assert delivery.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(hours=1)).attempted == 0
+    assert (stored.status, stored.attempts, stored.history[-1].details) == (QueueStatus.DELIVERED, 2, {"acknowledged": True})
+    assert delivery.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(hours=2)).attempted == 0
 
 
 # ------------------------------------------------------------------ resync

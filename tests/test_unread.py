@@ -1,5 +1,5 @@
-"""Read receipts and unread counters: exact under duplicated events, racing
-triggers and reads from several devices; drift is repaired by recalculation."""
+"""Read receipts and unread counts: exact under duplicated and racing deliveries
+and reads from several devices; drift is repaired by recalculation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import pytest
 from chatcore import make_chat, make_user
-from google.cloud import firestore
 from pack427 import delivery, sending, unread
 from pack427.errors import InvalidArgument, NotFound, PermissionDenied
 from pack427.models import MarkAsReadRequest, Region, SendMessageRequest
@@ -36,66 +35,57 @@ def race(*calls):
         return list(pool.map(run, calls))
 
 
+def head_time(db, uid: str):
+    return db.document(f"users/{uid}/inboxHead/current").get().update_time
+
+
 @pytest.fixture
 def pair(db) -> Chat:
     return Chat(db, "c1", ["alice", "bob"])
 
 
-# ------------------------------------------------------------ the trigger
+# ------------------------------------------------------------ delivery counts
 
 
-def test_a_duplicated_trigger_event_counts_the_message_once(db, pair):
-    _, [first] = pair.send("alice")
-    assert unread.on_new_message(db, first).after == 1
-    _, [second] = pair.send("alice")
-    assert unread.on_new_message(db, second).after == 2
-    # Cloud Functions delivers the first event again, twice.
-    assert unread.on_new_message(db, first).after == 2
-    assert unread.on_new_message(db, first).after == 2
+def test_a_message_delivered_twice_counts_once(db, pair):
+    first = pair.message("alice")
+    assert pair.deliver(first, "alice", "bob") is True
+    assert counter(db, "bob", "c1")["unread"] == 1
+    second = pair.send("alice")
+    assert counter(db, "bob", "c1")["unread"] == 2
+    # A redelivery (a duplicated trigger event, a retry): refused, counts nothing.
+    assert pair.deliver(first, "alice", "bob") is False
+    assert pair.deliver(first, "alice", "bob") is False
 
-    stored = counter(db, "bob", "c1")
-    assert stored["count"] == 2 and stored["chatId"] == "c1" and stored["userId"] == "bob"
-    assert stored["readUpToMessageId"] is None and stored["updatedAt"] is not None
+    assert counter(db, "bob", "c1") == {"unread": 2, "readUpTo": None, "last": second}
     assert counter(db, "alice", "c1") is None
 
 
-def test_racing_duplicate_events_count_each_message_once(db, pair):
-    snapshots = [pair.send("alice")[1][0] for _ in range(3)]
+def test_racing_deliveries_of_the_same_messages_count_each_once(db, pair):
+    ids = [pair.message("alice") for _ in range(3)]
 
-    # Every event delivered twice, all six invocations at once.
-    results = race(*[lambda s=s: unread.on_new_message(db, s) for s in snapshots * 2])
+    # Every message delivered twice, all six at once.
+    results = race(*[lambda m=m: pair.deliver(m, "alice", "bob") for m in ids * 2])
 
-    assert counter(db, "bob", "c1")["count"] == 3 == truth(db, "bob", "c1")
-    assert max(r.after for r in results) == 3
-    assert all(r.written for r in results)
-
-
-def test_events_in_any_order_give_the_same_count(db, pair):
-    snapshots = [pair.send("alice")[1][0] for _ in range(4)]
-    for snapshot in reversed(snapshots):
-        unread.on_new_message(db, snapshot)
-    assert counter(db, "bob", "c1")["count"] == 4
+    assert sorted(results) == [False] * 3 + [True] * 3
+    assert counter(db, "bob", "c1")["unread"] == 3 == truth(db, "bob", "c1")
 
 
-def test_a_message_read_before_its_event_arrives_is_not_counted(db, pair):
-    first, [first_snapshot] = pair.send("alice")
-    _, [second_snapshot] = pair.send("alice")
-    # Bob reads up to the first message on another device before its trigger runs.
-    assert read(db, "bob", pair, first).unreadCount == 1
-
-    assert unread.on_new_message(db, first_snapshot) is None
-    assert unread.on_new_message(db, second_snapshot).after == 1
-    assert counter(db, "bob", "c1")["count"] == 1
+def test_deliveries_in_any_order_give_the_same_count(db, pair):
+    ids = [pair.message("alice") for _ in range(4)]
+    for message_id in reversed(ids):
+        pair.deliver(message_id, "alice", "bob")
+    assert counter(db, "bob", "c1") == {"unread": 4, "readUpTo": None, "last": ids[-1]}
 
 
-def test_a_late_event_for_an_entry_that_is_gone_creates_no_counter(db, pair):
-    _, [snapshot] = pair.send("alice")
-    snapshot.reference.delete()  # e.g. the data was cleared before the event ran
+def test_a_message_read_before_it_reaches_the_inbox_is_not_counted(db, pair):
+    first, second = pair.message("alice"), pair.message("alice")
+    # Bob reads up to the first message (seen in the chat's history) before its delivery.
+    assert read(db, "bob", pair, first).unreadCount == 0
 
-    result = unread.on_new_message(db, snapshot)
-
-    assert (result.after, result.written) == (0, False)
-    assert counter(db, "bob", "c1") is None
+    pair.deliver(first, "alice", "bob")
+    pair.deliver(second, "alice", "bob")
+    assert counter(db, "bob", "c1")["unread"] == 1 == truth(db, "bob", "c1")
 
 
 def test_own_messages_are_never_counted_through_send_and_delivery(db):
@@ -110,34 +100,24 @@ def test_own_messages_are_never_counted_through_send_and_delivery(db):
     for region in (Region.US, Region.EU):
         delivery.process_batch(db, region, EmulatorNotifier(), now=T0 + timedelta(minutes=1))
 
-    for snapshot in db.collection_group("inbox").stream():
-        unread.on_new_message(db, snapshot)
-
-    assert counter(db, "bob", "c1")["count"] == 3
-    assert counter(db, "alice", "c1")["count"] == 1
+    assert counter(db, "bob", "c1")["unread"] == 3
+    assert counter(db, "alice", "c1")["unread"] == 1
 
 
 def test_an_own_message_in_the_inbox_would_still_not_count(db, pair):
-    # Not something delivery does; the counter must not rely on it.
-    message_id = pair.message("bob")
-    own = pair.deliver(message_id, "bob", "bob")
-    _, [other] = pair.send("alice")
+    # Not something delivery does; the count must not rely on it.
+    pair.deliver(pair.message("bob"), "bob", "bob")
+    pair.send("alice")
 
-    assert unread.on_new_message(db, own) is None
-    assert unread.on_new_message(db, other).after == 1
+    assert counter(db, "bob", "c1")["unread"] == 1
     assert unread.recalculate(db, "bob").recalculated == 0
-    assert counter(db, "bob", "c1")["count"] == 1
 
 
 # ------------------------------------------------------------ read receipts
 
 
 def test_mark_as_read_moves_the_receipt_and_returns_the_new_count(db, pair):
-    ids = []
-    for _ in range(4):
-        message_id, [snapshot] = pair.send("alice")
-        unread.on_new_message(db, snapshot)
-        ids.append(message_id)
+    ids = [pair.send("alice") for _ in range(4)]
 
     result = read(db, "bob", pair, ids[1], now=T0 + timedelta(minutes=1))
 
@@ -146,61 +126,51 @@ def test_mark_as_read_moves_the_receipt_and_returns_the_new_count(db, pair):
     assert stored["readUpToMessageId"] == ids[1] and stored["chatId"] == "c1" and stored["userId"] == "bob"
     assert stored["readAt"] == T0 + timedelta(minutes=1)
     assert stored["readUpToTimestamp"] == ULID.from_str(ids[1]).datetime
-    assert counter(db, "bob", "c1")["count"] == 2
-    assert counter(db, "bob", "c1")["readUpToMessageId"] == ids[1]
+    assert counter(db, "bob", "c1") == {"unread": 2, "readUpTo": ids[1], "last": ids[3]}
     assert read(db, "bob", pair, ids[3]).unreadCount == 0
-    assert counter(db, "bob", "c1")["count"] == 0
+    assert counter(db, "bob", "c1")["unread"] == 0
 
 
 def test_an_older_position_is_accepted_and_ignored(db, pair):
-    ids = []
-    for _ in range(3):
-        message_id, [snapshot] = pair.send("alice")
-        unread.on_new_message(db, snapshot)
-        ids.append(message_id)
+    ids = [pair.send("alice") for _ in range(3)]
     read(db, "bob", pair, ids[1])
     receipt_before = db.document("chats/c1/readReceipts/bob").get().update_time
-    counter_before = db.document("users/bob/unreadCounters/c1").get().update_time
+    head_before = head_time(db, "bob")
 
     assert read(db, "bob", pair, ids[0]).unreadCount == 1
     assert receipt(db, "bob", "c1")["readUpToMessageId"] == ids[1]
     # Nothing rewritten.
     assert db.document("chats/c1/readReceipts/bob").get().update_time == receipt_before
-    assert db.document("users/bob/unreadCounters/c1").get().update_time == counter_before
+    assert head_time(db, "bob") == head_before
 
 
 @pytest.mark.parametrize("round_", range(3))
 def test_two_devices_marking_different_positions_at_once_end_at_the_furthest(db, pair, round_):
-    ids = []
-    for _ in range(6):
-        message_id, [snapshot] = pair.send("alice")
-        unread.on_new_message(db, snapshot)
-        ids.append(message_id)
+    ids = [pair.send("alice") for _ in range(6)]
     near, far = (ids[1], ids[4]) if round_ % 2 else (ids[4], ids[1])
 
     results = race(lambda: read(db, "bob", pair, near), lambda: read(db, "bob", pair, far))
 
     furthest = max(near, far)
     assert receipt(db, "bob", "c1")["readUpToMessageId"] == furthest
-    assert counter(db, "bob", "c1")["count"] == 1 == truth(db, "bob", "c1")
-    assert counter(db, "bob", "c1")["readUpToMessageId"] == furthest
+    assert counter(db, "bob", "c1")["unread"] == 1 == truth(db, "bob", "c1")
+    assert counter(db, "bob", "c1")["readUpTo"] == furthest
     # The device that read further is told so; the other saw one of the two states.
     assert results[[near, far].index(furthest)].unreadCount == 1
     assert {r.unreadCount for r in results} <= {1, 4}
 
 
-def test_reads_racing_new_messages_leave_the_counter_exact(db, pair):
-    first, [snapshot] = pair.send("alice")
-    unread.on_new_message(db, snapshot)
-    newer = [pair.send("alice")[1][0] for _ in range(3)]
+def test_reads_racing_new_messages_leave_the_count_exact(db, pair):
+    first = pair.send("alice")
+    newer = [pair.message("alice") for _ in range(3)]
 
     race(
         lambda: read(db, "bob", pair, first),
-        *[lambda s=s: unread.on_new_message(db, s) for s in newer],
+        *[lambda m=m: pair.deliver(m, "alice", "bob") for m in newer],
         lambda: read(db, "bob", pair, first),
     )
 
-    assert counter(db, "bob", "c1")["count"] == 3 == truth(db, "bob", "c1")
+    assert counter(db, "bob", "c1")["unread"] == 3 == truth(db, "bob", "c1")
 
 
 def test_mark_as_read_refuses_a_message_of_another_chat_and_writes_nothing(db, pair):
@@ -238,78 +208,84 @@ def test_a_message_known_only_from_the_readers_inbox_is_a_valid_position(db, pai
 def test_unread_counts_per_chat_and_total(db, pair):
     group = Chat(db, "g1", ["alice", "bob", "carol"])
     for _ in range(2):
-        unread.on_new_message(db, pair.send("alice")[1][0])
-    for snapshot in group.send("carol")[1] + group.send("alice")[1]:
-        unread.on_new_message(db, snapshot)
+        pair.send("alice")
+    group.send("carol")
+    group.send("alice")
 
     assert unread.unread_counts(db, "bob").model_dump() == {"unreadCounts": {"c1": 2, "g1": 2}, "totalUnread": 4}
     assert unread.unread_counts(db, "alice").model_dump() == {"unreadCounts": {"g1": 1}, "totalUnread": 1}
-    only = unread.unread_counts(db, "bob", chat_ids=["g1", "none"])
-    assert only.model_dump() == {"unreadCounts": {"g1": 2, "none": 0}, "totalUnread": 2}
+    assert unread.unread_counts(db, "nobody").model_dump() == {"unreadCounts": {}, "totalUnread": 0}
 
 
 def test_recalculation_repairs_injected_drift_and_reports_it(db, pair):
     group = Chat(db, "g1", ["alice", "bob", "carol"])
     quiet = Chat(db, "q1", ["bob", "carol"])
-    quiet.message("carol")  # a message whose inbox entry never came: nothing unread
+    quiet.message("carol")  # a message that never reached bob's inbox: nothing unread
     for _ in range(3):
-        unread.on_new_message(db, pair.send("alice")[1][0])
-    for snapshot in group.send("alice")[1]:
-        unread.on_new_message(db, snapshot)
-    lost = group.send("carol")[1]  # their triggers never ran: drift the repair must find
-    assert [counter(db, "bob", c)["count"] for c in ("c1", "g1")] == [3, 1]
+        pair.send("alice")
+    group.send("alice")
+    group.send("carol")
+    assert [counter(db, "bob", c)["unread"] for c in ("c1", "g1")] == [3, 2]
 
-    db.document("users/bob/unreadCounters/c1").update({"count": -4})
-    db.document("users/bob/unreadCounters/gone").set({"chatId": "gone", "count": 7})
-    db.document("users/bob/unreadCounters/q1").set({"chatId": "q1", "count": "many"})
+    # Drift: a wrong count, a chat the head lost, counts for chats with nothing unread.
+    head = db.document("users/bob/inboxHead/current")
+    chats = head.get().get("chats")
+    chats["c1"]["unread"] = 9
+    del chats["g1"]
+    chats["gone"] = {"unread": 7, "readUpTo": None, "last": None}
+    chats["q1"] = {"unread": "many", "readUpTo": None, "last": None}
+    head.update({"chats": chats})
 
     report = unread.recalculate(db, "bob", now=T0 + timedelta(hours=1))
 
     changes = {c.chatId: (c.before, c.after) for c in report.changes}
-    assert changes == {"c1": (None, 3), "g1": (1, 2), "gone": (None, 0), "q1": (None, 0)}
-    assert (report.success, report.recalculated, report.checked) == (True, 4, 4)
+    assert changes == {"c1": (9, 3), "g1": (None, 2), "gone": (7, 0)}  # q1's damaged count already reads 0
+    assert (report.success, report.recalculated, report.checked) == (True, 3, 4)
     for chat_id in ("c1", "g1", "gone", "q1"):
-        assert counter(db, "bob", chat_id)["count"] == truth(db, "bob", chat_id)
-    assert counter(db, "bob", "g1")["updatedAt"] == T0 + timedelta(hours=1)
+        assert counter(db, "bob", chat_id)["unread"] == truth(db, "bob", chat_id)
+    assert head.get().get("updatedAt") == T0 + timedelta(hours=1)
     assert unread.unread_counts(db, "bob").totalUnread == 5
-    # Nothing left to repair; bob's call repairs bob's counters only.
+    # Nothing left to repair; bob's call repairs bob's counts only.
     assert unread.recalculate(db, "bob").recalculated == 0
-    assert [s.reference.parent.parent.id for s in lost] == ["alice", "bob"]
-    assert counter(db, "alice", "g1") is None
+    assert counter(db, "carol", "g1")["unread"] == 1
 
 
-def test_a_damaged_counter_never_reads_negative(db, pair):
-    db.document("users/bob/unreadCounters/c1").set({"chatId": "c1", "count": -2})
+def test_a_damaged_count_never_reads_negative(db, pair):
+    pair.send("alice")
+    db.document("users/bob/inboxHead/current").update({"chats.c1.unread": -2})
     assert unread.unread_counts(db, "bob").model_dump() == {"unreadCounts": {"c1": 0}, "totalUnread": 0}
+    pair.send("alice")  # the inbox still takes messages
+    assert unread.recalculate(db, "bob").changes[0].after == 2
 
 
 # ------------------------------------------------------------ random workload
 
 
 @pytest.mark.parametrize("seed", [427, 2026])
-def test_a_random_workload_leaves_every_counter_equal_to_the_inbox(db, seed):
+def test_a_random_workload_leaves_every_count_equal_to_the_inbox(db, seed):
     rng = random.Random(seed)
     chats = [Chat(db, "c1", ["alice", "bob"]), Chat(db, "c2", ["alice", "bob", "carol"]),
              Chat(db, "c3", ["bob", "carol", "dave"])]
     sent: dict[str, list[str]] = {c.id: [] for c in chats}
-    pending: list[firestore.DocumentSnapshot] = []  # trigger events not yet delivered (maybe again)
+    pending: list = []  # deliveries not yet made (some more than once)
     duplicates = reads = 0
 
     for _round in range(12):
-        # Sends: the inbox entries exist before their events run, as in Cloud Functions.
         for _ in range(rng.randint(1, 4)):
             chat = rng.choice(chats)
-            message_id, snapshots = chat.send(rng.choice(chat.participants))
+            sender = rng.choice(chat.participants)
+            message_id = chat.message(sender)
             sent[chat.id].append(message_id)
-            for snapshot in snapshots:
-                copies = rng.choice([1, 1, 2, 3])
-                duplicates += copies - 1
-                pending += [snapshot] * copies
+            for uid in chat.participants:
+                if uid != sender:
+                    copies = rng.choice([1, 1, 2, 3])
+                    duplicates += copies - 1
+                    pending += [(chat, message_id, sender, uid)] * copies
         rng.shuffle(pending)
-        # Some events now (others later, out of order), raced with reads from several devices.
+        # Some deliveries now (others later, out of order), raced with reads from several devices.
         due = rng.randint(0, len(pending))
-        events, pending = pending[:due], pending[due:]
-        work = [lambda s=s: unread.on_new_message(db, s) for s in events]
+        now, pending = pending[:due], pending[due:]
+        work = [lambda d=d: d[0].deliver(*d[1:]) for d in now]
         for _ in range(rng.randint(0, 3)):
             chat = rng.choice([c for c in chats if sent[c.id]])
             reader = rng.choice(chat.participants)
@@ -319,17 +295,19 @@ def test_a_random_workload_leaves_every_counter_equal_to_the_inbox(db, seed):
         rng.shuffle(work)
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda call: call(), work))
-        for snapshot in db.collection_group("unreadCounters").stream():
-            assert snapshot.get("count") >= 0
+        for uid in ("alice", "bob", "carol", "dave"):
+            for chat in chats:
+                stored = counter(db, uid, chat.id)
+                assert stored is None or stored["unread"] == truth(db, uid, chat.id), (uid, chat.id)
 
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda s: unread.on_new_message(db, s), pending))
+        list(pool.map(lambda d: d[0].deliver(*d[1:]), pending))
 
     assert duplicates > 0 and reads > 0
     users = {"alice", "bob", "carol", "dave"}
     for chat in chats:
         for uid in users & set(chat.participants):
             stored = counter(db, uid, chat.id)
-            assert (stored["count"] if stored else 0) == truth(db, uid, chat.id), (uid, chat.id)
+            assert (stored["unread"] if stored else 0) == truth(db, uid, chat.id), (uid, chat.id)
     for uid in users:
         assert unread.recalculate(db, uid).recalculated == 0

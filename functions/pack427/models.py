@@ -290,6 +290,12 @@ class ChatInbox(Document):
     read_up_to: str | None = None
     last: str | None = None
 
+    @field_validator("unread", mode="before")
+    @classmethod
+    def _never_negative(cls, value: Any) -> Any:
+        # A damaged count reads as 0 (recalculation repairs it); it must not block the inbox.
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
 
 class InboxHead(Document):
     """`users/{uid}/inboxHead/current`: the state of the user's inbox, in one document.

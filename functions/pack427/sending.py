@@ -220,7 +220,7 @@ def _commit_send(
     entries = {uid: _inbox_entry(db, message, users[sender_id], users[uid]) for uid in recipients}
     plan = plan_delivery(
         chat, recipients, place=place, queue_checked_empty=checking is not None and not checking.result(),
-        needs_read_position={uid for uid in heads if inbox.unknown_read_positions(heads[uid].state, [entries[uid]])},
+        needs_read_position={uid for uid in entries if uid in heads and inbox.unknown_read_positions(heads[uid].state, [entries[uid]])},
     )
     message = message.model_copy(update={"placed_by_send": plan.placed})
 

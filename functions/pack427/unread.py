@@ -64,7 +64,7 @@ def count_unread(db: Client, uid: str, chat_id: str, read_up_to: str | None) -> 
         .where(filter=FieldFilter("messageId", ">", read_up_to or ""))
         .where(filter=FieldFilter("senderId", "!=", uid))
     )
-    return query.count().get()[0][0].value
+    return int(query.count().get()[0][0].value)  # the emulator answers 0.0 for none
 
 
 def unread_after(state: ChatInbox | None, position: str) -> int | None:
