@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from chatcore import make_chat, make_user
 from entries import T0
-from pack427 import chat_list, delivery, inbox, sending, sync, unread
+from pack427 import chat_list, constants, delivery, inbox, sending, sync, unread
 from pack427.errors import InvalidArgument
 from pack427.models import (
     AckMessagesRequest,
@@ -67,21 +67,34 @@ def test_newest_first_with_unread_counts_and_paging(chats):
         chat_list.get_chat_list(db, "bob", GetChatListRequest(cursor=first.cursor))
 
 
-def test_receipts_of_the_callers_last_message_move_pending_sent_delivered_read(chats):
+def status_of(db, chat: str) -> dict[str, str]:
+    page = chat_list.get_chat_list(db, "alice", GetChatListRequest())
+    return {c.chatId: c.lastMessageStatus for c in page.chats}[chat]
+
+
+def test_receipts_of_the_callers_last_message_move_pending_sent_delivered_read(chats, monkeypatch):
     db = chats
-
-    def status(chat: str) -> dict[str, str]:
-        page = chat_list.get_chat_list(db, "alice", GetChatListRequest())
-        return {c.chatId: c.lastMessageStatus for c in page.chats}[chat]
-
+    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 0)  # through the queue: there is a pending
     message = send(db, "alice", "c1", "ping", T0)
-    assert status("c1") == {"bob": "pending"}
+    assert status_of(db, "c1") == {"bob": "pending"}
     process(db, T0 + timedelta(seconds=1))
-    assert status("c1") == {"bob": "sent"}
+    assert status_of(db, "c1") == {"bob": "sent"}
     sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=[message], deviceId="phone"))
-    assert status("c1") == {"bob": "delivered"}
+    assert status_of(db, "c1") == {"bob": "delivered"}
     unread.mark_as_read(db, "bob", MarkAsReadRequest(chatId="c1", readUpToMessageId=message))
-    assert status("c1") == {"bob": "read"}
+    assert status_of(db, "c1") == {"bob": "read"}
+
+
+def test_a_message_the_send_placed_is_sent_at_once_and_delivered_once_a_later_one_is_acknowledged(chats):
+    db = chats
+    first = send(db, "alice", "c2", "to the group", T0)
+    assert status_of(db, "c2") == {"bob": "sent", "carol": "sent"}  # carol is offline: in her inbox, push queued
+    later = send(db, "bob", "c1", "something else", T0 + timedelta(seconds=1))
+    sync.ack_messages(db, "alice", AckMessagesRequest(messageIds=[later]))  # alice's own acks change nothing here
+    sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=[first]))
+    assert status_of(db, "c2") == {"bob": "delivered", "carol": "sent"}
+    unread.mark_as_read(db, "carol", MarkAsReadRequest(chatId="c2", readUpToMessageId=first))
+    assert status_of(db, "c2") == {"bob": "delivered", "carol": "read"}
 
 
 def test_a_dropped_message_is_failed_unless_it_reached_the_inbox(chats, monkeypatch):
@@ -96,6 +109,7 @@ def test_a_dropped_message_is_failed_unless_it_reached_the_inbox(chats, monkeypa
         return add_placement(db_, batch, head, *args, **kwargs)
 
     monkeypatch.setattr(inbox, "add_placement", unreachable_for_dave)
+    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 0)  # per recipient, through the queue
     send(db, "alice", "c5", "to the group", T0)
     at = T0 + timedelta(seconds=1)
     for _ in range(5):  # five failed attempts each: carol's push, dave's inbox

@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 
 from entries import T0, enqueue, load, make_entry
-from pack427 import delivery, metrics, paths
+from pack427 import delivery, inbox, metrics, paths
 from pack427.models import DeviceSyncState, Region
 from pack427.notifier import EmulatorNotifier
 
@@ -46,14 +46,14 @@ def _alerts(output: str) -> dict[str, dict]:
     return {a["alert"]: a for a in map(json.loads, output.splitlines()) if a.get("alert")}
 
 
-def test_injected_failures_drops_and_slow_syncs_show_in_the_figures_and_alerts(db, capsys):
+def test_injected_failures_drops_and_slow_syncs_show_in_the_figures_and_alerts(db, capsys, monkeypatch):
     notifier = EmulatorNotifier()
     # 10 same-region deliveries of 100 ms ... 1,000 ms and 5 cross-region ones of 1 s ... 5 s, in the window.
     same = [make_entry("bob", chat=f"s{i}", created=T0 + timedelta(seconds=10 + i)).model_copy(
         update={"region": Region.US}) for i in range(10)]
     cross = [make_entry("bob", chat=f"x{i}", created=T0 + timedelta(seconds=30 + i)) for i in range(5)]
     before = make_entry("carol", created=T0 - timedelta(seconds=20))  # delivered before the window
-    doomed = make_entry("dave", chat="d", created=T0 + timedelta(seconds=1), tokens=["fail-always"])
+    doomed = make_entry("dave", chat="d", created=T0 + timedelta(seconds=1))  # its inbox is unreachable
     waiting = make_entry("erin", chat="w", created=T0 + timedelta(seconds=2))
     enqueue(db, *same, *cross, before, doomed, waiting)
     for i, entry in enumerate(same):
@@ -63,7 +63,15 @@ def test_injected_failures_drops_and_slow_syncs_show_in_the_figures_and_alerts(d
         delivery.deliver(db, load(db, entry), notifier, actor="test",
                          now=entry.created_at + timedelta(seconds=i + 1))
     delivery.deliver(db, load(db, before), notifier, actor="test", now=T0 - timedelta(seconds=1))
-    for attempt in range(5):  # 4 FAILED attempts, then DROPPED
+    place = inbox.place
+
+    def unreachable_for_dave(db_, uid, *args, **kwargs):
+        if uid == "dave":
+            raise ConnectionError("dave's inbox is unreachable")
+        return place(db_, uid, *args, **kwargs)
+
+    monkeypatch.setattr(inbox, "place", unreachable_for_dave)
+    for attempt in range(5):  # 4 FAILED attempts, then DROPPED: the message never reached the inbox
         delivery.deliver(db, load(db, doomed), notifier, actor="test", now=T0 + timedelta(seconds=60 * attempt + 5))
     for device, at, ms in [("fast", T0 + timedelta(seconds=50), 2_000), ("slow", T0 + timedelta(seconds=70), 45_000),
                            ("old", T0 - timedelta(seconds=1), 60_000)]:
@@ -76,7 +84,7 @@ def test_injected_failures_drops_and_slow_syncs_show_in_the_figures_and_alerts(d
 
     us = next(s for s in snapshots if s.region is Region.US)
     assert (us.pending, us.failed, us.delivered, us.dropped, us.depth) == (1, 0, 16, 1, 1)
-    assert (us.delivered_in_window, us.failed_in_window, us.dropped_in_window) == (15, 4, 1)
+    assert (us.delivered_in_window, us.failed_in_window, us.dropped_in_window, us.lost_in_window) == (15, 4, 1, 1)
     assert us.delivery_success_rate == 15 / 16
     assert us.failed_delivery_rate == 5 / 20
     assert us.latency_same_region.model_dump() == {"samples": 10, "p50Ms": 500, "p95Ms": 1000, "p99Ms": 1000}
@@ -115,3 +123,37 @@ def test_a_healthy_window_raises_no_alert_and_an_empty_one_has_no_rates(db, caps
     assert (eu.delivery_success_rate, eu.failed_delivery_rate, eu.latency_same_region.samples) == (None, None, 0)
     captured = capsys.readouterr()
     assert _alerts(captured.out + captured.err) == {}
+
+
+def test_a_dead_letter_of_a_push_is_dropped_but_its_message_was_delivered(db, capsys):
+    pushed = make_entry("carol", created=T0 + timedelta(seconds=1), tokens=["fail-always"])
+    enqueue(db, pushed)
+    for attempt in range(5):  # placed in the inbox on the first attempt; the push fails each time
+        delivery.deliver(db, load(db, pushed), EmulatorNotifier(), actor="test", now=T0 + timedelta(seconds=10 * attempt + 2))
+    capsys.readouterr()
+
+    us = metrics.region_metrics(db, Region.US, now=NOW)
+
+    assert (us.delivered_in_window, us.failed_in_window, us.dropped_in_window, us.lost_in_window) == (1, 4, 1, 0)
+    assert us.delivery_success_rate == 1.0 and us.failed_delivery_rate == 5 / 6
+    assert {name for _, name, _, _ in metrics.alerts(us)} == {"FAILED_DELIVERY_RATE", "DROPPED_MESSAGES"}
+
+
+def test_messages_the_send_placed_count_as_delivered_with_no_latency(db):
+    from chatcore import make_chat, make_user
+    from pack427 import sending
+    from pack427.models import SendMessageRequest
+    from ulid import ULID
+
+    make_user(db, "alice", region="EU")
+    make_user(db, "bob", region="US")
+    make_user(db, "carol", region="EU")
+    make_chat(db, "c1", ["alice", "bob", "carol"])
+    sending.send_message(db, "alice", SendMessageRequest(chatId="c1", clientMessageId=str(ULID()), text="hi"),
+                         now=T0 + timedelta(seconds=5))
+
+    eu, us = (metrics.region_metrics(db, region, now=NOW) for region in (Region.EU, Region.US))
+
+    assert (eu.delivered_in_window, eu.latency_same_region.p95_ms, eu.latency_same_region.samples) == (1, 0, 1)
+    assert (us.delivered_in_window, us.latency_cross_region.p95_ms, us.latency_same_region.samples) == (1, 0, 0)
+    assert us.delivery_success_rate == 1.0

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from chatcore import make_chat, make_user, queue_entries
 from entries import T0, enqueue, make_entry
-from pack427 import delivery, inbox, paths, queue, sending, settings
+from pack427 import constants, delivery, inbox, paths, queue, sending, settings
 from pack427.models import EngineMode, QueueStatus, Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
 from ulid import ULID
@@ -39,6 +39,8 @@ def trigger(db, entry_path):
 
 def test_direct_mode_delivers_in_the_request_pauses_the_queue_and_switching_back_drains(chat, monkeypatch):
     db = chat
+    # The queue's side of the switch: every send queues (as a large chat's, or one that lost a race, do).
+    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 0)
     settings.set_mode(db, EngineMode.DIRECT, actor="test", reason="queue incident")
     first = send(db, "alice", "one", T0)
 
@@ -73,8 +75,11 @@ def test_direct_mode_delivers_in_the_request_pauses_the_queue_and_switching_back
     assert inbox_ids(db, "alice") == [third]
 
 
-def test_queue_mode_does_not_deliver_in_the_request_and_a_retried_send_in_direct_mode_delivers_once(chat):
+def test_queue_mode_does_not_deliver_what_it_queued_in_the_request_and_a_retried_send_in_direct_mode_does_once(
+    chat, monkeypatch
+):
     db = chat
+    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 0)
     client_id = str(ULID.from_datetime(T0))
     first = send(db, "alice", "one", T0, client_id)
     assert inbox_ids(db, "bob") == []  # queue mode: the trigger's job
@@ -84,6 +89,15 @@ def test_queue_mode_does_not_deliver_in_the_request_and_a_retried_send_in_direct
     assert send(db, "alice", "one", T0, client_id) == first
     assert inbox_ids(db, "bob") == [first] and inbox_ids(db, "carol") == [first]
     assert Counter(e["status"] for e in queue_entries(db)) == {"DELIVERED": 2}
+
+
+def test_a_send_that_places_its_message_needs_neither_the_queue_nor_the_switch(chat):
+    db = chat
+    first = send(db, "alice", "one", T0)
+    settings.set_mode(db, EngineMode.DIRECT, actor="test")
+    second = send(db, "bob", "two", T0 + timedelta(seconds=1))
+    assert inbox_ids(db, "carol") == [first, second] and inbox_ids(db, "alice") == [second]
+    assert queue_entries(db) == []
 
 
 def test_the_switch_is_cached_per_instance_for_a_few_seconds(db):

@@ -95,8 +95,8 @@ def region_metrics(
     now = now or clock.now()
     start = now - timedelta(seconds=window_seconds)
     counts = queue.stats(db, region, now=now)
-    delivered = _delivered(db, region, start, now).count().get()[0][0].value
-    failed, dropped = _failures(db, region, start, now)
+    delivered = int(_delivered(db, region, start, now).count().get()[0][0].value)
+    failed, dropped, lost = _failures(db, region, start, now)
     same, cross = _latencies(db, region, start, now)
     syncs, sync_avg, sync_max, slow = _syncs(db, region, start, now)
     return RegionMetrics(
@@ -111,7 +111,8 @@ def region_metrics(
         delivered_in_window=delivered,
         failed_in_window=failed,
         dropped_in_window=dropped,
-        delivery_success_rate=_ratio(delivered, delivered + dropped),
+        lost_in_window=lost,
+        delivery_success_rate=_ratio(delivered, delivered + lost),
         failed_delivery_rate=_ratio(failed + dropped, delivered + failed + dropped),
         latency_same_region=_percentiles(same),
         latency_cross_region=_percentiles(cross),
@@ -166,22 +167,26 @@ def _delivered(db: Client, region: Region, start: datetime, end: datetime) -> Qu
     )
 
 
-def _failures(db: Client, region: Region, start: datetime, end: datetime) -> tuple[int, int]:
-    """Attempts of `region`'s entries that failed, and that dropped, in [start, end)."""
+def _failures(db: Client, region: Region, start: datetime, end: datetime) -> tuple[int, int, int]:
+    """Attempts of `region`'s entries in [start, end) that failed, that dropped, and that dropped
+    a message which never reached the inbox (a dead letter of a push alone is not a lost message)."""
     query = (
         paths.queue(db, region)
         .where(filter=FieldFilter("lastFailedAt", ">=", start))
         .where(filter=FieldFilter("lastFailedAt", "<", end))
         .limit(FAILURE_SAMPLE)
-        .select(["history"])
+        .select(["history", "inboxSeq"])
     )
-    actions = [
-        event.get("action")
-        for snapshot in query.stream()
-        for event in snapshot.get("history") or []
-        if start <= event.get("at") < end
-    ]
-    return actions.count(QueueStatus.FAILED.value), actions.count(QueueStatus.DROPPED.value)
+    failed = dropped = lost = 0
+    for snapshot in query.stream():
+        data = snapshot.to_dict() or {}
+        for event in data.get("history") or []:
+            if start <= event.get("at") < end:
+                failed += event.get("action") == QueueStatus.FAILED.value
+                if event.get("action") == QueueStatus.DROPPED.value:
+                    dropped += 1
+                    lost += data.get("inboxSeq") is None
+    return failed, dropped, lost
 
 
 def _latencies(db: Client, region: Region, start: datetime, end: datetime) -> tuple[list[int], list[int]]:

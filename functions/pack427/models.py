@@ -903,9 +903,11 @@ class RegionMetrics(Document):
         failed_in_window, dropped_in_window: delivery attempts that ended so,
             from the queue entries' histories (a FAILED attempt is retried
             later; a DROPPED one was the last).
-        delivery_success_rate: of the entries whose fate was settled in the
-            window, the share delivered: delivered / (delivered + dropped);
-            None when none was settled.
+        lost_in_window: of the dropped, those whose message never reached the
+            inbox (the others only lost their push notification).
+        delivery_success_rate: of the messages whose fate was settled in the
+            window, the share that reached the inbox: delivered / (delivered
+            + lost); None when none was settled.
         failed_delivery_rate: of the attempts in the window, the share that
             failed: (failed + dropped) / (delivered + failed + dropped).
         latency_same_region, latency_cross_region: messages that reached an
@@ -926,6 +928,7 @@ class RegionMetrics(Document):
     delivered_in_window: int
     failed_in_window: int
     dropped_in_window: int
+    lost_in_window: int = 0
     delivery_success_rate: float | None
     failed_delivery_rate: float | None
     latency_same_region: LatencyPercentiles
