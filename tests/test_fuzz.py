@@ -245,12 +245,12 @@ def may_write(name: str, uid: str, data: dict, path: str, world: World) -> bool:
     own = {
         "registerDevice": [rf"regions/\w+/deviceSyncStates/{u}_[^/]+"],
         "syncMessages": [rf"regions/\w+/deviceSyncStates/{u}_[^/]+"],
-        "ackMessages": [rf"regions/\w+/messageQueue/[0-9A-Z]+_{u}", r"auditLog/[^/]+"],
+        "ackMessages": [rf"users/{u}/inboxHead/current"],
         "updateTypingState": [rf"regions/\w+/typingEvents/[^/]+_{u}"],
-        "markAsRead": [rf"chats/[^/]+/readReceipts/{u}", rf"users/{u}/unreadCounters/[^/]+"],
-        "recalculateUnreadCounters": [rf"users/{u}/unreadCounters/[^/]+"],
+        "markAsRead": [rf"chats/[^/]+/readReceipts/{u}", rf"users/{u}/inboxHead/current"],
+        "recalculateUnreadCounters": [rf"users/{u}/inboxHead/current"],
     }
-    if name == "sendMessage":  # a message fans out to the chat's members' queues: only from a member
+    if name == "sendMessage":  # a message fans out to the chat's members' inboxes and queues: only from a member
         return uid in world.db.document(f"chats/{data['chatId']}").get().get("participants")
     return any(re.fullmatch(pattern, path) for pattern in own.get(name, []))
 

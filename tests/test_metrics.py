@@ -139,7 +139,7 @@ def test_a_dead_letter_of_a_push_is_dropped_but_its_message_was_delivered(db, ca
     assert {name for _, name, _, _ in metrics.alerts(us)} == {"FAILED_DELIVERY_RATE", "DROPPED_MESSAGES"}
 
 
-def test_messages_the_send_placed_count_as_delivered_with_no_latency(db):
+def test_messages_the_send_placed_count_as_delivered_and_placed_by_send(db):
     from chatcore import make_chat, make_user
     from pack427 import sending
     from pack427.models import SendMessageRequest
@@ -154,6 +154,7 @@ def test_messages_the_send_placed_count_as_delivered_with_no_latency(db):
 
     eu, us = (metrics.region_metrics(db, region, now=NOW) for region in (Region.EU, Region.US))
 
-    assert (eu.delivered_in_window, eu.latency_same_region.p95_ms, eu.latency_same_region.samples) == (1, 0, 1)
-    assert (us.delivered_in_window, us.latency_cross_region.p95_ms, us.latency_same_region.samples) == (1, 0, 0)
-    assert us.delivery_success_rate == 1.0
+    assert (eu.delivered_in_window, eu.placed_by_send_in_window, us.delivered_in_window, us.placed_by_send_in_window) == (
+        1, 1, 1, 1)
+    assert eu.delivery_success_rate == us.delivery_success_rate == 1.0
+    assert eu.latency_same_region.samples == us.latency_cross_region.samples == 0  # no queue, no latency

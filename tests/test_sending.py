@@ -35,11 +35,13 @@ def test_send_places_the_message_in_every_inbox_in_its_own_commit(group):
     assert message["senderId"] == "alice" and message["text"] == "hi all"
     # The message is its own billing request: the chat's billing state, once, with the message.
     assert message["billingState"] == {"mode": "paid", "price": 3}
-    assert sorted(message["placedBySend"]) == ["bob", "carol"]
+    assert "placedBySend" not in message  # members read it: it must not tell who received it
+    [send] = [s.to_dict() for s in db.collection("idempotencyKeys").stream()]
+    assert sorted(send["placedBySend"]) == ["bob", "carol"]
     for uid, region in (("bob", "US"), ("carol", "APAC")):
         [entry] = inbox(db, uid)
         assert entry["messageId"] == result.messageId and entry["seq"] == 1
-        assert (entry["region"], entry["senderRegion"], entry["text"]) == (region, "EU", "hi all")
+        assert (entry["region"], entry["via"], entry["text"]) == (region, "send", "hi all")
         assert entry["deliveredAt"] == entry["createdAt"]
         assert head(db, uid)["seq"] == 1
         assert head(db, uid)["chats"]["c1"] == {"unread": 1, "readUpTo": None, "last": result.messageId}
@@ -47,6 +49,7 @@ def test_send_places_the_message_in_every_inbox_in_its_own_commit(group):
     [push] = queue_entries(db)
     assert push["_path"] == f"regions/APAC/messageQueue/{result.messageId}_carol"
     assert (push["status"], push["awaitingInbox"], push["inboxSeq"], push["attempts"]) == ("PENDING", False, 1, 0)
+    assert push["placedBySend"] is True
     assert push["transportMetadata"] == {"pushTokens": ["tok-carol"], "senderName": "Alice"}
     assert push["billingState"] == {"mode": "paid", "price": 3}
     assert [e["action"] for e in push["history"]] == ["ENQUEUED"]
@@ -121,7 +124,7 @@ def test_cross_region_message_lands_in_the_recipients_inbox_at_once(db):
 
     [received] = inbox(db, "uma")
     assert received["messageId"] == result.messageId
-    assert (received["region"], received["senderRegion"], received["text"]) == ("US", "EU", "hello from Paris")
+    assert (received["region"], received["via"], received["text"]) == ("US", "send", "hello from Paris")
     assert queue_entries(db) == []  # online: nothing left to do, no trigger runs
     assert delivery.process_batch(db, Region.US, EmulatorNotifier()).attempted == 0
 
@@ -133,7 +136,7 @@ def test_user_without_document_or_with_unknown_region_uses_the_default_region(db
     sending.send_message(db, "kim", request(chat_id="c2"))
 
     [entry] = inbox(db, "ghost")
-    assert (entry["senderRegion"], entry["region"]) == ("APAC", "APAC")
+    assert entry["region"] == "APAC"
 
 
 def big_chat(db, size: int) -> list[str]:
@@ -152,7 +155,8 @@ def test_a_chat_larger_than_the_inline_limit_goes_through_the_queue(db, monkeypa
     entries = queue_entries(db)
     assert sorted(e["recipientId"] for e in entries) == members[1:]
     assert all(e["awaitingInbox"] and e["status"] == "PENDING" for e in entries)
-    assert db.document(f"chats/big/messages/{result.messageId}").get().get("placedBySend") == []
+    [send] = [s.to_dict() for s in db.collection("idempotencyKeys").stream()]
+    assert (send["messageId"], send["placedBySend"]) == (result.messageId, [])
     assert db.document("chats/big").get().get("deliveryQueued") is True
     assert all(inbox(db, uid) == [] for uid in members[1:])
 

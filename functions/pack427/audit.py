@@ -4,7 +4,7 @@ A queue entry carries its own trail: each change appends a QueueEvent to the
 entry's `history` in the same conditional write as the change, so the trail
 never claims a change that did not happen, nor misses one that did, and
 costs no write of its own. A message the send placed in an inbox itself
-never had a queue state to change: its message document lists those
+never had a queue state to change: the send's idempotency record lists those
 recipients (`placedBySend`), and `history` reports them as delivered by the
 send. A send a policy refused is one `auditLog/rejected_...` document.
 """
@@ -19,7 +19,7 @@ from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import chat_core, inbox, paths
-from .models import AuditEvent, ChatMessage, QueuedMessage, QueueEvent, QueueStatus, SendRejection
+from .models import AuditEvent, IdempotencyRecord, QueuedMessage, QueueEvent, QueueStatus, SendRejection
 
 ENQUEUED = "ENQUEUED"
 REQUEUED = "REQUEUED"
@@ -76,20 +76,20 @@ def history(db: Client, message_id: str) -> list[AuditEvent]:
             AuditEvent(entry_id=entry.id, message_id=message_id, region=entry.target_region, **e.model_dump(by_alias=False))
             for e in entry.history
         ]
-    messages = db.collection_group("messages").where(filter=FieldFilter("id", "==", message_id)).limit(1)
-    for snapshot in messages.stream():
-        message = ChatMessage.model_validate(snapshot.to_dict())
-        for recipient in message.placed_by_send:
+    sends = paths.idempotency_keys(db).where(filter=FieldFilter("messageId", "==", message_id)).limit(1)
+    for snapshot in sends.stream():
+        send = IdempotencyRecord.model_validate(snapshot.to_dict())
+        for recipient in send.placed_by_send:
             placed = inbox.entries(db, recipient, [message_id])
             events.append(AuditEvent(
                 entry_id=QueuedMessage.entry_id(message_id, recipient),
                 message_id=message_id,
                 region=placed[0].region if placed else chat_core.default_region(),  # entries are never deleted
-                actor=f"user:{message.sender_id}",
+                actor=f"user:{send.sender_id}",
                 action=QueueStatus.DELIVERED.value,
                 to_status=QueueStatus.DELIVERED,
                 attempts=1,
-                at=message.created_at,
+                at=send.created_at,
                 details={"placedBySend": True, **({"seq": placed[0].seq} if placed else {})},
             ))
     return sorted(events, key=lambda e: (e.at, e.entry_id))

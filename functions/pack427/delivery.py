@@ -130,7 +130,6 @@ def inbox_entries(entries: list[QueuedMessage], now: datetime) -> list[InboxEntr
             text=entry.text,
             content_ref=entry.content_ref,
             region=entry.target_region,
-            sender_region=entry.region,
             created_at=entry.created_at,
             delivered_at=now,
         )

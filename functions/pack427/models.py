@@ -141,10 +141,8 @@ class ChatMessage(Document):
     billing system takes each new message document, with `billingState`, the
     chat's billing state at the send, passed on unchanged. Created in the
     send's atomic commit, it cannot exist without the message nor twice.
-
-    Attributes:
-        placed_by_send: recipients whose inbox entry the send's own commit
-            created (see sending); the others went through their queue.
+    (Chat members read it: what only the engine may know of a send, such as
+    who received it, is in its IdempotencyRecord.)
     """
 
     id: str
@@ -156,7 +154,6 @@ class ChatMessage(Document):
     content_ref: str | None = None
     system_nudge: bool = False
     billing_state: dict[str, Any] = Field(default_factory=dict)
-    placed_by_send: list[str] = Field(default_factory=list)
     created_at: datetime
 
 
@@ -232,6 +229,8 @@ class QueuedMessage(Document):
     """The message's seq in the recipient's inbox, once placed."""
     last_failed_at: datetime | None = None
     """The time of the latest failed attempt (metrics count failures by it)."""
+    placed_by_send: bool = False
+    """The send placed the message in the inbox itself: the entry carries only the push."""
     requeues: int = 0
     """Times an operator put the entry back on the queue after it was dropped
     (`attempts` starts again at 0 each time)."""
@@ -258,7 +257,8 @@ class InboxEntry(Document):
             entries became visible (see InboxHead). Sync cursors are seqs.
         region: the recipient's home region when the message was sent (its
             queue, had it needed one); metrics count deliveries by it.
-        sender_region: the sender's home region (same- or cross-region latency).
+        via: `send` if the send's own commit created the entry, `queue` if a
+            delivery from the queue did.
         delivered_at: when the entry was created; equal to created_at when
             the send placed it.
     """
@@ -271,7 +271,7 @@ class InboxEntry(Document):
     text: str | None = None
     content_ref: str
     region: Region
-    sender_region: Region | None = None
+    via: str = "queue"
     created_at: datetime
     delivered_at: datetime
 
@@ -355,12 +355,22 @@ class AuditEvent(Document):
 
 
 class IdempotencyRecord(Document):
-    """`idempotencyKeys/{senderId}_{clientMessageId}`: the first accepted send."""
+    """`idempotencyKeys/{senderId}_{clientMessageId}`: the first accepted send, and what it did.
+
+    Attributes:
+        placed_by_send: recipients whose inbox entry the send's own commit
+            created (see sending); the others went through their queue. Kept
+            here, where no client reads, not on the message: in a group it
+            would tell members who blocked whom.
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
     message_id: str
     chat_id: str
     sender_id: str
     payload_hash: str
+    placed_by_send: list[str] = Field(default_factory=list)
     created_at: datetime
 
 
@@ -900,6 +910,8 @@ class RegionMetrics(Document):
         depth: entries waiting for delivery (PENDING + FAILED).
         delivered_in_window: messages that reached an inbox of the region
             (by the send itself or from the queue).
+        placed_by_send_in_window: of those, placed by the send's own commit
+            (no queue, no latency).
         failed_in_window, dropped_in_window: delivery attempts that ended so,
             from the queue entries' histories (a FAILED attempt is retried
             later; a DROPPED one was the last).
@@ -910,8 +922,8 @@ class RegionMetrics(Document):
             + lost); None when none was settled.
         failed_delivery_rate: of the attempts in the window, the share that
             failed: (failed + dropped) / (delivered + failed + dropped).
-        latency_same_region, latency_cross_region: messages that reached an
-            inbox in the window whose sender is in this region, or in another.
+        latency_same_region, latency_cross_region: entries delivered from the
+            queue in the window whose sender is in this region, or in another.
         syncs_in_window: devices of this region whose last sync was in the window.
         sync_avg_ms, sync_max_ms: their sync durations; slow_syncs: how many
             took longer than the alert threshold.
@@ -926,6 +938,7 @@ class RegionMetrics(Document):
     dropped: int
     depth: int
     delivered_in_window: int
+    placed_by_send_in_window: int = 0
     failed_in_window: int
     dropped_in_window: int
     lost_in_window: int = 0

@@ -67,8 +67,12 @@ def device_sync_state(db: Client, name: Region, uid: str, device_id: str) -> Doc
     return device_sync_states(db, name).document(f"{uid}_{device_id}")
 
 
+def idempotency_keys(db: Client) -> CollectionReference:
+    return db.collection("idempotencyKeys")
+
+
 def idempotency_key(db: Client, sender_id: str, client_message_id: str) -> DocumentReference:
-    return db.collection("idempotencyKeys").document(f"{sender_id}_{client_message_id}")
+    return idempotency_keys(db).document(f"{sender_id}_{client_message_id}")
 
 
 def audit_log(db: Client) -> CollectionReference:

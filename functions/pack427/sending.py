@@ -222,8 +222,6 @@ def _commit_send(
         chat, recipients, place=place, queue_checked_empty=checking is not None and not checking.result(),
         needs_read_position={uid for uid in entries if uid in heads and inbox.unknown_read_positions(heads[uid].state, [entries[uid]])},
     )
-    message = message.model_copy(update={"placed_by_send": plan.placed})
-
     batch = db.batch()
     batch.create(
         paths.idempotency_key(db, sender_id, request.clientMessageId),
@@ -232,6 +230,7 @@ def _commit_send(
             chat_id=request.chatId,
             sender_id=sender_id,
             payload_hash=_payload_hash(request),
+            placed_by_send=plan.placed,
             created_at=now,
         ).to_firestore(),
     )
@@ -247,8 +246,8 @@ def _commit_send(
         inbox.add_placement(db, batch, heads[uid], moved, numbered)
         if _push_tokens(users[uid]):
             push = _queue_entry(db, message, chat, users[sender_id], uid, users[uid], now)
-            queue.add_enqueue(db, batch, push.model_copy(update={"awaiting_inbox": False, "inbox_seq": numbered[0].seq}),
-                              actor=actor)
+            push = push.model_copy(update={"awaiting_inbox": False, "inbox_seq": numbered[0].seq, "placed_by_send": True})
+            queue.add_enqueue(db, batch, push, actor=actor)
     for uid in plan.queued:
         queue.add_enqueue(db, batch, _queue_entry(db, message, chat, users[sender_id], uid, users[uid], now), actor=actor)
     rate_limit.add_send(db, batch, window, record)
@@ -361,7 +360,7 @@ def _inbox_entry(db: Client, message: ChatMessage, sender: UserProfile, recipien
         text=message.text,
         content_ref=content_ref(db, message),
         region=chat_core.home_region(recipient),
-        sender_region=chat_core.home_region(sender),
+        via="send",
         created_at=message.created_at,
         delivered_at=message.created_at,
     )
