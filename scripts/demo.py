@@ -2,10 +2,12 @@
 
 Users sign up in the Auth emulator and use the Python client (client/,
 pack427_client) as an app does: messages go into the client's SQLite outbox,
-out through the `pack427_sendMessage` callable over HTTP, and the
-`pack427_onMessageEnqueued` trigger delivers them; devices sync and ack with
-the client, which keeps its cursor; typing and unread go through the signals. Two recipients are offline with push tokens that fail:
-one delivery succeeds on its third attempt, the other is dropped after five.
+out through the `pack427_sendMessage` callable over HTTP, which places them
+in the recipients' inboxes in its own commit; devices sync and ack with the
+client, which keeps its cursor; typing and unread go through the signals.
+Two recipients are offline with push tokens that fail: the
+`pack427_onMessageEnqueued` trigger pushes, one push succeeds on its third
+attempt, the other is dropped after five.
 The emulator suite runs no scheduler, so this script plays the one-minute
 `pack427_processMessageQueue` for the retries.
 """
@@ -124,7 +126,8 @@ def show_entry(region: Region, entry_id: str) -> None:
 
 def show_history(message_id: str) -> None:
     for event in audit.history(db, message_id):
-        say(f"    {event.at:%H:%M:%S.%f}"[:-3] + f"  {event.action:<9} by {event.actor:<9} attempts={event.attempts}")
+        how = " (placed by the send)" if event.details.get("placedBySend") else ""
+        say(f"    {event.at:%H:%M:%S.%f}"[:-3] + f"  {event.action:<9} by {event.actor:<9} attempts={event.attempts}{how}")
 
 
 def main() -> None:
@@ -138,9 +141,9 @@ def main() -> None:
     for chat_id, members in {"alice-bob": [alice, bob], "alice-dave": [alice, dave], "alice-carol": [alice, carol]}.items():
         paths.chat(db, chat_id).set({"participants": members})
 
-    say("\n1. Alice (EU) writes to Bob (US); the trigger delivers at once, no scheduler involved:")
+    say("\n1. Alice (EU) writes to Bob (US); the send places it in Bob's inbox itself, no trigger, no scheduler:")
     first = send(alice_app, "alice-bob", "Hi Bob! Lunch tomorrow?")
-    say(f"  in Bob's inbox after {wait_in_inbox(bob, first['messageId'], 90):.2f} s (first call starts the function workers)")
+    say(f"  in Bob's inbox {wait_in_inbox(bob, first['messageId'], 90):.2f} s after the call returned")
     reply = send(bob_app, "alice-bob", "Sure, noon works.")
     say(f"  in Alice's inbox after {wait_in_inbox(alice, reply['messageId'], 30):.2f} s")
 
@@ -158,23 +161,22 @@ def main() -> None:
     again = {"messageId": sent[-1].message_id}
     say(f"  in Bob's inbox after {wait_in_inbox(bob, again['messageId'], 30):.2f} s")
 
-    say("\n2. Offline recipients get a push; these pushes fail (emulated FCM tokens):")
+    say("\n2. Offline recipients get the message in their inbox and a push, queued; these pushes fail (emulated FCM tokens):")
     to_dave = send(alice_app, "alice-dave", "Dave, are you coming?")
     to_carol = send(alice_app, "alice-carol", "Carol, are you there?")
     dave_entry = (Region.US, f"{to_dave['messageId']}_{dave}")
     carol_entry = (Region.APAC, f"{to_carol['messageId']}_{carol}")
     wait_in_inbox(dave, to_dave["messageId"], 30)
-    say("  the trigger's first attempts failed; retries follow the back-off (1 s, 2 s, 4 s, 8 s):")
+    say("  the trigger's first push attempts failed; retries follow the back-off (1 s, 2 s, 4 s, 8 s):")
     play_scheduler([dave_entry, carol_entry])
 
-    say("\n3. Queue entries:")
-    for message, region in ((first, Region.US), (reply, Region.EU), (again, Region.US)):
-        recipient = alice if message is reply else bob
-        show_entry(region, f"{message['messageId']}_{recipient}")
+    say("\n3. Queue entries: only the pushes were queued (the online messages never needed a queue):")
     show_entry(*dave_entry)
     show_entry(*carol_entry)
 
-    say("\n4. Audit trail of the retried message (to Dave) and of the dropped one (to Carol):")
+    say("\n4. Audit trail of the first message, of the retried push (to Dave) and of the dropped one (to Carol):")
+    show_history(first["messageId"])
+    say("    --")
     show_history(to_dave["messageId"])
     say("    --")
     show_history(to_carol["messageId"])
@@ -184,7 +186,7 @@ def main() -> None:
         messages = sorted((s.to_dict() for s in paths.inbox(db, uid).stream()), key=lambda m: m["messageId"])
         say(f"  {name}: " + (", ".join(repr(m["text"]) for m in messages) or "(empty)"))
     say("  (Carol's push failed five times and raised the MESSAGE_DROPPED alert above;")
-    say("   the message itself was placed in her inbox before the push, so it is not lost.)")
+    say("   the message itself was in her inbox before the push, so it is not lost.)")
 
     say("\n6. Queue figures by region:")
     for region in Region:

@@ -49,9 +49,6 @@ EXPECTED: dict[str, dict] = {
     "pack427_onMessageEnqueued": {"eventTrigger": {
         "eventType": "google.cloud.firestore.document.v1.created",
         "document": "regions/{region}/messageQueue/{entryId}"}},
-    "pack427_onNewMessage": {"eventTrigger": {
-        "eventType": "google.cloud.firestore.document.v1.created",
-        "document": "users/{userId}/inbox/{messageId}"}},
     "pack427_processMessageQueue": {"scheduleTrigger": {"schedule": "every 1 minutes"}},
     "pack427_cleanupMessages": {"scheduleTrigger": {"schedule": "every day 03:00"}},
     "pack427_exportQueueStats": {"scheduleTrigger": {"schedule": "every 5 minutes"}},

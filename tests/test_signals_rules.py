@@ -32,7 +32,7 @@ def rules(firestore_emulator):
     clear_project(host, PROJECT)
     db = firestore.Client(project=PROJECT)
     db.document("chats/c1").set({"participants": ["alice", "bob"]})
-    db.document("users/bob/unreadCounters/c1").set({"chatId": "c1", "userId": "bob", "count": 2})
+    db.document("users/bob/inboxHead/current").set({"seq": 2, "chats": {"c1": {"unread": 2, "last": "01K"}}})
     db.document("chats/c1/readReceipts/bob").set({"chatId": "c1", "userId": "bob", "readUpToMessageId": "01J"})
     db.document("regions/US/typingEvents/c1_bob").set(
         {"chatId": "c1", "userId": "bob", "isTyping": True, "participants": ["alice", "bob"]}
@@ -73,10 +73,11 @@ class Client:
         return response.status_code, found
 
 
-def test_unread_counters_are_readable_by_their_owner_only(rules):
-    assert rules.get("users/bob/unreadCounters/c1", "bob") == 200
-    assert rules.get("users/bob/unreadCounters/c1", "alice") == 403
-    assert rules.get("users/bob/unreadCounters/c1", None) == 403
+def test_unread_counts_are_readable_by_their_owner_only(rules):
+    # An app listens to this one document for every chat's unread count.
+    assert rules.get("users/bob/inboxHead/current", "bob") == 200
+    assert rules.get("users/bob/inboxHead/current", "alice") == 403
+    assert rules.get("users/bob/inboxHead/current", None) == 403
 
 
 def test_read_receipts_are_readable_by_the_chats_participants_only(rules):
@@ -99,7 +100,7 @@ def test_typing_events_are_readable_by_the_chats_participants_only(rules):
 
 
 @pytest.mark.parametrize("path", [
-    "users/bob/unreadCounters/c1", "chats/c1/readReceipts/bob", "regions/US/typingEvents/c1_bob",
+    "users/bob/inboxHead/current", "chats/c1/readReceipts/bob", "regions/US/typingEvents/c1_bob",
 ])
 def test_clients_write_none_of_them(rules, path):
     assert rules.write(path, "bob") == 403

@@ -1,5 +1,5 @@
-"""Real-time signals on the full emulator suite: the real onNewMessage trigger
-keeps the counter, the callables read and move it, and typing shows and goes."""
+"""Real-time signals on the full emulator suite: each send counts itself on the
+recipient's inbox head, the callables read and move the counts, and typing shows and goes."""
 
 from __future__ import annotations
 
@@ -17,26 +17,27 @@ def send(client, chat_id: str, text: str) -> dict:
     return client.call("pack427_sendMessage", {"chatId": chat_id, "clientMessageId": str(ULID()), "text": text})
 
 
-def test_the_trigger_counts_sends_and_mark_as_read_clears_them_on_every_device(suite_db, app_user):
+def test_sends_count_at_once_and_mark_as_read_clears_them_on_every_device(suite_db, app_user):
     alice, alice_client = app_user("alice")
     bob, bob_phone = app_user("bob")
     make_user(suite_db, alice, region="EU")
     make_user(suite_db, bob, region="US")
     make_chat(suite_db, "ab", [alice, bob])
-    counter = suite_db.document(f"users/{bob}/unreadCounters/ab")
+    head = suite_db.document(f"users/{bob}/inboxHead/current")  # what every device of bob listens to
 
     sent = [send(alice_client, "ab", f"m{n}")["messageId"] for n in range(3)]
     send(bob_phone, "ab", "my own message")
-    wait_for(counter, lambda d: d["count"] == 3, FUNCTION_WAIT_S)
-    # Bob's own message counts for Alice only (once its trigger has run, Bob still has 3).
-    wait_for(suite_db.document(f"users/{alice}/unreadCounters/ab"), lambda d: d["count"] == 1, FUNCTION_WAIT_S)
+    # Counted by the sends themselves: no trigger to wait for.
+    assert head.get().get("chats")["ab"]["unread"] == 3
+    # Bob's own message counts for Alice only.
+    assert suite_db.document(f"users/{alice}/inboxHead/current").get().get("chats")["ab"]["unread"] == 1
     assert bob_phone.call("pack427_getUnreadCounts", {}) == {"unreadCounts": {"ab": 3}, "totalUnread": 3}
 
     assert bob_phone.call("pack427_markAsRead", {"chatId": "ab", "readUpToMessageId": sent[1]}) == {
         "success": True, "unreadCount": 1,
     }
-    # Every device of Bob sees the same count on the counter it listens to.
-    assert wait_for(counter, lambda d: d["count"] == 1, FUNCTION_WAIT_S)["readUpToMessageId"] == sent[1]
+    # Every device of Bob sees the same count on the head it listens to.
+    assert wait_for(head, lambda d: d["chats"]["ab"]["unread"] == 1, FUNCTION_WAIT_S)["chats"]["ab"]["readUpTo"] == sent[1]
 
 
 def test_typing_shows_to_the_other_participant_and_bad_input_is_refused(suite_db, app_user):
