@@ -1,0 +1,163 @@
+"""Decisions that need no Firestore: what an inbox head becomes, who a send places,
+what a failed attempt leads to, a recipient's receipt status. No emulator."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pack427 import chat_list, inbox, queue, sending, unread
+from pack427.models import Chat, ChatInbox, InboxEntry, InboxHead, QueueStatus, ReceiptStatus, Region
+from ulid import ULID
+
+from entries import make_entry
+
+T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+
+
+def ids(n: int) -> list[str]:
+    return [str(ULID.from_datetime(T0 + timedelta(seconds=i))) for i in range(n)]
+
+
+def entry(message_id: str, chat_id: str = "c1", sender: str = "alice") -> InboxEntry:
+    return InboxEntry(seq=0, message_id=message_id, chat_id=chat_id, sender_id=sender, content_ref="x",
+                      region=Region.EU, created_at=T0, delivered_at=T0)
+
+
+# ------------------------------------------------------------ inbox head
+
+
+def test_placing_numbers_after_the_head_and_counts_each_entry_unread_in_its_chat():
+    a, b, c = ids(3)
+    head, numbered = inbox.placed(InboxHead(), "bob", [entry(a), entry(b, "c2"), entry(c)], now=T0)
+    assert [e.seq for e in numbered] == [1, 2, 3]
+    assert (head.seq, head.message_id, head.updated_at) == (3, c, T0)
+    assert head.chats == {"c1": ChatInbox(unread=2, last=c), "c2": ChatInbox(unread=1, last=b)}
+
+    head, numbered = inbox.placed(head, "bob", [entry(ids(5)[4])], now=T0)
+    assert numbered[0].seq == 4 and head.chats["c1"].unread == 3
+
+
+def test_an_entry_at_or_before_the_read_position_and_an_own_entry_are_not_unread():
+    a, b, c = ids(3)
+    head = InboxHead(seq=7, chats={"c1": ChatInbox(unread=0, read_up_to=b, last=b)})
+    head, _ = inbox.placed(head, "bob", [entry(a), entry(b), entry(c), entry(ids(4)[3], sender="bob")], now=T0)
+    assert head.chats["c1"] == ChatInbox(unread=1, read_up_to=b, last=ids(4)[3])
+    assert head.seq == 11
+
+
+def test_reading_sets_the_position_and_the_count_and_keeps_the_rest():
+    a, b = ids(2)
+    head = InboxHead(seq=2, chats={"c1": ChatInbox(unread=2, last=b), "c2": ChatInbox(unread=5, last=a)})
+    read = inbox.read_to(head, "c1", a, 1, now=T0)
+    assert read.chats == {"c1": ChatInbox(unread=1, read_up_to=a, last=b), "c2": ChatInbox(unread=5, last=a)}
+    assert (read.seq, read.updated_at) == (2, T0)
+    assert inbox.read_to(InboxHead(), "new", a, 0, now=T0).chats == {"new": ChatInbox(read_up_to=a)}
+
+
+def test_pruning_drops_the_oldest_fully_read_chats_only_and_then_needs_read_positions():
+    stamps = ids(6)
+    chats = {f"c{i}": ChatInbox(unread=i % 2, read_up_to=stamps[i], last=stamps[i]) for i in range(6)}
+    head = inbox.pruned(InboxHead(chats=chats), limit=4)
+    assert sorted(head.chats) == ["c1", "c3", "c4", "c5"]
+    assert head.pruned
+    # Chats with unread messages always stay, even over the limit.
+    unread_only = {f"u{i}": ChatInbox(unread=1, last=stamps[i]) for i in range(6)}
+    assert len(inbox.pruned(InboxHead(chats=unread_only), limit=4).chats) == 6
+    # Once pruned, a chat the head does not track may have a read position: it must be given.
+    late = entry(stamps[0], "c0")
+    assert inbox.unknown_read_positions(head, [late, entry(stamps[5], "c5")]) == {"c0"}
+    with pytest.raises(ValueError, match="read positions"):
+        inbox.placed(head, "bob", [late], now=T0)
+    moved, _ = inbox.placed(head, "bob", [late], now=T0, read_positions={"c0": stamps[0]})
+    assert moved.chats["c0"] == ChatInbox(unread=0, read_up_to=stamps[0], last=stamps[0])
+    assert inbox.unknown_read_positions(InboxHead(), [late]) == set()
+
+
+def test_a_damaged_count_reads_as_zero():
+    assert ChatInbox.model_validate({"unread": -3}).unread == 0
+    assert ChatInbox.model_validate({"unread": "many"}).unread == 0
+    assert ChatInbox.model_validate({"unread": True}).unread == 0
+    assert ChatInbox.model_validate({"unread": 4}).unread == 4
+
+
+def test_unread_after_a_read_is_known_from_the_head_when_the_read_reaches_the_newest_entry():
+    a, b = ids(2)
+    assert unread.unread_after(None, a) == 0
+    assert unread.unread_after(ChatInbox(unread=3, last=a), a) == 0
+    assert unread.unread_after(ChatInbox(unread=3, last=a), b) == 0
+    assert unread.unread_after(ChatInbox(unread=3, last=b), a) is None  # the inbox must be counted
+    assert unread.unread_after(ChatInbox(unread=3), a) is None
+
+
+# ------------------------------------------------------------ who a send places
+
+
+def chat(queued: bool = False) -> Chat:
+    return Chat(participants=["alice", "bob", "carol"], delivery_queued=queued)
+
+
+def test_a_small_chat_with_nothing_queued_is_placed_by_the_send():
+    plan = sending.plan_delivery(chat(), ["bob", "carol"], place=True, queue_checked_empty=False,
+                                 needs_read_position=set())
+    assert plan == sending.DeliveryPlan(placed=["bob", "carol"], queued=[], chat_queued=False)
+
+
+def test_a_chat_with_queued_messages_is_queued_unless_the_queue_was_found_empty():
+    queued = sending.plan_delivery(chat(queued=True), ["bob"], place=True, queue_checked_empty=False,
+                                   needs_read_position=set())
+    assert queued == sending.DeliveryPlan(placed=[], queued=["bob"], chat_queued=True)
+    cleared = sending.plan_delivery(chat(queued=True), ["bob"], place=True, queue_checked_empty=True,
+                                    needs_read_position=set())
+    assert cleared == sending.DeliveryPlan(placed=["bob"], queued=[], chat_queued=False)
+
+
+def test_a_retry_or_a_large_chat_goes_through_the_queue_and_an_unchecked_flag_stays_set():
+    retry = sending.plan_delivery(chat(), ["bob"], place=False, queue_checked_empty=False, needs_read_position=set())
+    assert retry == sending.DeliveryPlan(placed=[], queued=["bob"], chat_queued=True)
+    many = [f"u{i}" for i in range(sending.constants.INLINE_MAX_RECIPIENTS + 1)]
+    large = sending.plan_delivery(chat(), many, place=True, queue_checked_empty=False, needs_read_position=set())
+    assert (large.placed, large.queued, large.chat_queued) == ([], many, True)
+    # Nobody to deliver to (all blocked): the flag is only cleared if the queue was asked.
+    nobody = sending.plan_delivery(chat(queued=True), [], place=False, queue_checked_empty=False,
+                                   needs_read_position=set())
+    assert nobody.chat_queued is True
+    assert sending.plan_delivery(chat(), [], place=False, queue_checked_empty=False,
+                                 needs_read_position=set()).chat_queued is False
+
+
+def test_a_recipient_whose_head_needs_a_read_position_is_queued_alone():
+    plan = sending.plan_delivery(chat(), ["bob", "carol"], place=True, queue_checked_empty=False,
+                                 needs_read_position={"carol"})
+    assert plan == sending.DeliveryPlan(placed=["bob"], queued=["carol"], chat_queued=True)
+
+
+# ------------------------------------------------------------ queue entries
+
+
+def test_a_failed_attempt_backs_off_and_the_fifth_drops():
+    fresh = make_entry()
+    assert queue.failure(fresh, now=T0) == (QueueStatus.FAILED, T0 + timedelta(seconds=1))
+    third = fresh.model_copy(update={"attempts": 2})
+    assert queue.failure(third, now=T0) == (QueueStatus.FAILED, T0 + timedelta(seconds=4))
+    last = fresh.model_copy(update={"attempts": 4})
+    assert queue.failure(last, now=T0)[0] is QueueStatus.DROPPED
+
+
+# ------------------------------------------------------------ receipts
+
+
+@pytest.mark.parametrize(("seq", "acked", "read_up_to", "entry_status", "expected"), [
+    (None, 0, None, QueueStatus.PENDING, ReceiptStatus.PENDING),
+    (None, 0, None, QueueStatus.FAILED, ReceiptStatus.PENDING),
+    (None, 0, None, QueueStatus.DROPPED, ReceiptStatus.FAILED),
+    (None, 0, None, None, ReceiptStatus.SENT),       # never queued (blocked), or cleaned up
+    (4, 3, None, None, ReceiptStatus.SENT),
+    (4, 4, None, None, ReceiptStatus.DELIVERED),    # a device acknowledged up to it
+    (4, 9, None, QueueStatus.DROPPED, ReceiptStatus.DELIVERED),  # its push died; the message did not
+    (4, 0, "M", None, ReceiptStatus.READ),
+    (None, 0, "Z", QueueStatus.PENDING, ReceiptStatus.READ),
+])
+def test_receipt_status(seq, acked, read_up_to, entry_status, expected):
+    queued = make_entry().model_copy(update={"status": entry_status}) if entry_status else None
+    assert chat_list.status_of("M", seq, acked, read_up_to, queued) is expected
