@@ -34,15 +34,15 @@ def test_placing_numbers_after_the_head_and_counts_each_entry_unread_in_its_chat
     assert (head.seq, head.message_id, head.updated_at) == (3, c, T0)
     assert head.chats == {"c1": ChatInbox(unread=2, last=c), "c2": ChatInbox(unread=1, last=b)}
 
-    head, numbered = inbox.placed(head, "bob", [entry(ids(5)[4])], now=T0)
+    head, numbered = inbox.placed(head, "bob", [entry(str(ULID.from_datetime(T0 + timedelta(minutes=1))))], now=T0)
     assert numbered[0].seq == 4 and head.chats["c1"].unread == 3
 
 
 def test_an_entry_at_or_before_the_read_position_and_an_own_entry_are_not_unread():
-    a, b, c = ids(3)
+    a, b, c, own = ids(4)
     head = InboxHead(seq=7, chats={"c1": ChatInbox(unread=0, read_up_to=b, last=b)})
-    head, _ = inbox.placed(head, "bob", [entry(a), entry(b), entry(c), entry(ids(4)[3], sender="bob")], now=T0)
-    assert head.chats["c1"] == ChatInbox(unread=1, read_up_to=b, last=ids(4)[3])
+    head, _ = inbox.placed(head, "bob", [entry(a), entry(b), entry(c), entry(own, sender="bob")], now=T0)
+    assert head.chats["c1"] == ChatInbox(unread=1, read_up_to=b, last=own)
     assert head.seq == 11
 
 
