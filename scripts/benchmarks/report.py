@@ -7,8 +7,22 @@ import sys
 from pathlib import Path
 
 SECTIONS = ("latency", "ops", "drain", "sync", "scale", "cold_start")
-TARGETS = {"p95_same_region_ms": 250, "drain_per_minute": 20_000, "sync_1000_s": 1.0}
+TARGETS = {
+    # issue 16, the lean message path: ratios measured in the same run, and budgets of operations
+    "latency_p95_to_floor": 1.5, "drain_per_minute": 20_000, "drain_to_raw": 0.25,
+    "sync_to_queries": 2.0, "sync_1000_s": 0.5,
+    "writes": 10, "reads": 12, "round_trips": 14, "triggers": 1, "group_writes_per_recipient": 4,
+}
 SEED = {"p95_same_region_ms": 2000, "p95_cross_region_ms": 5000, "drain_per_minute": 200, "sync_1000_s": 10.0}
+STAGE_FUNCTIONS = {"send": "pack427_sendMessage", "deliver": "pack427_onMessageEnqueued (each queue entry)",
+                   "sync": "pack427_syncMessages (one page)", "ack": "pack427_ackMessages", "read": "pack427_markAsRead"}
+
+
+def group_writes_per_extra_recipient(ops: dict) -> float:
+    """What each recipient of a group beyond the first adds to a message's send and delivery, in writes."""
+    group = ops["group"]
+    one = sum(ops["stages"][stage]["counts"]["writes"] for stage in ("send", "deliver"))
+    return (group["send_and_deliver"]["counts"]["writes"] - one) / (group["recipients"] - 1)
 
 
 def histogram(results: dict, path: Path) -> bool:
@@ -26,9 +40,13 @@ def histogram(results: dict, path: Path) -> bool:
     top = max(max(v) for v in series.values())
     bins = [top * i / 40 for i in range(41)]
     for label, samples in series.items():
-        ax.hist(samples, bins=bins, alpha=0.6, label=f"{label.replace('_', ' ')} (n={len(samples)})")
-    ax.axvline(TARGETS["p95_same_region_ms"], color="red", linestyle="--", label="p95 target, same region (250 ms)")
-    ax.set_xlabel("send-to-inbox latency (ms): callable -> trigger -> inbox listener")
+        name = "platform floor (callable + trigger)" if label == "floor" else f"engine, {label.replace('_', ' ')}"
+        ax.hist(samples, bins=bins, alpha=0.5, label=f"{name} (n={len(samples)})")
+    floor = latency.get("floor")
+    if floor:
+        limit = TARGETS["latency_p95_to_floor"] * floor["p95_ms"]
+        ax.axvline(limit, color="red", linestyle="--", label=f"target: same-region p95 at most {limit:,.0f} ms (1.5x floor p95)")
+    ax.set_xlabel("send-to-inbox latency (ms): callable ... inbox listener")
     ax.set_ylabel("messages")
     ax.set_title(f"PACK 427 on the emulator suite ({results['meta']['mode']} run, {results['meta']['started']})")
     ax.legend()
@@ -63,21 +81,44 @@ def _f(value, fmt="{:,.0f}", missing="not measured") -> str:
 
 
 def targets(results: dict) -> list[str]:
-    """The issue's targets next to this run's figures: met, or not, at a glance."""
-    rows = []
-    lat = (results.get("latency") or {}).get("same_region")
-    if lat:
-        rows.append(("p95 send-to-inbox, same region", f"under {TARGETS['p95_same_region_ms']} ms",
-                     f"{lat['p95_ms']:,.0f} ms", lat["p95_ms"] < TARGETS["p95_same_region_ms"]))
+    """The targets next to this run's figures: met, or not, at a glance."""
+    t, rows = TARGETS, []
+    ops = results.get("ops")
+    if ops:
+        w = ops["per_message"]
+        rows += [
+            ("writes per 1:1 message, whole life", f"at most {t['writes']}", f"{w['writes']:.1f}", w["writes"] <= t["writes"]),
+            ("reads per 1:1 message, whole life", f"at most {t['reads']}", f"{w['reads']:.1f}", w["reads"] <= t["reads"]),
+            ("round trips per 1:1 message", f"at most {t['round_trips']}", f"{w['round_trips']:.1f}",
+             w["round_trips"] <= t["round_trips"]),
+            ("trigger invocations per message and recipient", f"at most {t['triggers']}",
+             f"{ops['triggers_per_message']:.1f}", ops["triggers_per_message"] <= t["triggers"]),
+        ]
+        if ops.get("group"):
+            extra = group_writes_per_extra_recipient(ops)
+            rows.append(("writes per further online recipient of a group", f"at most {t['group_writes_per_recipient']}",
+                         f"{extra:.1f}", extra <= t["group_writes_per_recipient"]))
+    lat = results.get("latency") or {}
+    if lat.get("floor"):
+        ratio = lat["ratio_same_region_p95_to_floor_p95"]
+        rows.append(("p95 send-to-inbox, same region, over the platform floor's p95", f"at most {t['latency_p95_to_floor']}",
+                     f"{ratio:.2f} ({lat['same_region']['p95_ms']:,.0f} ms / {lat['floor']['p95_ms']:,.0f} ms)",
+                     ratio <= t["latency_p95_to_floor"]))
     d = results.get("drain")
     if d:
-        rows.append(("backlog drain, one worker", f"at least {TARGETS['drain_per_minute']:,} a minute",
-                     f"{d['messages_per_minute']:,.0f} a minute ({d['messages']:,} messages)",
-                     d["messages_per_minute"] >= TARGETS["drain_per_minute"]))
+        rows.append(("backlog drain, one worker", f"at least {t['drain_per_minute']:,} a minute, or at least"
+                     f" {t['drain_to_raw']} of a plain writer's documents/s",
+                     f"{d['messages_per_minute']:,.0f} a minute; {d['ratio_messages_to_raw_writes']:.3f} of"
+                     f" {d['raw_batched_writes_per_s']:,.0f}/s",
+                     d["messages_per_minute"] >= t["drain_per_minute"] or d["ratio_messages_to_raw_writes"] >= t["drain_to_raw"]))
     s = results.get("sync")
     if s:
-        rows.append(("sync of 1,000 missed messages", f"under {TARGETS['sync_1000_s']:.0f} s",
-                     f"{s['seconds']:.2f} s", s["seconds"] < TARGETS["sync_1000_s"]))
+        rows.append(("sync of 1,000 missed messages, over the same page queries alone", f"at most {t['sync_to_queries']}",
+                     f"{s['ratio_to_page_queries']:.2f} ({s['seconds']:.2f} s / {s['page_queries_alone_s']:.2f} s)",
+                     s["ratio_to_page_queries"] <= t["sync_to_queries"]))
+        rows.append(("sync of 1,000 missed messages", f"under {t['sync_1000_s']} s where the machine is quiet",
+                     f"{s['seconds']:.2f} s (stalls: {s['stalls']['lost_share']:.0%} of the time)" if s.get("stalls") else
+                     f"{s['seconds']:.2f} s", s["seconds"] < t["sync_1000_s"]))
     sc = results.get("scale")
     if sc:
         v = sc["verification"]
@@ -112,21 +153,27 @@ def markdown(results: dict, image: str | None) -> str:
     lat = results.get("latency")
     if lat:
         out += ["## Send-to-inbox latency", "",
-                "HTTP POST to `pack427_sendMessage` (functions emulator, Auth emulator ID token), the",
-                "`pack427_onMessageEnqueued` trigger, the inbox entry seen by a real-time listener.",
+                "HTTP POST to `pack427_sendMessage` (functions emulator, Auth emulator ID token), the inbox",
+                "entry seen by a real-time listener. Beside it, message by message, the platform's floor",
+                "(`scripts/benchmarks/floor`): a callable that writes one document and a trigger on it that",
+                "writes the inbox document, watched by the same listener: what any engine built of a callable",
+                "and a trigger pays on this machine.",
                 f"Load: {lat.get('load', '?')}.", "",
-                "The callable's answer columns are the part the sender waits for; the rest of each",
-                "message's time is the trigger's delivery (the emulator's event dispatch and a Python worker).", "",
-                "| series | n | p50 | p95 | p99 | answer p50 | answer p95 | target p95 | seed p95 |",
-                "|---|---|---|---|---|---|---|---|---|"]
-        for label, seed in (("same_region", SEED["p95_same_region_ms"]), ("cross_region", SEED["p95_cross_region_ms"])):
+                "The answer columns are the part the sender waits for.", "",
+                "| series | n | p50 | p95 | p99 | answer p50 | answer p95 | seed p95 |",
+                "|---|---|---|---|---|---|---|---|"]
+        names = {"same_region": ("engine, same region", f"{SEED['p95_same_region_ms']} ms"),
+                 "cross_region": ("engine, cross region", f"{SEED['p95_cross_region_ms']} ms"),
+                 "floor": ("platform floor", "-")}
+        for label, (name, seed) in names.items():
             r = lat.get(label)
             if r:
-                target = f"{TARGETS['p95_same_region_ms']} ms" if label == "same_region" else "-"
-                out.append(f"| {label.replace('_', ' ')} | {r['messages']} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms"
+                out.append(f"| {name} | {r['messages']} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms"
                            f" | {r['p99_ms']:.0f} ms | {_f(r.get('answer_p50_ms'), '{:,.0f} ms')}"
-                           f" | {_f(r.get('answer_p95_ms'), '{:,.0f} ms')}"
-                           f" | {target} | {seed} ms |")
+                           f" | {_f(r.get('answer_p95_ms'), '{:,.0f} ms')} | {seed} |")
+        if lat.get("floor"):
+            out += ["", f"Same-region p95 over the floor's p95: **{lat['ratio_same_region_p95_to_floor_p95']:.2f}**"
+                        f" (target at most {TARGETS['latency_p95_to_floor']})."]
         if image:
             out += ["", f"![latency histogram]({image})"]
         out.append("")
@@ -137,10 +184,10 @@ def markdown(results: dict, image: str | None) -> str:
                 f"Load: {d.get('load', '?')}.", "",
                 "| figure | value |", "|---|---|",
                 f"| messages per minute | {d['messages_per_minute']:,.0f} (target {TARGETS['drain_per_minute']:,}, seed {SEED['drain_per_minute']}) |",
-                f"| emulator's raw batched writes | {d['raw_batched_writes_per_s']:,.0f} documents/s |",
+                f"| a plain writer's batched writes (500 a commit, no engine code) | {d['raw_batched_writes_per_s']:,.0f} documents/s |",
                 f"| delivery's writes | {d['delivery_writes_per_s']:,.0f} documents/s |",
                 f"| ratio delivery writes / raw writes | {d['ratio_delivery_writes_to_raw_writes']:.2f} |",
-                f"| messages per minute / raw writes per minute | {d['ratio_messages_to_raw_writes']:.3f} |"]
+                f"| messages per minute / raw writes per minute | {d['ratio_messages_to_raw_writes']:.3f} (target at least {TARGETS['drain_to_raw']}) |"]
         if d.get("ops_per_message"):
             o = d["ops_per_message"]
             out.append(f"| Firestore ops per drained message | {o['reads']:.2f} reads, {o['writes']:.2f} writes, "
@@ -151,24 +198,28 @@ def markdown(results: dict, image: str | None) -> str:
         out += ["## Firestore operations per message", "",
                 "Counted by wrapping the google-cloud-firestore client's RPC methods in process",
                 "(`scripts/benchmarks/opcount.py`): billed reads (documents asked for or returned, at least one",
-                "per query; a count aggregation as one), writes, transactions, round trips. One message, one",
-                f"online recipient, averaged over {ops['lives']} lives after a warm-up. Load: {ops.get('load', '?')}.", "",
+                "per query; a count aggregation as one), writes, transactions, round trips; trigger invocations",
+                "are the documents created where a trigger fires (queue entries). One message, one online",
+                f"recipient, averaged over {ops['lives']} lives after a warm-up. Load: {ops.get('load', '?')}.", "",
                 "| stage | function | reads | writes | transactions | round trips |", "|---|---|---|---|---|---|"]
-        functions = {"send": "pack427_sendMessage", "deliver": "pack427_onMessageEnqueued",
-                     "unread": "pack427_onNewMessage", "sync": "pack427_syncMessages (one page)",
-                     "ack": "pack427_ackMessages", "read": "pack427_markAsRead"}
-        for stage, fn in functions.items():
+        for stage, fn in STAGE_FUNCTIONS.items():
             c = ops["stages"][stage]["counts"]
             out.append(f"| {stage} | {fn} | {c['reads']:.1f} | {c['writes']:.1f} | {c['transactions']:.0f} | {c['round_trips']:.1f} |")
         w = ops["per_message"]
         out += [f"| **whole life** | | **{w['reads']:.1f}** | **{w['writes']:.1f}** | **{w['transactions']:.0f}** | **{w['round_trips']:.1f}** |", "",
-                f"Queue writes per message: **{ops['queue_writes_per_message']:.1f}** (seed: ~{ops['seed']['queue_writes_per_message']},"
-                f" enqueue + delivered; the ack's delivery receipt is the third here). Unread-counter writes:"
-                f" {ops['unread_writes_per_message']:.1f} per message per recipient (seed: {ops['seed']['unread_writes_per_message']}"
-                ", plus one when it is read). The seed documents no other cost; this engine also writes an audit event",
-                "per state change, the idempotency record, the billing request, the chat's lastMessage, the rate",
-                "window, the inbox entry and the inbox head (what ordering, exactly-once and sync need).", "",
-                "By collection (per message):", "",
+                f"Trigger invocations per message and recipient: **{ops['triggers_per_message']:.1f}**"
+                f" (budget {TARGETS['triggers']}). Queue writes per message: {ops['queue_writes_per_message']:.1f}"
+                f" (seed: ~{ops['seed']['queue_writes_per_message']}, enqueue + delivered); inbox-head writes (seq,"
+                f" unread counts, read and ack positions): {ops['unread_writes_per_message']:.1f} (seed: {ops['seed']['unread_writes_per_message']}"
+                " unread-counter write per message and recipient, plus one when it is read).", ""]
+        g = ops.get("group")
+        if g:
+            c = g["send_and_deliver"]["counts"]
+            out += [f"A group of {g['members']} members, all online: a message's send and delivery cost {c['writes']:.1f} writes,"
+                    f" {c['reads']:.1f} reads, {c['round_trips']:.1f} round trips and {g['triggers_per_message']:.1f} trigger"
+                    f" invocations; each recipient beyond the first adds **{group_writes_per_extra_recipient(ops):.1f}**"
+                    f" writes (budget {TARGETS['group_writes_per_recipient']}).", ""]
+        out += ["By collection (per message; creates are counted among the writes too):", "",
                 "| operation:collection | per message |", "|---|---|"]
         out += [f"| {k} | {v:.1f} |" for k, v in ops["by_collection"].items()]
         out.append("")
@@ -179,13 +230,14 @@ def markdown(results: dict, image: str | None) -> str:
                 "`sync.sync_messages` in process (the callable's service; the HTTP hop adds a round trip per page).",
                 f"Load: {s.get('load', '?')}.", "",
                 f"- {s['messages']:,} messages in {s['pages']} pages: **{s['seconds']:.2f} s** "
-                f"(target {TARGETS['sync_1000_s']} s, seed {SEED['sync_1000_s']:.0f} s)"]
+                f"(target under {TARGETS['sync_1000_s']} s where the machine is quiet, seed {SEED['sync_1000_s']:.0f} s)"]
         if s.get("ops"):
             o = s["ops"]
             out.append(f"- Firestore: {o['reads']} reads, {o['writes']} writes, {o['round_trips']} round trips in all")
         if s.get("page_queries_alone_s"):
             out.append(f"- the same {s['pages']} inbox page queries alone, back to back: {s['page_queries_alone_s']:.2f} s "
-                       f"(ratio sync / queries alone **{s['ratio_to_page_queries']:.2f}**): the emulator scans a "
+                       f"(ratio sync / queries alone **{s['ratio_to_page_queries']:.2f}**, target at most "
+                       f"{TARGETS['sync_to_queries']}): the emulator scans a "
                        "collection for every query, so this floor grows with the inbox; Firestore serves them from an index")
         out.append("")
     sc = results.get("scale")
@@ -237,6 +289,7 @@ def markdown(results: dict, image: str | None) -> str:
 
 def render(results: dict, docs: Path) -> None:
     """Write docs/BENCHMARKS.md and docs/bench-latency.png (when there are latency samples)."""
+    docs.mkdir(parents=True, exist_ok=True)
     image = "bench-latency.png" if histogram(results, docs / "bench-latency.png") else None
     (docs / "BENCHMARKS.md").write_text(markdown(results, image))
 
