@@ -381,8 +381,8 @@ def _deliver_in_bulk(
 ) -> tuple[int, list[tuple[str, str]]]:
     """Deliver whole runs of many (chat, recipient) pairs, many recipients to a commit.
 
-    Each recipient's messages (its chats' runs, each in message order) go in
-    groups of DELIVERY_GROUP_SIZE; round k commits every recipient's k-th
+    Each recipient's messages (its chats' runs one after the other, each in
+    message order) go in groups of DELIVERY_GROUP_SIZE; round k commits every recipient's k-th
     group, packed into commits of at most MAX_WRITES_PER_COMMIT writes, each
     conditional on every entry and every head in it. A commit whose
     precondition fails (a trigger or another worker got there first) writes
@@ -392,11 +392,15 @@ def _deliver_in_bulk(
     Returns:
         How many entries were delivered, and the pairs left to the one-by-one path.
     """
-    groups: dict[str, list[list[LoadedEntry]]] = {}
+    # A recipient's runs one after the other (each chat keeps its order), cut into groups:
+    # one head move per group, whatever the number of chats.
+    by_recipient: dict[str, list[LoadedEntry]] = {}
     for (_, recipient), run in runs.items():
-        groups.setdefault(recipient, [])
-        for start in range(0, len(run), DELIVERY_GROUP_SIZE):
-            groups[recipient].append(run[start:start + DELIVERY_GROUP_SIZE])
+        by_recipient.setdefault(recipient, []).extend(run)
+    groups = {
+        recipient: [entries[start:start + DELIVERY_GROUP_SIZE] for start in range(0, len(entries), DELIVERY_GROUP_SIZE)]
+        for recipient, entries in by_recipient.items()
+    }
     delivered, lost = 0, set()
 
     def commit(part: list[tuple[inbox.Head, list[LoadedEntry]]]) -> tuple[int, list[str]]:
