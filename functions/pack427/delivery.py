@@ -367,6 +367,9 @@ def process_batch(
     return report
 
 
+DEPTH_RECOUNT_ROUNDS = 10
+"""Rounds of a drain between two counts of a region's depth (see drain)."""
+
 MAX_WRITES_PER_COMMIT = 500
 """Firestore's limit on the writes of one commit."""
 
@@ -460,7 +463,9 @@ def drain(
 
     Regions take turns, one round each, so a backlog in one region does not
     starve the others. Back-pressure (the seed's scale-up strategy), decided
-    each round from the region's depth (one count aggregation): over
+    each round from the region's depth: counted (one count aggregation, which
+    reads every waiting entry's index entry) every DEPTH_RECOUNT_ROUNDS rounds,
+    less what the rounds in between attempted. Over
     `scale_up_depth` a round takes LARGE_BATCH_SIZE entries; over
     `fan_out_depth` it runs QUEUE_SHARDS workers at once, each on its own
     slice of the queue (QueuedMessage.shard, a hash of chat and recipient), so
@@ -489,11 +494,14 @@ def drain(
     deadline = time.monotonic() + time_budget_s
     reports = {region: ProcessReport() for region in regions}
     modes = {region: "normal" for region in regions}
+    depths: dict[Region, int] = {}
     busy = list(regions)
     # The switch is checked every round (cached, see settings): a pause stops a running drain too.
     while busy and time.monotonic() < deadline and not settings.direct_delivery(db):
         for region in list(busy):
-            depth = queue.depth(db, region)
+            if reports[region].batches % DEPTH_RECOUNT_ROUNDS == 0:
+                depths[region] = queue.depth(db, region)
+            depth = depths[region]
             limit = constants.LARGE_BATCH_SIZE if depth > scale_up_depth else constants.BATCH_SIZE
             shards = list(range(constants.QUEUE_SHARDS)) if depth > fan_out_depth else [None]
             modes[region] = "fan-out" if len(shards) > 1 else "large" if depth > scale_up_depth else "normal"
@@ -503,6 +511,7 @@ def drain(
             for batch in rounds:
                 reports[region].batches += 1
                 reports[region].outcomes.update(batch.outcomes)
+            depths[region] = max(depth - sum(batch.attempted for batch in rounds), 0)
             if all(batch.found < limit or not batch.attempted for batch in rounds):
                 busy.remove(region)
             if progress is not None:
