@@ -3,7 +3,8 @@
 Through the real path: each send is an HTTP POST to the `pack427_sendMessage`
 callable (an unsigned emulator ID token per user: the Auth emulator's callables
 accept them, and signing up 10,000 users would only time the Auth emulator),
-delivery is the suite's `pack427_onMessageEnqueued` trigger. Latency of a
+delivery is the send's own commit (the suite's `pack427_onMessageEnqueued` trigger
+for what it queues: pushes, a send that lost a race). Latency of a
 message is the inbox entry's create time (the emulator's commit time, same
 machine clock) minus the moment the send was issued.
 
