@@ -194,9 +194,8 @@ def resync(
 def _make_due(db: Client, loaded: LoadedEntry, now: datetime) -> bool:
     """Bring a waiting entry's next attempt forward to `now`, conditional on it being unchanged."""
     batch = db.batch()
-    batch.update(paths.queue_entry(db, loaded.entry.target_region, loaded.entry.id),
-                 {"nextAttemptAt": now, "updatedAt": now},
-                 option=db.write_option(last_update_time=loaded.update_time))
+    store.update_if_unchanged(db, batch, paths.queue_entry(db, loaded.entry.target_region, loaded.entry.id),
+                              loaded.update_time, {"nextAttemptAt": now, "updatedAt": now})
     return store.commit_if_unchanged(batch)
 
 

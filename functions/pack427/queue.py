@@ -124,11 +124,8 @@ def add_change(
         entry, actor=actor, from_status=entry.status, to_status=to_status, attempts=attempts, at=now,
         details=details, action=action,
     )
-    batch.update(
-        paths.queue_entry(db, entry.target_region, entry.id),
-        {**fields, "updatedAt": now, "history": history},
-        option=db.write_option(last_update_time=loaded.update_time),
-    )
+    store.update_if_unchanged(db, batch, paths.queue_entry(db, entry.target_region, entry.id), loaded.update_time,
+                              {**fields, "updatedAt": now, "history": history})
 
 
 def add_delivered(
@@ -233,11 +230,8 @@ def mark_failed(
 def add_placed(db: Client, batch: WriteBatch, loaded: LoadedEntry, *, inbox_seq: int, now: datetime) -> None:
     """Add to `batch` that the message is in the inbox at `inbox_seq` (status unchanged),
     conditional on the entry being unchanged."""
-    batch.update(
-        paths.queue_entry(db, loaded.entry.target_region, loaded.entry.id),
-        {"awaitingInbox": False, "inboxSeq": inbox_seq, "updatedAt": now},
-        option=db.write_option(last_update_time=loaded.update_time),
-    )
+    store.update_if_unchanged(db, batch, paths.queue_entry(db, loaded.entry.target_region, loaded.entry.id),
+                              loaded.update_time, {"awaitingInbox": False, "inboxSeq": inbox_seq, "updatedAt": now})
 
 
 def defer(db: Client, loaded: LoadedEntry, *, until: datetime, now: datetime) -> bool:
@@ -250,11 +244,8 @@ def defer(db: Client, loaded: LoadedEntry, *, until: datetime, now: datetime) ->
     if loaded.entry.next_attempt_at >= until:
         return False
     batch = db.batch()
-    batch.update(
-        paths.queue_entry(db, loaded.entry.target_region, loaded.entry.id),
-        {"nextAttemptAt": until, "updatedAt": now},
-        option=db.write_option(last_update_time=loaded.update_time),
-    )
+    store.update_if_unchanged(db, batch, paths.queue_entry(db, loaded.entry.target_region, loaded.entry.id),
+                              loaded.update_time, {"nextAttemptAt": until, "updatedAt": now})
     return store.commit_if_unchanged(batch)
 
 

@@ -46,7 +46,7 @@ from google.cloud.firestore import Client, WriteBatch
 from google.cloud.firestore_v1 import DocumentSnapshot
 from pydantic import ValidationError
 
-from . import constants, paths, settings
+from . import constants, paths, settings, store
 from .errors import ResourceExhausted
 from .models import RateWindow, SendRecord
 
@@ -137,7 +137,7 @@ def add_send(db: Client, batch: WriteBatch, window: LoadedWindow, record: SendRe
     if window.update_time is None:
         batch.create(ref, document)
     else:
-        batch.update(ref, document, option=db.write_option(last_update_time=window.update_time))
+        store.update_if_unchanged(db, batch, ref, window.update_time, document)
 
 
 def content_hash(text: str | None, content_ref: str | None) -> str:

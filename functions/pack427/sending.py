@@ -235,11 +235,8 @@ def _commit_send(
         ).to_firestore(),
     )
     batch.create(paths.chat_message(db, request.chatId, message_id), message.to_firestore())
-    batch.update(
-        paths.chat(db, request.chatId),
-        {"lastMessage": _last_message(message).to_firestore(), "deliveryQueued": plan.chat_queued},
-        option=db.write_option(last_update_time=loaded.update_time),
-    )
+    store.update_if_unchanged(db, batch, paths.chat(db, request.chatId), loaded.update_time,
+                              {"lastMessage": _last_message(message).to_firestore(), "deliveryQueued": plan.chat_queued})
     actor = f"user:{sender_id}"
     for uid in plan.placed:
         moved, numbered = inbox.placed(heads[uid].state, uid, [entries[uid]], now=now)

@@ -70,7 +70,15 @@ def write_if_unchanged(db: Client, batch: WriteBatch, document: Read, data: dict
     if document.update_time is None:
         batch.create(document.ref, data)
     else:
-        batch.update(document.ref, data, option=db.write_option(last_update_time=document.update_time))
+        update_if_unchanged(db, batch, document.ref, document.update_time, data)
+
+
+def update_if_unchanged(
+    db: Client, batch: WriteBatch, ref: DocumentReference, update_time: datetime, data: dict[str, Any]
+) -> None:
+    """Add to `batch` an update of the fields `data` of `ref`, conditional on its update time
+    still being `update_time` (the time it had when it was read)."""
+    batch.update(ref, data, option=db.write_option(last_update_time=update_time))
 
 
 CONFLICTS = (gexc.FailedPrecondition, gexc.Aborted, gexc.AlreadyExists)
