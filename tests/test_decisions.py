@@ -135,13 +135,42 @@ def test_a_recipient_whose_head_needs_a_read_position_is_queued_alone():
 # ------------------------------------------------------------ queue entries
 
 
-def test_a_failed_attempt_backs_off_and_the_fifth_drops():
+def test_a_failed_attempt_backs_off_keeps_its_place_and_the_fifth_drops():
     fresh = make_entry()
-    assert queue.failure(fresh, now=T0) == (QueueStatus.FAILED, T0 + timedelta(seconds=1))
-    third = fresh.model_copy(update={"attempts": 2})
-    assert queue.failure(third, now=T0) == (QueueStatus.FAILED, T0 + timedelta(seconds=4))
-    last = fresh.model_copy(update={"attempts": 4})
-    assert queue.failure(last, now=T0)[0] is QueueStatus.DROPPED
+    first = queue.failed(fresh, "boom", now=T0)
+    assert (first.to_status, first.attempts) == (QueueStatus.FAILED, 1)
+    assert first.fields == {"status": "FAILED", "awaitingInbox": True, "attempts": 1,
+                                 "nextAttemptAt": T0 + timedelta(seconds=1), "lastError": "boom", "lastFailedAt": T0}
+    assert first.details == {"error": "boom", "nextAttemptAt": (T0 + timedelta(seconds=1)).isoformat()}
+    third = queue.failed(fresh.model_copy(update={"attempts": 2}), "x" * 2000, now=T0)
+    assert third.fields["nextAttemptAt"] == T0 + timedelta(seconds=4) and len(third.fields["lastError"]) == 1000
+    last = queue.failed(fresh.model_copy(update={"attempts": 4}), "boom", now=T0)
+    assert (last.to_status, last.attempts, last.fields["awaitingInbox"]) == (QueueStatus.DROPPED, 5, False)
+    assert "nextAttemptAt" not in last.details  # a dead letter has no next attempt
+    # A push retry (the message is in the inbox) stays out of its chat's way whatever happens.
+    pushed = fresh.model_copy(update={"awaiting_inbox": False})
+    assert queue.failed(pushed, "push", now=T0).fields["awaitingInbox"] is False
+
+
+def test_delivered_counts_the_attempt_and_records_where_the_inbox_entry_went():
+    change = queue.delivered(make_entry().model_copy(update={"attempts": 2}), now=T0, inbox_seq=7)
+    assert (change.to_status, change.attempts, change.details) == (QueueStatus.DELIVERED, 3, {})
+    assert change.fields == {"status": "DELIVERED", "awaitingInbox": False, "attempts": 3, "deliveredAt": T0,
+                             "lastError": None, "inboxSeq": 7}
+    acked = queue.delivered(make_entry(), now=T0, details={"acknowledged": True})
+    assert "inboxSeq" not in acked.fields and acked.details == {"acknowledged": True}
+
+
+def test_a_requeued_dead_letter_starts_over_unless_its_message_reached_the_inbox():
+    dead = make_entry().model_copy(update={"status": QueueStatus.DROPPED, "attempts": 5, "last_error": "boom"})
+    again = queue.requeued(dead, now=T0, placed_seq=None, placed_at=None)
+    assert (again.to_status, again.attempts, again.action) == (QueueStatus.PENDING, 0, "REQUEUED")
+    assert again.fields == {"status": "PENDING", "awaitingInbox": True, "attempts": 0, "nextAttemptAt": T0,
+                            "lastError": None, "requeues": 1}
+    assert again.details == {"previousAttempts": 5, "lastError": "boom"}
+    placed = queue.requeued(dead, now=T0, placed_seq=3, placed_at=T0 - timedelta(hours=1))
+    assert (placed.to_status, placed.fields["inboxSeq"], placed.fields["deliveredAt"]) == (
+        QueueStatus.DELIVERED, 3, T0 - timedelta(hours=1))
 
 
 # ------------------------------------------------------------ receipts

@@ -112,20 +112,11 @@ def requeue(db: Client, loaded: LoadedEntry, *, actor: str, now: datetime) -> Qu
     if entry.status is not QueueStatus.DROPPED:
         return None
     placed = paths.inbox_entry(db, entry.recipient_id, entry.message_id).get()
+    change = queue.requeued(entry, now=now, placed_seq=placed.get("seq") if placed.exists else None,
+                            placed_at=placed.get("deliveredAt") if placed.exists else None)
     batch = db.batch()
-    if placed.exists:
-        status = QueueStatus.DELIVERED
-        fields = {"status": status.value, "awaitingInbox": False, "deliveredAt": placed.get("deliveredAt") or now,
-                  "inboxSeq": placed.get("seq"), "lastError": None}
-        queue.add_change(db, batch, loaded, fields, actor=actor, to_status=status, attempts=entry.attempts, now=now,
-                         details={"requeued": True, "alreadyInInbox": True})
-    else:
-        status = QueueStatus.PENDING
-        fields = {"status": status.value, "awaitingInbox": True, "attempts": 0, "nextAttemptAt": now,
-                  "lastError": None, "requeues": entry.requeues + 1}
-        queue.add_change(db, batch, loaded, fields, actor=actor, to_status=status, attempts=0, now=now,
-                         action=audit.REQUEUED, details={"previousAttempts": entry.attempts, "lastError": entry.last_error})
-    return status if store.commit_if_unchanged(batch) else None
+    queue.add_change(db, batch, loaded, change, actor=actor, now=now)
+    return change.to_status if store.commit_if_unchanged(batch) else None
 
 
 def resync(

@@ -99,33 +99,74 @@ def load(db: Client, region: Region, entry_id: str) -> LoadedEntry | None:
     return LoadedEntry.from_snapshot(snapshot) if snapshot.exists else None
 
 
-def add_change(
-    db: Client,
-    batch: WriteBatch,
-    loaded: LoadedEntry,
-    fields: dict[str, Any],
-    *,
-    actor: str,
-    to_status: QueueStatus,
-    attempts: int,
-    now: datetime,
-    details: dict[str, Any] | None = None,
-    action: str | None = None,
-) -> None:
-    """Add a state change of `loaded` to `batch`: `fields`, `updatedAt` and the change's event
-    appended to its history, conditional on the entry being unchanged since it was read.
+@dataclass(frozen=True)
+class Change:
+    """A state change of a queue entry, decided without Firestore (see `delivered`, `failed`,
+    `requeued`): the stored fields that change, and the event its history records.
 
-    Args:
-        fields: the stored fields that change (camelCase).
-        to_status, attempts, details, action: the event (see audit.appended).
+    Attributes:
+        fields: camelCase, as stored.
+        to_status: the status after the change.
+        attempts: the entry's attempts after the change.
+        details: recorded in the event.
+        action: the event's action (default: the new status).
     """
+
+    fields: dict[str, Any]
+    to_status: QueueStatus
+    attempts: int
+    details: dict[str, Any]
+    action: str | None = None
+
+
+def delivered(
+    entry: QueuedMessage, *, now: datetime, inbox_seq: int | None = None, details: dict[str, Any] | None = None
+) -> Change:
+    """`entry` delivered at `now` by an attempt (inbox entry placed at `inbox_seq` by the same commit, if given)."""
+    attempts = entry.attempts + 1
+    fields = {"status": QueueStatus.DELIVERED.value, "awaitingInbox": False, "attempts": attempts,
+              "deliveredAt": now, "lastError": None}
+    if inbox_seq is not None:
+        fields["inboxSeq"] = inbox_seq
+    return Change(fields, QueueStatus.DELIVERED, attempts, details or {})
+
+
+def failed(entry: QueuedMessage, error: str, *, now: datetime) -> Change:
+    """A failed attempt of `entry` at `now`: FAILED, due again after back-off, or DROPPED once
+    MAX_ATTEMPTS attempts have failed (a dead letter no longer holds its chat back)."""
+    attempts = entry.attempts + 1
+    dropped = attempts >= constants.MAX_ATTEMPTS
+    status = QueueStatus.DROPPED if dropped else QueueStatus.FAILED
+    next_attempt_at = now + backoff(attempts)
+    details = {"error": error[:1000]} | ({} if dropped else {"nextAttemptAt": next_attempt_at.isoformat()})
+    fields = {"status": status.value, "awaitingInbox": entry.awaiting_inbox and not dropped, "attempts": attempts,
+              "nextAttemptAt": next_attempt_at, "lastError": error[:1000], "lastFailedAt": now}
+    return Change(fields, status, attempts, details)
+
+
+def requeued(entry: QueuedMessage, *, now: datetime, placed_seq: int | None, placed_at: datetime | None) -> Change:
+    """A dead letter put back by an operator: PENDING, due now, attempts from 0, `requeues` counted;
+    or DELIVERED if its message reached the inbox at `placed_seq` (only its push kept failing)."""
+    if placed_seq is not None:
+        fields = {"status": QueueStatus.DELIVERED.value, "awaitingInbox": False, "deliveredAt": placed_at or now,
+                  "inboxSeq": placed_seq, "lastError": None}
+        return Change(fields, QueueStatus.DELIVERED, entry.attempts, {"requeued": True, "alreadyInInbox": True})
+    fields = {"status": QueueStatus.PENDING.value, "awaitingInbox": True, "attempts": 0, "nextAttemptAt": now,
+              "lastError": None, "requeues": entry.requeues + 1}
+    details = {"previousAttempts": entry.attempts, "lastError": entry.last_error}
+    return Change(fields, QueueStatus.PENDING, 0, details, action=audit.REQUEUED)
+
+
+def add_change(db: Client, batch: WriteBatch, loaded: LoadedEntry, change: Change, *, actor: str, now: datetime) -> None:
+    """Add `change` of `loaded` to `batch`: its fields, `updatedAt` and its event appended to the
+    entry's history, conditional on the entry being unchanged since it was read."""
     entry = loaded.entry
     history = audit.appended(
-        entry, actor=actor, from_status=entry.status, to_status=to_status, attempts=attempts, at=now,
-        details=details, action=action,
+        entry, actor=actor, from_status=entry.status, to_status=change.to_status, attempts=change.attempts, at=now,
+        details=change.details, action=change.action,
     )
     store.update_if_unchanged(db, batch, paths.queue_entry(db, entry.target_region, entry.id), loaded.update_time,
-                              {**fields, "updatedAt": now, "history": history})
+                              {**change.fields, "updatedAt": now, "history": history})
 
 
 def add_delivered(
@@ -144,18 +185,8 @@ def add_delivered(
         inbox_seq: the message's seq in the inbox, when this commit places it.
         details: recorded in the event (default none).
     """
-    attempts = loaded.entry.attempts + 1
-    fields = {
-        "status": QueueStatus.DELIVERED.value,
-        "awaitingInbox": False,
-        "attempts": attempts,
-        "deliveredAt": now,
-        "lastError": None,
-    }
-    if inbox_seq is not None:
-        fields["inboxSeq"] = inbox_seq
-    add_change(db, batch, loaded, fields, actor=actor, to_status=QueueStatus.DELIVERED, attempts=attempts,
-               now=now, details=details)
+    add_change(db, batch, loaded, delivered(loaded.entry, now=now, inbox_seq=inbox_seq, details=details),
+               actor=actor, now=now)
 
 
 def mark_delivered(
@@ -177,14 +208,6 @@ def mark_delivered(
     return store.commit_if_unchanged(batch)
 
 
-def failure(entry: QueuedMessage, *, now: datetime) -> tuple[QueueStatus, datetime]:
-    """What a failed attempt of `entry` at `now` leads to: FAILED and the next attempt's
-    time after back-off, or DROPPED once MAX_ATTEMPTS attempts have failed."""
-    attempts = entry.attempts + 1
-    status = QueueStatus.DROPPED if attempts >= constants.MAX_ATTEMPTS else QueueStatus.FAILED
-    return status, now + backoff(attempts)
-
-
 def mark_failed(
     db: Client, loaded: LoadedEntry, error: str, *, actor: str, now: datetime | None = None
 ) -> QueueStatus | None:
@@ -203,28 +226,14 @@ def mark_failed(
     if entry.status not in DUE_STATUSES:
         return None
     now = now or clock.now()
-    attempts = entry.attempts + 1
-    status, next_attempt_at = failure(entry, now=now)
-    dropped = status is QueueStatus.DROPPED
-    details = {"error": error[:1000]}
-    if not dropped:
-        details["nextAttemptAt"] = next_attempt_at.isoformat()
+    change = failed(entry, error, now=now)
     batch = db.batch()
-    fields = {
-        "status": status.value,
-        # A dead letter no longer holds newer messages of its chat back.
-        "awaitingInbox": entry.awaiting_inbox and not dropped,
-        "attempts": attempts,
-        "nextAttemptAt": next_attempt_at,
-        "lastError": error[:1000],
-        "lastFailedAt": now,
-    }
-    add_change(db, batch, loaded, fields, actor=actor, to_status=status, attempts=attempts, now=now, details=details)
+    add_change(db, batch, loaded, change, actor=actor, now=now)
     if not store.commit_if_unchanged(batch):
         return None
-    if dropped:
-        alerts.message_dropped(entry, attempts=attempts, error=error)
-    return status
+    if change.to_status is QueueStatus.DROPPED:
+        alerts.message_dropped(entry, attempts=change.attempts, error=error)
+    return change.to_status
 
 
 def add_placed(db: Client, batch: WriteBatch, loaded: LoadedEntry, *, inbox_seq: int, now: datetime) -> None:
