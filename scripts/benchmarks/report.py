@@ -62,12 +62,15 @@ def stalls(results: dict) -> list[str]:
             if isinstance(results.get(name), dict) and results[name].get("stalls", {}).get("samples")]
     if not rows:
         return []
+    quiet = max(s["lost_share"] for _, s in rows) < 0.1
     out = ["## The machine under the figures", "",
            "A process of the bench's own sleeps 10 ms at a time through each section and records how late",
-           "it wakes up. On a quiet, dedicated machine it wakes within a millisecond. Here it waits",
-           "for a CPU: other work has them, or the host is not running this virtual machine's CPUs at all. Every",
+           "it wakes up. On a quiet, dedicated machine it wakes within a millisecond. Where it wakes late, it waited",
+           "for a CPU: other work had them, or the host was not running this virtual machine's CPUs at all. Every",
            "process a message crosses (bench, functions emulator, Python worker, Firestore emulator) waits the",
-           "same way, so these stalls set a floor under every latency below that no engine change can lower.", "",
+           "same way, so these stalls set a floor under every latency below that no engine change can lower.",
+           "This run's machine was quiet: its figures are the engine's and the emulators'." if quiet else
+           "This run's machine was not quiet: read its absolute figures with the stalls beside them.", "",
            "| section | time lost to late wake-ups | p50 | p99 | max | stalls over 100 ms a minute |",
            "|---|---|---|---|---|---|"]
     for name, s in rows:
