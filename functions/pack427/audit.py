@@ -11,7 +11,6 @@ send. A send a policy refused is one `auditLog/rejected_...` document.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -25,31 +24,8 @@ ENQUEUED = "ENQUEUED"
 REQUEUED = "REQUEUED"
 
 
-def appended(
-    entry: QueuedMessage,
-    *,
-    actor: str,
-    to_status: QueueStatus,
-    attempts: int,
-    at: datetime,
-    from_status: QueueStatus | None = None,
-    details: dict[str, Any] | None = None,
-    action: str | None = None,
-) -> list[dict[str, Any]]:
-    """`entry`'s history with the event of its move to `to_status` appended, as stored.
-
-    Args:
-        action: defaults to ENQUEUED for a new entry (no `from_status`), else the new status.
-    """
-    event = QueueEvent(
-        actor=actor,
-        action=action or (ENQUEUED if from_status is None else to_status.value),
-        from_status=from_status,
-        to_status=to_status,
-        attempts=attempts,
-        at=at,
-        details=details or {},
-    )
+def appended(entry: QueuedMessage, event: QueueEvent) -> list[dict[str, Any]]:
+    """`entry`'s history with `event` appended, as stored."""
     return [e.to_firestore() for e in (*entry.history, event)]
 
 

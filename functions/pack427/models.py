@@ -331,27 +331,12 @@ class InboxHead(Document):
     updated_at: datetime | None = None
 
 
-class AuditEvent(Document):
-    """One queue state change with the entry it belongs to: a QueueEvent as `ops history` lists it.
-
-    Attributes:
-        actor: who made the change: `user:{uid}`, `trigger`, `scheduler`, ...
-        action: ENQUEUED, DELIVERED, FAILED or DROPPED.
-        from_status: status before the change (None when enqueued).
-        to_status: status after it.
-        details: attempt number, error text, back-off, as the action needs.
-    """
+class AuditEvent(QueueEvent):
+    """A QueueEvent with the entry it belongs to, as `ops history` lists a message's events."""
 
     entry_id: str
     message_id: str
     region: Region
-    actor: str
-    action: str
-    from_status: QueueStatus | None = None
-    to_status: QueueStatus
-    attempts: int
-    at: datetime
-    details: dict[str, Any] = Field(default_factory=dict)
 
 
 class IdempotencyRecord(Document):

@@ -49,8 +49,8 @@ def backoff(attempts: int) -> timedelta:
 
 def with_history(entry: QueuedMessage, *, actor: str) -> QueuedMessage:
     """`entry` as it is created: its history opens with ENQUEUED."""
-    history = audit.appended(entry, actor=actor, to_status=entry.status, attempts=0, at=entry.created_at)
-    return entry.model_copy(update={"history": [QueueEvent.model_validate(e) for e in history]})
+    event = QueueEvent(actor=actor, action=audit.ENQUEUED, to_status=entry.status, attempts=0, at=entry.created_at)
+    return entry.model_copy(update={"history": [*entry.history, event]})
 
 
 def add_enqueue(db: Client, batch: WriteBatch, entry: QueuedMessage, *, actor: str) -> None:
@@ -161,10 +161,9 @@ def add_change(db: Client, batch: WriteBatch, loaded: LoadedEntry, change: Chang
     """Add `change` of `loaded` to `batch`: its fields, `updatedAt` and its event appended to the
     entry's history, conditional on the entry being unchanged since it was read."""
     entry = loaded.entry
-    history = audit.appended(
-        entry, actor=actor, from_status=entry.status, to_status=change.to_status, attempts=change.attempts, at=now,
-        details=change.details, action=change.action,
-    )
+    event = QueueEvent(actor=actor, action=change.action or change.to_status.value, from_status=entry.status,
+                       to_status=change.to_status, attempts=change.attempts, at=now, details=change.details)
+    history = audit.appended(entry, event)
     store.update_if_unchanged(db, batch, paths.queue_entry(db, entry.target_region, entry.id), loaded.update_time,
                               {**change.fields, "updatedAt": now, "history": history})
 
