@@ -94,6 +94,15 @@ def wait_in_inbox(uid: str, message_id: str, timeout_s: float) -> float:
     return time.monotonic() - started
 
 
+def wait_first_attempt(region: Region, entry_id: str, timeout_s: float) -> None:
+    """Wait until the trigger has made the entry's first attempt (its worker may be starting)."""
+    deadline = time.monotonic() + timeout_s
+    while queue.load(db, region, entry_id).entry.attempts == 0:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the trigger made no attempt of {entry_id} within {timeout_s} s")
+        time.sleep(0.1)
+
+
 def send(app: App, chat_id: str, text: str) -> dict:
     message = app.chat.send_message(chat_id, text)
     say(f"  {app.name} sent {text!r} to {chat_id}: {message.status.value}, messageId={message.message_id}")
@@ -166,7 +175,9 @@ def main() -> None:
     to_carol = send(alice_app, "alice-carol", "Carol, are you there?")
     dave_entry = (Region.US, f"{to_dave['messageId']}_{dave}")
     carol_entry = (Region.APAC, f"{to_carol['messageId']}_{carol}")
-    wait_in_inbox(dave, to_dave["messageId"], 30)
+    say(f"  in Dave's inbox {wait_in_inbox(dave, to_dave['messageId'], 30):.2f} s after the call returned")
+    for entry in (dave_entry, carol_entry):
+        wait_first_attempt(*entry, 90)
     say("  the trigger's first push attempts failed; retries follow the back-off (1 s, 2 s, 4 s, 8 s):")
     play_scheduler([dave_entry, carol_entry])
 

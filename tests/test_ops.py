@@ -41,6 +41,7 @@ def drop(db, entry, monkeypatch, *, start=T0):
 
 
 def test_requeue_dropped_puts_dead_letters_back_marks_placed_ones_delivered_and_is_idempotent(db, monkeypatch):
+    make_chat(db, "c1", ["alice", "bob"])
     lost = make_entry("bob", chat="c1")
     pushed = make_entry("carol", chat="c2", tokens=["fail-always"])  # placed in the inbox, its push kept failing
     elsewhere = make_entry("dave", chat="c3", region=Region.EU)
@@ -60,6 +61,8 @@ def test_requeue_dropped_puts_dead_letters_back_marks_placed_ones_delivered_and_
         QueueStatus.PENDING, 0, 1, True, now)
     assert load(db, pushed).entry.status is QueueStatus.DELIVERED
     assert load(db, elsewhere).entry.status is QueueStatus.DROPPED  # another region: untouched
+    # The requeued message waits for its inbox again: the chat's next sends must queue behind it.
+    assert db.document("chats/c1").get().get("deliveryQueued") is True
     assert ops.requeue_dropped(db, regions=(Region.US,), now=now).model_dump() == {
         "requeued": [], "markedDelivered": []}
 

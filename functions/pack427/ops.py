@@ -30,6 +30,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -116,7 +117,15 @@ def requeue(db: Client, loaded: LoadedEntry, *, actor: str, now: datetime) -> Qu
                             placed_at=placed.get("deliveredAt") if placed.exists else None)
     batch = db.batch()
     queue.add_change(db, batch, loaded, change, actor=actor, now=now)
-    return change.to_status if store.commit_if_unchanged(batch) else None
+    if not store.commit_if_unchanged(batch):
+        return None
+    if change.to_status is QueueStatus.PENDING:
+        # It waits for its inbox again: the chat's next sends queue behind it (see sending).
+        try:
+            paths.chat(db, entry.chat_id).update({"deliveryQueued": True})
+        except gexc.NotFound:
+            pass  # the chat is gone; nothing can overtake it
+    return change.to_status
 
 
 def resync(
