@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from google.api_core import exceptions as gexc
-from google.cloud.firestore import Client
+from google.cloud.firestore import Client, WriteBatch
 from ulid import ULID
 
 from . import chat_core, clock, constants, delivery, fraud, inbox, locks, notifier, paths, policy, queue, rate_limit, settings, store
@@ -218,10 +218,9 @@ def _commit_send(
     )
     heads = {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()}
     entries = {uid: _inbox_entry(db, message, users[sender_id], users[uid]) for uid in recipients}
-    plan = plan_delivery(
-        chat, recipients, place=place, queue_checked_empty=checking is not None and not checking.result(),
-        needs_read_position={uid for uid in entries if uid in heads and inbox.unknown_read_positions(heads[uid].state, [entries[uid]])},
-    )
+    unknown = {uid for uid in entries if uid in heads and inbox.unknown_read_positions(heads[uid].state, [entries[uid]])}
+    plan = plan_delivery(chat, recipients, place=place, needs_read_position=unknown,
+                         queue_checked_empty=checking is not None and not checking.result())
     batch = db.batch()
     batch.create(
         paths.idempotency_key(db, sender_id, request.clientMessageId),
@@ -237,19 +236,35 @@ def _commit_send(
     batch.create(paths.chat_message(db, request.chatId, message_id), message.to_firestore())
     store.update_if_unchanged(db, batch, paths.chat(db, request.chatId), loaded.update_time,
                               {"lastMessage": _last_message(message).to_firestore(), "deliveryQueued": plan.chat_queued})
-    actor = f"user:{sender_id}"
+    _add_delivery(db, batch, plan, message, chat, users, heads, entries)
+    rate_limit.add_send(db, batch, window, record)
+    batch.commit()
+    return SendMessageResult(messageId=message_id, status=ACCEPTED, duplicate=False)
+
+
+def _add_delivery(
+    db: Client,
+    batch: WriteBatch,
+    plan: DeliveryPlan,
+    message: ChatMessage,
+    chat: Chat,
+    users: dict[str, UserProfile],
+    heads: dict[str, inbox.Head],
+    entries: dict[str, InboxEntry],
+) -> None:
+    """Add to the send's batch what `plan` says: inbox entries and head moves for the
+    recipients placed (with a push-only queue entry for an offline one), queue entries
+    awaiting the inbox for the others."""
+    sender, now, actor = users[message.sender_id], message.created_at, f"user:{message.sender_id}"
     for uid in plan.placed:
         moved, numbered = inbox.placed(heads[uid].state, uid, [entries[uid]], now=now)
         inbox.add_placement(db, batch, heads[uid], moved, numbered)
         if _push_tokens(users[uid]):
-            push = _queue_entry(db, message, chat, users[sender_id], uid, users[uid], now)
+            push = _queue_entry(db, message, chat, sender, uid, users[uid], now)
             push = push.model_copy(update={"awaiting_inbox": False, "inbox_seq": numbered[0].seq, "placed_by_send": True})
             queue.add_enqueue(db, batch, push, actor=actor)
     for uid in plan.queued:
-        queue.add_enqueue(db, batch, _queue_entry(db, message, chat, users[sender_id], uid, users[uid], now), actor=actor)
-    rate_limit.add_send(db, batch, window, record)
-    batch.commit()
-    return SendMessageResult(messageId=message_id, status=ACCEPTED, duplicate=False)
+        queue.add_enqueue(db, batch, _queue_entry(db, message, chat, sender, uid, users[uid], now), actor=actor)
 
 
 def _admit(
