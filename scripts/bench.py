@@ -17,9 +17,13 @@
    life (send, deliver, sync, ack, read), and a group message's send and
    delivery, counted by instrumenting the client (benchmarks/opcount.py,
    benchmarks/lifecycle.py).
-5. Scale: simulated users with registered devices, a share offline, sending
-   through the callable at rising steady rates; the highest rate with p95
-   under 1 s, and a check that nothing was lost or duplicated (benchmarks/scale.py).
+5. Load: 10,000 simulated users with registered devices, a fifth offline, in
+   direct chats and groups, with a realistic mix of operations arriving as a
+   Poisson process at rising rates, through the real callables and triggers
+   (mode suite) and through the engine's services in process (mode engine);
+   the highest rate held (p95 under 1 s, nothing undelivered, no error) and
+   checks that nothing was lost, duplicated, reordered or miscounted
+   (benchmarks/load.py).
 6. Cold start: import time of functions/main.py next to the bare SDKs (benchmarks/coldstart.py).
 
 Each section runs beside a stall probe (benchmarks/stalls.py): how long a
@@ -60,7 +64,8 @@ from pack427.notifier import EmulatorNotifier  # noqa: E402
 from pack427_client import CallableClient, ClientError, PasswordAuth  # noqa: E402
 from ulid import ULID  # noqa: E402
 
-from benchmarks import coldstart, lifecycle, opcount, report, scale  # noqa: E402
+from benchmarks import coldstart, lifecycle, opcount, report  # noqa: E402
+from benchmarks import load as load_run  # noqa: E402
 from benchmarks.stalls import StallProbe  # noqa: E402
 from firebase_functions import logger as functions_logger  # noqa: E402
 
@@ -311,12 +316,13 @@ def load() -> str:
 MODES = {
     # quick: CI-sized, about ten minutes with the suite's start on a loaded 2-core machine
     "quick": {"messages": 30, "backlog": 2000, "missed": 1000, "lives": 5, "users": 400, "offline_share": 0.2,
-              "rates": [0.5, 1, 2], "step_seconds": 15, "cold_repeats": 3},
+              "rates": [2, 5, 10], "step_seconds": 10, "cold_repeats": 3},
     "full": {"messages": 200, "backlog": 10000, "missed": 1000, "lives": 20, "users": 10000, "offline_share": 0.2,
-             "rates": [0.25, 0.5, 1, 2, 5], "step_seconds": 40, "cold_repeats": 5},
+             "rates": [2, 5, 10, 20, 40, 80, 160], "step_seconds": 30, "cold_repeats": 5},
 }
 SECTIONS = report.SECTIONS
-NEEDS_SUITE = {"latency", "scale"}
+NEEDS_SUITE = {"latency", "load"}
+LOAD_MODES = ("engine", "suite")
 
 
 def main() -> None:
@@ -327,9 +333,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, help="messages per latency series (quick 30, full 200)")
     parser.add_argument("--backlog", type=int, help="queued messages the worker drains (quick 2000, full 10000)")
     parser.add_argument("--missed", type=int, help="messages a device catches up on (default 1000)")
-    parser.add_argument("--users", type=int, help="simulated users of the scale run (quick 400, full 10000)")
-    parser.add_argument("--rates", help="comma-separated send rates of the scale run, messages/s")
-    parser.add_argument("--step-seconds", type=float, help="seconds per scale-run rate step (quick 15, full 40)")
+    parser.add_argument("--users", type=int, help="simulated users of the load run (quick 400, full 10000)")
+    parser.add_argument("--rates", help="comma-separated message rates of the load run's steps, messages/s")
+    parser.add_argument("--step-seconds", type=float, help="seconds per load-run step (quick 10, full 30)")
+    parser.add_argument("--modes", default=",".join(LOAD_MODES), help="load-run modes (default engine,suite)")
     parser.add_argument("--json", type=Path, help="results file (default bench-results/<time>.json)")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs",
                         help="where BENCHMARKS.md and bench-latency.png go (default docs/; 'none' to skip)")
@@ -345,8 +352,9 @@ def main() -> None:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
-    if NEEDS_SUITE & set(sections) and not os.environ.get("PACK427_FUNCTIONS_URL"):
-        parser.error("latency and scale need the emulator suite: run scripts/bench, or --only ops,drain,sync,cold_start")
+    needs_suite = set(sections) & NEEDS_SUITE - ({"load"} if "suite" not in args.modes.split(",") else set())
+    if needs_suite and not os.environ.get("PACK427_FUNCTIONS_URL"):
+        parser.error("latency and load need the emulator suite: run scripts/bench, or --only ops,drain,sync,cold_start")
 
     started_at = datetime.now(UTC)
     json_path = args.json or ROOT / "bench-results" / f"{started_at:%Y%m%dT%H%M%SZ}-{mode}.json"
@@ -375,11 +383,18 @@ def main() -> None:
                 results["drain"] = drain(cfg["backlog"])
             elif section == "sync":
                 results["sync"] = catch_up(cfg["missed"])
-            elif section == "scale":
-                results["scale"] = scale.run(
-                    firestore.Client(project=project), os.environ["PACK427_FUNCTIONS_URL"], project,
-                    users=cfg["users"], offline_share=cfg["offline_share"], rates=cfg["rates"],
-                    step_seconds=cfg["step_seconds"]) | {"load": load()}
+            elif section == "load":
+                results["load"] = {"load": load()}
+                for mode in [m for m in args.modes.split(",") if m]:
+                    if mode == "suite":
+                        db = firestore.Client(project=project)
+                        backend = lambda: load_run.SuiteBackend(os.environ["PACK427_FUNCTIONS_URL"], project)  # noqa: E731
+                    else:  # a project of its own: the suite's triggers stay out of it
+                        db = own_project()
+                        backend = lambda db=db: load_run.EngineBackend(db)  # noqa: E731
+                    results["load"][mode] = load_run.run(
+                        db, backend, users=cfg["users"], offline_share=cfg["offline_share"], rates=cfg["rates"],
+                        step_seconds=cfg["step_seconds"]) | {"load": load()}
             elif section == "cold_start":
                 results["cold_start"] = coldstart.measure(ROOT / "functions", cfg["cold_repeats"]) | {"load": load()}
         results[section]["stalls"] = stalls.summary()
@@ -449,15 +464,25 @@ def print_summary(results: dict) -> None:
               f"{c['ops']['reads']} reads, {c['ops']['writes']} writes")
         print(f"  the same pages' inbox queries alone, back to back: {c['page_queries_alone_s']:.2f} s "
               f"(ratio sync / queries alone {c['ratio_to_page_queries']:.2f}, target at most {t['sync_to_queries']})")
-    if "scale" in results:
-        sc = results["scale"]
-        print(f"\nScale run, {sc['setup']['users']} users ({sc['setup']['offline']} offline), load {sc['load']}:")
-        for step in sc["steps"]:
-            print(f"  target {step['target_rate']}/s: accepted {step['accepted']} at {step['achieved_rate']:.1f}/s, "
-                  f"p50 {step.get('p50_ms', float('nan')):.0f} ms, p95 {step.get('p95_ms', float('nan')):.0f} ms, "
-                  f"p99 {step.get('p99_ms', float('nan')):.0f} ms, undelivered {step['undelivered_after_wait']}")
-        print(f"  highest rate with p95 under 1 s: {sc['highest_rate_p95_under_1s']}")
-        print(f"  verification: {json.dumps(sc['verification'])}")
+    if "load" in results:
+        for mode in LOAD_MODES:
+            run = results["load"].get(mode)
+            if not run:
+                continue
+            st, v = run["setup"], run["verification"]
+            print(f"\nLoad run, mode {mode}: {st['users']} users ({st['offline']} offline), {st['groups']} groups, "
+                  f"load {run['load']}:")
+            for step in run["steps"]:
+                print(f"  {step['target_rate']}/s: {step['messages']} messages at {step['achieved_rate']:.1f}/s, "
+                      f"{step['deliveries']} deliveries, p50 {step.get('p50_ms', float('nan')):.0f} ms, "
+                      f"p95 {step.get('p95_ms', float('nan')):.0f} ms, undelivered {step['undelivered_after_wait']}, "
+                      f"errors {step['errors']}, held {step['held']}; {stall_line(step['stalls'])}")
+            print(f"  highest rate held: {run['highest_rate_held']}")
+            print(f"  checks (all must be 0): " + ", ".join(f"{k} {v[k]}" for k in load_run.ZERO_CHECKS)
+                  + f" -> {'all zero' if run['all_checks_zero'] else 'NOT ALL ZERO'}")
+            print(f"  {v['accepted_messages']} messages, {v['inbox_entries']} inbox entries, "
+                  f"{v['unread_counts_checked']} unread counts checked, {v['offline_devices']} offline devices synced, "
+                  f"{v['duplicate_sends']} duplicate sends; call errors {v['call_errors'] or 'none'}")
     if "cold_start" in results:
         c = results["cold_start"]
         print(f"\nCold start (median of {c['repeats']} fresh interpreters), load {c['load']}:")

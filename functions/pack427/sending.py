@@ -13,8 +13,8 @@ on the recipient's inbox head (see inbox): the message is in every inbox the
 moment the send returns, and no trigger runs for it. An offline recipient
 also gets a queue entry that carries only the push (its trigger sends it;
 retries and back-off as for any entry). Otherwise, or when that commit lost
-a race (a recipient's head moved), the send goes again with one queue entry
-per recipient awaiting the inbox, delivered by the trigger and the processor
+INLINE_ATTEMPTS races (a recipient's head, or the chat, moved first), the
+send goes again with one queue entry per recipient awaiting the inbox, delivered by the trigger and the processor
 (see delivery). The chat's `deliveryQueued` says that one of its messages may
 still wait in a queue; while it may, no send places a message of the chat
 directly, which would overtake it. A send that finds the flag set asks the
@@ -105,8 +105,9 @@ def send_message(
             # Sends of this instance to the chat, or by this sender, take turns (see locks).
             with locks.held(f"chat:{request.chatId}", f"user:{sender_id}"):
                 loaded = policy.participant_chat(db, request.chatId, sender_id)
-                # Placing in inboxes is tried once: a lost race goes through the queue.
-                return _commit_send(db, sender_id, request, loaded, now, fraud_checker, place=n == 0)
+                # Placing in inboxes is tried INLINE_ATTEMPTS times; then the send goes through the queue.
+                return _commit_send(db, sender_id, request, loaded, now, fraud_checker,
+                                    place=n < constants.INLINE_ATTEMPTS)
         except gexc.AlreadyExists:
             if paths.idempotency_key(db, sender_id, request.clientMessageId).get().exists:
                 return _first_result(db, sender_id, request)
@@ -158,7 +159,7 @@ def plan_delivery(
     Args:
         chat: the chat as the send read it.
         recipients: the message's recipients (after blocks).
-        place: this attempt may place (the first attempt, at most INLINE_MAX_RECIPIENTS recipients).
+        place: this attempt may place (one of the first INLINE_ATTEMPTS, at most INLINE_MAX_RECIPIENTS recipients).
         queue_checked_empty: the send asked the queue and no message of the chat waits there.
         needs_read_position: recipients whose head needs a read receipt to count
             the message (a pruned chat, see inbox): they go through the queue.

@@ -1,0 +1,501 @@
+"""The load run: 10,000 users with real traffic, the rate raised until the engine stops keeping up.
+
+Users have a registered device each; a share of them is offline (presence
+off, an FCM token: their messages also queue a push). They are paired in
+direct chats and drawn into groups of 3 to 50. Operations arrive open-loop,
+as a Poisson process (exponential gaps: bursts and lulls, as real clients
+make them), in a fixed mix (MIX): 1:1 sends, group sends, a send repeated with
+the same clientMessageId (an app that lost the answer), typing bursts, an
+offline device coming back and syncing, markAsRead, chat-list loads. The rate
+rises in steps; a step is held when its send-to-inbox p95 stays under 1 s,
+every message reached its inboxes and no call failed. The run stops at the
+first step that is not held.
+
+Two modes, the same workload and checks:
+- `suite`: every operation is an HTTP call of the real callable on the
+  emulator suite (unsigned emulator ID tokens), and queued entries are
+  delivered by the suite's real `pack427_onMessageEnqueued` trigger;
+- `engine`: the callables' service functions run in process on a pool of
+  simulated function instances (INSTANCES threads), and each queue entry's
+  creation, seen by a Firestore listener, is handed to `delivery.on_enqueued`
+  on a pool of trigger instances: the engine and Firestore, without the
+  functions emulator's worker start-up and HTTP hops.
+
+Latency of a message is its inbox entry's create time (the emulator's commit
+time, same machine clock) minus the moment the send was issued, for every
+recipient. At the end, after one scheduled-processor pass (the emulator runs
+no schedules), everything is checked, not assumed (`verify`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import statistics
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+from pack427_client import CallableClient, ClientError
+from ulid import ULID
+
+from pack427 import callables, chat_list, clock, constants, delivery, paths, sending, sync, typing_state, unread
+from pack427.errors import EngineError
+from pack427.models import (
+    AckMessagesRequest,
+    GetChatListRequest,
+    MarkAsReadRequest,
+    RegisterDeviceRequest,
+    SendMessageRequest,
+    SyncMessagesRequest,
+    UpdateTypingStateRequest,
+)
+from pack427.notifier import EmulatorNotifier
+
+from .stalls import StallProbe
+
+P95_TARGET_S = 1.0
+MIX = {"direct": 0.55, "group": 0.12, "duplicate": 0.03, "typing": 0.12, "sync": 0.06, "read": 0.08, "chat_list": 0.04}
+"""Shares of the operations. The step's rate counts the sends (direct, group, duplicate)."""
+SEND_SHARE = MIX["direct"] + MIX["group"] + MIX["duplicate"]
+GROUP_SIZES = (3, 50)
+INSTANCES = 20
+"""Simulated function instances of the engine mode (main.py deploys max_instances=20)."""
+TRIGGER_INSTANCES = 8
+CLIENTS = 64
+"""Operations in flight at once (open loop: a slow answer does not slow the schedule)."""
+
+SERVICES = {
+    "pack427_sendMessage": (SendMessageRequest, sending.send_message),
+    "pack427_syncMessages": (SyncMessagesRequest, sync.sync_messages),
+    "pack427_ackMessages": (AckMessagesRequest, sync.ack_messages),
+    "pack427_markAsRead": (MarkAsReadRequest, unread.mark_as_read),
+    "pack427_getChatList": (GetChatListRequest, chat_list.get_chat_list),
+    "pack427_updateTypingState": (UpdateTypingStateRequest, typing_state.update_typing_state),
+}
+
+
+class CallFailed(Exception):
+    """An operation's call got an error answer, or none."""
+
+
+def emulator_id_token(uid: str, project: str) -> str:
+    """An unsigned ID token, as the Auth emulator issues them (callables accept it there)."""
+    now = int(time.time())
+    claims = {"iss": f"https://securetoken.google.com/{project}", "aud": project, "auth_time": now,
+              "user_id": uid, "sub": uid, "iat": now, "exp": now + 3600,
+              "firebase": {"identities": {}, "sign_in_provider": "custom"}}
+    part = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+class SuiteBackend:
+    """Calls over HTTP to the callables of the emulator suite; its triggers deliver what queues."""
+
+    name = "suite"
+
+    def __init__(self, functions_url: str, project: str):
+        self.functions_url, self.project = functions_url, project
+        self._clients: dict[str, CallableClient] = {}
+        self._lock = threading.Lock()
+
+    def call(self, uid: str, function: str, data: dict) -> dict:
+        with self._lock:
+            if uid not in self._clients:
+                self._clients[uid] = CallableClient(self.functions_url, emulator_id_token(uid, self.project),
+                                                    timeout_s=60)
+            client = self._clients[uid]
+        try:
+            return client.call(function, data)
+        except ClientError as err:
+            raise CallFailed(getattr(err, "status", None) or type(err).__name__) from None
+
+    def close(self) -> None:
+        pass
+
+
+class EngineBackend:
+    """The callables' services in process on INSTANCES threads, and the queue trigger's service on
+    TRIGGER_INSTANCES threads, fed by a listener on queue entries created from now on."""
+
+    name = "engine"
+
+    def __init__(self, db: firestore.Client):
+        self.db = db
+        self.instances = ThreadPoolExecutor(INSTANCES, thread_name_prefix="instance")
+        self.triggers = ThreadPoolExecutor(TRIGGER_INSTANCES, thread_name_prefix="trigger")
+        self.trigger_runs = 0
+        query = db.collection_group("messageQueue").where(filter=FieldFilter("createdAt", ">=", clock.now()))
+        self._watch = query.on_snapshot(self._on_queue)
+
+    def _on_queue(self, _snapshots, changes, _read_time) -> None:
+        for change in changes:
+            if change.type.name == "ADDED":
+                self.trigger_runs += 1
+                self.triggers.submit(delivery.on_enqueued, self.db, change.document, EmulatorNotifier())
+
+    def call(self, uid: str, function: str, data: dict) -> dict:
+        model, service = SERVICES[function]
+
+        def run() -> dict:
+            try:
+                return service(self.db, uid, callables.parse(model, data)).model_dump(mode="json")
+            except EngineError as err:
+                raise CallFailed(err.code) from None
+
+        return self.instances.submit(run).result()
+
+    def close(self) -> None:
+        self._watch.unsubscribe()
+        self.triggers.shutdown(wait=True)
+        self.instances.shutdown(wait=True)
+
+
+@dataclass
+class Sent:
+    """One accepted message: what the bench must find in each recipient's inbox."""
+
+    chat_id: str
+    sender: str
+    recipients: list[str]
+    data: dict
+    message_id: str
+    issued_at: float
+    step: int
+    latencies: list[float] = field(default_factory=list)
+
+
+@dataclass
+class World:
+    users: list[str]
+    offline: list[str]
+    chats: dict[str, list[str]]
+    """chat id -> members."""
+    direct: dict[str, str]
+    """uid -> the chat id of their direct chat."""
+    groups: list[str]
+    sent: list[Sent] = field(default_factory=list)
+    errors: Counter = field(default_factory=Counter)
+    calls: Counter = field(default_factory=Counter)
+    duplicates_checked: int = 0
+    duplicates_wrong: int = 0
+    cursors: dict[str, str | None] = field(default_factory=dict)
+    """An offline user's device: its cursor, as the app keeps it."""
+    received: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    """An offline user's device: every message id its syncs returned, in order."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def setup(db: firestore.Client, users: int, offline_share: float, *, prefix: str) -> tuple[World, dict]:
+    """Users (chat core documents), direct chats by pairs, groups of 3 to 50, a device each."""
+    started = time.perf_counter()
+    rng = random.Random(17)
+    uids = [f"{prefix}{n:05d}" for n in range(users - users % 2)]
+    offline = [uid for uid in uids if rng.random() < offline_share]
+    offline_set = set(offline)
+    regions = ["EU"] * 6 + ["US"] * 3 + ["APAC"]
+    writes = []
+    for uid in uids:
+        doc = {"region": rng.choice(regions), "online": uid not in offline_set, "ageVerified18Plus": True,
+               "displayName": uid}
+        if uid in offline_set:
+            doc["fcmTokens"] = [f"token-{uid}"]
+        writes.append((paths.user(db, uid), doc))
+    chats, direct = {}, {}
+    for n in range(0, len(uids), 2):
+        chat_id = f"{prefix}d{n // 2:05d}"
+        chats[chat_id] = [uids[n], uids[n + 1]]
+        direct[uids[n]], direct[uids[n + 1]] = chat_id, chat_id
+    groups = []
+    for n in range(max(1, len(uids) // 100)):
+        chat_id = f"{prefix}g{n:04d}"
+        chats[chat_id] = rng.sample(uids, rng.randint(*GROUP_SIZES))
+        groups.append(chat_id)
+    writes += [(paths.chat(db, chat_id), {"participants": members}) for chat_id, members in chats.items()]
+    for start in range(0, len(writes), 400):
+        batch = db.batch()
+        for ref, doc in writes[start:start + 400]:
+            batch.set(ref, doc)
+        batch.commit()
+    documents_s = time.perf_counter() - started
+    started = time.perf_counter()
+    request = RegisterDeviceRequest(deviceId="phone", platform="android", appVersion="1.0")
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda uid: sync.register_device(db, uid, request), uids))
+    world = World(uids, offline, chats, direct, groups, cursors={uid: None for uid in offline})
+    return world, {"users": len(uids), "offline": len(offline), "direct_chats": len(direct) // 2,
+                   "groups": len(groups), "group_members": sum(len(chats[g]) for g in groups),
+                   "documents_s": documents_s, "register_devices_s": time.perf_counter() - started}
+
+
+class Workload:
+    """The operations of the mix, each one call (or a few) of a callable through `backend`."""
+
+    def __init__(self, world: World, backend, rng: random.Random):
+        self.world, self.backend, self.rng = world, backend, rng
+
+    def call(self, uid: str, function: str, data: dict) -> dict | None:
+        self.world.calls[function] += 1
+        try:
+            return self.backend.call(uid, function, data)
+        except CallFailed as err:
+            with self.world.lock:
+                self.world.errors[f"{function}: {err}"] += 1
+            return None
+
+    def send(self, chat_id: str, sender: str, step: int) -> None:
+        data = {"chatId": chat_id, "clientMessageId": str(ULID()), "text": f"load {step}"}
+        issued = time.time()
+        result = self.call(sender, "pack427_sendMessage", data)
+        if result:
+            recipients = [uid for uid in self.world.chats[chat_id] if uid != sender]
+            with self.world.lock:
+                self.world.sent.append(Sent(chat_id, sender, recipients, data, result["messageId"], issued, step))
+
+    def direct(self, step: int) -> None:
+        sender = self.rng.choice(self.world.users)
+        self.send(self.world.direct[sender], sender, step)
+
+    def group(self, step: int) -> None:
+        chat_id = self.rng.choice(self.world.groups)
+        self.send(chat_id, self.rng.choice(self.world.chats[chat_id]), step)
+
+    def duplicate(self, step: int) -> None:
+        with self.world.lock:
+            if not self.world.sent:
+                return
+            first = self.rng.choice(self.world.sent[-200:])
+        again = self.call(first.sender, "pack427_sendMessage", first.data)
+        if again:
+            with self.world.lock:
+                self.world.duplicates_checked += 1
+                self.world.duplicates_wrong += again["messageId"] != first.message_id or not again["duplicate"]
+
+    def typing(self, step: int) -> None:
+        uid = self.rng.choice(self.world.users)
+        chat_id = self.world.direct[uid]
+        for is_typing in (True, True, False):  # keystrokes, then the stop
+            self.call(uid, "pack427_updateTypingState", {"chatId": chat_id, "isTyping": is_typing})
+
+    def sync(self, step: int) -> None:
+        uid = self.rng.choice(self.world.offline)
+        with self.world.lock:
+            if self.world.cursors.get(uid, "busy") == "busy":
+                return  # this device is syncing already
+            cursor, self.world.cursors[uid] = self.world.cursors[uid], "busy"
+        try:
+            cursor = sync_device(self, uid, cursor)
+        finally:
+            with self.world.lock:
+                self.world.cursors[uid] = cursor
+
+    def read(self, step: int) -> None:
+        with self.world.lock:
+            if not self.world.sent:
+                return
+            message = self.rng.choice(self.world.sent[-500:])
+        reader = self.rng.choice(message.recipients) if message.recipients else message.sender
+        self.call(reader, "pack427_markAsRead", {"chatId": message.chat_id, "readUpToMessageId": message.message_id})
+
+    def chat_list(self, step: int) -> None:
+        self.call(self.rng.choice(self.world.users), "pack427_getChatList", {"limit": 20})
+
+
+def sync_device(workload: Workload, uid: str, cursor: str | None) -> str | None:
+    """Sync the user's device page by page from `cursor`, ack each page; the cursor after the last."""
+    while True:
+        page = workload.call(uid, "pack427_syncMessages", {"deviceId": "phone", **({"cursor": cursor} if cursor else {})})
+        if page is None:
+            return cursor
+        ids = [m["messageId"] for m in page["messages"]]
+        with workload.world.lock:
+            workload.world.received[uid].extend(ids)
+        if ids:
+            workload.call(uid, "pack427_ackMessages", {"messageIds": ids, "deviceId": "phone"})
+        cursor = page["cursor"]
+        if not page["hasMore"]:
+            return cursor
+
+
+def run_step(world: World, backend, *, rate: float, seconds: float, step: int) -> dict:
+    """Operations of the mix as a Poisson process of `rate / SEND_SHARE` a second, for `seconds`."""
+    rng = random.Random(1000 + step)
+    workload = Workload(world, backend, random.Random(2000 + step))
+    operations = list(MIX)
+    weights = [MIX[o] for o in operations]
+    total_rate = rate / SEND_SHARE
+    started = time.time()
+    issued = Counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        futures, at = [], 0.0
+        while True:
+            at += rng.expovariate(total_rate)
+            if at >= seconds:
+                break
+            delay = started + at - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            operation = rng.choices(operations, weights)[0]
+            issued[operation] += 1
+            futures.append(pool.submit(getattr(workload, operation), step))
+        issued_s = time.time() - started
+    for future in futures:  # a bench bug must show, not vanish in the pool
+        future.result()
+    return {"issued": dict(issued), "issue_seconds": issued_s, "last_answer_seconds": time.time() - started}
+
+
+def collect_latencies(db: firestore.Client, world: World, step: int, *, timeout_s: float = 120) -> dict:
+    """Wait for the step's messages to reach every recipient's inbox; their latencies."""
+    pending = [(s, uid) for s in world.sent if s.step == step for uid in s.recipients]
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        refs = [paths.inbox_entry(db, uid, s.message_id) for s, uid in pending]
+        created = {}
+        for start in range(0, len(refs), 300):
+            for snapshot in db.get_all(refs[start:start + 300]):
+                if snapshot.exists:
+                    created[snapshot.reference.path] = snapshot.create_time.timestamp()
+        still = []
+        for (s, uid), ref in zip(pending, refs, strict=True):
+            if ref.path in created:
+                s.latencies.append(created[ref.path] - s.issued_at)
+            else:
+                still.append((s, uid))
+        pending = still
+        if pending:
+            time.sleep(0.5)
+    latencies = [x for s in world.sent if s.step == step for x in s.latencies]
+    messages = sum(1 for s in world.sent if s.step == step)
+    out = {"messages": messages, "deliveries": len(latencies), "undelivered_after_wait": len(pending)}
+    if latencies:
+        out |= {"p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
+                "p99_ms": percentile(latencies, 99) * 1000, "mean_ms": statistics.mean(latencies) * 1000}
+    return out
+
+
+def verify(db: firestore.Client, world: World, workload: Workload, *, prefix: str) -> dict:
+    """Everything the run must have kept, checked from what Firestore holds."""
+    expected = Counter((uid, s.message_id) for s in world.sent for uid in s.recipients)
+    found: Counter = Counter()
+    inboxes: dict[str, list[dict]] = defaultdict(list)
+    for snapshot in db.collection_group("inbox").select(["messageId", "chatId", "senderId", "seq"]).stream():
+        owner = snapshot.reference.parent.parent.id
+        if owner.startswith(prefix):
+            entry = snapshot.to_dict()
+            found[(owner, entry["messageId"])] += 1
+            inboxes[owner].append(entry)
+    lost = sum(1 for key in expected if key not in found)
+    duplicated = sum(n - 1 for n in found.values() if n > 1)
+    unexpected = sum(1 for key in found if key not in expected)
+    seq_gaps = order_breaks = 0
+    for entries in inboxes.values():
+        entries.sort(key=lambda e: e["seq"])
+        seq_gaps += [e["seq"] for e in entries] != list(range(1, len(entries) + 1))
+        newest: dict[str, str] = {}
+        for e in entries:
+            order_breaks += e["messageId"] < newest.get(e["chatId"], "")
+            newest[e["chatId"]] = max(newest.get(e["chatId"], ""), e["messageId"])
+    # Unread counts: each user's head against a recount of the inbox read above.
+    wrong_counts = checked_counts = 0
+    heads = {s.reference.parent.parent.id: s.to_dict() for s in db.collection_group("inboxHead").stream()
+             if s.reference.parent.parent.id.startswith(prefix)}
+    for owner, entries in inboxes.items():
+        chats = (heads.get(owner) or {}).get("chats", {})
+        for chat_id in {e["chatId"] for e in entries}:
+            read_up_to = (chats.get(chat_id) or {}).get("readUpTo") or ""
+            truth = sum(1 for e in entries if e["chatId"] == chat_id and e["messageId"] > read_up_to
+                        and e["senderId"] != owner)
+            checked_counts += 1
+            wrong_counts += (chats.get(chat_id) or {}).get("unread") != truth
+    # Every offline device catches up from where its app left it: everything, nothing twice.
+    started = time.perf_counter()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda uid: world.cursors.__setitem__(uid, sync_device(workload, uid, world.cursors[uid])),
+                      world.offline))
+    behind = sum(1 for uid in world.offline
+                 if {e["messageId"] for e in inboxes.get(uid, [])} - set(world.received.get(uid, [])))
+    repeated = sum(len(ids) - len(set(ids)) for ids in world.received.values())
+    # Nobody got more than the limit through in any 60 s.
+    over_limit = 0
+    by_sender: dict[str, list] = defaultdict(list)
+    for snapshot in db.collection_group("messages").select(["senderId", "createdAt"]).stream():
+        if snapshot.get("senderId").startswith(prefix):
+            by_sender[snapshot.get("senderId")].append(snapshot.get("createdAt"))
+    for times in by_sender.values():
+        times.sort()
+        over_limit += any((times[i + constants.MAX_MESSAGES_PER_MINUTE] - times[i]).total_seconds() < 60
+                          for i in range(len(times) - constants.MAX_MESSAGES_PER_MINUTE))
+    return {
+        "accepted_messages": len(world.sent),
+        "expected_deliveries": sum(expected.values()),
+        "inbox_entries": sum(found.values()),
+        "lost": lost,
+        "duplicated": duplicated,
+        "unexpected": unexpected,
+        "users_with_seq_gap_or_repeat": seq_gaps,
+        "chat_order_breaks": order_breaks,
+        "unread_counts_checked": checked_counts,
+        "unread_counts_wrong": wrong_counts,
+        "offline_devices": len(world.offline),
+        "offline_devices_behind": behind,
+        "synced_twice": repeated,
+        "senders_over_rate_limit": over_limit,
+        "duplicate_sends": world.duplicates_checked,
+        "duplicate_sends_not_idempotent": world.duplicates_wrong,
+        "call_errors": dict(world.errors),
+        "final_sync_seconds": time.perf_counter() - started,
+    }
+
+
+ZERO_CHECKS = ("lost", "duplicated", "unexpected", "users_with_seq_gap_or_repeat", "chat_order_breaks",
+               "unread_counts_wrong", "offline_devices_behind", "synced_twice", "senders_over_rate_limit",
+               "duplicate_sends_not_idempotent")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def run(db: firestore.Client, backend_factory: Callable[[], object], *, users: int, offline_share: float,
+        rates: list[float], step_seconds: float, log=print) -> dict:
+    """The load run in one mode: setup, rate steps until one is not held, one processor pass, checks."""
+    prefix = f"load{str(ULID())[-6:].lower()}-"
+    world, timing = setup(db, users, offline_share, prefix=prefix)
+    backend = backend_factory()
+    log(f"  load ({backend.name}): {timing['users']} users ({timing['offline']} offline), "
+        f"{timing['groups']} groups, devices registered in {timing['register_devices_s']:.0f} s")
+    steps = []
+    try:
+        for step, rate in enumerate(rates):
+            errors_before = sum(world.errors.values())
+            with StallProbe() as stalls:
+                issued = run_step(world, backend, rate=rate, seconds=step_seconds, step=step)
+                latency = collect_latencies(db, world, step)
+            errors = sum(world.errors.values()) - errors_before
+            achieved = latency["messages"] / max(issued["issue_seconds"], 1e-9)
+            held = (latency.get("p95_ms", float("inf")) < P95_TARGET_S * 1000
+                    and latency["undelivered_after_wait"] == 0 and errors == 0)
+            steps.append(issued | latency | {"target_rate": rate, "achieved_rate": achieved, "errors": errors,
+                                             "held": held, "stalls": stalls.summary()})
+            log(f"  load step {step}: {rate}/s, {latency['messages']} messages ({achieved:.1f}/s), "
+                f"p95 {latency.get('p95_ms', float('nan')):.0f} ms, errors {errors}, held {held}; "
+                f"stalls {stalls.summary().get('lost_share', 0):.0%}")
+            if not held:
+                break
+        # The emulator runs no schedules: what pack427_processMessageQueue does every minute.
+        processed = delivery.drain(db, EmulatorNotifier(), actor="scheduler", time_budget_s=120)
+        checks = verify(db, world, Workload(world, backend, random.Random(3)), prefix=prefix)
+    finally:
+        backend.close()
+    checks["delivered_by_the_scheduled_processor"] = sum(r.get("delivered", 0) for r in processed.values())
+    return {"mode": backend.name, "setup": timing, "steps": steps, "step_seconds": step_seconds, "mix": MIX,
+            "highest_rate_held": max((s["achieved_rate"] for s in steps if s["held"]), default=None),
+            "trigger_runs": getattr(backend, "trigger_runs", None),
+            "verification": checks, "all_checks_zero": all(checks[k] == 0 for k in ZERO_CHECKS)}
