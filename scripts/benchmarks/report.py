@@ -271,8 +271,10 @@ def load_section(load: dict) -> list[str]:
            "Simulated users with a registered device each, a fifth offline (push path), in direct chats and groups",
            "of 3 to 50; operations arrive as a Poisson process in a fixed mix (shares: "
            + ", ".join(f"{k} {v:.0%}" for k, v in load_run.MIX.items())
-           + "); the rate counts the sends. A step is held when its send-to-inbox p95 (every recipient) is under",
-           "1 s, every message reached every inbox and no call failed; the run stops at the first step not held.",
+           + "); the rate counts the sends. Each step follows an untimed warm-up at its rate (10 s: the functions",
+           "emulator starts a Python worker, seconds each, whenever all of a function's are busy). A step is held",
+           "when its send-to-inbox p95 (every recipient) is under 1 s, every message reached every inbox and no",
+           "call failed; the run stops at the first step not held.",
            "Mode `engine`: the callables' services in process on 20 simulated instances, queue entries handed",
            "to the trigger's service by a Firestore listener. Mode `suite`: real callables over HTTP and the",
            "suite's real trigger.", ""]
