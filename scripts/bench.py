@@ -395,6 +395,7 @@ def main() -> None:
                     results["load"][mode] = load_run.run(
                         db, backend, users=cfg["users"], offline_share=cfg["offline_share"], rates=cfg["rates"],
                         step_seconds=cfg["step_seconds"]) | {"load": load()}
+                results["load"]["hot_chat"] = load_run.hot_chat(own_project(), senders=[1, 2, 5, 10, 20])
             elif section == "cold_start":
                 results["cold_start"] = coldstart.measure(ROOT / "functions", cfg["cold_repeats"]) | {"load": load()}
         results[section]["stalls"] = stalls.summary()
@@ -483,6 +484,9 @@ def print_summary(results: dict) -> None:
             print(f"  {v['accepted_messages']} messages, {v['inbox_entries']} inbox entries, "
                   f"{v['unread_counts_checked']} unread counts checked, {v['offline_devices']} offline devices synced, "
                   f"{v['duplicate_sends']} duplicate sends; call errors {v['call_errors'] or 'none'}")
+        for hot in results["load"].get("hot_chat", []):
+            print(f"  one chat, {hot['senders']} senders on instances of their own: {hot['messages_per_s']:.1f} messages/s,"
+                  f" {hot['failed_commits_per_message']:.2f} lost races a message")
     if "cold_start" in results:
         c = results["cold_start"]
         print(f"\nCold start (median of {c['repeats']} fresh interpreters), load {c['load']}:")

@@ -513,3 +513,50 @@ def run(db: firestore.Client, backend_factory: Callable[[], object], *, users: i
             "highest_rate_held": max((s["achieved_rate"] for s in steps if s["held"]), default=None),
             "trigger_runs": getattr(backend, "trigger_runs", None),
             "verification": checks, "all_checks_zero": all(checks[k] == 0 for k in ZERO_CHECKS)}
+
+
+def hot_chat(db: firestore.Client, *, senders: list[int], messages_each: int = 10, log=print) -> list[dict]:
+    """One chat, N members sending at once (engine, in process): what a hot chat document costs.
+
+    Every send writes the chat conditionally (its lastMessage orders the ids), so
+    concurrent sends to one chat serialise on it: each round one commits and the
+    others read again (the conflicts counted here as failed commits). Measured
+    for each N in `senders`, `messages_each` messages per sender, as fast as they
+    go, each sender on an instance of its own (the local turn-taking of one
+    instance's sends, locks.held, is switched off: it would hide the races).
+    """
+    from contextlib import nullcontext
+    from unittest import mock
+
+    from pack427 import locks
+
+    from . import opcount
+
+    counter = opcount.install()
+    results = []
+    for n in senders:
+        prefix = f"hot{n}-{str(ULID())[-6:].lower()}-"
+        members = [f"{prefix}{k:03d}" for k in range(n)]
+        for uid in members:
+            paths.user(db, uid).set({"region": "EU", "online": True, "ageVerified18Plus": True})
+        chat_id = f"{prefix}chat"
+        paths.chat(db, chat_id).set({"participants": members})
+        before = counter.snapshot()
+        started = time.perf_counter()
+
+        def sender(uid: str) -> None:
+            for _ in range(messages_each):
+                request = SendMessageRequest(chatId=chat_id, clientMessageId=str(ULID()), text="hot")
+                sending.send_message(db, uid, request)
+
+        with ThreadPoolExecutor(n) as pool, mock.patch.object(locks, "held", lambda *keys: nullcontext()):
+            list(pool.map(sender, members))
+        seconds = time.perf_counter() - started
+        spent = counter.snapshot() - before
+        sent = n * messages_each
+        results.append({"senders": n, "messages": sent, "seconds": seconds, "messages_per_s": sent / seconds,
+                        "failed_commits_per_message": spent["failed_commits"] / sent,
+                        "round_trips_per_message": spent["round_trips"] / sent})
+        log(f"  hot chat, {n} senders: {sent / seconds:.1f} messages/s, "
+            f"{spent['failed_commits'] / sent:.2f} lost races a message")
+    return results

@@ -302,6 +302,14 @@ def load_section(load: dict) -> list[str]:
                 f" devices caught up by sync, {v['duplicate_sends']:,} sends repeated with their clientMessageId; call errors:"
                 f" {v['call_errors'] or 'none'}; one scheduled-processor pass delivered"
                 f" {v['delivered_by_the_scheduled_processor']:,} before the checks.", ""]
+    if load.get("hot_chat"):
+        out += ["### One hot chat", "",
+                "N members of one chat send 10 messages each, as fast as they go, each on an instance of its own",
+                "(engine, in process): every send writes the chat conditionally, so they serialise on it.", "",
+                "| senders | messages/s | lost races a message | round trips a message |", "|---|---|---|---|"]
+        out += [f"| {h['senders']} | {h['messages_per_s']:.1f} | {h['failed_commits_per_message']:.2f} |"
+                f" {h['round_trips_per_message']:.1f} |" for h in load["hot_chat"]]
+        out.append("")
     return out
 
 
