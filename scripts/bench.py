@@ -318,7 +318,7 @@ MODES = {
     "quick": {"messages": 30, "backlog": 2000, "missed": 1000, "lives": 5, "users": 400, "offline_share": 0.2,
               "rates": [2, 5, 10], "step_seconds": 10, "cold_repeats": 3},
     "full": {"messages": 200, "backlog": 10000, "missed": 1000, "lives": 20, "users": 10000, "offline_share": 0.2,
-             "rates": [2, 5, 10, 20, 40, 80, 160], "step_seconds": 30, "cold_repeats": 5},
+             "rates": [2, 5, 10, 20, 40, 80, 160, 320], "step_seconds": 30, "cold_repeats": 5},
 }
 SECTIONS = report.SECTIONS
 NEEDS_SUITE = {"latency", "load"}
