@@ -479,7 +479,7 @@ def print_summary(results: dict) -> None:
                       f"p95 {step.get('p95_ms', float('nan')):.0f} ms, undelivered {step['undelivered_after_wait']}, "
                       f"errors {step['errors']}, held {step['held']}; {stall_line(step['stalls'])}")
             print(f"  highest rate held: {run['highest_rate_held']}")
-            print(f"  checks (all must be 0): " + ", ".join(f"{k} {v[k]}" for k in load_run.ZERO_CHECKS)
+            print("  checks (all must be 0): " + ", ".join(f"{k} {v[k]}" for k in load_run.ZERO_CHECKS)
                   + f" -> {'all zero' if run['all_checks_zero'] else 'NOT ALL ZERO'}")
             print(f"  {v['accepted_messages']} messages, {v['inbox_entries']} inbox entries, "
                   f"{v['unread_counts_checked']} unread counts checked, {v['offline_devices']} offline devices synced, "
