@@ -10,6 +10,7 @@ Modules, one concern each:
     policy        authorization: caller uid, participation, 18+, blocks
     rate_limit    60 sends a minute per user, exact under concurrency
     fraud         the spam/fraud hook
+    admission     the paid-chat admission hook (token checks before a send)
     locks         turn-taking of one instance's concurrent sends
     sending       accepting a message (idempotent), the creation seam; it
                   places the message in small chats' inboxes itself

@@ -49,6 +49,12 @@ class ResourceExhausted(EngineError):
     code = "resource-exhausted"
 
 
+class Unavailable(EngineError):
+    """A dependency (an integration's hook) failed; retrying the call later is safe."""
+
+    code = "unavailable"
+
+
 class Aborted(EngineError):
     """A conflict that outlasted the retries; retrying the call is safe."""
 

@@ -32,7 +32,8 @@ sends were accepted, whatever the senders' clocks. Delivery and sync rely on it.
 Before anything is written, a send passes, in this order: participation,
 age verification and blocks (policy), the per-user rate limit (rate_limit:
 its window document is written in the same commit, which is what makes the
-limit exact under concurrency) and the spam/fraud hook (fraud). A refused
+limit exact under concurrency), the spam/fraud hook (fraud) and the
+paid-chat admission hook (admission). A refused
 send writes nothing of the message and bills nothing; a retry of a send
 that was already accepted still gets its first result back.
 """
@@ -49,7 +50,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client, WriteBatch
 from ulid import ULID
 
-from . import chat_core, clock, constants, delivery, fraud, inbox, locks, notifier, paths, policy, queue, rate_limit, settings, store
+from . import admission, chat_core, clock, constants, delivery, fraud, inbox, locks, notifier, paths, policy, queue, rate_limit, settings, store
 from .errors import Aborted, EngineError, FailedPrecondition, InvalidArgument
 from .models import (
     Chat,
@@ -90,8 +91,10 @@ def send_message(
         PermissionDenied: the sender is not a participant.
         FailedPrecondition: the sender is not age-verified 18+, a block
             stands between sender and recipient in a direct chat, the fraud
-            hook refused the send (details.reason says which), or the chat
-            has more than MAX_RECIPIENTS recipients.
+            hook or the admission hook refused the send (details.reason says
+            which, e.g. insufficient_tokens), or the chat has more than
+            MAX_RECIPIENTS recipients.
+        Unavailable: the admission hook failed; the send may be repeated.
         ResourceExhausted: the sender sent MAX_MESSAGES_PER_MINUTE messages
             in the last minute (details.retryAfterMs).
         InvalidArgument: the clientMessageId was already used for another message.
@@ -198,7 +201,7 @@ def _commit_send(
     users, others = chat_core.load_users_with(db, [sender_id, *recipients], [window_ref, *head_refs.values()])
     window = rate_limit.from_snapshot(db, sender_id, others[window_ref.path], now=now)
     try:
-        recipients, record = _admit(db, sender_id, request, recipients, users, window, now, fraud_checker)
+        recipients, record = _admit(db, sender_id, request, chat, recipients, users, window, now, fraud_checker)
     except EngineError:
         # A retry of a send that was accepted before (then allowed) gets its result, not the refusal.
         if paths.idempotency_key(db, sender_id, request.clientMessageId).get().exists:
@@ -272,35 +275,35 @@ def _admit(
     db: Client,
     sender_id: str,
     request: SendMessageRequest,
+    chat: Chat,
     recipients: list[str],
     users: dict[str, UserProfile],
     window: rate_limit.LoadedWindow,
     now: datetime,
     fraud_checker: fraud.FraudChecker | None,
 ) -> tuple[list[str], SendRecord]:
-    """The policy checks of a send, in order; the recipients after blocks and
-    the send's record for the sender's rate window. Raises EngineError."""
+    """The policy checks of a send, in order: 18+, blocks, the rate limit, the spam hook, the
+    paid-chat admission hook. The recipients after blocks and the send's record for the
+    sender's rate window. Raises EngineError."""
     policy.require_adult(users[sender_id])
     recipients = policy.deliverable_recipients(sender_id, recipients, users)
     rate_limit.check(window, now=now)
     record = SendRecord(
         at=now, chat_id=request.chatId, content_hash=rate_limit.content_hash(request.text, request.contentRef)
     )
-    fraud.screen(
-        db,
-        fraud.SendAttempt(
-            sender_id=sender_id,
-            chat_id=request.chatId,
-            client_message_id=request.clientMessageId,
-            text=request.text,
-            content_ref=request.contentRef,
-            content_hash=record.content_hash,
-            recipients=recipients,
-            recent=window.recent,
-            now=now,
-        ),
-        fraud_checker,
+    attempt = fraud.SendAttempt(
+        sender_id=sender_id,
+        chat_id=request.chatId,
+        client_message_id=request.clientMessageId,
+        text=request.text,
+        content_ref=request.contentRef,
+        content_hash=record.content_hash,
+        recipients=recipients,
+        recent=window.recent,
+        now=now,
     )
+    fraud.screen(db, attempt, fraud_checker)
+    admission.screen(db, attempt, chat.billing)
     return recipients, record
 
 

@@ -1,0 +1,105 @@
+"""Paid-chat admission (the seed's PACK 277 token checks, through PACK 273): may this sender send here?
+
+Before a message is accepted, after every other check (authorization, the
+rate limit, the spam hook), the installed admission hook is asked whether
+the sender may send in this chat, given the chat's billing state. It returns
+None (admitted) or a Verdict. A refusal is `failed-precondition` with the
+verdict's reason (`insufficient_tokens` unless it names another), writes
+nothing of the message and bills nothing; its only trace is its audit record
+(`auditLog/rejected_{senderId}_{clientMessageId}`, action SEND_REJECTED, as
+the spam hook's). Apps and the Python client treat it as refused for good.
+
+The default hook admits everything: this engine never bills, and a
+deployment without a paid-chat engine has nothing to ask. A paid-chat engine
+implements `AdmissionHook` (a `name` and `admit(attempt, billing_state)`)
+and is installed once at start-up, in main.py:
+
+    admission.install(MyPaidChatEngine(...))
+
+The hook fails closed, unlike the spam hook: a hook that raises makes the
+send `unavailable` (retryable; the client's outbox sends it again later),
+because letting a paid message through unchecked would give it away. A
+retry of a send accepted before is answered from its idempotency record and
+never asks the hook again, so a later refusal cannot undo an accepted message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from firebase_functions import logger
+from google.cloud.firestore import Client
+
+from . import audit
+from .errors import FailedPrecondition, Unavailable
+from .fraud import SendAttempt, Verdict
+from .models import SendRejection
+
+INSUFFICIENT_TOKENS = "insufficient_tokens"
+
+
+class AdmissionHook(Protocol):
+    """What a paid-chat engine implements."""
+
+    name: str
+
+    def admit(self, attempt: SendAttempt, billing_state: dict[str, Any]) -> Verdict | None:
+        """None to admit the send, or the Verdict that refuses it.
+
+        Args:
+            attempt: the send (sender, chat, content, recipients after blocks).
+            billing_state: the chat core's billing state of the chat (`chats/{chatId}.billing`).
+        """
+
+
+class AdmitAll:
+    """The default: every send is admitted (nothing is billed by this engine)."""
+
+    name = "admit-all"
+
+    def admit(self, attempt: SendAttempt, billing_state: dict[str, Any]) -> Verdict | None:
+        return None
+
+
+_installed: AdmissionHook = AdmitAll()
+
+
+def install(hook: AdmissionHook) -> AdmissionHook:
+    """Make `hook` admit every send from now on; returns the one it replaces."""
+    global _installed
+    previous, _installed = _installed, hook
+    return previous
+
+
+def screen(db: Client, attempt: SendAttempt, billing_state: dict[str, Any], hook: AdmissionHook | None = None) -> None:
+    """Ask the hook; on a refusal, audit it and raise FailedPrecondition.
+
+    Args:
+        attempt: the send.
+        billing_state: the chat's billing state, passed to the hook unchanged.
+        hook: the hook to ask (default: the installed one).
+
+    Raises:
+        FailedPrecondition: refused (details: reason, rule).
+        Unavailable: the hook failed; retrying the send later is safe.
+    """
+    hook = hook or _installed
+    rule = getattr(hook, "name", type(hook).__name__)
+    try:
+        verdict = hook.admit(attempt, billing_state)
+    except Exception as err:  # noqa: BLE001 - fail closed: a paid message is never let through unchecked
+        logger.error(f"admission hook {rule!r} failed: {err!r}; send refused for now",
+                     alert="ADMISSION_CHECK_FAILED", uid=attempt.sender_id, chatId=attempt.chat_id)
+        raise Unavailable("Sending in this chat is not possible right now; try again shortly.",
+                          {"reason": "admission_unavailable"}) from None
+    if verdict is None:
+        return
+    reason = verdict.reason or INSUFFICIENT_TOKENS
+    audit.record_rejection(db, SendRejection(
+        actor=f"user:{attempt.sender_id}", sender_id=attempt.sender_id, chat_id=attempt.chat_id,
+        client_message_id=attempt.client_message_id, reason=reason, rule=rule, at=attempt.now,
+        details=verdict.details,
+    ))
+    logger.warn(f"send refused by {rule}: {reason}", event="SEND_REJECTED", uid=attempt.sender_id,
+                chatId=attempt.chat_id, reason=reason, rule=rule)
+    raise FailedPrecondition(verdict.message, {"reason": reason, "rule": rule})
