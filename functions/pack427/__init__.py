@@ -7,6 +7,7 @@ Modules, one concern each:
                   conditional on it, one retry-on-conflict policy
     db, clock     the shared Firestore client; time, injectable in tests
     chat_core     reads of the chat core's chats/{chatId} and users/{uid}
+    routing       the region router: each user's home region
     policy        authorization: caller uid, participation, 18+, blocks
     rate_limit    60 sends a minute per user, exact under concurrency
     fraud         the spam/fraud hook

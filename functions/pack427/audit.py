@@ -17,7 +17,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import chat_core, inbox, paths
+from . import inbox, paths, routing
 from .models import AuditEvent, IdempotencyRecord, QueuedMessage, QueueEvent, QueueStatus, SendRejection
 
 ENQUEUED = "ENQUEUED"
@@ -60,7 +60,7 @@ def history(db: Client, message_id: str) -> list[AuditEvent]:
             events.append(AuditEvent(
                 entry_id=QueuedMessage.entry_id(message_id, recipient),
                 message_id=message_id,
-                region=placed[0].region if placed else chat_core.default_region(),  # entries are never deleted
+                region=placed[0].region if placed else routing.default_region(),  # entries are never deleted
                 actor=f"user:{send.sender_id}",
                 action=QueueStatus.DELIVERED.value,
                 to_status=QueueStatus.DELIVERED,

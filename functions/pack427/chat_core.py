@@ -7,7 +7,6 @@ README.md.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,16 +17,7 @@ from pydantic import ValidationError
 
 from . import paths, store
 from .errors import FailedPrecondition, NotFound
-from .models import Chat, Region, UserProfile
-
-
-def default_region() -> Region:
-    """The region of users whose document names none (env PACK427_DEFAULT_REGION, else EU)."""
-    return Region(os.environ.get("PACK427_DEFAULT_REGION", Region.EU.value))
-
-
-def home_region(profile: UserProfile) -> Region:
-    return profile.region or default_region()
+from .models import Chat, UserProfile
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,24 @@ from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client, WriteBatch
 from ulid import ULID
 
-from . import admission, chat_core, clock, constants, delivery, fraud, inbox, locks, notifier, paths, policy, queue, rate_limit, settings, store
+from . import (
+    admission,
+    chat_core,
+    clock,
+    constants,
+    delivery,
+    fraud,
+    inbox,
+    locks,
+    notifier,
+    paths,
+    policy,
+    queue,
+    rate_limit,
+    routing,
+    settings,
+    store,
+)
 from .errors import Aborted, EngineError, FailedPrecondition, InvalidArgument
 from .models import (
     Chat,
@@ -221,7 +238,7 @@ def _commit_send(
         created_at=now,
     )
     heads = {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()}
-    entries = {uid: _inbox_entry(db, message, users[sender_id], users[uid]) for uid in recipients}
+    entries = {uid: _inbox_entry(db, message, uid, users[uid]) for uid in recipients}
     unknown = {uid for uid in entries if uid in heads and inbox.unknown_read_positions(heads[uid].state, [entries[uid]])}
     plan = plan_delivery(chat, recipients, place=place, needs_read_position=unknown,
                          queue_checked_empty=checking is not None and not checking.result())
@@ -348,8 +365,8 @@ def _queue_entry(
         chat_id=message.chat_id,
         sender_id=message.sender_id,
         recipient_id=recipient_id,
-        region=chat_core.home_region(sender),
-        target_region=chat_core.home_region(recipient),
+        region=routing.home_region(message.sender_id, sender),
+        target_region=routing.home_region(recipient_id, recipient),
         content_ref=content_ref(db, message),
         text=message.text,
         next_attempt_at=now,
@@ -365,7 +382,7 @@ def _push_tokens(recipient: UserProfile) -> list[str]:
     return [] if recipient.online else recipient.fcm_tokens
 
 
-def _inbox_entry(db: Client, message: ChatMessage, sender: UserProfile, recipient: UserProfile) -> InboxEntry:
+def _inbox_entry(db: Client, message: ChatMessage, recipient_id: str, recipient: UserProfile) -> InboxEntry:
     """The recipient's inbox entry for `message` as the send places it (numbered by inbox.placed)."""
     return InboxEntry(
         seq=0,
@@ -375,7 +392,7 @@ def _inbox_entry(db: Client, message: ChatMessage, sender: UserProfile, recipien
         sender_name=message.sender_name,
         text=message.text,
         content_ref=content_ref(db, message),
-        region=chat_core.home_region(recipient),
+        region=routing.home_region(recipient_id, recipient),
         via="send",
         created_at=message.created_at,
         delivered_at=message.created_at,

@@ -23,7 +23,7 @@ from google.cloud import firestore
 from google.cloud.firestore import Client, DocumentReference
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import chat_core, clock, constants, cursors, inbox, paths, policy, sending
+from . import chat_core, clock, constants, cursors, inbox, paths, policy, routing, sending
 from .errors import InvalidArgument
 from .models import (
     AckMessagesRequest,
@@ -91,7 +91,7 @@ def sync_messages(
         position, written_in = _inbox_position(uid, request.cursor, request.deviceId)
         reading = _READS.submit(inbox.after, db, uid, position, limit=constants.SYNC_BATCH_SIZE + 1)
         if written_in is not None:
-            home = chat_core.home_region(chat_core.load_users(db, [uid])[uid])
+            home = routing.home_region(uid, chat_core.load_users(db, [uid])[uid])
             at_home = written_in == home
         if not at_home:
             home, state, stale = _device_state(db, uid, request.deviceId)
@@ -208,7 +208,7 @@ def _device_state(
     """
     states = [paths.device_sync_state(db, region, uid, device_id) for region in Region]
     profiles, found = chat_core.load_users_with(db, [uid], states)
-    home = chat_core.home_region(profiles[uid])
+    home = routing.home_region(uid, profiles[uid])
     by_region = {region: found[ref.path] for region, ref in zip(Region, states, strict=True)}
     if by_region[home].exists:
         return home, DeviceSyncState.model_validate(by_region[home].to_dict()), None

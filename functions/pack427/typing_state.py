@@ -28,7 +28,7 @@ from google.cloud.firestore import Client
 from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import chat_core, clock, constants, paths, policy
+from . import chat_core, clock, constants, paths, policy, routing
 from .models import (
     GetTypingUsersRequest,
     GetTypingUsersResult,
@@ -59,7 +59,7 @@ def update_typing_state(
     """
     now = now or clock.now()
     chat = policy.participant_chat(db, request.chatId, uid).chat
-    region = chat_core.home_region(chat_core.load_users(db, [uid])[uid])
+    region = routing.home_region(uid, chat_core.load_users(db, [uid])[uid])
     ref = paths.typing_event(db, region, request.chatId, uid)
     snapshot = ref.get()
     current = _event(snapshot, request.chatId, uid)
