@@ -37,7 +37,7 @@ def trigger(db, entry_path):
     return delivery.on_enqueued(db, db.document(entry_path).get(), EmulatorNotifier())
 
 
-def test_direct_mode_delivers_in_the_request_pauses_the_queue_and_switching_back_drains(chat, monkeypatch):
+def test_direct_mode_delivers_in_the_request_the_trigger_stands_still_and_the_processor_retries(chat, monkeypatch):
     db = chat
     # The queue's side of the switch: every send queues (as a large chat's, or one that lost a race, do).
     monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 0)
@@ -48,24 +48,22 @@ def test_direct_mode_delivers_in_the_request_pauses_the_queue_and_switching_back
     assert inbox_ids(db, "bob") == [first] and inbox_ids(db, "carol") == [first]
     entries = queue_entries(db)
     assert {e["status"] for e in entries} == {"DELIVERED"} and len(entries) == 2
-    # The trigger and the processor stand still.
+    # The trigger stands still.
     assert {trigger(db, e["_path"]) for e in entries} == {delivery.Outcome.SKIPPED}
 
-    # A failure during direct delivery is recorded and waits: nothing retries while paused.
+    # A failure during direct delivery is recorded, and the processor retries it (it is not paused).
     def broken(*args, **kwargs):
         raise RuntimeError("injected: inbox unavailable")
 
     with monkeypatch.context() as m:
         m.setattr(inbox, "place", broken)
         second = send(db, "alice", "two", T0 + timedelta(seconds=1))
-    assert delivery.drain(db, EmulatorNotifier(), time_budget_s=600) == {}
     assert queue.load(db, Region.US, f"{second}_bob").entry.status is QueueStatus.FAILED
     # The next send of the chat delivers the older message first: order holds.
     third = send(db, "bob", "three", T0 + timedelta(seconds=2))
     assert inbox_ids(db, "carol") == [first, second, third]
     assert inbox_ids(db, "bob") == [first]  # second's entry to bob waits for its retry
 
-    settings.set_mode(db, EngineMode.QUEUE, actor="test")
     summary = delivery.drain(db, EmulatorNotifier(), time_budget_s=600)
     assert summary["US"]["delivered"] == 1
     assert inbox_ids(db, "bob") == [first, second]
@@ -73,6 +71,44 @@ def test_direct_mode_delivers_in_the_request_pauses_the_queue_and_switching_back
         ids = inbox_ids(db, uid)
         assert len(ids) == len(set(ids)) and ids == sorted(ids)
     assert inbox_ids(db, "alice") == [third]
+
+
+def test_switching_to_direct_in_the_middle_of_a_backlog_strands_nothing(db, monkeypatch):
+    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 0)  # everything queues, as under an incident
+    for uid, region in (("alice", "EU"), ("bob", "US"), ("carol", "APAC"), ("dave", "US")):
+        make_user(db, uid, region=region)
+    chats = {"c1": ["alice", "bob"], "c2": ["alice", "bob", "carol"], "c3": ["carol", "dave"]}
+    for chat_id, members in chats.items():
+        make_chat(db, chat_id, members)
+    sent: dict[str, list[str]] = {chat_id: [] for chat_id in chats}
+
+    def send_to(chat_id, sender, n):
+        request = SendMessageRequest(chatId=chat_id, clientMessageId=str(ULID()), text=f"{chat_id} {n}")
+        sent[chat_id].append(sending.send_message(db, sender, request, now=T0 + timedelta(seconds=n)).messageId)
+
+    # A backlog: 24 messages queued, nobody delivering (the trigger is what stalled).
+    for n in range(24):
+        chat_id = ("c1", "c2", "c3")[n % 3]
+        send_to(chat_id, chats[chat_id][n % 2], n)
+    assert all(e["awaitingInbox"] for e in queue_entries(db))
+
+    # The operator switches to direct mode halfway through the processor's work.
+    delivery.process_batch(db, Region.US, EmulatorNotifier(), limit=5)
+    settings.set_mode(db, EngineMode.DIRECT, actor="test", reason="rollback")
+    for n in range(24, 28):  # sends go on in c1: each delivers its own, after c1's older queued ones
+        send_to("c1", chats["c1"][n % 2], n)
+    # The other chats' backlog is the processor's: it drains in direct mode too.
+    summary = delivery.drain(db, EmulatorNotifier(), time_budget_s=600)
+    assert sum(r["delivered"] for r in summary.values()) >= 8
+
+    for chat_id, members in chats.items():
+        for uid in members:
+            expected = [m for m in sent[chat_id] if db.document(f"chats/{chat_id}/messages/{m}").get().get("senderId") != uid]
+            got = [m for m in inbox_ids(db, uid) if m in sent[chat_id]]
+            assert got == expected, (chat_id, uid)  # every message, once, in chat order
+    entries = queue_entries(db)
+    assert {e["status"] for e in entries} == {"DELIVERED"}
+    assert all([h["action"] for h in e["history"]].count("DELIVERED") == 1 for e in entries)
 
 
 def test_queue_mode_does_not_deliver_what_it_queued_in_the_request_and_a_retried_send_in_direct_mode_does_once(

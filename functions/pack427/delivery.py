@@ -459,7 +459,12 @@ def drain(
     fan_out_depth: int = constants.FAN_OUT_DEPTH,
     progress: Callable[[Region, dict[str, int | str]], None] | None = None,
 ) -> dict[str, dict[str, int | str]]:
-    """Process batches until nothing is due or the time budget is spent; nothing while paused.
+    """Process batches until nothing is due or the time budget is spent.
+
+    Under the rollback switch (mode direct) too: the sends deliver what they
+    queue in their own requests, and the processor still drains what was
+    queued before the switch, and retries, so nothing waits for the switch
+    back; per-chat order holds across both (deliver_in_order).
 
     Regions take turns, one round each, so a backlog in one region does not
     starve the others. Back-pressure (the seed's scale-up strategy), decided
@@ -485,19 +490,14 @@ def drain(
 
     Returns:
         Per region, the counts by outcome, the number of batches, and the
-        last round's `mode` (`normal`, `large` or `fan-out`); empty while the
-        rollback switch pauses queue processing.
+        last round's `mode` (`normal`, `large` or `fan-out`).
     """
-    if settings.direct_delivery(db):
-        logger.info(f"{actor}: queue processing is paused (mode direct)", actor=actor, paused=True)
-        return {}
     deadline = time.monotonic() + time_budget_s
     reports = {region: ProcessReport() for region in regions}
     modes = {region: "normal" for region in regions}
     depths: dict[Region, int] = {}
     busy = list(regions)
-    # The switch is checked every round (cached, see settings): a pause stops a running drain too.
-    while busy and time.monotonic() < deadline and not settings.direct_delivery(db):
+    while busy and time.monotonic() < deadline:
         for region in list(busy):
             if reports[region].batches % DEPTH_RECOUNT_ROUNDS == 0:
                 depths[region] = queue.depth(db, region)

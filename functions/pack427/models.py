@@ -941,7 +941,8 @@ class EngineMode(StrEnum):
     QUEUE = "queue"
     """Normal operation: the trigger and the processor deliver from the queues."""
     DIRECT = "direct"
-    """Rollback: queue processing paused; pack427_sendMessage delivers in the request."""
+    """Rollback: the trigger stands still and pack427_sendMessage delivers what it queues in the
+    request; the processor still drains what was queued before, and retries."""
 
 
 class EngineSettings(Document):

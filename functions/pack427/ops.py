@@ -240,10 +240,7 @@ def _process(db: Client, notifier: Notifier) -> None:
               f"delivered {totals['delivered']}, failed {totals['failed']}, dropped {totals['dropped']}, "
               f"deferred {totals['deferred']}", flush=True)
 
-    summary = delivery.drain(db, notifier, actor="ops", progress=show)
-    if not summary:
-        print("queue processing is paused (mode direct): `scripts/ops mode queue` resumes and drains")
-        return
+    delivery.drain(db, notifier, actor="ops", progress=show)
     left = {region.value: queue.depth(db, region) for region in Region}
     print("waiting now: " + ", ".join(f"{r} {n}" for r, n in left.items()))
 
@@ -267,7 +264,7 @@ def _mode(db: Client, mode: str | None, reason: str | None, notifier: Notifier) 
     settings.set_mode(db, EngineMode(mode), actor=f"ops:{getpass.getuser()}", reason=reason)
     print(f"mode {mode}: every instance follows within {settings.SETTINGS_CACHE_SECONDS} s")
     if mode == EngineMode.QUEUE:
-        print("draining what queued meanwhile")
+        print("draining what is queued")
         _process(db, notifier)
 
 

@@ -1,8 +1,9 @@
 """Runtime settings: the rollback switch, changed without a redeploy.
 
 `config/engine` holds `mode`: `queue` (normal; also when the document is
-missing) or `direct` (rollback: queue processing paused, pack427_sendMessage
-delivers in the request), and `maxMessagesPerMinute`, the per-user send
+missing) or `direct` (rollback: the queue trigger stands still and
+pack427_sendMessage delivers what it queues in the request, while the
+processor drains what was queued before), and `maxMessagesPerMinute`, the per-user send
 limit (default MAX_MESSAGES_PER_MINUTE). Each instance caches the document for
 SETTINGS_CACHE_SECONDS, so a switch reaches every instance within that time
 at the cost of one read per instance per period.
@@ -37,7 +38,7 @@ def current(db: Client, *, max_age_s: float = SETTINGS_CACHE_SECONDS) -> EngineS
 
 
 def direct_delivery(db: Client) -> bool:
-    """Whether the rollback switch is on: no queue processing, sends deliver in the request."""
+    """Whether the rollback switch is on: the trigger stands still, sends deliver in the request."""
     return current(db).mode is EngineMode.DIRECT
 
 
