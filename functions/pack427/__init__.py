@@ -12,6 +12,7 @@ Modules, one concern each:
     rate_limit    60 sends a minute per user, exact under concurrency
     fraud         the spam/fraud hook
     admission     the paid-chat admission hook (token checks before a send)
+    nudges        system nudges: the engine's own messages to a user
     locks         turn-taking of one instance's concurrent sends
     sending       accepting a message (idempotent), the creation seam; it
                   places the message in small chats' inboxes itself

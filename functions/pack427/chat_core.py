@@ -80,6 +80,11 @@ def load_users_with(
     return profiles, others
 
 
+def profile_of(doc: store.Read) -> UserProfile:
+    """The profile in a `users/{uid}` document as read (as `load_users` gives it; defaults if absent)."""
+    return _lenient_profile(doc.data) if doc.exists else UserProfile()
+
+
 def _lenient_profile(data: dict) -> UserProfile:
     fields = {}
     for name, value in data.items():

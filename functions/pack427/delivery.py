@@ -130,6 +130,7 @@ def inbox_entries(entries: list[QueuedMessage], now: datetime) -> list[InboxEntr
             text=entry.text,
             content_ref=entry.content_ref,
             region=entry.target_region,
+            system_nudge=entry.system_nudge,
             created_at=entry.created_at,
             delivered_at=now,
         )

@@ -231,6 +231,8 @@ class QueuedMessage(Document):
     """The time of the latest failed attempt (metrics count failures by it)."""
     placed_by_send: bool = False
     """The send placed the message in the inbox itself: the entry carries only the push."""
+    system_nudge: bool = False
+    """A nudge of the engine's own (see nudges): marked so in the inbox."""
     requeues: int = 0
     """Times an operator put the entry back on the queue after it was dropped
     (`attempts` starts again at 0 each time)."""
@@ -272,6 +274,7 @@ class InboxEntry(Document):
     content_ref: str
     region: Region
     via: str = "queue"
+    system_nudge: bool = False
     created_at: datetime
     delivered_at: datetime
 
@@ -644,6 +647,8 @@ class SyncedMessage(Response):
     contentRef: str
     createdAt: int
     deliveredAt: int | None
+    systemNudge: bool = False
+    """A message of the engine's own (a retention nudge, see nudges), not of a person."""
 
 
 class SyncMessagesResult(Response):

@@ -13,6 +13,7 @@ with application default credentials (`gcloud auth application-default login`).
     recalc-unread USER         recount USER's unread counters, show what changed
     mode [queue|direct] [--reason TEXT]
                                show or flip the rollback switch; back to queue drains
+    nudge USER KEY TEXT        send USER a system nudge (idempotent by KEY)
     rate-limit [N] [--reason TEXT]
                                show or set the sends allowed per user per minute
 
@@ -35,7 +36,7 @@ from google.cloud import firestore
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import audit, chat_core, clock, delivery, inbox, metrics, paths, queue, settings, store, unread
+from . import audit, chat_core, clock, delivery, inbox, metrics, nudges, paths, queue, settings, store, unread
 from .models import (
     DUE_STATUSES,
     ChatMessage,
@@ -292,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     mode_parser = commands.add_parser("mode", help="show or set the rollback switch")
     mode_parser.add_argument("mode", nargs="?", choices=[m.value for m in EngineMode])
     mode_parser.add_argument("--reason")
+    nudge_parser = commands.add_parser("nudge", help="send a user a system nudge (idempotent by KEY)")
+    for name in ("user", "key", "text"):
+        nudge_parser.add_argument(name)
     limit_parser = commands.add_parser("rate-limit", help="show or set the sends allowed per user per minute")
     limit_parser.add_argument("per_minute", nargs="?", type=int)
     limit_parser.add_argument("--reason")
@@ -319,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
             print(unread.recalculate(db, args.user).model_dump_json(indent=2))
         case "mode":
             _mode(db, args.mode, args.reason, notifier)
+        case "nudge":
+            sent = nudges.send_nudge(db, args.user, key=args.key, text=args.text)
+            print(f"nudge {sent.messageId} to {args.user}" + (" (sent before with this key)" if sent.duplicate else "")
+                  + ": queued, the trigger delivers it")
         case "rate-limit":
             if args.per_minute is not None:
                 settings.set_rate_limit(db, args.per_minute, actor=f"ops:{getpass.getuser()}", reason=args.reason)

@@ -256,7 +256,7 @@ def _commit_send(
     )
     batch.create(paths.chat_message(db, request.chatId, message_id), message.to_firestore())
     store.update_if_unchanged(db, batch, paths.chat(db, request.chatId), loaded.update_time,
-                              {"lastMessage": _last_message(message).to_firestore(), "deliveryQueued": plan.chat_queued})
+                              {"lastMessage": last_message(message).to_firestore(), "deliveryQueued": plan.chat_queued})
     _add_delivery(db, batch, plan, message, chat, users, heads, entries)
     rate_limit.add_send(db, batch, window, record)
     batch.commit()
@@ -339,7 +339,8 @@ def content_ref(db: Client, message: ChatMessage) -> str:
     return message.content_ref or paths.chat_message(db, message.chat_id, message.id).path
 
 
-def _last_message(message: ChatMessage) -> LastMessage:
+def last_message(message: ChatMessage) -> LastMessage:
+    """What the chat keeps of its newest message, for chat lists."""
     text = message.text[: constants.LAST_MESSAGE_PREVIEW_LENGTH] if message.text is not None else None
     return LastMessage(
         message_id=message.id,

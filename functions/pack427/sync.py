@@ -251,6 +251,7 @@ def _from_inbox(entry: InboxEntry) -> SyncedMessage:
         contentRef=entry.content_ref,
         createdAt=_millis(entry.created_at),
         deliveredAt=_millis(entry.delivered_at),
+        systemNudge=entry.system_nudge,
     )
 
 
@@ -264,4 +265,5 @@ def _from_chat(db: Client, message: ChatMessage) -> SyncedMessage:
         contentRef=sending.content_ref(db, message),
         createdAt=_millis(message.created_at),
         deliveredAt=None,
+        systemNudge=message.system_nudge,
     )
