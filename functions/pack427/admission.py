@@ -30,10 +30,9 @@ from typing import Any, Protocol
 from firebase_functions import logger
 from google.cloud.firestore import Client
 
-from . import audit
-from .errors import FailedPrecondition, Unavailable
+from . import fraud
+from .errors import Unavailable
 from .fraud import SendAttempt, Verdict
-from .models import SendRejection
 
 INSUFFICIENT_TOKENS = "insufficient_tokens"
 
@@ -94,12 +93,4 @@ def screen(db: Client, attempt: SendAttempt, billing_state: dict[str, Any], hook
                           {"reason": "admission_unavailable"}) from None
     if verdict is None:
         return
-    reason = verdict.reason or INSUFFICIENT_TOKENS
-    audit.record_rejection(db, SendRejection(
-        actor=f"user:{attempt.sender_id}", sender_id=attempt.sender_id, chat_id=attempt.chat_id,
-        client_message_id=attempt.client_message_id, reason=reason, rule=rule, at=attempt.now,
-        details=verdict.details,
-    ))
-    logger.warn(f"send refused by {rule}: {reason}", event="SEND_REJECTED", uid=attempt.sender_id,
-                chatId=attempt.chat_id, reason=reason, rule=rule)
-    raise FailedPrecondition(verdict.message, {"reason": reason, "rule": rule})
+    fraud.refuse(db, attempt, verdict, rule=rule, reason=verdict.reason or INSUFFICIENT_TOKENS)

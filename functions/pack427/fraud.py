@@ -155,20 +155,22 @@ def screen(db: Client, attempt: SendAttempt, checker: FraudChecker | None = None
         return
     if verdict is None:
         return
-    rule = getattr(checker, "name", type(checker).__name__)
-    audit.record_rejection(
-        db,
-        SendRejection(
-            actor=f"user:{attempt.sender_id}",
-            sender_id=attempt.sender_id,
-            chat_id=attempt.chat_id,
-            client_message_id=attempt.client_message_id,
-            reason=verdict.reason,
-            rule=rule,
-            at=attempt.now,
-            details=verdict.details,
-        ),
-    )
-    logger.warn(f"send refused by {rule}: {verdict.reason}", event="SEND_REJECTED", uid=attempt.sender_id,
-                chatId=attempt.chat_id, reason=verdict.reason, rule=rule)
-    raise FailedPrecondition(verdict.message, {"reason": verdict.reason, "rule": rule})
+    refuse(db, attempt, verdict, rule=getattr(checker, "name", type(checker).__name__), reason=verdict.reason)
+
+
+def refuse(db: Client, attempt: SendAttempt, verdict: Verdict, *, rule: str, reason: str) -> None:
+    """Refuse `attempt` for a hook: its audit record, a log line, and FailedPrecondition (reason, rule).
+
+    Args:
+        verdict: the hook's refusal (its message goes to the app, its details to the audit trail).
+        rule: which hook refused.
+        reason: the stable code the app switches on.
+    """
+    audit.record_rejection(db, SendRejection(
+        actor=f"user:{attempt.sender_id}", sender_id=attempt.sender_id, chat_id=attempt.chat_id,
+        client_message_id=attempt.client_message_id, reason=reason, rule=rule, at=attempt.now,
+        details=verdict.details,
+    ))
+    logger.warn(f"send refused by {rule}: {reason}", event="SEND_REJECTED", uid=attempt.sender_id,
+                chatId=attempt.chat_id, reason=reason, rule=rule)
+    raise FailedPrecondition(verdict.message, {"reason": reason, "rule": rule})
