@@ -60,7 +60,7 @@ def history(db: Client, message_id: str) -> list[AuditEvent]:
             events.append(AuditEvent(
                 entry_id=QueuedMessage.entry_id(message_id, recipient),
                 message_id=message_id,
-                region=placed[0].region if placed else routing.default_region(),  # entries are never deleted
+                region=placed[0].region if placed else routing.default_region(),  # unless deleted by hand
                 actor=f"user:{send.sender_id}",
                 action=QueueStatus.DELIVERED.value,
                 to_status=QueueStatus.DELIVERED,

@@ -39,8 +39,8 @@ PARALLEL_DELIVERIES = 32
 """Deliveries one worker keeps in flight: each is a network round trip."""
 
 DELIVERY_GROUP_SIZE = 100
-"""Messages of one (chat, recipient) delivered in one commit: two writes
-each (inbox entry, queue entry) plus the inbox head, under Firestore's 500
+"""Messages to one recipient delivered in one commit: two writes each
+(inbox entry, queue entry) plus the inbox head, under Firestore's 500
 writes per commit."""
 
 
@@ -283,7 +283,7 @@ def on_enqueued(
         The outcome for the event's own entry.
     """
     if snapshot is None or not snapshot.exists or settings.direct_delivery(db):
-        return Outcome.SKIPPED  # paused: the send delivers, or the drain after the switch back
+        return Outcome.SKIPPED  # mode direct: the send delivers it, the drain retries what fails
     loaded = LoadedEntry.from_snapshot(snapshot)
     entry = loaded.entry
     if not entry.awaiting_inbox:
@@ -433,7 +433,7 @@ def _deliver_in_bulk(
         writes = 0
         for recipient, queued in groups.items():
             group = queued.pop(0)
-            if inbox.unknown_read_positions(heads[recipient].state, inbox_entries([e.entry for e in group], now)):
+            if inbox.unknown_read_positions(heads[recipient].state, (e.entry.chat_id for e in group)):
                 lost.add(recipient)  # a pruned chat's late message: the one-by-one path reads its position
                 continue
             size = 2 * len(group) + 1  # queue entry and inbox entry each; the head
@@ -531,8 +531,8 @@ def deliver_now(
     Entries awaiting the inbox go through `deliver_in_order`, as the trigger
     does: the recipient's older undelivered messages of the chat go first, so
     inbox seq and per-chat order hold. Push-only entries (the send placed the
-    message) are pushed. A failure is recorded on the entry, which the
-    processor retries once queue processing resumes.
+    message) are pushed. A failure is recorded on the entry, and the
+    processor, which keeps draining in mode direct, retries it.
 
     Args:
         chat_id: the message's chat.

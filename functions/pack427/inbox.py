@@ -25,7 +25,7 @@ reads and commits.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,8 +42,8 @@ class InboxBusy(Exception):
     """The head kept moving for INBOX_HEAD_RETRIES attempts; the delivery is retried later."""
 
 
-def unknown_read_positions(head: InboxHead, entries: list[InboxEntry]) -> set[str]:
-    """Chats of `entries` whose read position the head must be told (`placed`'s `read_positions`).
+def unknown_read_positions(head: InboxHead, chat_ids: Iterable[str]) -> set[str]:
+    """Of `chat_ids`, the chats whose read position the head must be told (`placed`'s `read_positions`).
 
     A chat the head does not track is new to the inbox (nothing read), unless
     the head ever pruned chats: then it may be a pruned one, whose position
@@ -51,7 +51,7 @@ def unknown_read_positions(head: InboxHead, entries: list[InboxEntry]) -> set[st
     """
     if not head.pruned:
         return set()
-    return {e.chat_id for e in entries if e.chat_id not in head.chats}
+    return {chat_id for chat_id in chat_ids if chat_id not in head.chats}
 
 
 def placed(
@@ -69,13 +69,13 @@ def placed(
         owner: whose inbox; an entry of theirs (never the case in delivery) is not unread.
         entries: in the order they become visible; their `seq` is ignored.
         now: the head's `updatedAt`.
-        read_positions: the read positions of `unknown_read_positions(head, entries)`.
+        read_positions: the read positions of `unknown_read_positions` for the entries' chats.
 
     Raises:
         ValueError: a read position the head needs was not given.
     """
     read_positions = read_positions or {}
-    missing = unknown_read_positions(head, entries) - read_positions.keys()
+    missing = unknown_read_positions(head, (e.chat_id for e in entries)) - read_positions.keys()
     if missing:
         raise ValueError(f"read positions needed for chats {sorted(missing)}")
     numbered = [entry.model_copy(update={"seq": head.seq + 1 + i}) for i, entry in enumerate(entries)]
@@ -184,7 +184,7 @@ def place(
 
     def attempt(_: int) -> list[WriteResult] | None:
         head = heads(db, [uid])[uid]
-        unknown = unknown_read_positions(head.state, entries)
+        unknown = unknown_read_positions(head.state, (e.chat_id for e in entries))
         positions = read_positions(db, uid, unknown) if unknown else None
         moved, numbered = placed(head.state, uid, entries, now=now, read_positions=positions)
         batch = db.batch()

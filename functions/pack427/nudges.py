@@ -42,9 +42,7 @@ from .models import (
     ChatMessage,
     DocumentIdError,
     IdempotencyRecord,
-    QueuedMessage,
     SendMessageResult,
-    TransportMetadata,
     check_document_id,
 )
 
@@ -99,15 +97,8 @@ def send_nudge(
         message = ChatMessage(id=message_id, chat_id=chat_ref.id, sender_id=SENDER, sender_name=SENDER_NAME,
                               client_message_id=key, text=text, content_ref=content_ref, system_nudge=True,
                               created_at=now)
-        home = routing.home_region(uid, profile)
-        entry = QueuedMessage(
-            id=QueuedMessage.entry_id(message_id, uid), message_id=message_id, chat_id=chat_ref.id,
-            sender_id=SENDER, recipient_id=uid, region=home, target_region=home,
-            content_ref=sending.content_ref(db, message), text=text, next_attempt_at=now,
-            transport_metadata=TransportMetadata(push_tokens=[] if profile.online else profile.fcm_tokens,
-                                                 sender_name=SENDER_NAME),
-            system_nudge=True, created_at=now, updated_at=now,
-        )
+        # A nudge starts where it ends: the engine has no home region of its own.
+        entry = sending.queue_entry(db, message, uid, profile, origin=routing.home_region(uid, profile))
         batch = db.batch()
         batch.create(record_ref, IdempotencyRecord(message_id=message_id, chat_id=chat_ref.id, sender_id=SENDER,
                                                    payload_hash=payload, created_at=now).to_firestore())

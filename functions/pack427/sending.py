@@ -14,8 +14,8 @@ moment the send returns, and no trigger runs for it. An offline recipient
 also gets a queue entry that carries only the push (its trigger sends it;
 retries and back-off as for any entry). Otherwise, or when that commit lost
 INLINE_ATTEMPTS races (a recipient's head, or the chat, moved first), the
-send goes again with one queue entry per recipient awaiting the inbox, delivered by the trigger and the processor
-(see delivery). The chat's `deliveryQueued` says that one of its messages may
+send goes again with one queue entry per recipient awaiting the inbox,
+delivered by the trigger and the processor (see delivery). The chat's `deliveryQueued` says that one of its messages may
 still wait in a queue; while it may, no send places a message of the chat
 directly, which would overtake it. A send that finds the flag set asks the
 queue once (`queue.chat_awaits_inbox`) and clears it when nothing waits.
@@ -76,6 +76,7 @@ from .models import (
     InboxEntry,
     LastMessage,
     QueuedMessage,
+    Region,
     SendMessageRequest,
     SendMessageResult,
     SendRecord,
@@ -239,7 +240,8 @@ def _commit_send(
     )
     heads = {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()}
     entries = {uid: _inbox_entry(db, message, uid, users[uid]) for uid in recipients}
-    unknown = {uid for uid in entries if uid in heads and inbox.unknown_read_positions(heads[uid].state, [entries[uid]])}
+    unknown = {uid for uid in recipients
+               if uid in heads and inbox.unknown_read_positions(heads[uid].state, [message.chat_id])}
     plan = plan_delivery(chat, recipients, place=place, needs_read_position=unknown,
                          queue_checked_empty=checking is not None and not checking.result())
     batch = db.batch()
@@ -276,16 +278,17 @@ def _add_delivery(
     """Add to the send's batch what `plan` says: inbox entries and head moves for the
     recipients placed (with a push-only queue entry for an offline one), queue entries
     awaiting the inbox for the others."""
-    sender, now, actor = users[message.sender_id], message.created_at, f"user:{message.sender_id}"
+    origin = routing.home_region(message.sender_id, users[message.sender_id])
+    now, actor = message.created_at, f"user:{message.sender_id}"
     for uid in plan.placed:
         moved, numbered = inbox.placed(heads[uid].state, uid, [entries[uid]], now=now)
         inbox.add_placement(db, batch, heads[uid], moved, numbered)
         if _push_tokens(users[uid]):
-            push = _queue_entry(db, message, chat, sender, uid, users[uid], now)
+            push = queue_entry(db, message, uid, users[uid], origin=origin)
             push = push.model_copy(update={"awaiting_inbox": False, "inbox_seq": numbered[0].seq, "placed_by_send": True})
             queue.add_enqueue(db, batch, push, actor=actor)
     for uid in plan.queued:
-        queue.add_enqueue(db, batch, _queue_entry(db, message, chat, sender, uid, users[uid], now), actor=actor)
+        queue.add_enqueue(db, batch, queue_entry(db, message, uid, users[uid], origin=origin), actor=actor)
 
 
 def _admit(
@@ -351,30 +354,34 @@ def last_message(message: ChatMessage) -> LastMessage:
     )
 
 
-def _queue_entry(
-    db: Client,
-    message: ChatMessage,
-    chat: Chat,
-    sender: UserProfile,
-    recipient_id: str,
-    recipient: UserProfile,
-    now: datetime,
+def queue_entry(
+    db: Client, message: ChatMessage, recipient_id: str, recipient: UserProfile, *, origin: Region
 ) -> QueuedMessage:
+    """The queue entry taking `message` to one recipient, awaiting the inbox.
+
+    Args:
+        message: the accepted message; its `createdAt` is the entry's, its
+            sender name and billing state travel with the entry.
+        recipient_id: whose inbox it goes to.
+        recipient: their profile as read (home region, presence, push tokens).
+        origin: the sender's home region.
+    """
     return QueuedMessage(
         id=QueuedMessage.entry_id(message.id, recipient_id),
         message_id=message.id,
         chat_id=message.chat_id,
         sender_id=message.sender_id,
         recipient_id=recipient_id,
-        region=routing.home_region(message.sender_id, sender),
+        region=origin,
         target_region=routing.home_region(recipient_id, recipient),
         content_ref=content_ref(db, message),
         text=message.text,
-        next_attempt_at=now,
-        billing_state=chat.billing,
-        transport_metadata=TransportMetadata(push_tokens=_push_tokens(recipient), sender_name=sender.display_name),
-        created_at=now,
-        updated_at=now,
+        next_attempt_at=message.created_at,
+        billing_state=message.billing_state,
+        transport_metadata=TransportMetadata(push_tokens=_push_tokens(recipient), sender_name=message.sender_name),
+        system_nudge=message.system_nudge,
+        created_at=message.created_at,
+        updated_at=message.created_at,
     )
 
 

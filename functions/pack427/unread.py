@@ -32,6 +32,7 @@ from datetime import datetime
 from firebase_functions import logger
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
+from ulid import ULID
 
 from . import chat_core, clock, constants, inbox, paths, policy, store
 from .errors import Aborted, InvalidArgument
@@ -45,7 +46,6 @@ from .models import (
     RecalculateUnreadCountersResult,
     UnreadCountsResult,
 )
-from ulid import ULID
 
 
 def count_unread(db: Client, uid: str, chat_id: str, read_up_to: str | None) -> int:
