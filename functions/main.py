@@ -4,10 +4,24 @@ Each function parses its input, calls the service package `pack427` and maps
 errors; the logic lives in the package.
 """
 
+import os
+
 from firebase_admin import initialize_app
 from firebase_functions import firestore_fn, https_fn, options, scheduler_fn
 
-from pack427 import callables, chat_list, db, delivery, metrics, queue, sync, typing_state, unread
+from pack427 import (
+    callables,
+    chat_core_intake,
+    chat_list,
+    db,
+    delivery,
+    fan_out,
+    metrics,
+    queue,
+    sync,
+    typing_state,
+    unread,
+)
 from pack427.models import (
     AckMessagesRequest,
     GetChatListRequest,
@@ -21,7 +35,7 @@ from pack427.models import (
     UpdateTypingStateRequest,
 )
 from pack427.notifier import default_notifier
-from pack427.paths import QUEUE_TRIGGER_DOCUMENT
+from pack427.paths import CHAT_MESSAGE_TRIGGER_DOCUMENT, FAN_OUT_TRIGGER_DOCUMENT, QUEUE_TRIGGER_DOCUMENT
 from pack427.sending import send_message
 
 initialize_app()
@@ -62,6 +76,20 @@ def pack427_resyncChat(req: https_fn.CallableRequest) -> dict:
 @firestore_fn.on_document_created(document=QUEUE_TRIGGER_DOCUMENT)
 def pack427_onMessageEnqueued(event: firestore_fn.Event[firestore_fn.DocumentSnapshot | None]) -> None:
     delivery.on_enqueued(db.client(), event.data, default_notifier())
+
+
+# A 10,000-member group is 67 chunks; the processor resumes a job whose worker timed out.
+@firestore_fn.on_document_created(document=FAN_OUT_TRIGGER_DOCUMENT, timeout_sec=540)
+def pack427_onFanOut(event: firestore_fn.Event[firestore_fn.DocumentSnapshot | None]) -> None:
+    fan_out.on_created(db.client(), event.data)
+
+
+# Chat-core mode only (README, "Where messages come from"): deployed when functions/.env says so.
+if os.environ.get("PACK427_MESSAGE_SOURCE") == chat_core_intake.INTAKE:
+
+    @firestore_fn.on_document_created(document=CHAT_MESSAGE_TRIGGER_DOCUMENT)
+    def pack427_onChatCoreMessage(event: firestore_fn.Event[firestore_fn.DocumentSnapshot | None]) -> None:
+        chat_core_intake.on_created(db.client(), event.data)
 
 
 # Drains for up to PROCESSOR_TIME_BUDGET_SECONDS (50 s); the timeout leaves room for the last batch.

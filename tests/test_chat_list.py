@@ -74,7 +74,7 @@ def status_of(db, chat: str) -> dict[str, str]:
 
 def test_receipts_of_the_callers_last_message_move_pending_sent_delivered_read(chats, monkeypatch):
     db = chats
-    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 0)  # through the queue: there is a pending
+    monkeypatch.setattr(constants, "INLINE_ATTEMPTS", 0)  # through the queue: there is a pending
     message = send(db, "alice", "c1", "ping", T0)
     assert status_of(db, "c1") == {"bob": "pending"}
     process(db, T0 + timedelta(seconds=1))
@@ -109,7 +109,7 @@ def test_a_dropped_message_is_failed_unless_it_reached_the_inbox(chats, monkeypa
         return add_placement(db_, batch, head, *args, **kwargs)
 
     monkeypatch.setattr(inbox, "add_placement", unreachable_for_dave)
-    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 0)  # per recipient, through the queue
+    monkeypatch.setattr(constants, "INLINE_ATTEMPTS", 0)  # per recipient, through the queue
     send(db, "alice", "c5", "to the group", T0)
     at = T0 + timedelta(seconds=1)
     for _ in range(5):  # five failed attempts each: carol's push, dave's inbox

@@ -38,10 +38,12 @@ from conftest import ROOT
 from google.cloud.firestore_v1 import base_query
 from pack427 import (
     audit,
+    chat_core_intake,
     chat_list,
     clock,
     constants,
     delivery,
+    fan_out,
     metrics,
     ops,
     paths,
@@ -212,9 +214,18 @@ def run_every_query(db, monkeypatch) -> None:
         return sending.send_message(db, uid, request, now=now + timedelta(milliseconds=n)).messageId
 
     with monkeypatch.context() as queued:  # through the queues (a larger chat's way)
-        queued.setattr(constants, "INLINE_MAX_RECIPIENTS", 0)
+        queued.setattr(constants, "INLINE_ATTEMPTS", 0)
         sent = [send(uid, n) for n, uid in enumerate(["alice", "bob", "alice"])]
     sent.append(send("bob", 3))  # the chat's messages wait in the queue: the send asks it, and queues too
+    with monkeypatch.context() as large:  # a larger group's way: a fan-out, behind the messages queued
+        large.setattr(constants, "INLINE_MAX_RECIPIENTS", 1)
+        sent.append(send("alice", 4))
+    fan_out.run_chat(db, "g", now=now)
+    make_chat(db, "core", ["alice", "bob"])  # chat-core mode: the core creates messages, the trigger takes them
+    core_ids = [str(ULID()) for _ in range(2)]
+    for message_id in core_ids:
+        db.document(f"chats/core/messages/{message_id}").set({"senderId": "alice", "text": "from the core"})
+    chat_core_intake.take(db, "core", core_ids[-1], now=now)
     # The trigger's path (one chat and recipient), then the processor's (a batch of them).
     first_to_bob = paths.queue_entry(db, Region.US, QueuedMessage.entry_id(sent[0], "bob")).get()
     delivery.on_enqueued(db, first_to_bob, notifier, now=now + timedelta(seconds=1))
@@ -222,7 +233,7 @@ def run_every_query(db, monkeypatch) -> None:
         delivery.process_batch(db, region, notifier, now=now + timedelta(seconds=1))
     delivery.drain(db, notifier, regions=tuple(Region), actor="test", time_budget_s=30)
     delivery.deliver_now(db, "g", sent[0], notifier, now=now)  # the rollback switch's delivery in the request
-    sent.append(send("alice", 4))  # nothing waits any more: placed by the send
+    sent.append(send("alice", 5))  # nothing waits any more: placed by the send
     audit.history(db, sent[0])
     audit.history(db, sent[-1])
     metrics.export_queue_stats(db, now=now + timedelta(minutes=1))
@@ -240,7 +251,7 @@ def run_every_query(db, monkeypatch) -> None:
 
     make_chat(db, "d", ["alice", "bob"])
     with monkeypatch.context() as queued:  # a last message bob does not have yet: its queue entry is asked
-        queued.setattr(constants, "INLINE_MAX_RECIPIENTS", 0)
+        queued.setattr(constants, "INLINE_ATTEMPTS", 0)
         sending.send_message(db, "alice", SendMessageRequest(chatId="d", clientMessageId=str(ULID()), text="x"), now=now)
     chats = chat_list.get_chat_list(db, "alice", GetChatListRequest(limit=1))
     chat_list.get_chat_list(db, "alice", GetChatListRequest(limit=1, cursor=chats.cursor))

@@ -84,7 +84,7 @@ def send(db, sender, chat, text, now):
 
 
 def test_resync_brings_every_message_of_the_chat_into_the_inbox_in_order(db, monkeypatch):
-    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 0)  # through the queue, where they can fail
+    monkeypatch.setattr(constants, "INLINE_ATTEMPTS", 0)  # through the queue, where they can fail
     make_user(db, "alice", region="US")
     make_user(db, "bob", region="US")
     make_chat(db, "c1", ["alice", "bob"])

@@ -40,7 +40,7 @@ def trigger(db, entry_path):
 def test_direct_mode_delivers_in_the_request_the_trigger_stands_still_and_the_processor_retries(chat, monkeypatch):
     db = chat
     # The queue's side of the switch: every send queues (as a large chat's, or one that lost a race, do).
-    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 0)
+    monkeypatch.setattr(constants, "INLINE_ATTEMPTS", 0)
     settings.set_mode(db, EngineMode.DIRECT, actor="test", reason="queue incident")
     first = send(db, "alice", "one", T0)
 
@@ -74,7 +74,7 @@ def test_direct_mode_delivers_in_the_request_the_trigger_stands_still_and_the_pr
 
 
 def test_switching_to_direct_in_the_middle_of_a_backlog_strands_nothing(db, monkeypatch):
-    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 0)  # everything queues, as under an incident
+    monkeypatch.setattr(constants, "INLINE_ATTEMPTS", 0)  # everything queues, as under an incident
     for uid, region in (("alice", "EU"), ("bob", "US"), ("carol", "APAC"), ("dave", "US")):
         make_user(db, uid, region=region)
     chats = {"c1": ["alice", "bob"], "c2": ["alice", "bob", "carol"], "c3": ["carol", "dave"]}
@@ -115,7 +115,7 @@ def test_queue_mode_does_not_deliver_what_it_queued_in_the_request_and_a_retried
     chat, monkeypatch
 ):
     db = chat
-    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 0)
+    monkeypatch.setattr(constants, "INLINE_ATTEMPTS", 0)
     client_id = str(ULID.from_datetime(T0))
     first = send(db, "alice", "one", T0, client_id)
     assert inbox_ids(db, "bob") == []  # queue mode: the trigger's job

@@ -57,7 +57,7 @@ def test_the_router_decides_where_a_users_entries_and_devices_live(db, router):
 
 
 def test_moving_a_user_keeps_their_undelivered_messages_and_their_devices_positions(db, router, monkeypatch):
-    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 0)  # queued, so that some wait when bob moves
+    monkeypatch.setattr(constants, "INLINE_ATTEMPTS", 0)  # queued, so that some wait when bob moves
     make_user(db, "alice", region="EU")
     make_user(db, "bob", region="EU")
     make_chat(db, "c1", ["alice", "bob"])

@@ -139,31 +139,6 @@ def test_user_without_document_or_with_unknown_region_uses_the_default_region(db
     assert entry["region"] == "APAC"
 
 
-def big_chat(db, size: int) -> list[str]:
-    members = [f"m{n:03d}" for n in range(size)]
-    for uid in members:
-        make_user(db, uid)
-    make_chat(db, "big", members)
-    return members
-
-
-def test_a_chat_larger_than_the_inline_limit_goes_through_the_queue(db, monkeypatch):
-    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 3)
-    members = big_chat(db, 5)
-    result = sending.send_message(db, members[0], request(chat_id="big"))
-
-    entries = queue_entries(db)
-    assert sorted(e["recipientId"] for e in entries) == members[1:]
-    assert all(e["awaitingInbox"] and e["status"] == "PENDING" for e in entries)
-    [send] = [s.to_dict() for s in db.collection("idempotencyKeys").stream()]
-    assert (send["messageId"], send["placedBySend"]) == (result.messageId, [])
-    assert db.document("chats/big").get().get("deliveryQueued") is True
-    assert all(inbox(db, uid) == [] for uid in members[1:])
-
-    assert delivery.process_batch(db, Region.EU, EmulatorNotifier()).outcomes["delivered"] == 4
-    assert all([e["messageId"] for e in inbox(db, uid)] == [result.messageId] for uid in members[1:])
-
-
 def test_a_send_that_loses_a_race_for_a_head_goes_through_the_queue_and_keeps_the_chat_in_order(db, monkeypatch):
     make_user(db, "alice")
     make_user(db, "bob")

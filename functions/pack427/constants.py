@@ -30,9 +30,10 @@ MAX_CONTENT_REF_LENGTH = 1_024
 MAX_ID_LENGTH = 128
 """Characters in a chat id or user id: Firestore document ids stay short."""
 
-MAX_RECIPIENTS = 200
-"""Recipients of one message: the send writes all queue entries in one atomic
-batch, and a Firestore batch holds at most 500 writes."""
+MAX_RECIPIENTS = 10_000
+"""Recipients of one message. A chat over INLINE_MAX_RECIPIENTS is delivered
+by fan-out in chunks (see fan_out), whose job document lists the recipients:
+10,000 uids of 128 characters at most stay under Firestore's 1 MiB."""
 
 DELIVERED_RETENTION_DAYS = 7
 """DELIVERED queue entries older than this are removed by the daily cleanup.
@@ -101,6 +102,23 @@ INLINE_ATTEMPTS = 2
 """Attempts of a send that may place its message itself; a send that lost
 that many races (a recipient's head, or the chat, moved first) goes through
 the queue."""
+
+FAN_OUT_CHUNK = 150
+"""Recipients one fan-out commit handles: up to three writes each (inbox
+entry, head, push entry) and the job's cursor, under 500 writes a commit."""
+
+FAN_OUT_PLACE_ATTEMPTS = 2
+"""Attempts of a fan-out chunk to place its messages in inboxes (conditional
+on every head in it); a chunk that lost that many races goes through the queue."""
+
+FAN_OUT_STALLED_SECONDS = 60
+"""A fan-out job unchanged for this long lost its worker (a crash, a timeout):
+the processor resumes it."""
+
+FAN_OUT_WAITING_LOOKUP = 500
+"""Queue entries of a chat awaiting their inbox a fan-out reads to know which
+recipients must get the message through the queue, behind them; with more,
+the whole fan-out goes through the queue."""
 
 # ------------------------------------------------------------ real-time signals
 

@@ -30,7 +30,7 @@ from google.cloud.firestore import Client
 from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import clock, constants, inbox, queue, settings
+from . import clock, constants, fan_out, inbox, queue, settings
 from .models import DUE_STATUSES, InboxEntry, QueuedMessage, QueueStatus, Region
 from .notifier import Notifier
 from .queue import LoadedEntry
@@ -460,7 +460,8 @@ def drain(
     fan_out_depth: int = constants.FAN_OUT_DEPTH,
     progress: Callable[[Region, dict[str, int | str]], None] | None = None,
 ) -> dict[str, dict[str, int | str]]:
-    """Process batches until nothing is due or the time budget is spent.
+    """Resume stalled fan-outs (fan_out.resume_stalled), then process batches until
+    nothing is due or the time budget is spent.
 
     Under the rollback switch (mode direct) too: the sends deliver what they
     queue in their own requests, and the processor still drains what was
@@ -494,6 +495,10 @@ def drain(
         last round's `mode` (`normal`, `large` or `fan-out`).
     """
     deadline = time.monotonic() + time_budget_s
+    try:
+        fan_out.resume_stalled(db)
+    except Exception as err:  # noqa: BLE001 - a stuck fan-out must not stop the queues' drain
+        logger.error(f"resuming stalled fan-outs failed: {err!r}")
     reports = {region: ProcessReport() for region in regions}
     modes = {region: "normal" for region in regions}
     depths: dict[Region, int] = {}

@@ -124,6 +124,10 @@ class Chat(Document):
             for a recipient's inbox; while it may, no send places a message
             of the chat in an inbox directly (it would overtake). Written by
             each send, with `lastMessage` (see sending).
+        fan_out_pending: a message of this chat may still be in fan-out
+            (see fan_out); while it may, every message of the chat goes
+            through fan-out too, after it. Set by the send that starts a
+            fan-out, cleared by the fan-out worker that finds none left.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -132,6 +136,7 @@ class Chat(Document):
     billing: dict[str, Any] = Field(default_factory=dict)
     last_message: LastMessage | None = None
     delivery_queued: bool = False
+    fan_out_pending: bool = False
 
 
 class ChatMessage(Document):
@@ -154,7 +159,32 @@ class ChatMessage(Document):
     content_ref: str | None = None
     system_nudge: bool = False
     billing_state: dict[str, Any] = Field(default_factory=dict)
+    intake: str = "send"
+    """How the message entered delivery: `send` (pack427_sendMessage), `nudge`,
+    or `chatCore` (a message the chat core created, taken by its trigger, see
+    chat_core_intake). The chat-core trigger leaves alone a message that has one."""
     created_at: datetime
+
+
+class FanOut(Document):
+    """`chats/{chatId}/fanOuts/{messageId}`: a message's delivery to a large group, under way (see fan_out).
+
+    Attributes:
+        message: the message as accepted (what every inbox entry is made of).
+        recipients: the chat's participants but the sender, as the message
+            was accepted (blocks are applied chunk by chunk).
+        next: index in `recipients` of the first one not yet handled; every
+            chunk's commit moves it, conditional on the job as read.
+        origin: the sender's home region.
+    """
+
+    chat_id: str
+    message: ChatMessage
+    recipients: list[str]
+    next: int = 0
+    origin: Region
+    created_at: datetime
+    updated_at: datetime
 
 
 # ------------------------------------------------------------------- queue
@@ -230,7 +260,8 @@ class QueuedMessage(Document):
     last_failed_at: datetime | None = None
     """The time of the latest failed attempt (metrics count failures by it)."""
     placed_by_send: bool = False
-    """The send placed the message in the inbox itself: the entry carries only the push."""
+    """The writer that made this entry (the send, or a fan-out chunk) placed the
+    message in the inbox itself: the entry carries only the push."""
     system_nudge: bool = False
     """A nudge of the engine's own (see nudges): marked so in the inbox."""
     requeues: int = 0
@@ -259,8 +290,9 @@ class InboxEntry(Document):
             entries became visible (see InboxHead). Sync cursors are seqs.
         region: the recipient's home region when the message was sent (its
             queue, had it needed one); metrics count deliveries by it.
-        via: `send` if the send's own commit created the entry, `queue` if a
-            delivery from the queue did.
+        via: `send` if the send's own commit created the entry, `fanOut` if
+            a fan-out chunk did (see fan_out), `queue` if a delivery from the
+            queue did.
         delivered_at: when the entry was created; equal to created_at when
             the send placed it.
     """

@@ -35,7 +35,7 @@ from datetime import datetime
 from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client
 
-from . import chat_core, clock, constants, paths, queue, routing, sending, store
+from . import chat_core, clock, constants, paths, placing, queue, routing, sending, store
 from .errors import Aborted, InvalidArgument
 from .models import (
     Chat,
@@ -94,11 +94,11 @@ def send_nudge(
         chat = Chat.model_validate(chat_doc.data) if chat_doc.exists else Chat(participants=[uid])
         profile = chat_core.profile_of(found[paths.user(db, uid).path])
         message_id = sending.next_message_id(chat, now)
-        message = ChatMessage(id=message_id, chat_id=chat_ref.id, sender_id=SENDER, sender_name=SENDER_NAME,
+        message = ChatMessage(id=message_id, chat_id=chat_ref.id, sender_id=SENDER, sender_name=SENDER_NAME, intake="nudge",
                               client_message_id=key, text=text, content_ref=content_ref, system_nudge=True,
                               created_at=now)
         # A nudge starts where it ends: the engine has no home region of its own.
-        entry = sending.queue_entry(db, message, uid, profile, origin=routing.home_region(uid, profile))
+        entry = placing.queue_entry(db, message, uid, profile, origin=routing.home_region(uid, profile))
         batch = db.batch()
         batch.create(record_ref, IdempotencyRecord(message_id=message_id, chat_id=chat_ref.id, sender_id=SENDER,
                                                    payload_hash=payload, created_at=now).to_firestore())

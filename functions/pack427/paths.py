@@ -39,6 +39,22 @@ def chat_message(db: Client, chat_id: str, message_id: str) -> DocumentReference
     return chat_messages(db, chat_id).document(message_id)
 
 
+def fan_outs(db: Client, chat_id: str) -> CollectionReference:
+    """`chats/{chatId}/fanOuts`: the chat's messages whose fan-out is under way (see fan_out)."""
+    return chat(db, chat_id).collection("fanOuts")
+
+
+def fan_out(db: Client, chat_id: str, message_id: str) -> DocumentReference:
+    return fan_outs(db, chat_id).document(message_id)
+
+
+FAN_OUT_TRIGGER_DOCUMENT = "chats/{chatId}/fanOuts/{messageId}"
+"""The fan-out job path as a trigger pattern (for `pack427_onFanOut`)."""
+
+CHAT_MESSAGE_TRIGGER_DOCUMENT = "chats/{chatId}/messages/{messageId}"
+"""The chat message path as a trigger pattern (for `pack427_onChatCoreMessage`, chat-core mode)."""
+
+
 def chats(db: Client) -> CollectionReference:
     return db.collection("chats")
 

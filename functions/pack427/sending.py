@@ -56,11 +56,13 @@ from . import (
     clock,
     constants,
     delivery,
+    fan_out,
     fraud,
     inbox,
     locks,
     notifier,
     paths,
+    placing,
     policy,
     queue,
     rate_limit,
@@ -73,14 +75,11 @@ from .models import (
     Chat,
     ChatMessage,
     IdempotencyRecord,
-    InboxEntry,
     LastMessage,
-    QueuedMessage,
     Region,
     SendMessageRequest,
     SendMessageResult,
     SendRecord,
-    TransportMetadata,
     UserProfile,
 )
 
@@ -147,7 +146,8 @@ def send_message(
     )
     if settings.direct_delivery(db):
         # Rollback switch: what was queued is delivered in this request (a duplicate too:
-        # the first request may have died before it did).
+        # the first request may have died before it did), a large group's fan-out first.
+        fan_out.run_chat(db, request.chatId, now=now)
         delivery.deliver_now(db, request.chatId, result.messageId, notifier.default_notifier(), now=now)
     return result
 
@@ -211,15 +211,20 @@ def _commit_send(
     recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != sender_id]
     if len(recipients) > constants.MAX_RECIPIENTS:
         raise FailedPrecondition(f"chat {request.chatId!r} has more than {constants.MAX_RECIPIENTS} recipients")
-    place = place and len(recipients) <= constants.INLINE_MAX_RECIPIENTS
+    small = len(recipients) <= constants.INLINE_MAX_RECIPIENTS
+    fanning_out = chat.fan_out_pending or not small
+    place = place and not fanning_out
     checking = _QUEUE_CHECKS.submit(queue.chat_awaits_inbox, db, request.chatId) if place and chat.delivery_queued else None
-    # The rate window and the heads come in the same round trip as the profiles.
+    # The rate window and the heads come in the same round trip as the profiles. A large
+    # group's profiles are read by its fan-out, chunk by chunk, blocks included.
     window_ref = paths.rate_window(db, sender_id)
     head_refs = {uid: paths.inbox_head(db, uid) for uid in recipients} if place else {}
-    users, others = chat_core.load_users_with(db, [sender_id, *recipients], [window_ref, *head_refs.values()])
+    users, others = chat_core.load_users_with(
+        db, [sender_id, *(recipients if small else [])], [window_ref, *head_refs.values()])
     window = rate_limit.from_snapshot(db, sender_id, others[window_ref.path], now=now)
     try:
-        recipients, record = _admit(db, sender_id, request, chat, recipients, users, window, now, fraud_checker)
+        recipients, record = _admit(db, sender_id, request, chat, recipients, users, window, now, fraud_checker,
+                                    blocks=small)
     except EngineError:
         # A retry of a send that was accepted before (then allowed) gets its result, not the refusal.
         if paths.idempotency_key(db, sender_id, request.clientMessageId).get().exists:
@@ -239,7 +244,6 @@ def _commit_send(
         created_at=now,
     )
     heads = {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()}
-    entries = {uid: _inbox_entry(db, message, uid, users[uid]) for uid in recipients}
     unknown = {uid for uid in recipients
                if uid in heads and inbox.unknown_read_positions(heads[uid].state, [message.chat_id])}
     plan = plan_delivery(chat, recipients, place=place, needs_read_position=unknown,
@@ -257,9 +261,14 @@ def _commit_send(
         ).to_firestore(),
     )
     batch.create(paths.chat_message(db, request.chatId, message_id), message.to_firestore())
-    store.update_if_unchanged(db, batch, paths.chat(db, request.chatId), loaded.update_time,
-                              {"lastMessage": last_message(message).to_firestore(), "deliveryQueued": plan.chat_queued})
-    _add_delivery(db, batch, plan, message, chat, users, heads, entries)
+    chat_fields = {"lastMessage": last_message(message).to_firestore(), "deliveryQueued": plan.chat_queued}
+    origin = routing.home_region(sender_id, users[sender_id])
+    if fanning_out:
+        chat_fields.update(deliveryQueued=True, fanOutPending=True)
+        fan_out.add_job(db, batch, message, recipients, origin=origin)
+    else:
+        _add_delivery(db, batch, plan, message, users, heads, origin=origin)
+    store.update_if_unchanged(db, batch, paths.chat(db, request.chatId), loaded.update_time, chat_fields)
     rate_limit.add_send(db, batch, window, record)
     batch.commit()
     return SendMessageResult(messageId=message_id, status=ACCEPTED, duplicate=False)
@@ -270,25 +279,20 @@ def _add_delivery(
     batch: WriteBatch,
     plan: DeliveryPlan,
     message: ChatMessage,
-    chat: Chat,
     users: dict[str, UserProfile],
     heads: dict[str, inbox.Head],
-    entries: dict[str, InboxEntry],
+    *,
+    origin: Region,
 ) -> None:
     """Add to the send's batch what `plan` says: inbox entries and head moves for the
     recipients placed (with a push-only queue entry for an offline one), queue entries
     awaiting the inbox for the others."""
-    origin = routing.home_region(message.sender_id, users[message.sender_id])
-    now, actor = message.created_at, f"user:{message.sender_id}"
+    actor = f"user:{message.sender_id}"
     for uid in plan.placed:
-        moved, numbered = inbox.placed(heads[uid].state, uid, [entries[uid]], now=now)
-        inbox.add_placement(db, batch, heads[uid], moved, numbered)
-        if _push_tokens(users[uid]):
-            push = queue_entry(db, message, uid, users[uid], origin=origin)
-            push = push.model_copy(update={"awaiting_inbox": False, "inbox_seq": numbered[0].seq, "placed_by_send": True})
-            queue.add_enqueue(db, batch, push, actor=actor)
+        placing.add_placed(db, batch, message, heads[uid], users[uid], origin=origin, via="send", actor=actor,
+                           now=message.created_at)
     for uid in plan.queued:
-        queue.add_enqueue(db, batch, queue_entry(db, message, uid, users[uid], origin=origin), actor=actor)
+        queue.add_enqueue(db, batch, placing.queue_entry(db, message, uid, users[uid], origin=origin), actor=actor)
 
 
 def _admit(
@@ -301,12 +305,16 @@ def _admit(
     window: rate_limit.LoadedWindow,
     now: datetime,
     fraud_checker: fraud.FraudChecker | None,
+    *,
+    blocks: bool,
 ) -> tuple[list[str], SendRecord]:
-    """The policy checks of a send, in order: 18+, blocks, the rate limit, the spam hook, the
-    paid-chat admission hook. The recipients after blocks and the send's record for the
-    sender's rate window. Raises EngineError."""
+    """The policy checks of a send, in order: 18+, blocks (if `blocks`: else the fan-out
+    applies them), the rate limit, the spam hook, the paid-chat admission hook. The
+    recipients after blocks and the send's record for the sender's rate window. Raises
+    EngineError."""
     policy.require_adult(users[sender_id])
-    recipients = policy.deliverable_recipients(sender_id, recipients, users)
+    if blocks:
+        recipients = policy.deliverable_recipients(sender_id, recipients, users)
     rate_limit.check(window, now=now)
     record = SendRecord(
         at=now, chat_id=request.chatId, content_hash=rate_limit.content_hash(request.text, request.contentRef)
@@ -337,11 +345,6 @@ def next_message_id(chat: Chat, now: datetime) -> str:
     return str(candidate)
 
 
-def content_ref(db: Client, message: ChatMessage) -> str:
-    """The message's contentRef, or the chat message's own path for a text message."""
-    return message.content_ref or paths.chat_message(db, message.chat_id, message.id).path
-
-
 def last_message(message: ChatMessage) -> LastMessage:
     """What the chat keeps of its newest message, for chat lists."""
     text = message.text[: constants.LAST_MESSAGE_PREVIEW_LENGTH] if message.text is not None else None
@@ -351,59 +354,6 @@ def last_message(message: ChatMessage) -> LastMessage:
         text=text,
         has_content=message.content_ref is not None,
         created_at=message.created_at,
-    )
-
-
-def queue_entry(
-    db: Client, message: ChatMessage, recipient_id: str, recipient: UserProfile, *, origin: Region
-) -> QueuedMessage:
-    """The queue entry taking `message` to one recipient, awaiting the inbox.
-
-    Args:
-        message: the accepted message; its `createdAt` is the entry's, its
-            sender name and billing state travel with the entry.
-        recipient_id: whose inbox it goes to.
-        recipient: their profile as read (home region, presence, push tokens).
-        origin: the sender's home region.
-    """
-    return QueuedMessage(
-        id=QueuedMessage.entry_id(message.id, recipient_id),
-        message_id=message.id,
-        chat_id=message.chat_id,
-        sender_id=message.sender_id,
-        recipient_id=recipient_id,
-        region=origin,
-        target_region=routing.home_region(recipient_id, recipient),
-        content_ref=content_ref(db, message),
-        text=message.text,
-        next_attempt_at=message.created_at,
-        billing_state=message.billing_state,
-        transport_metadata=TransportMetadata(push_tokens=_push_tokens(recipient), sender_name=message.sender_name),
-        system_nudge=message.system_nudge,
-        created_at=message.created_at,
-        updated_at=message.created_at,
-    )
-
-
-def _push_tokens(recipient: UserProfile) -> list[str]:
-    """Where to push the message: the recipient's devices if they are offline, else nowhere."""
-    return [] if recipient.online else recipient.fcm_tokens
-
-
-def _inbox_entry(db: Client, message: ChatMessage, recipient_id: str, recipient: UserProfile) -> InboxEntry:
-    """The recipient's inbox entry for `message` as the send places it (numbered by inbox.placed)."""
-    return InboxEntry(
-        seq=0,
-        message_id=message.id,
-        chat_id=message.chat_id,
-        sender_id=message.sender_id,
-        sender_name=message.sender_name,
-        text=message.text,
-        content_ref=content_ref(db, message),
-        region=routing.home_region(recipient_id, recipient),
-        via="send",
-        created_at=message.created_at,
-        delivered_at=message.created_at,
     )
 
 

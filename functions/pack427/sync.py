@@ -23,7 +23,7 @@ from google.cloud import firestore
 from google.cloud.firestore import Client, DocumentReference
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import chat_core, clock, constants, cursors, inbox, paths, policy, routing, sending
+from . import chat_core, clock, constants, cursors, inbox, paths, placing, policy, routing
 from .errors import InvalidArgument
 from .models import (
     AckMessagesRequest,
@@ -262,7 +262,7 @@ def _from_chat(db: Client, message: ChatMessage) -> SyncedMessage:
         senderId=message.sender_id,
         senderName=message.sender_name,
         text=message.text,
-        contentRef=sending.content_ref(db, message),
+        contentRef=placing.content_ref(db, message),
         createdAt=_millis(message.created_at),
         deliveredAt=None,
         systemNudge=message.system_nudge,

@@ -1,0 +1,179 @@
+"""Chat-core mode: the chat core creates each message itself; a trigger takes it into delivery.
+
+The seed's engine "uses existing chat collections and message creation
+logic". In this mode (`PACK427_MESSAGE_SOURCE=chatCore` in `functions/.env`,
+which deploys `pack427_onChatCoreMessage`, see README) the chat core writes
+`chats/{chatId}/messages/{messageId}` with at least `senderId` and `text`
+and/or `contentRef` (optionally `senderName`, `createdAt`), and the trigger
+accepts it for delivery: it marks the message `intake: "chatCore"` (with the
+chat's `billingState`, unless the core set one) and creates its fan-out job
+(fan_out), conditional on the message and the chat as read, in one commit.
+Delivery, unread counts, sync and pushes are then those of any message.
+
+- Exactly once under duplicated events: a message with an `intake` is never
+  taken again (the engine's own sends carry `intake: "send"`), and the mark
+  and the job are one conditional commit.
+- Per-chat order follows the chat core's message ids, which must sort in the
+  chat's order (ULIDs, as `sending.next_message_id` makes), messages of a
+  chat being created one after another. A trigger that runs before an older
+  message's own takes that one first: the messages of the chat newer than
+  the last one taken (`lastMessage`) and older than its own, oldest first,
+  up to CATCH_UP of them. One created later with an older id (or beyond
+  CATCH_UP such) is delivered late, after the newer ones, never lost.
+- Blocks and 18+: a sender who is not a participant or not verified 18+, and
+  a document that is not a message (no senderId, no content), is refused:
+  the message is marked `intake: "refused"` with `intakeRefusal` and
+  nothing is delivered; a blocked recipient gets nothing (fan_out).
+- Billing: the chat core's message document stays the message's one billing
+  request; the engine writes none.
+Rate limits and the spam and admission hooks are the chat core's business in
+this mode: it decided to create the message before the engine saw it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from firebase_functions import logger
+from google.cloud.firestore import Client
+from google.cloud.firestore_v1 import DocumentSnapshot
+from google.cloud.firestore_v1.base_query import FieldFilter
+from pydantic import ValidationError
+
+from . import audit, chat_core, clock, constants, fan_out, paths, policy, routing, sending, store
+from .errors import Aborted, EngineError
+from .models import ChatMessage, SendRejection
+
+INTAKE = "chatCore"
+REFUSED = "refused"
+CATCH_UP = 50
+"""Older messages not yet taken that one trigger takes before its own."""
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What one intake did: the ids it accepted for delivery and the ids it refused (with reasons)."""
+
+    accepted: list[str]
+    refused: dict[str, str]
+
+
+def on_created(db: Client, snapshot: DocumentSnapshot | None) -> Taken:
+    """The trigger of a new chat message (chat-core mode)."""
+    if snapshot is None or not snapshot.exists:
+        return Taken([], {})
+    return take(db, snapshot.reference.parent.parent.id, snapshot.id)
+
+
+def take(db: Client, chat_id: str, message_id: str, *, now: datetime | None = None) -> Taken:
+    """Accept for delivery the chat core's message `message_id`, and the older ones of its chat not yet taken.
+
+    Idempotent: a message already taken (or refused, or sent by the engine) is left alone.
+
+    Args:
+        now: the intake's time (default: the clock).
+
+    Raises:
+        Aborted: the chat kept changing for SEND_CONFLICT_RETRIES attempts
+            (the trigger's retry, or the next message's, takes it).
+    """
+    chat_ref, message_ref = paths.chat(db, chat_id), paths.chat_message(db, chat_id, message_id)
+
+    def attempt(_: int) -> Taken:
+        found = store.read(db, [chat_ref, message_ref])
+        own = found[message_ref.path]
+        if not own.exists or own.data.get("intake"):
+            return Taken([], {})
+        try:
+            loaded = chat_core.chat_of(chat_id, found[chat_ref.path])
+        except EngineError as err:
+            logger.error(f"chat-core message {message_ref.path} has no usable chat: {err}")
+            return Taken([], {})
+        chat = loaded.chat
+        last = chat.last_message.message_id if chat.last_message else None
+        docs = [*_older_not_taken(db, chat_id, after=last, before=message_id), own]
+        senders = chat_core.load_users(db, [d.data["senderId"] for d in docs if isinstance(d.data.get("senderId"), str)])
+        batch = db.batch()
+        taken = Taken([], {})
+        newest: ChatMessage | None = None
+        for doc in docs:
+            message, refusal = _message_of(doc, chat.participants, senders, now or clock.now())
+            if refusal is not None:
+                taken.refused[doc.ref.id] = refusal
+                store.update_if_unchanged(db, batch, doc.ref, doc.update_time,
+                                          {"intake": REFUSED, "intakeRefusal": refusal})
+                continue
+            message = message.model_copy(update={"billing_state": doc.data.get("billingState") or chat.billing})
+            store.update_if_unchanged(db, batch, doc.ref, doc.update_time,
+                                      {"intake": INTAKE, "billingState": message.billing_state})
+            recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != message.sender_id]
+            fan_out.add_job(db, batch, message, recipients,
+                            origin=routing.home_region(message.sender_id, senders[message.sender_id]))
+            taken.accepted.append(message.id)
+            newest = message if newest is None or message.id > newest.id else newest
+        fields: dict = {"fanOutPending": True, "deliveryQueued": True} if taken.accepted else {}
+        if newest is not None and (last is None or newest.id > last):
+            fields["lastMessage"] = sending.last_message(newest).to_firestore()
+        if fields:
+            store.update_if_unchanged(db, batch, chat_ref, loaded.update_time, fields)
+        store.commit(batch)
+        for doc in docs:
+            if doc.ref.id in taken.refused:
+                _audit_refusal(db, chat_id, doc, taken.refused[doc.ref.id], now or clock.now())
+        return taken
+
+    return store.retry_on_conflict(
+        attempt, attempts=constants.SEND_CONFLICT_RETRIES, pause_s=constants.SEND_CONFLICT_BACKOFF_SECONDS,
+        pause_cap_s=constants.SEND_CONFLICT_BACKOFF_CAP_SECONDS,
+        give_up=lambda: Aborted(f"chat {chat_id!r} kept changing while its message {message_id} was taken"),
+    )
+
+
+def _older_not_taken(db: Client, chat_id: str, *, after: str | None, before: str) -> list[store.Read]:
+    """Messages of the chat with ids between `after` and `before` (both excluded) that have no intake, oldest first."""
+    query = paths.chat_messages(db, chat_id).where(
+        filter=FieldFilter("__name__", "<", paths.chat_message(db, chat_id, before)))
+    if after is not None:
+        query = query.where(filter=FieldFilter("__name__", ">", paths.chat_message(db, chat_id, after)))
+    found = [store.Read.of(s) for s in query.order_by("__name__").limit(CATCH_UP).stream()]
+    return [doc for doc in found if not doc.data.get("intake")]
+
+
+def _message_of(
+    doc: store.Read, participants: list[str], senders: dict, now: datetime
+) -> tuple[ChatMessage | None, str | None]:
+    """The chat core's message as the engine delivers it, or why it is refused."""
+    data = doc.data
+    sender_id = data.get("senderId")
+    if not isinstance(sender_id, str) or sender_id not in participants:
+        return None, "sender_not_participant"
+    try:
+        policy.require_adult(senders[sender_id])
+    except EngineError:
+        return None, policy.AGE_VERIFICATION_REQUIRED
+    text, content_ref = data.get("text"), data.get("contentRef")
+    created_at = data.get("createdAt") if isinstance(data.get("createdAt"), datetime) else doc.update_time or now
+    try:
+        message = ChatMessage(
+            id=doc.ref.id, chat_id=doc.ref.parent.parent.id, sender_id=sender_id, client_message_id=doc.ref.id,
+            sender_name=data.get("senderName") if isinstance(data.get("senderName"), str) else None,
+            text=text, content_ref=content_ref, intake=INTAKE, created_at=created_at,
+        )
+    except ValidationError:
+        return None, "invalid_message"
+    has_text = isinstance(text, str) and 0 < len(text) <= constants.MAX_TEXT_LENGTH
+    has_content = isinstance(content_ref, str) and 0 < len(content_ref) <= constants.MAX_CONTENT_REF_LENGTH
+    if (text is not None and not has_text) or (content_ref is not None and not has_content) or not (
+            has_text or has_content):
+        return None, "invalid_message"
+    return message, None
+
+
+def _audit_refusal(db: Client, chat_id: str, doc: store.Read, reason: str, now: datetime) -> None:
+    sender_id = doc.data.get("senderId") if isinstance(doc.data.get("senderId"), str) else "unknown"
+    audit.record_rejection(db, SendRejection(
+        actor=INTAKE, sender_id=sender_id, chat_id=chat_id, client_message_id=doc.ref.id, reason=reason,
+        rule=INTAKE, at=now))
+    logger.warn(f"chat-core message {doc.ref.path} refused: {reason}", event="SEND_REJECTED", chatId=chat_id,
+                reason=reason, rule=INTAKE)

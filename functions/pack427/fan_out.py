@@ -1,0 +1,215 @@
+"""Fan-out: a message's delivery to a large group, in chunks, resumable after a crash at any point.
+
+A send to a chat with more than INLINE_MAX_RECIPIENTS recipients, every send
+to a chat whose `fanOutPending` is set, and every message the chat core
+creates in chat-core mode (chat_core_intake) is accepted with a fan-out job
+(`chats/{chatId}/fanOuts/{messageId}`, FanOut) in the same atomic commit as
+the message, listing its recipients. Its trigger (`pack427_onFanOut`) works
+the chat's jobs, and the processor resumes a job nobody moved for
+FAN_OUT_STALLED_SECONDS (`resume_stalled`).
+
+A worker takes the chat's oldest job and handles its recipients FAN_OUT_CHUNK
+at a time, each chunk in one commit that also moves the job's cursor,
+conditional on the job as read (the last chunk deletes the job):
+
+- a recipient with no older message of the chat waiting in a queue gets the
+  message placed in their inbox, as a send places it (placing.add_placed:
+  entry and head move, conditional on the head; a push-only queue entry if
+  offline);
+- the others, a recipient whose head needs a read position (inbox), and a
+  whole chunk that lost FAN_OUT_PLACE_ATTEMPTS races for heads, get a queue
+  entry awaiting the inbox, which the queue delivers behind the older ones;
+- a recipient who blocked the sender, or whom the sender blocked, gets
+  nothing (policy: a group's blocks), decided on profiles read with the chunk.
+
+Exactly once: a chunk's writes and the cursor's move are one commit, so of
+any number of workers and replays exactly one writes each chunk, and a crash
+leaves the cursor where the last commit put it. Per-chat order: a chat's
+jobs are worked one at a time, oldest message first; while a chat has jobs
+(`fanOutPending`), each new message of it gets a job too, behind them; the
+worker that finds no job left clears the flag. The send set `deliveryQueued`
+too, so a later small send asks the queue before it places (see sending).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from firebase_functions import logger
+from google.cloud.firestore import Client, WriteBatch
+from google.cloud.firestore_v1 import DocumentSnapshot
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from . import chat_core, clock, constants, inbox, paths, placing, policy, queue, store
+from .models import ChatMessage, FanOut, Region, UserProfile
+
+ACTOR = "fanOut"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A fan-out job as read, with the update time its next move is conditional on."""
+
+    doc: store.Read
+    fan_out: FanOut
+
+    @classmethod
+    def of(cls, doc: store.Read) -> Job:
+        return cls(doc, FanOut.model_validate(doc.data))
+
+    @property
+    def chunk(self) -> list[str]:
+        """The recipients the job's next commit handles."""
+        return self.fan_out.recipients[self.fan_out.next:self.fan_out.next + constants.FAN_OUT_CHUNK]
+
+
+def add_job(db: Client, batch: WriteBatch, message: ChatMessage, recipients: list[str], *, origin: Region) -> None:
+    """Add to the accepting commit the creation of `message`'s fan-out job.
+
+    Args:
+        recipients: who the message goes to (blocks are applied chunk by chunk).
+        origin: the sender's home region.
+    """
+    job = FanOut(chat_id=message.chat_id, message=message, recipients=recipients, origin=origin,
+                 created_at=message.created_at, updated_at=message.created_at)
+    batch.create(paths.fan_out(db, message.chat_id, message.id), job.to_firestore())
+
+
+def on_created(db: Client, snapshot: DocumentSnapshot | None) -> None:
+    """The trigger of a new job: work its chat's jobs (a replayed event finds nothing left)."""
+    if snapshot is not None and snapshot.exists:
+        run_chat(db, snapshot.reference.parent.parent.id)
+
+
+def run_chat(db: Client, chat_id: str, *, now: datetime | None = None) -> int:
+    """Work `chat_id`'s fan-out jobs, oldest message first, until none is left; then clear `fanOutPending`.
+
+    Safe to run in several workers at once (see the module docstring).
+
+    Args:
+        now: the deliveries' time (default: the clock at each chunk).
+
+    Returns:
+        Recipients this call handled (placed, queued or left out for a block).
+    """
+    handled = 0
+    while True:
+        chat_doc = store.read(db, [paths.chat(db, chat_id)])[paths.chat(db, chat_id).path]
+        oldest = list(paths.fan_outs(db, chat_id).order_by("__name__").limit(1).stream())
+        if oldest:
+            handled += _run_job(db, Job.of(store.Read.of(oldest[0])), now=now)
+            continue
+        if not chat_doc.exists or not chat_doc.data.get("fanOutPending"):
+            return handled
+        batch = db.batch()
+        store.update_if_unchanged(db, batch, chat_doc.ref, chat_doc.update_time, {"fanOutPending": False})
+        if store.commit_if_unchanged(batch):
+            return handled
+        # A send changed the chat (maybe with a new job): look again.
+
+
+def resume_stalled(db: Client, *, now: datetime | None = None, limit: int = 100) -> int:
+    """Work the chats of jobs nobody moved for FAN_OUT_STALLED_SECONDS (a crashed or timed-out worker).
+
+    Called by the processor each run. Returns the recipients handled.
+    """
+    now = now or clock.now()
+    cutoff = now - timedelta(seconds=constants.FAN_OUT_STALLED_SECONDS)
+    query = db.collection_group("fanOuts").where(filter=FieldFilter("updatedAt", "<", cutoff)).limit(limit)
+    chats = dict.fromkeys(snapshot.get("chatId") for snapshot in query.select(["chatId"]).stream())
+    handled = 0
+    for chat_id in chats:
+        logger.warn(f"resuming the stalled fan-out of chat {chat_id}", chatId=chat_id)
+        handled += run_chat(db, chat_id)
+    return handled
+
+
+def _run_job(db: Client, job: Job, *, now: datetime | None) -> int:
+    """Handle `job`'s recipients chunk by chunk until its last commit deletes it (or another worker's does)."""
+    message = job.fan_out.message
+    sender = chat_core.profile_of(store.read(db, [paths.user(db, message.sender_id)])[
+        paths.user(db, message.sender_id).path])
+    waiting = _waiting_recipients(db, message.chat_id)
+    handled, lost_races = 0, 0
+    while job is not None:
+        try:
+            moved = _commit_chunk(db, job, sender, waiting, now=now or clock.now(),
+                                  place=lost_races < constants.FAN_OUT_PLACE_ATTEMPTS)
+        except store.Conflict:
+            fresh = store.read(db, [job.doc.ref])[job.doc.ref.path]
+            # The job unchanged: a head moved under the chunk. Changed: another worker moved it.
+            lost_races = lost_races + 1 if fresh.update_time == job.doc.update_time else 0
+            job = Job.of(fresh) if fresh.exists else None
+            continue
+        handled += len(job.chunk)
+        job, lost_races = moved, 0
+    return handled
+
+
+def _commit_chunk(
+    db: Client,
+    job: Job,
+    sender: UserProfile,
+    waiting: set[str] | None,
+    *,
+    now: datetime,
+    place: bool,
+) -> Job | None:
+    """Commit the job's next chunk and the move of its cursor (or its deletion after the last).
+
+    Args:
+        sender: the sender's profile (blocks).
+        waiting: recipients with an older message of the chat in a queue (None: maybe all).
+        now: the delivery time.
+        place: place in inboxes where the order allows (else every recipient gets a queue entry).
+
+    Returns:
+        The job as this commit left it; None if it was the last chunk.
+
+    Raises:
+        store.Conflict: the job or a head changed since it was read; nothing was written.
+    """
+    fan_out, message, chunk = job.fan_out, job.fan_out.message, job.chunk
+    users = chat_core.load_users(db, chunk)
+    allowed = [uid for uid in chunk if not policy.blocked_between(message.sender_id, sender, uid, users[uid])]
+    placeable = [uid for uid in allowed if waiting is not None and uid not in waiting] if place else []
+    heads = inbox.heads(db, placeable) if placeable else {}
+    moved = fan_out.model_copy(update={"next": fan_out.next + len(chunk), "updated_at": now})
+    last = moved.next >= len(fan_out.recipients)
+    batch = db.batch()
+    if last:
+        batch.delete(job.doc.ref, option=db.write_option(last_update_time=job.doc.update_time))
+    else:
+        store.update_if_unchanged(db, batch, job.doc.ref, job.doc.update_time, {"next": moved.next, "updatedAt": now})
+    for uid in allowed:
+        head = heads.get(uid)
+        if head is not None and not inbox.unknown_read_positions(head.state, [fan_out.chat_id]):
+            placing.add_placed(db, batch, message, head, users[uid], origin=fan_out.origin, via="fanOut",
+                               actor=ACTOR, now=now)
+        else:
+            entry = placing.queue_entry(db, message, uid, users[uid], origin=fan_out.origin)
+            queue.add_enqueue(db, batch, entry, actor=ACTOR)
+    results = store.commit(batch)
+    if last:
+        return None
+    return Job(store.Read(job.doc.ref, moved.to_firestore(), results[0].update_time), moved)
+
+
+def _waiting_recipients(db: Client, chat_id: str) -> set[str] | None:
+    """Recipients with a message of `chat_id` still waiting in a queue for their inbox
+    (None: more than FAN_OUT_WAITING_LOOKUP entries wait, treat everyone as waiting).
+
+    Older messages of the chat cannot start waiting later: their queue entries
+    were created before this job was (by their sends, or by earlier jobs).
+    """
+    if not queue.chat_awaits_inbox(db, chat_id):
+        return set()
+    query = (
+        db.collection_group("messageQueue")
+        .where(filter=FieldFilter("chatId", "==", chat_id))
+        .where(filter=FieldFilter("awaitingInbox", "==", True))
+        .limit(constants.FAN_OUT_WAITING_LOOKUP)
+    )
+    found = [snapshot.get("recipientId") for snapshot in query.select(["recipientId"]).stream()]
+    return None if len(found) >= constants.FAN_OUT_WAITING_LOOKUP else set(found)
