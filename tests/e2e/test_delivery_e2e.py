@@ -11,7 +11,7 @@ import pytest
 from chatcore import all_documents, billing_requests, make_chat, make_user, queue_entries, wait_for
 from e2e.calls import call_retrying
 from entries import enqueue, make_entry
-from pack427 import audit, clock, delivery, queue
+from pack427 import audit, clock, constants, delivery, queue
 from pack427.models import Region
 from pack427.notifier import EmulatorNotifier
 from pack427_client import CallableError
@@ -68,6 +68,23 @@ def test_an_entry_on_the_queue_is_delivered_by_the_trigger(suite_db, app_user):
                       lambda d: d["status"] == "DELIVERED", FUNCTION_WAIT_S)
     assert (stored["inboxSeq"], [(h["action"], h["actor"]) for h in stored["history"]]) == (
         received["seq"], [("ENQUEUED", "test"), ("DELIVERED", "trigger")])
+
+
+def test_a_group_over_the_inline_limit_reaches_every_member_through_the_fan_out_trigger(suite_db, app_user):
+    alice, alice_client = app_user("alice")
+    make_user(suite_db, alice)
+    members = [f"member{n:03d}" for n in range(constants.INLINE_MAX_RECIPIENTS + 10)]
+    for uid in members:
+        make_user(suite_db, uid, region="US" if uid.endswith("7") else "EU")
+    make_chat(suite_db, "crowd", [alice, *members])
+
+    sent = send(alice_client, "crowd", "hello everyone")
+    last = wait_for(inbox_ref(suite_db, members[-1], sent["messageId"]), lambda d: True, FUNCTION_WAIT_S)
+    assert (last["via"], last["seq"], last["text"]) == ("fanOut", 1, "hello everyone")
+    wait_for(suite_db.document("chats/crowd"), lambda d: d.get("fanOutPending") is False, FUNCTION_WAIT_S)
+    assert all(inbox_ref(suite_db, uid, sent["messageId"]).get().exists for uid in members)
+    assert list(suite_db.collection("chats/crowd/fanOuts").stream()) == []
+    assert queue_entries(suite_db) == []  # everyone online, nothing waited: no queue entry, no per-member trigger
 
 
 def test_five_concurrent_sends_with_one_client_message_id_make_one_message(suite_db, app_user):
