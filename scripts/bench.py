@@ -25,6 +25,9 @@
    checks that nothing was lost, duplicated, reordered or miscounted
    (benchmarks/load.py).
 6. Cold start: import time of functions/main.py next to the bare SDKs (benchmarks/coldstart.py).
+7. Large groups: the time until the last of 1,000 and of 10,000 members has a
+   message (the send, then its fan-out in chunks), next to a plain writer
+   putting two documents a member into the same emulator (benchmarks/fanout.py).
 
 Each section runs beside a stall probe (benchmarks/stalls.py): how long a
 ready process waited for a CPU meanwhile, the floor under its time figures.
@@ -64,7 +67,7 @@ from pack427.notifier import EmulatorNotifier  # noqa: E402
 from pack427_client import CallableClient, ClientError, PasswordAuth  # noqa: E402
 from ulid import ULID  # noqa: E402
 
-from benchmarks import coldstart, lifecycle, opcount, report  # noqa: E402
+from benchmarks import coldstart, fanout, lifecycle, opcount, report  # noqa: E402
 from benchmarks import load as load_run  # noqa: E402
 from benchmarks.stalls import StallProbe  # noqa: E402
 from firebase_functions import logger as functions_logger  # noqa: E402
@@ -316,9 +319,10 @@ def load() -> str:
 MODES = {
     # quick: CI-sized, about ten minutes with the suite's start on a loaded 2-core machine
     "quick": {"messages": 30, "backlog": 2000, "missed": 1000, "lives": 5, "users": 400, "offline_share": 0.2,
-              "rates": [2, 5, 10], "step_seconds": 10, "cold_repeats": 3},
+              "rates": [2, 5, 10], "step_seconds": 10, "cold_repeats": 3, "group_sizes": [1000]},
     "full": {"messages": 200, "backlog": 10000, "missed": 1000, "lives": 20, "users": 10000, "offline_share": 0.2,
-             "rates": [2, 5, 10, 20, 40, 80, 160, 320], "step_seconds": 30, "cold_repeats": 5},
+             "rates": [2, 5, 10, 20, 40, 80, 160, 320], "step_seconds": 30, "cold_repeats": 5,
+             "group_sizes": [1000, 10000]},
 }
 SECTIONS = report.SECTIONS
 NEEDS_SUITE = {"latency", "load"}
@@ -383,6 +387,10 @@ def main() -> None:
                 results["drain"] = drain(cfg["backlog"])
             elif section == "sync":
                 results["sync"] = catch_up(cfg["missed"])
+            elif section == "fanout":
+                project_id = f"demo-bench-{str(ULID()).lower()}"
+                results["fanout"] = fanout.measure(project_id, cfg["group_sizes"]) | {
+                    "load": load(), "chunk": constants.FAN_OUT_CHUNK}
             elif section == "load":
                 results["load"] = {"load": load()}
                 for mode in [m for m in args.modes.split(",") if m]:
@@ -457,6 +465,13 @@ def print_summary(results: dict) -> None:
               f" each further recipient adds {per_recipient:.1f} writes (budget {t['group_writes_per_recipient']})")
         print(f"  queue writes per message {ops['queue_writes_per_message']:.1f} (seed ~2); inbox-head writes "
               f"(seq, unread counts, read and ack positions) {ops['unread_writes_per_message']:.1f} (seed: 1 unread-counter write)")
+    if "fanout" in results:
+        print(f"\nLarge groups (fan-out), load {results['fanout']['load']}:")
+        for g in results["fanout"]["groups"]:
+            print(f"  {g['members']:>6} members: send accepted in {g['send_accepted_s'] * 1000:.0f} ms, last member has it"
+                  f" after {g['last_member_s']:.2f} s ({g['members_per_s']:,.0f} members/s); a plain writer's 2 documents"
+                  f" a member {g['plain_writer_s']:.2f} s (ratio {g['ratio_to_plain_writer']:.2f}); per member"
+                  f" {g['ops_per_member']['reads']:.2f} reads, {g['ops_per_member']['writes']:.2f} writes")
     if "sync" in results:
         c = results["sync"]
         print(f"\nOffline catch-up, one device, load {c['load']}:")

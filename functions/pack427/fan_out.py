@@ -33,6 +33,7 @@ too, so a later small send asks the queue before it places (see sending).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -126,43 +127,68 @@ def resume_stalled(db: Client, *, now: datetime | None = None, limit: int = 100)
 
 
 def _run_job(db: Client, job: Job, *, now: datetime | None) -> int:
-    """Handle `job`'s recipients chunk by chunk until its last commit deletes it (or another worker's does)."""
+    """Handle `job`'s recipients chunk by chunk until its last commit deletes it (or another worker's does).
+
+    The next chunk's profiles and heads are read while the current one commits
+    (other members: the commit does not change them); after a conflict they are read again.
+    """
     message = job.fan_out.message
-    sender = chat_core.profile_of(store.read(db, [paths.user(db, message.sender_id)])[
-        paths.user(db, message.sender_id).path])
+    sender_ref = paths.user(db, message.sender_id)
+    sender = chat_core.profile_of(store.read(db, [sender_ref])[sender_ref.path])
     waiting = _waiting_recipients(db, message.chat_id)
     handled, lost_races = 0, 0
-    while job is not None:
-        try:
-            moved = _commit_chunk(db, job, sender, waiting, now=now or clock.now(),
-                                  place=lost_races < constants.FAN_OUT_PLACE_ATTEMPTS)
-        except store.Conflict:
-            fresh = store.read(db, [job.doc.ref])[job.doc.ref.path]
-            # The job unchanged: a head moved under the chunk. Changed: another worker moved it.
-            lost_races = lost_races + 1 if fresh.update_time == job.doc.update_time else 0
-            job = Job.of(fresh) if fresh.exists else None
-            continue
-        handled += len(job.chunk)
-        job, lost_races = moved, 0
+    reads = _read_chunk(db, job.chunk, waiting, place=True)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fan-out-prefetch") as prefetch:
+        while job is not None:
+            following = job.fan_out.recipients[job.fan_out.next + len(job.chunk):][:constants.FAN_OUT_CHUNK]
+            upcoming = prefetch.submit(_read_chunk, db, following, waiting, place=True) if following else None
+            try:
+                moved = _commit_chunk(db, job, sender, reads, now=now or clock.now())
+            except store.Conflict:
+                if upcoming is not None:
+                    upcoming.cancel()
+                fresh = store.read(db, [job.doc.ref])[job.doc.ref.path]
+                # The job unchanged: a head moved under the chunk. Changed: another worker moved it.
+                lost_races = lost_races + 1 if fresh.update_time == job.doc.update_time else 0
+                job = Job.of(fresh) if fresh.exists else None
+                if job is not None:
+                    reads = _read_chunk(db, job.chunk, waiting, place=lost_races < constants.FAN_OUT_PLACE_ATTEMPTS)
+                continue
+            handled += len(job.chunk)
+            job, lost_races = moved, 0
+            if job is not None:
+                reads = upcoming.result()
     return handled
 
 
-def _commit_chunk(
-    db: Client,
-    job: Job,
-    sender: UserProfile,
-    waiting: set[str] | None,
-    *,
-    now: datetime,
-    place: bool,
-) -> Job | None:
+@dataclass(frozen=True)
+class ChunkReads:
+    """What a chunk's commit is decided on: the members' profiles, and the heads of those it may place."""
+
+    users: dict[str, UserProfile]
+    heads: dict[str, inbox.Head]
+
+
+def _read_chunk(db: Client, chunk: list[str], waiting: set[str] | None, *, place: bool) -> ChunkReads:
+    """Profiles of `chunk` and the heads of its members who may be placed, in one round trip.
+
+    Args:
+        waiting: members with an older message of the chat in a queue (None: maybe all): they are not placed.
+        place: False after FAN_OUT_PLACE_ATTEMPTS lost races: nobody is placed, every member is queued.
+    """
+    placeable = [uid for uid in chunk if waiting is not None and uid not in waiting] if place else []
+    head_refs = {uid: paths.inbox_head(db, uid) for uid in placeable}
+    users, others = chat_core.load_users_with(db, chunk, list(head_refs.values()))
+    return ChunkReads(users, {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()})
+
+
+def _commit_chunk(db: Client, job: Job, sender: UserProfile, reads: ChunkReads, *, now: datetime) -> Job | None:
     """Commit the job's next chunk and the move of its cursor (or its deletion after the last).
 
     Args:
         sender: the sender's profile (blocks).
-        waiting: recipients with an older message of the chat in a queue (None: maybe all).
+        reads: the chunk's profiles and heads; a member without a head read gets a queue entry.
         now: the delivery time.
-        place: place in inboxes where the order allows (else every recipient gets a queue entry).
 
     Returns:
         The job as this commit left it; None if it was the last chunk.
@@ -171,10 +197,7 @@ def _commit_chunk(
         store.Conflict: the job or a head changed since it was read; nothing was written.
     """
     fan_out, message, chunk = job.fan_out, job.fan_out.message, job.chunk
-    users = chat_core.load_users(db, chunk)
-    allowed = [uid for uid in chunk if not policy.blocked_between(message.sender_id, sender, uid, users[uid])]
-    placeable = [uid for uid in allowed if waiting is not None and uid not in waiting] if place else []
-    heads = inbox.heads(db, placeable) if placeable else {}
+    allowed = [uid for uid in chunk if not policy.blocked_between(message.sender_id, sender, uid, reads.users[uid])]
     moved = fan_out.model_copy(update={"next": fan_out.next + len(chunk), "updated_at": now})
     last = moved.next >= len(fan_out.recipients)
     batch = db.batch()
@@ -183,12 +206,12 @@ def _commit_chunk(
     else:
         store.update_if_unchanged(db, batch, job.doc.ref, job.doc.update_time, {"next": moved.next, "updatedAt": now})
     for uid in allowed:
-        head = heads.get(uid)
+        head = reads.heads.get(uid)
         if head is not None and not inbox.unknown_read_positions(head.state, [fan_out.chat_id]):
-            placing.add_placed(db, batch, message, head, users[uid], origin=fan_out.origin, via="fanOut",
+            placing.add_placed(db, batch, message, head, reads.users[uid], origin=fan_out.origin, via="fanOut",
                                actor=ACTOR, now=now)
         else:
-            entry = placing.queue_entry(db, message, uid, users[uid], origin=fan_out.origin)
+            entry = placing.queue_entry(db, message, uid, reads.users[uid], origin=fan_out.origin)
             queue.add_enqueue(db, batch, entry, actor=ACTOR)
     results = store.commit(batch)
     if last:

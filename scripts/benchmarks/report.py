@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-SECTIONS = ("latency", "ops", "drain", "sync", "load", "cold_start")
+SECTIONS = ("latency", "ops", "drain", "sync", "fanout", "load", "cold_start")
 TARGETS = {
     # issue 16, the lean message path: ratios measured in the same run, and budgets of operations
     "latency_p95_to_floor": 1.5, "drain_per_minute": 20_000, "drain_to_raw": 0.25,
@@ -244,6 +244,8 @@ def markdown(results: dict, image: str | None) -> str:
                        f"{TARGETS['sync_to_queries']}): the emulator scans a "
                        "collection for every query, so this floor grows with the inbox; Firestore serves them from an index")
         out.append("")
+    if results.get("fanout"):
+        out += fanout_section(results["fanout"])
     if results.get("load"):
         out += load_section(results["load"])
     c = results.get("cold_start")
@@ -261,6 +263,33 @@ def markdown(results: dict, image: str | None) -> str:
     if results.get("notes"):
         out += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
     return "\n".join(out)
+
+
+def fanout_section(fanout: dict) -> list[str]:
+    """Large groups: time until the last member has a message, next to a plain writer's time for the same documents."""
+    out = ["## Large groups (fan-out)", "",
+           "One send to a group of N members (all online), timed from the call until the last member's inbox has",
+           "the message: the send commits the message with its fan-out job, and the fan-out worker (in process, as",
+           "`pack427_onFanOut` runs it, without the trigger's own hop) commits the members in chunks of "
+           f"{fanout.get('chunk', '?')}, one after the other. The plain writer",
+           "puts copies of the two documents each member got (the inbox entry and the head the fan-out wrote) into",
+           f"the same emulator, 500 a commit, no engine code. Load: {fanout.get('load', '?')}; "
+           + _stall_phrase(fanout.get("stalls")) + ".", "",
+           "| members | send accepted | last member has it | members/s | plain writer, 2 documents a member | ratio | reads a member | writes a member |",
+           "|---|---|---|---|---|---|---|---|"]
+    for g in fanout["groups"]:
+        o = g["ops_per_member"]
+        out.append(f"| {g['members']:,} | {g['send_accepted_s'] * 1000:.0f} ms | {g['last_member_s']:.1f} s"
+                   f" | {g['members_per_s']:,.0f} | {g['plain_writer_s']:.1f} s | **{g['ratio_to_plain_writer']:.2f}**"
+                   f" | {o['reads']:.2f} | {o['writes']:.2f} |")
+    out.append("")
+    return out
+
+
+def _stall_phrase(stalls: dict | None) -> str:
+    if not stalls or not stalls.get("samples"):
+        return "no stall samples"
+    return f"wake-ups late {stalls['lost_share']:.0%} of the time (p99 {stalls['p99_ms']:.0f} ms)"
 
 
 def load_section(load: dict) -> list[str]:
