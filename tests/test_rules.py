@@ -25,6 +25,7 @@ DOCUMENTS = {
     "chats/c1": {"participants": ["alice", "bob"]},
     "chats/c1/messages/m1": {"id": "m1", "chatId": "c1", "senderId": "alice", "text": "hi"},
     "chats/c1/readReceipts/bob": {"chatId": "c1", "userId": "bob", "readUpToMessageId": "m1"},
+    "chats/c1/fanOuts/m2": {"chatId": "c1", "recipients": ["bob"], "next": 0},
     "chats/c2": {"participants": ["carol", "mallory"]},
     "regions/EU/deviceSyncStates/bob_phone": {"userId": "bob", "deviceId": "phone"},
     # The seed's rule (`uid in syncStateId`) would let bob read bobby's state.
@@ -58,6 +59,7 @@ CLOSED = [
     ("auditLog/rejected_alice_01K", "alice"),
     ("rateLimits/alice", "alice"),
     ("regions/EU/deviceSyncStates/bobby_phone", "bob"),
+    ("chats/c1/fanOuts/m2", "bob"),  # a participant: the recipients list is the engine's
 ]
 
 
@@ -176,7 +178,7 @@ def test_lists_of_typing_events_by_participants_only(api):
 
 
 @pytest.mark.parametrize("collection", [
-    "regions/EU/messageQueue", "regions/EU/queueStats", "idempotencyKeys", "auditLog", "rateLimits",
+    "regions/EU/messageQueue", "regions/EU/queueStats", "idempotencyKeys", "auditLog", "rateLimits", "chats/c1/fanOuts",
 ])
 def test_engine_collections_cannot_be_listed(api, collection):
     assert api.query(collection, "bob")[0] == 403
