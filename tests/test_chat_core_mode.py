@@ -11,8 +11,8 @@ from datetime import timedelta
 
 from chatcore import all_documents, head, inbox, make_chat, make_user, queue_entries
 from conftest import ROOT
-from pack427 import chat_core_intake, clock, fan_out, sending
-from pack427.models import SendMessageRequest
+from pack427 import chat_core_intake, clock, fan_out, sending, sync
+from pack427.models import ResyncChatRequest, SendMessageRequest
 from ulid import ULID
 
 
@@ -59,6 +59,8 @@ def test_chat_core_messages_under_duplicated_and_reordered_events_arrive_once_an
                for m in messages.values())
     assert list(db.collection("idempotencyKeys").stream()) == []
     assert db.document("chats/c").get().get("lastMessage")["messageId"] == ids[2]
+    history = sync.resync_chat(db, "carol", ResyncChatRequest(chatId="c"))  # a wiped device gets them back
+    assert [(m.messageId, m.text) for m in history.messages] == [(i, f"m{n}") for n, i in enumerate(ids)]
 
 
 def test_a_message_whose_older_one_arrives_later_is_never_lost(db):

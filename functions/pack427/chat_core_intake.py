@@ -5,9 +5,10 @@ logic". In this mode (`PACK427_MESSAGE_SOURCE=chatCore` in `functions/.env`,
 which deploys `pack427_onChatCoreMessage`, see README) the chat core writes
 `chats/{chatId}/messages/{messageId}` with at least `senderId` and `text`
 and/or `contentRef` (optionally `senderName`, `createdAt`), and the trigger
-accepts it for delivery: it marks the message `intake: "chatCore"` (with the
-chat's `billingState`, unless the core set one) and creates its fan-out job
-(fan_out), conditional on the message and the chat as read, in one commit.
+accepts it for delivery: it adds the engine's message fields (ChatMessage:
+`id`, `chatId`, `createdAt`, `intake: "chatCore"`, the chat's `billingState`
+unless the core set one...) and creates its fan-out job (fan_out),
+conditional on the message and the chat as read, in one commit.
 Delivery, unread counts, sync and pushes are then those of any message.
 
 - Exactly once under duplicated events: a message with an `intake` is never
@@ -105,8 +106,8 @@ def take(db: Client, chat_id: str, message_id: str, *, now: datetime | None = No
                                           {"intake": REFUSED, "intakeRefusal": refusal})
                 continue
             message = message.model_copy(update={"billing_state": doc.data.get("billingState") or chat.billing})
-            store.update_if_unchanged(db, batch, doc.ref, doc.update_time,
-                                      {"intake": INTAKE, "billingState": message.billing_state})
+            # The engine's message fields (the same values where the core set them): resync and ops read it as any.
+            store.update_if_unchanged(db, batch, doc.ref, doc.update_time, message.to_firestore())
             recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != message.sender_id]
             fan_out.add_job(db, batch, message, recipients,
                             origin=routing.home_region(message.sender_id, senders[message.sender_id]))
