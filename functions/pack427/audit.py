@@ -6,7 +6,8 @@ never claims a change that did not happen, nor misses one that did, and
 costs no write of its own. A message the send placed in an inbox itself
 never had a queue state to change: the send's idempotency record lists those
 recipients (`placedBySend`), and `history` reports them as delivered by the
-send. A send a policy refused is one `auditLog/rejected_...` document.
+send; a large group's members placed by its fan-out are read from their
+inbox entries (`via: "fanOut"`). A send a policy refused is one `auditLog/rejected_...` document.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import inbox, paths, routing
-from .models import AuditEvent, IdempotencyRecord, QueuedMessage, QueueEvent, QueueStatus, SendRejection
+from .models import AuditEvent, IdempotencyRecord, InboxEntry, QueuedMessage, QueueEvent, QueueStatus, SendRejection
 
 ENQUEUED = "ENQUEUED"
 REQUEUED = "REQUEUED"
@@ -68,5 +69,22 @@ def history(db: Client, message_id: str) -> list[AuditEvent]:
                 at=send.created_at,
                 details={"placedBySend": True, **({"seq": placed[0].seq} if placed else {})},
             ))
+    # A large group's members placed by its fan-out (see fan_out): their inbox entries say so.
+    placed_by_fan_out = db.collection_group("inbox").where(filter=FieldFilter("messageId", "==", message_id))
+    for snapshot in placed_by_fan_out.stream():
+        placed = InboxEntry.model_validate(snapshot.to_dict())
+        if placed.via != "fanOut":
+            continue
+        events.append(AuditEvent(
+            entry_id=QueuedMessage.entry_id(message_id, snapshot.reference.parent.parent.id),
+            message_id=message_id,
+            region=placed.region,
+            actor="fanOut",
+            action=QueueStatus.DELIVERED.value,
+            to_status=QueueStatus.DELIVERED,
+            attempts=1,
+            at=placed.delivered_at,
+            details={"placedByFanOut": True, "seq": placed.seq},
+        ))
     return sorted(events, key=lambda e: (e.at, e.entry_id))
 
