@@ -389,7 +389,9 @@ def main() -> None:
                 results["sync"] = catch_up(cfg["missed"])
             elif section == "fanout":
                 project_id = f"demo-bench-{str(ULID()).lower()}"
-                results["fanout"] = fanout.measure(project_id, cfg["group_sizes"]) | {
+                url = os.environ.get("PACK427_FUNCTIONS_URL")
+                results["fanout"] = fanout.measure(project_id, cfg["group_sizes"],
+                                                   suite=(url, project) if url else None) | {
                     "load": load(), "chunk": constants.FAN_OUT_CHUNK}
             elif section == "load":
                 results["load"] = {"load": load()}
@@ -472,6 +474,9 @@ def print_summary(results: dict) -> None:
                   f" after {g['last_member_s']:.2f} s ({g['members_per_s']:,.0f} members/s); a plain writer's 2 documents"
                   f" a member {g['plain_writer_s']:.2f} s (ratio {g['ratio_to_plain_writer']:.2f}); per member"
                   f" {g['ops_per_member']['reads']:.2f} reads, {g['ops_per_member']['writes']:.2f} writes")
+        for g in results["fanout"].get("through_suite", []):
+            print(f"  {g['members']:>6} members through the suite (callable, real trigger): accepted in"
+                  f" {g['send_accepted_s'] * 1000:.0f} ms, last member has it after {g['last_member_s']:.2f} s")
     if "sync" in results:
         c = results["sync"]
         print(f"\nOffline catch-up, one device, load {c['load']}:")

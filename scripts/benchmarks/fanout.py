@@ -12,6 +12,10 @@ two documents each member must at least get, copies of the very inbox entries
 and heads the fan-out wrote, into Firestore, 500 to a commit, one commit after
 the other, no engine code.
 The ratio of the two is what to compare across machines.
+
+On the emulator suite, the same send through the real callable and trigger
+(`measure_through_suite`): the trigger's hop, the Functions emulator's
+worker and HTTP included.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from pack427 import constants, fan_out, paths, sending
 from pack427.models import SendMessageRequest
+from pack427_client import CallableClient
 from ulid import ULID
 
 from . import opcount
+from .load import emulator_id_token
 
 SENDER = "host"
 
@@ -77,7 +83,43 @@ def measure_one(db: firestore.Client, size: int) -> dict:
     }
 
 
-def measure(project: str, sizes: list[int]) -> dict:
-    """`measure_one` for each size, in `project` (a fresh one: nothing else writes there)."""
+def measure_through_suite(db: firestore.Client, functions_url: str, size: int) -> dict:
+    """One group of `size` on the emulator suite: the callable over HTTP, the real `pack427_onFanOut`.
+
+    Timed from the call until the chat's `fanOutPending` is cleared (the worker
+    that finds no job left clears it, after the last member's commit), polled
+    every 20 ms.
+    """
+    chat_id = f"suite-group{size}-{str(ULID()).lower()}"
+    members = [f"s{size}m{n:05d}" for n in range(size)]
+    profile = {"region": "EU", "online": True, "ageVerified18Plus": True}
+    _write_all(db, [(paths.user(db, uid), {**profile, "displayName": uid}) for uid in [SENDER, *members]])
+    paths.chat(db, chat_id).set({"participants": [SENDER, *members]})
+    client = CallableClient(functions_url, emulator_id_token(SENDER, db.project), timeout_s=120)
+    started = time.perf_counter()
+    sent = client.call("pack427_sendMessage", {"chatId": chat_id, "clientMessageId": str(ULID()), "text": "to all"})
+    accepted_s = time.perf_counter() - started
+    deadline = started + 600
+    while paths.chat(db, chat_id).get().get("fanOutPending") is not False:
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"the fan-out of {size} members did not finish within 600 s")
+        time.sleep(0.02)
+    last_member_s = time.perf_counter() - started
+    query = db.collection_group("inbox").where(filter=FieldFilter("messageId", "==", sent["messageId"]))
+    reached = int(query.count().get()[0][0].value)
+    if reached != size:
+        raise SystemExit(f"the suite's fan-out reached {reached} of {size} members")
+    return {"members": size, "send_accepted_s": accepted_s, "last_member_s": last_member_s,
+            "members_per_s": size / last_member_s}
+
+
+def measure(project: str, sizes: list[int], *, suite: tuple[str, str] | None = None) -> dict:
+    """`measure_one` for each size, in `project` (a fresh one: nothing else writes there), and,
+    given the suite's (functions URL, project), `measure_through_suite` for each size."""
     db = firestore.Client(project=project)
-    return {"groups": [measure_one(db, size) for size in sizes]}
+    results = {"groups": [measure_one(db, size) for size in sizes]}
+    if suite is not None:
+        url, suite_project = suite
+        suite_db = firestore.Client(project=suite_project)
+        results["through_suite"] = [measure_through_suite(suite_db, url, size) for size in sizes]
+    return results

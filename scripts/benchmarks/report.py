@@ -283,6 +283,14 @@ def fanout_section(fanout: dict) -> list[str]:
                    f" | {g['members_per_s']:,.0f} | {g['plain_writer_s']:.1f} s | **{g['ratio_to_plain_writer']:.2f}**"
                    f" | {o['reads']:.2f} | {o['writes']:.2f} |")
     out.append("")
+    if fanout.get("through_suite"):
+        out += ["Through the emulator suite: the callable over HTTP, the real `pack427_onFanOut` in the Functions",
+                "emulator's Python worker (the trigger's hop included), timed until the worker cleared the chat's",
+                "`fanOutPending` after the last member's commit (the first row includes the cold start of both functions' workers):", "",
+                "| members | send accepted | last member has it | members/s |", "|---|---|---|---|"]
+        out += [f"| {g['members']:,} | {g['send_accepted_s'] * 1000:.0f} ms | {g['last_member_s']:.1f} s"
+                f" | {g['members_per_s']:,.0f} |" for g in fanout["through_suite"]]
+        out.append("")
     return out
 
 
