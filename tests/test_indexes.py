@@ -289,6 +289,11 @@ def test_every_query_the_code_runs_has_its_index(db, recorded, monkeypatch):
     missing = sorted({(s.collection, s.group, tuple(sorted(s.equalities)), s.orders, s.where)
                       for s in shapes if missing_index(s, declared())})
     assert not missing, "queries without a declared index:\n" + "\n".join(map(str, missing))
+
+    # And no composite index that nothing uses: each costs an index write on every write of its collection.
+    needing = [s for s in shapes if len(s.fields) > 1]
+    unused = [index for index in declared()["indexes"] if not any(composite_ok(s, [index]) for s in needing)]
+    assert not unused, "composite indexes no query uses:\n" + "\n".join(map(str, unused))
     print(f"\n{len(recorded)} queries recorded, {len({(s.collection, s.group, s.equalities, s.orders) for s in shapes})}"
           " distinct shapes, all indexed")
 

@@ -134,11 +134,6 @@ def install(checker: FraudChecker) -> FraudChecker:
     return previous
 
 
-def installed() -> FraudChecker:
-    """The checker sends are reviewed by (default: SameTextToManyChats())."""
-    return _installed
-
-
 def screen(db: Client, attempt: SendAttempt, checker: FraudChecker | None = None) -> None:
     """Review `attempt`; on a verdict, audit it and raise FailedPrecondition.
 

@@ -71,18 +71,8 @@ class LoadedWindow:
     limit: int
 
 
-def load(db: Client, uid: str, *, now: datetime) -> LoadedWindow:
-    """The user's sends of the RATE_WINDOW_SECONDS before `now`.
-
-    Args:
-        uid: the sender.
-        now: the time of the send being checked.
-    """
-    return from_snapshot(db, uid, paths.rate_window(db, uid).get(), now=now)
-
-
 def from_snapshot(db: Client, uid: str, snapshot: DocumentSnapshot, *, now: datetime) -> LoadedWindow:
-    """The window of `uid` from its document as read (`paths.rate_window`), as `load` gives it.
+    """The window of `uid` from its document as read (`paths.rate_window`).
 
     Args:
         uid: the sender.
