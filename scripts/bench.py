@@ -60,17 +60,17 @@ sys.path.insert(0, str(ROOT / "scripts"))
 # This checkout's client, not whichever one the shared virtualenv installed in editable mode.
 sys.path.insert(0, str(ROOT / "client"))
 
-from google.cloud import firestore  # noqa: E402
-from pack427 import clock, constants, delivery, inbox, paths, queue, sync  # noqa: E402
-from pack427.models import QueuedMessage, Region, SyncMessagesRequest, TransportMetadata  # noqa: E402
-from pack427.notifier import EmulatorNotifier  # noqa: E402
-from pack427_client import CallableClient, ClientError, PasswordAuth  # noqa: E402
-from ulid import ULID  # noqa: E402
-
 from benchmarks import coldstart, fanout, lifecycle, opcount, report  # noqa: E402
 from benchmarks import load as load_run  # noqa: E402
 from benchmarks.stalls import StallProbe  # noqa: E402
 from firebase_functions import logger as functions_logger  # noqa: E402
+from google.cloud import firestore  # noqa: E402
+from ulid import ULID  # noqa: E402
+
+from pack427 import clock, constants, delivery, inbox, paths, queue, sync  # noqa: E402
+from pack427.models import QueuedMessage, Region, SyncMessagesRequest, TransportMetadata  # noqa: E402
+from pack427.notifier import EmulatorNotifier  # noqa: E402
+from pack427_client import CallableClient, ClientError, PasswordAuth  # noqa: E402
 
 # In-process service calls log a debug line per delivery: thousands of lines that would bury the figures.
 functions_logger.debug = lambda *args, **kwargs: None

@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
 
 from google.cloud import firestore  # noqa: E402
+
 from pack427 import audit, clock, delivery, paths, queue  # noqa: E402
 from pack427.models import DUE_STATUSES, Region  # noqa: E402
 from pack427.notifier import EmulatorNotifier  # noqa: E402

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from ulid import ULID
+
 from pack427 import inbox
 from pack427.models import InboxEntry, Region
-from ulid import ULID
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

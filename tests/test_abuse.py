@@ -12,10 +12,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from chatcore import all_documents, billing_requests, inbox, make_chat, make_user
+from ulid import ULID
+
 from pack427 import constants, fraud, sending, settings
 from pack427.errors import EngineError, FailedPrecondition, PermissionDenied, ResourceExhausted
 from pack427.models import EngineMode, SendMessageRequest
-from ulid import ULID
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 

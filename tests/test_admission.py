@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import main
 import pytest
 from chatcore import all_documents, billing_requests, make_chat, make_user
+from test_callables import call
+from ulid import ULID
+
 from pack427 import admission, sending
 from pack427 import db as service_db
 from pack427.errors import FailedPrecondition, Unavailable
 from pack427.fraud import Verdict
 from pack427.models import SendMessageRequest
-from test_callables import call
-from ulid import ULID
-
-import main
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 
@@ -125,8 +125,9 @@ def test_over_the_callable_the_refusal_names_its_reason(paid, wallet, monkeypatc
 
 
 def test_the_python_client_fails_a_refused_message_at_once_and_sends_the_next(paid, wallet, monkeypatch):
-    from pack427_client import LocalStore, OutboxStatus
     from test_client import chat_for
+
+    from pack427_client import LocalStore, OutboxStatus
 
     monkeypatch.setattr(service_db, "client", lambda: paid)
     alice = chat_for("alice", LocalStore())

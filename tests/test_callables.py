@@ -16,6 +16,7 @@ os.environ.setdefault("GCLOUD_PROJECT", "demo-pack427")
 import firebase_admin  # noqa: E402
 import main  # noqa: E402
 from idtokens import emulator_id_token  # noqa: E402
+
 from pack427 import constants  # noqa: E402
 from pack427 import db as service_db  # noqa: E402
 

@@ -11,10 +11,10 @@ from datetime import timedelta
 
 from chatcore import all_documents, head, inbox, make_chat, make_user, queue_entries
 from conftest import ROOT
-from pack427 import chat_core_intake, clock, fan_out, sending, sync
-from pack427.models import ResyncChatRequest, SendMessageRequest
 from ulid import ULID
 
+from pack427 import chat_core_intake, clock, fan_out, sending, sync
+from pack427.models import ResyncChatRequest, SendMessageRequest
 
 _TICKS = itertools.count()
 

@@ -7,6 +7,8 @@ from datetime import timedelta
 import pytest
 from chatcore import make_chat, make_user
 from entries import T0
+from ulid import ULID
+
 from pack427 import chat_list, constants, delivery, inbox, sending, sync, unread
 from pack427.errors import InvalidArgument
 from pack427.models import (
@@ -17,7 +19,6 @@ from pack427.models import (
     SendMessageRequest,
 )
 from pack427.notifier import EmulatorNotifier
-from ulid import ULID
 
 
 def send(db, uid: str, chat: str, text: str, at) -> str:

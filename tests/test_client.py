@@ -22,8 +22,9 @@ import flask
 import pytest
 from chatcore import make_chat, make_user
 from test_callables import app, emulator_id_token, firebase_admin, main  # noqa: F401  (sets up the environment)
-from pack427 import delivery, settings
+
 from pack427 import db as service_db
+from pack427 import delivery, settings
 from pack427.notifier import EmulatorNotifier
 from pack427_client import (
     CallableClient,

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pack427 import chat_list, inbox, queue, sending, unread
-from pack427.models import Chat, ChatInbox, InboxEntry, InboxHead, QueueStatus, ReceiptStatus, Region
+from entries import make_entry
 from ulid import ULID
 
-from entries import make_entry
+from pack427 import chat_list, inbox, queue, sending, unread
+from pack427.models import Chat, ChatInbox, InboxEntry, InboxHead, QueueStatus, ReceiptStatus, Region
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 

@@ -8,11 +8,12 @@ from datetime import timedelta
 
 import pytest
 from chatcore import all_documents, head, inbox, make_chat, make_user, queue_entries
+from ulid import ULID
+
 from pack427 import audit, clock, constants, delivery, fan_out, sending
 from pack427.errors import FailedPrecondition
 from pack427.models import Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
-from ulid import ULID
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,7 @@ import json
 import os
 import re
 
+import main  # noqa: E402  (test_callables set up the environment)
 import pytest
 import requests
 from chatcore import make_chat, make_user
@@ -36,15 +37,14 @@ from conftest import UNIT_PROJECT, clear_project
 from google.cloud import firestore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pack427 import constants, cursors, delivery, sending, sync
-from pack427 import db as service_db
-from pack427.models import SendMessageRequest, SyncMessagesRequest
-from pack427.notifier import EmulatorNotifier
 from pydantic import ValidationError
 from test_callables import call
 from ulid import ULID
 
-import main  # noqa: E402  (test_callables set up the environment)
+from pack427 import constants, cursors, delivery, sending, sync
+from pack427 import db as service_db
+from pack427.models import SendMessageRequest, SyncMessagesRequest
+from pack427.notifier import EmulatorNotifier
 
 FUZZ_EXAMPLES = int(os.environ.get("PACK427_FUZZ_EXAMPLES", "50"))
 FIGURES: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)

@@ -36,6 +36,8 @@ import pytest
 from chatcore import make_chat, make_user
 from conftest import ROOT
 from google.cloud.firestore_v1 import base_query
+from ulid import ULID
+
 from pack427 import (
     audit,
     chat_core_intake,
@@ -67,7 +69,6 @@ from pack427.models import (
     UpdateTypingStateRequest,
 )
 from pack427.notifier import EmulatorNotifier
-from ulid import ULID
 
 PACKAGE = ROOT / "functions" / "pack427"
 QUERY_METHODS = {"where", "order_by", "collection_group", "count", "stream", "limit", "start_after"}

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from firebase_admin import exceptions, messaging
+
 from pack427.models import QueuedMessage, Region, TransportMetadata
 from pack427.notifier import EmulatorNotifier, FcmNotifier, PushError
 

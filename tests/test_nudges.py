@@ -6,18 +6,18 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import main
 import pytest
 from chatcore import all_documents, head, inbox, make_chat, make_user, queue_entries
 from conftest import UNIT_PROJECT
+from test_callables import call
+from ulid import ULID
+
 from pack427 import constants, delivery, nudges, ops, sync
 from pack427 import db as service_db
 from pack427.errors import InvalidArgument
 from pack427.models import Region, SyncMessagesRequest
 from pack427.notifier import EmulatorNotifier
-from test_callables import call
-from ulid import ULID
-
-import main
 
 T0 = datetime(2026, 8, 1, 9, 0, tzinfo=UTC)
 

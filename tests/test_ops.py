@@ -9,10 +9,11 @@ import pytest
 from chatcore import make_chat, make_user
 from conftest import UNIT_PROJECT
 from entries import T0, enqueue, load, make_entry
+from ulid import ULID
+
 from pack427 import audit, constants, delivery, inbox, ops, paths, queue, sending, settings
 from pack427.models import QueueStatus, Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
-from ulid import ULID
 
 
 @pytest.fixture(autouse=True)

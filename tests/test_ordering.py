@@ -9,6 +9,7 @@ from datetime import timedelta
 from chatcore import inbox, queue_entries
 from entries import T0, enqueue, load, make_entry
 from google.cloud import firestore
+
 from pack427 import delivery, paths, queue
 from pack427.models import QueueStatus, Region
 from pack427.notifier import EmulatorNotifier

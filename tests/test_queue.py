@@ -9,6 +9,7 @@ from datetime import timedelta
 from chatcore import inbox, queue_entries
 from entries import T0, enqueue, load, make_entry
 from google.cloud import firestore
+
 from pack427 import audit, delivery, paths, queue
 from pack427.models import QueueStatus, Region
 from pack427.notifier import EmulatorNotifier
@@ -66,7 +67,7 @@ def test_failing_delivery_backs_off_then_drops_with_an_alert(db, capfd):
     stored = load(db, entry).entry
     assert stored.status == "DROPPED" and stored.attempts == 5
     assert "fail-always" in stored.last_error
-    gaps = [(b - a).total_seconds() for a, b in zip(attempt_times, attempt_times[1:])]
+    gaps = [(b - a).total_seconds() for a, b in zip(attempt_times, attempt_times[1:], strict=False)]
     assert gaps == [1, 2, 4, 8]
     history = audit.history(db, entry.message_id)
     assert [e.action for e in history] == ["ENQUEUED", "FAILED", "FAILED", "FAILED", "FAILED", "DROPPED"]
@@ -185,7 +186,7 @@ def test_duplicated_trigger_events_racing_deliver_once(db):
     for t in threads:
         t.join()
 
-    per_entry = list(zip(*outcomes))
+    per_entry = list(zip(*outcomes, strict=False))
     assert all(sorted(pair) == ["delivered", "skipped"] for pair in per_entry), per_entry
     assert {(e["status"], e["attempts"]) for e in queue_entries(db)} == {("DELIVERED", 1)}
     assert sum(len(inbox(db, e.recipient_id)) for e in entries) == 30

@@ -9,10 +9,11 @@ from datetime import timedelta
 import pytest
 from chatcore import make_chat, make_user, queue_entries
 from entries import T0, enqueue, make_entry
+from ulid import ULID
+
 from pack427 import constants, delivery, inbox, paths, queue, sending, settings
 from pack427.models import EngineMode, QueueStatus, Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
-from ulid import ULID
 
 
 @pytest.fixture

@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from chatcore import inbox, make_chat, make_user, queue_entries
+from ulid import ULID
+
 from pack427 import constants, delivery, paths, routing, sending, sync
 from pack427.models import Region, RegisterDeviceRequest, SendMessageRequest, SyncMessagesRequest
 from pack427.notifier import EmulatorNotifier
-from ulid import ULID
 
 T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
 

@@ -6,11 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from chatcore import all_documents, billing_requests, count, head, inbox, make_chat, make_user, queue_entries
+from ulid import ULID
+
 from pack427 import chat_core, constants, delivery, sending, sync, unread
 from pack427.errors import InvalidArgument, NotFound, PermissionDenied
 from pack427.models import AckMessagesRequest, MarkAsReadRequest, Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
-from ulid import ULID
 
 
 def request(chat_id: str = "c1", text: str = "hello", client_id: str | None = None) -> SendMessageRequest:

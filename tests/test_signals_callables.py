@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import main
 import pytest
 from chatcore import all_documents, make_user
-from pack427 import db as service_db
 from signals import Chat, counter, receipt
 from test_callables import call
 from ulid import ULID
 
-import main
+from pack427 import db as service_db
 
 
 @pytest.fixture

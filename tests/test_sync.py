@@ -10,19 +10,20 @@ import pytest
 from chatcore import all_documents, make_chat, make_user
 from entries import T0, enqueue, load, make_entry
 from google.cloud import firestore
+from ulid import ULID
+
 from pack427 import cursors, delivery, inbox, paths, sending, sync
 from pack427.errors import InvalidArgument, NotFound, PermissionDenied
 from pack427.models import (
     AckMessagesRequest,
     QueueStatus,
-    RegisterDeviceRequest,
     Region,
+    RegisterDeviceRequest,
     ResyncChatRequest,
     SendMessageRequest,
     SyncMessagesRequest,
 )
 from pack427.notifier import EmulatorNotifier
-from ulid import ULID
 
 
 def sync_page(db, uid: str, device: str, cursor: str | None = None, **kw):

@@ -6,10 +6,11 @@ from datetime import timedelta
 
 import pytest
 from chatcore import make_chat, make_user
+from signals import T0
+
 from pack427 import typing_state
 from pack427.errors import NotFound, PermissionDenied
 from pack427.models import GetTypingUsersRequest, UpdateTypingStateRequest
-from signals import T0
 
 
 def typing(db, uid: str, is_typing: bool = True, *, at, chat: str = "c1"):

@@ -10,12 +10,13 @@ from datetime import timedelta
 
 import pytest
 from chatcore import make_chat, make_user
+from signals import T0, Chat, counter, receipt, truth
+from ulid import ULID
+
 from pack427 import delivery, sending, unread
 from pack427.errors import InvalidArgument, NotFound, PermissionDenied
 from pack427.models import MarkAsReadRequest, Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
-from signals import T0, Chat, counter, receipt, truth
-from ulid import ULID
 
 
 def read(db, uid: str, chat: Chat | str, message_id: str, now=T0):

@@ -91,7 +91,7 @@ class OfflineAwareChat:
         app_version: str = "1",
         on_messages_received: Callable[[list[ReceivedMessage]], None] | None = None,
         on_sync_complete: Callable[[], None] | None = None,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.client = client
@@ -102,7 +102,7 @@ class OfflineAwareChat:
         self.app_version = app_version
         self.on_messages_received = on_messages_received
         self.on_sync_complete = on_sync_complete
-        self.retry = retry
+        self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._offline_declared = False
         self._reachable = True
@@ -253,8 +253,9 @@ class OfflineAwareChat:
                     cursor = self.store.cursor(self.user_id, self.device_id)
                     data = {"deviceId": self.device_id} | ({"cursor": cursor} if cursor else {})
                     page = self._with_retries("pack427_syncMessages", data)
-                    fresh = self.store.store_page(self.user_id, [ReceivedMessage.from_wire(m) for m in page["messages"]],
-                                                  device_id=self.device_id, cursor=page["cursor"])
+                    received = [ReceivedMessage.from_wire(m) for m in page["messages"]]
+                    fresh = self.store.store_page(self.user_id, received, device_id=self.device_id,
+                                                  cursor=page["cursor"])
                     self._ack_stored()
                     if fresh:
                         new += fresh
@@ -274,7 +275,8 @@ class OfflineAwareChat:
         new: list[ReceivedMessage] = []
         cursor = None
         while True:
-            page = self._with_retries("pack427_resyncChat", {"chatId": chat_id} | ({"cursor": cursor} if cursor else {}))
+            data = {"chatId": chat_id} | ({"cursor": cursor} if cursor else {})
+            page = self._with_retries("pack427_resyncChat", data)
             fresh = self.store.store_page(self.user_id, [ReceivedMessage.from_wire(m) for m in page["messages"]])
             new += fresh
             if fresh and self.on_messages_received:

@@ -130,6 +130,7 @@ class RealtimeSignals:
                 return f"{first} and {second} are typing"
             case [first, second, *rest]:
                 return f"{first}, {second} and {len(rest)} other{'s' if len(rest) > 1 else ''} are typing"
+        raise AssertionError("unreachable: the cases cover every list")
 
     def _take_ticket(self) -> int:
         """The next place in the order of typing calls; the caller holds _lock."""

@@ -190,7 +190,8 @@ class LocalStore:
             try:
                 for m in messages:
                     inserted = self._db.execute(
-                        f"INSERT OR IGNORE INTO messages (user_id, {_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        f"INSERT OR IGNORE INTO messages (user_id, {_MESSAGE_COLUMNS})"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (user_id, m.message_id, m.chat_id, m.sender_id, m.sender_name, m.text, m.content_ref,
                          m.created_at, m.delivered_at),
                     ).rowcount

@@ -50,7 +50,8 @@ def history(db: Client, message_id: str) -> list[AuditEvent]:
     for snapshot in query.stream():
         entry = QueuedMessage.model_validate(snapshot.to_dict())
         events += [
-            AuditEvent(entry_id=entry.id, message_id=message_id, region=entry.target_region, **e.model_dump(by_alias=False))
+            AuditEvent(entry_id=entry.id, message_id=message_id, region=entry.target_region,
+                       **e.model_dump(by_alias=False))
             for e in entry.history
         ]
     sends = paths.idempotency_keys(db).where(filter=FieldFilter("messageId", "==", message_id)).limit(1)
@@ -72,19 +73,19 @@ def history(db: Client, message_id: str) -> list[AuditEvent]:
     # A large group's members placed by its fan-out (see fan_out): their inbox entries say so.
     placed_by_fan_out = db.collection_group("inbox").where(filter=FieldFilter("messageId", "==", message_id))
     for snapshot in placed_by_fan_out.stream():
-        placed = InboxEntry.model_validate(snapshot.to_dict())
-        if placed.via != "fanOut":
+        by_fan_out = InboxEntry.model_validate(snapshot.to_dict())
+        if by_fan_out.via != "fanOut":
             continue
         events.append(AuditEvent(
             entry_id=QueuedMessage.entry_id(message_id, snapshot.reference.parent.parent.id),
             message_id=message_id,
-            region=placed.region,
+            region=by_fan_out.region,
             actor="fanOut",
             action=QueueStatus.DELIVERED.value,
             to_status=QueueStatus.DELIVERED,
             attempts=1,
-            at=placed.delivered_at,
-            details={"placedByFanOut": True, "seq": placed.seq},
+            at=by_fan_out.delivered_at,
+            details={"placedByFanOut": True, "seq": by_fan_out.seq},
         ))
     return sorted(events, key=lambda e: (e.at, e.entry_id))
 

@@ -43,7 +43,7 @@ def chat_of(chat_id: str, doc: store.Read) -> LoadedChat:
     if not doc.exists:
         raise NotFound(f"chat {chat_id!r} does not exist")
     try:
-        return LoadedChat(Chat.model_validate(doc.data), doc.update_time)
+        return LoadedChat(Chat.model_validate(doc.data), doc.time)
     except ValidationError:
         raise FailedPrecondition(f"chat {chat_id!r} has no valid participants list") from None
 

@@ -44,7 +44,7 @@ from pydantic import ValidationError
 
 from . import audit, chat_core, clock, constants, fan_out, paths, policy, routing, sending, store
 from .errors import Aborted, EngineError
-from .models import ChatMessage, SendRejection
+from .models import ChatMessage, SendRejection, UserProfile
 
 INTAKE = "chatCore"
 REFUSED = "refused"
@@ -94,20 +94,22 @@ def take(db: Client, chat_id: str, message_id: str, *, now: datetime | None = No
         chat = loaded.chat
         last = chat.last_message.message_id if chat.last_message else None
         docs = [*_older_not_taken(db, chat_id, after=last, before=message_id), own]
-        senders = chat_core.load_users(db, [d.data["senderId"] for d in docs if isinstance(d.data.get("senderId"), str)])
+        sender_ids = [d.data["senderId"] for d in docs if isinstance(d.data.get("senderId"), str)]
+        senders = chat_core.load_users(db, sender_ids)
         batch = db.batch()
         taken = Taken([], {})
         newest: ChatMessage | None = None
         for doc in docs:
-            message, refusal = _message_of(doc, chat.participants, senders, now or clock.now())
-            if refusal is not None:
-                taken.refused[doc.ref.id] = refusal
-                store.update_if_unchanged(db, batch, doc.ref, doc.update_time,
-                                          {"intake": REFUSED, "intakeRefusal": refusal})
+            found_message = _message_of(doc, chat.participants, senders)
+            if isinstance(found_message, str):
+                taken.refused[doc.ref.id] = found_message
+                store.update_if_unchanged(db, batch, doc.ref, doc.time,
+                                          {"intake": REFUSED, "intakeRefusal": found_message})
                 continue
-            message = message.model_copy(update={"billing_state": doc.data.get("billingState") or chat.billing})
+            message = found_message.model_copy(
+                update={"billing_state": doc.data.get("billingState") or chat.billing})
             # The engine's message fields (the same values where the core set them): resync and ops read it as any.
-            store.update_if_unchanged(db, batch, doc.ref, doc.update_time, message.to_firestore())
+            store.update_if_unchanged(db, batch, doc.ref, doc.time, message.to_firestore())
             recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != message.sender_id]
             fan_out.add_job(db, batch, message, recipients,
                             origin=routing.home_region(message.sender_id, senders[message.sender_id]))
@@ -141,20 +143,19 @@ def _older_not_taken(db: Client, chat_id: str, *, after: str | None, before: str
     return [doc for doc in found if not doc.data.get("intake")]
 
 
-def _message_of(
-    doc: store.Read, participants: list[str], senders: dict, now: datetime
-) -> tuple[ChatMessage | None, str | None]:
-    """The chat core's message as the engine delivers it, or why it is refused."""
+def _message_of(doc: store.Read, participants: list[str], senders: dict[str, UserProfile]) -> ChatMessage | str:
+    """The chat core's message as the engine delivers it, or the reason it is refused."""
     data = doc.data
     sender_id = data.get("senderId")
     if not isinstance(sender_id, str) or sender_id not in participants:
-        return None, "sender_not_participant"
+        return "sender_not_participant"
     try:
         policy.require_adult(senders[sender_id])
     except EngineError:
-        return None, policy.AGE_VERIFICATION_REQUIRED
+        return policy.AGE_VERIFICATION_REQUIRED
     text, content_ref = data.get("text"), data.get("contentRef")
-    created_at = data.get("createdAt") if isinstance(data.get("createdAt"), datetime) else doc.update_time or now
+    stated = data.get("createdAt")
+    created_at = stated if isinstance(stated, datetime) else doc.time
     try:
         message = ChatMessage(
             id=doc.ref.id, chat_id=doc.ref.parent.parent.id, sender_id=sender_id, client_message_id=doc.ref.id,
@@ -162,17 +163,18 @@ def _message_of(
             text=text, content_ref=content_ref, intake=INTAKE, created_at=created_at,
         )
     except ValidationError:
-        return None, "invalid_message"
+        return "invalid_message"
     has_text = isinstance(text, str) and 0 < len(text) <= constants.MAX_TEXT_LENGTH
     has_content = isinstance(content_ref, str) and 0 < len(content_ref) <= constants.MAX_CONTENT_REF_LENGTH
     if (text is not None and not has_text) or (content_ref is not None and not has_content) or not (
             has_text or has_content):
-        return None, "invalid_message"
-    return message, None
+        return "invalid_message"
+    return message
 
 
 def _audit_refusal(db: Client, chat_id: str, doc: store.Read, reason: str, now: datetime) -> None:
-    sender_id = doc.data.get("senderId") if isinstance(doc.data.get("senderId"), str) else "unknown"
+    stated = doc.data.get("senderId")
+    sender_id = stated if isinstance(stated, str) else "unknown"
     audit.record_rejection(db, SendRejection(
         actor=INTAKE, sender_id=sender_id, chat_id=chat_id, client_message_id=doc.ref.id, reason=reason,
         rule=INTAKE, at=now))

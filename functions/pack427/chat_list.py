@@ -26,6 +26,7 @@ from .models import (
     GetChatListRequest,
     GetChatListResult,
     InboxHead,
+    LastMessage,
     QueuedMessage,
     QueueStatus,
     ReadReceipt,
@@ -51,17 +52,17 @@ def get_chat_list(db: Client, uid: str, request: GetChatListRequest) -> GetChatL
     chats = {s.id: Chat.model_validate(s.to_dict()) for s in snapshots[: request.limit]}
 
     counts = unread.unread_counts(db, uid)
-    statuses = _receipts(db, {chat_id: chat for chat_id, chat in chats.items() if chat.last_message.sender_id == uid})
+    statuses = _receipts(db, {chat_id: chat for chat_id, chat in chats.items() if _last(chat).sender_id == uid})
     items = [
         ChatListItem(
             chatId=chat_id,
             participants=chat.participants,
             lastMessage=ChatListLastMessage(
-                messageId=chat.last_message.message_id,
-                senderId=chat.last_message.sender_id,
-                text=chat.last_message.text,
-                hasContent=chat.last_message.has_content,
-                createdAt=round(chat.last_message.created_at.timestamp() * 1000),
+                messageId=_last(chat).message_id,
+                senderId=_last(chat).sender_id,
+                text=_last(chat).text,
+                hasContent=_last(chat).has_content,
+                createdAt=round(_last(chat).created_at.timestamp() * 1000),
             ),
             unreadCount=counts.unreadCounts.get(chat_id, 0),
             lastMessageStatus=statuses.get(chat_id),
@@ -72,9 +73,16 @@ def get_chat_list(db: Client, uid: str, request: GetChatListRequest) -> GetChatL
     if items:
         last_id, last = next(reversed(chats.items()))
         cursor = cursors.encode(
-            CHAT_LIST_CURSOR, uid, {"at": last.last_message.created_at.isoformat(), "chatId": last_id}
+            CHAT_LIST_CURSOR, uid, {"at": _last(last).created_at.isoformat(), "chatId": last_id}
         )
     return GetChatListResult(chats=items, totalUnread=counts.totalUnread, hasMore=has_more, cursor=cursor)
+
+
+def _last(chat: Chat) -> LastMessage:
+    """The chat's last message; the chat list lists only chats that have one (its query orders by it)."""
+    if chat.last_message is None:
+        raise ValueError("a listed chat without lastMessage")
+    return chat.last_message
 
 
 def _position(uid: str, cursor: str) -> tuple[datetime, str]:
@@ -92,24 +100,25 @@ QUEUE_QUERY_IDS = 30
 def _receipts(db: Client, chats: dict[str, Chat]) -> dict[str, dict[str, ReceiptStatus]]:
     """Each other participant's status for the last message of each of `chats`."""
     wanted = {
-        chat_id: [r for r in dict.fromkeys(chat.participants) if r != chat.last_message.sender_id]
+        chat_id: [r for r in dict.fromkeys(chat.participants) if r != _last(chat).sender_id]
         for chat_id, chat in chats.items()
     }
     refs = []
     for chat_id, recipients in wanted.items():
-        message_id = chats[chat_id].last_message.message_id
+        message_id = _last(chats[chat_id]).message_id
         for r in recipients:
             refs += [paths.inbox_entry(db, r, message_id), paths.inbox_head(db, r), paths.read_receipt(db, chat_id, r)]
     found = store.read(db, refs)
     missing = [
-        chats[chat_id].last_message.message_id
+        _last(chats[chat_id]).message_id
         for chat_id, recipients in wanted.items()
-        if any(not found[paths.inbox_entry(db, r, chats[chat_id].last_message.message_id).path].exists for r in recipients)
+        if any(not found[paths.inbox_entry(db, r, _last(chats[chat_id]).message_id).path].exists
+               for r in recipients)
     ]
     queued = _queue_entries(db, missing)
     statuses = {}
     for chat_id, recipients in wanted.items():
-        message_id = chats[chat_id].last_message.message_id
+        message_id = _last(chats[chat_id]).message_id
         statuses[chat_id] = {
             r: _status(
                 message_id,

@@ -94,9 +94,10 @@ def deliver(
             return _deliver_in_one_commit(db, loaded, actor=actor, now=now)
         # Offline recipient: the message goes to the inbox first, then the push.
         if entry.awaiting_inbox:
-            loaded = _place_in_inbox(db, loaded, now)
-            if loaded is None:
+            in_inbox = _place_in_inbox(db, loaded, now)
+            if in_inbox is None:
                 return Outcome.SKIPPED
+            loaded = in_inbox
         elif entry.attempts and _acknowledged(db, loaded.entry):
             # A push being retried for a message a device already has: nothing left to tell.
             delivered = queue.mark_delivered(db, loaded, actor=actor, now=now, details={"acknowledged": True})
@@ -405,14 +406,15 @@ def _deliver_in_bulk(
         recipient: [entries[start:start + DELIVERY_GROUP_SIZE] for start in range(0, len(entries), DELIVERY_GROUP_SIZE)]
         for recipient, entries in by_recipient.items()
     }
-    delivered, lost = 0, set()
+    delivered, lost = 0, set[str]()
 
     def commit(part: list[tuple[inbox.Head, list[LoadedEntry]]]) -> tuple[int, list[str]]:
         """(entries delivered, recipients left to the one-by-one path)"""
         try:
             batch = db.batch()
             for head, group in part:
-                moved, numbered = inbox.placed(head.state, head.uid, inbox_entries([e.entry for e in group], now), now=now)
+                placing = inbox_entries([e.entry for e in group], now)
+                moved, numbered = inbox.placed(head.state, head.uid, placing, now=now)
                 for loaded, placed in zip(group, numbered, strict=True):
                     queue.add_delivered(db, batch, loaded, actor=actor, now=now, inbox_seq=placed.seq)
                 inbox.add_placement(db, batch, head, moved, numbered)
@@ -509,11 +511,13 @@ def drain(
                 depths[region] = queue.depth(db, region)
             depth = depths[region]
             limit = constants.LARGE_BATCH_SIZE if depth > scale_up_depth else constants.BATCH_SIZE
-            shards = list(range(constants.QUEUE_SHARDS)) if depth > fan_out_depth else [None]
+            shards: list[int | None] = list(range(constants.QUEUE_SHARDS)) if depth > fan_out_depth else [None]
             modes[region] = "fan-out" if len(shards) > 1 else "large" if depth > scale_up_depth else "normal"
             with ThreadPoolExecutor(max_workers=len(shards)) as workers:
                 rounds = list(workers.map(
-                    lambda shard: process_batch(db, region, notifier, actor=actor, limit=limit, shard=shard), shards))
+                    lambda shard, region=region, limit=limit: process_batch(
+                        db, region, notifier, actor=actor, limit=limit, shard=shard),
+                    shards))
             for batch in rounds:
                 reports[region].batches += 1
                 reports[region].outcomes.update(batch.outcomes)
@@ -522,7 +526,8 @@ def drain(
                 busy.remove(region)
             if progress is not None:
                 progress(region, {**reports[region].as_dict(), "depth": depth, "mode": modes[region]})
-    summary = {region.value: {**report.as_dict(), "mode": modes[region]} for region, report in reports.items()}
+    summary: dict[str, dict[str, int | str]] = {
+        region.value: {**report.as_dict(), "mode": modes[region]} for region, report in reports.items()}
     if any(report.attempted for report in reports.values()):
         logger.info(f"{actor} processed the queues", actor=actor, regions=summary)
     return summary
@@ -552,7 +557,8 @@ def deliver_now(
     def attempt(loaded: LoadedEntry) -> dict[str, Outcome]:
         entry = loaded.entry
         if entry.awaiting_inbox:
-            return deliver_in_order(db, chat_id, entry.recipient_id, notifier, actor="direct", now=now, up_to=message_id)
+            return deliver_in_order(db, chat_id, entry.recipient_id, notifier, actor="direct", now=now,
+                                    up_to=message_id)
         return {entry.id: deliver(db, loaded, notifier, actor="direct", now=now)}
 
     outcomes: dict[str, Outcome] = {}

@@ -104,7 +104,7 @@ def run_chat(db: Client, chat_id: str, *, now: datetime | None = None) -> int:
         if not chat_doc.exists or not chat_doc.data.get("fanOutPending"):
             return handled
         batch = db.batch()
-        store.update_if_unchanged(db, batch, chat_doc.ref, chat_doc.update_time, {"fanOutPending": False})
+        store.update_if_unchanged(db, batch, chat_doc.ref, chat_doc.time, {"fanOutPending": False})
         if store.commit_if_unchanged(batch):
             return handled
         # A send changed the chat (maybe with a new job): look again.
@@ -126,18 +126,19 @@ def resume_stalled(db: Client, *, now: datetime | None = None, limit: int = 100)
     return handled
 
 
-def _run_job(db: Client, job: Job, *, now: datetime | None) -> int:
+def _run_job(db: Client, first: Job, *, now: datetime | None) -> int:
     """Handle `job`'s recipients chunk by chunk until its last commit deletes it (or another worker's does).
 
     The next chunk's profiles and heads are read while the current one commits
     (other members: the commit does not change them); after a conflict they are read again.
     """
-    message = job.fan_out.message
+    job: Job | None = first
+    message = first.fan_out.message
     sender_ref = paths.user(db, message.sender_id)
     sender = chat_core.profile_of(store.read(db, [sender_ref])[sender_ref.path])
     waiting = _waiting_recipients(db, message.chat_id)
     handled, lost_races = 0, 0
-    reads = _read_chunk(db, job.chunk, waiting, place=True)
+    reads = _read_chunk(db, first.chunk, waiting, place=True)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fan-out-prefetch") as prefetch:
         while job is not None:
             following = job.fan_out.recipients[job.fan_out.next + len(job.chunk):][:constants.FAN_OUT_CHUNK]
@@ -156,7 +157,7 @@ def _run_job(db: Client, job: Job, *, now: datetime | None) -> int:
                 continue
             handled += len(job.chunk)
             job, lost_races = moved, 0
-            if job is not None:
+            if job is not None and upcoming is not None:  # more members: `following` was read meanwhile
                 reads = upcoming.result()
     return handled
 
@@ -179,7 +180,8 @@ def _read_chunk(db: Client, chunk: list[str], waiting: set[str] | None, *, place
     placeable = [uid for uid in chunk if waiting is not None and uid not in waiting] if place else []
     head_refs = {uid: paths.inbox_head(db, uid) for uid in placeable}
     users, others = chat_core.load_users_with(db, chunk, list(head_refs.values()))
-    return ChunkReads(users, {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()})
+    heads = {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()}
+    return ChunkReads(users, heads)
 
 
 def _commit_chunk(db: Client, job: Job, sender: UserProfile, reads: ChunkReads, *, now: datetime) -> Job | None:
@@ -204,7 +206,7 @@ def _commit_chunk(db: Client, job: Job, sender: UserProfile, reads: ChunkReads, 
     if last:
         batch.delete(job.doc.ref, option=db.write_option(last_update_time=job.doc.update_time))
     else:
-        store.update_if_unchanged(db, batch, job.doc.ref, job.doc.update_time, {"next": moved.next, "updatedAt": now})
+        store.update_if_unchanged(db, batch, job.doc.ref, job.doc.time, {"next": moved.next, "updatedAt": now})
     for uid in allowed:
         head = reads.heads.get(uid)
         if head is not None and not inbox.unknown_read_positions(head.state, [fan_out.chat_id]):

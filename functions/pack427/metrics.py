@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from typing import Any
 
 from firebase_functions import logger
 from google.cloud.firestore import Client
@@ -128,7 +129,7 @@ def region_metrics(
 def alerts(figures: RegionMetrics) -> list[tuple[str, str, str, dict]]:
     """The seed thresholds `figures` crosses: (severity, alert name, message, log fields)."""
     region = figures.region.value
-    found = []
+    found: list[tuple[str, str, str, dict[str, Any]]] = []
     if figures.depth > QUEUE_DEPTH_ALERT:
         found.append(("warning", "QUEUE_DEPTH", f"queue depth {figures.depth} in {region} is over {QUEUE_DEPTH_ALERT}",
                       {"depth": figures.depth, "threshold": QUEUE_DEPTH_ALERT}))
@@ -206,7 +207,8 @@ def _latencies(db: Client, region: Region, start: datetime, end: datetime) -> tu
         .limit(LATENCY_SAMPLE)
         .select(["region", "createdAt", "deliveredAt", "placedBySend"])
     )
-    same, cross = [], []
+    same: list[int] = []
+    cross: list[int] = []
     for snapshot in query.stream():
         data = snapshot.to_dict() or {}
         if data.get("placedBySend"):

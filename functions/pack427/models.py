@@ -274,7 +274,7 @@ class QueuedMessage(Document):
     def entry_id(message_id: str, recipient_id: str) -> str:
         return f"{message_id}_{recipient_id}"
 
-    @computed_field
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented pattern; mypy does not follow it
     @property
     def shard(self) -> int:
         """Slice of the queue a fanned-out processor worker takes (see delivery.drain):
@@ -996,7 +996,8 @@ class EngineSettings(Document):
     model_config = ConfigDict(extra="ignore")
 
     mode: EngineMode = EngineMode.QUEUE
-    max_messages_per_minute: Annotated[int, Field(ge=1, le=constants.MAX_RATE_LIMIT)] = constants.MAX_MESSAGES_PER_MINUTE
+    max_messages_per_minute: Annotated[int, Field(ge=1, le=constants.MAX_RATE_LIMIT)] = (
+        constants.MAX_MESSAGES_PER_MINUTE)
     updated_at: datetime | None = None
     updated_by: str | None = None
     reason: str | None = None

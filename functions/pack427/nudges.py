@@ -94,9 +94,9 @@ def send_nudge(
         chat = Chat.model_validate(chat_doc.data) if chat_doc.exists else Chat(participants=[uid])
         profile = chat_core.profile_of(found[paths.user(db, uid).path])
         message_id = sending.next_message_id(chat, now)
-        message = ChatMessage(id=message_id, chat_id=chat_ref.id, sender_id=SENDER, sender_name=SENDER_NAME, intake="nudge",
+        message = ChatMessage(id=message_id, chat_id=chat_ref.id, sender_id=SENDER, sender_name=SENDER_NAME,
                               client_message_id=key, text=text, content_ref=content_ref, system_nudge=True,
-                              created_at=now)
+                              intake="nudge", created_at=now)
         # A nudge starts where it ends: the engine has no home region of its own.
         entry = placing.queue_entry(db, message, uid, profile, origin=routing.home_region(uid, profile))
         batch = db.batch()
@@ -105,7 +105,7 @@ def send_nudge(
         batch.create(paths.chat_message(db, chat_ref.id, message_id), message.to_firestore())
         chat_fields = {"lastMessage": sending.last_message(message).to_firestore(), "deliveryQueued": True}
         if chat_doc.exists:
-            store.update_if_unchanged(db, batch, chat_ref, chat_doc.update_time, chat_fields)
+            store.update_if_unchanged(db, batch, chat_ref, chat_doc.time, chat_fields)
         else:
             batch.create(chat_ref, {"participants": [uid], "system": True, **chat_fields})
         queue.add_enqueue(db, batch, entry, actor=SENDER)

@@ -213,7 +213,7 @@ def _print_stats(db: Client) -> None:
                      _pct(m.delivery_success_rate), _pct(m.failed_delivery_rate),
                      _latency(m.latency_same_region), _latency(m.latency_cross_region),
                      m.syncs_in_window, "-" if m.sync_max_ms is None else m.sync_max_ms])
-        for severity, name, message, _ in metrics.alerts(m):
+        for severity, name, _message, _ in metrics.alerts(m):
             rows[-1].append(f"{severity.upper()} {name}")
     _table(columns, rows)
     print(f"(rates, latencies and syncs: the last {metrics.METRICS_WINDOW_SECONDS // 60} minutes; "
@@ -312,13 +312,13 @@ def main(argv: list[str] | None = None) -> int:
         case "history":
             _history(db, args.message_id)
         case "requeue-dropped":
-            regions = (Region(args.region),) if args.region else tuple(Region)
-            report = requeue_dropped(db, regions=regions, progress=say)
-            print(f"requeued {len(report.requeued)}, marked delivered {len(report.markedDelivered)} "
+            regions = (Region(args.region),) if args.region else tuple(r for r in Region)
+            requeued = requeue_dropped(db, regions=regions, progress=say)
+            print(f"requeued {len(requeued.requeued)}, marked delivered {len(requeued.markedDelivered)} "
                   "(already in the inbox); the processor delivers within a minute, or `scripts/ops process`")
         case "resync":
-            report = resync(db, args.user, args.chat, notifier, progress=say)
-            print(report.model_dump_json(indent=2))
+            repaired = resync(db, args.user, args.chat, notifier, progress=say)
+            print(repaired.model_dump_json(indent=2))
         case "recalc-unread":
             print(unread.recalculate(db, args.user).model_dump_json(indent=2))
         case "mode":

@@ -157,7 +157,9 @@ def requeued(entry: QueuedMessage, *, now: datetime, placed_seq: int | None, pla
     return Change(fields, QueueStatus.PENDING, 0, details, action=audit.REQUEUED)
 
 
-def add_change(db: Client, batch: WriteBatch, loaded: LoadedEntry, change: Change, *, actor: str, now: datetime) -> None:
+def add_change(
+    db: Client, batch: WriteBatch, loaded: LoadedEntry, change: Change, *, actor: str, now: datetime
+) -> None:
     """Add `change` of `loaded` to `batch`: its fields, `updatedAt` and its event appended to the
     entry's history, conditional on the entry being unchanged since it was read."""
     entry = loaded.entry

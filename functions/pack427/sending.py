@@ -214,7 +214,8 @@ def _commit_send(
     small = len(recipients) <= constants.INLINE_MAX_RECIPIENTS
     fanning_out = chat.fan_out_pending or not small
     place = place and not fanning_out
-    checking = _QUEUE_CHECKS.submit(queue.chat_awaits_inbox, db, request.chatId) if place and chat.delivery_queued else None
+    checking = (_QUEUE_CHECKS.submit(queue.chat_awaits_inbox, db, request.chatId)
+                if place and chat.delivery_queued else None)
     # The rate window and the heads come in the same round trip as the profiles. A large
     # group's profiles are read by its fan-out, chunk by chunk, blocks included.
     window_ref = paths.rate_window(db, sender_id)

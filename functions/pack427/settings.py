@@ -64,9 +64,8 @@ def set_rate_limit(
 
 def _change(db: Client, changes: dict, *, actor: str, reason: str | None, now: datetime | None) -> EngineSettings:
     stored = current(db, max_age_s=0)
-    settings = EngineSettings.model_validate(
-        stored.model_dump(by_alias=False) | changes | {"updated_at": now or clock.now(), "updated_by": actor, "reason": reason}
-    )
+    stamp = {"updated_at": now or clock.now(), "updated_by": actor, "reason": reason}
+    settings = EngineSettings.model_validate(stored.model_dump(by_alias=False) | changes | stamp)
     paths.engine_settings(db).set(settings.to_firestore())
     _cache[db.project] = (time.monotonic(), settings)
     return settings

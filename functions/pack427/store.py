@@ -33,25 +33,33 @@ class Conflict(Exception):
 
 @dataclass(frozen=True)
 class Read:
-    """A document as read: where it is, its data (None if it did not exist), its update time.
+    """A document as read: where it is, its data ({} if it did not exist), its update time
+    (None if it did not exist).
 
     A write conditional on a Read succeeds only if the document is still as it
     was read: unchanged since `update_time`, or still absent.
     """
 
     ref: DocumentReference
-    data: dict[str, Any] | None
+    data: dict[str, Any]
     update_time: datetime | None
 
     @classmethod
     def of(cls, snapshot: DocumentSnapshot) -> Read:
         if not snapshot.exists:
-            return cls(snapshot.reference, None, None)
+            return cls(snapshot.reference, {}, None)
         return cls(snapshot.reference, snapshot.to_dict() or {}, snapshot.update_time)
 
     @property
     def exists(self) -> bool:
-        return self.data is not None
+        return self.update_time is not None
+
+    @property
+    def time(self) -> datetime:
+        """The update time of a document that existed (a bug to ask of one that did not)."""
+        if self.update_time is None:
+            raise ValueError(f"{self.ref.path} did not exist when it was read")
+        return self.update_time
 
 
 def read(db: Client, refs: list[DocumentReference]) -> dict[str, Read]:

@@ -237,8 +237,8 @@ def _save_state(db: Client, home: Region, state: DeviceSyncState, stale: Documen
     batch.commit()
 
 
-def _millis(at: datetime | None) -> int | None:
-    return None if at is None else round(at.timestamp() * 1000)
+def _millis(at: datetime) -> int:
+    return round(at.timestamp() * 1000)
 
 
 def _from_inbox(entry: InboxEntry) -> SyncedMessage:

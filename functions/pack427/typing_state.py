@@ -67,8 +67,8 @@ def update_typing_state(
         if current is not None:
             ref.delete()
         return UpdateTypingStateResult(success=True)
-    active = current is not None and current.is_typing and current.expires_at > now
-    if active and current.expires_at - now > REFRESH_MARGIN:
+    active = current if current is not None and current.is_typing and current.expires_at > now else None
+    if active is not None and active.expires_at - now > REFRESH_MARGIN:
         return UpdateTypingStateResult(success=True)  # still fresh: no write
     event = TypingEvent(
         id=ref.id,
@@ -78,7 +78,7 @@ def update_typing_state(
         region=region,
         participants=chat.participants,
         expires_at=now + TTL,
-        created_at=current.created_at if active else now,
+        created_at=active.created_at if active is not None else now,
         updated_at=now,
     )
     ref.set(event.to_firestore())

@@ -122,7 +122,8 @@ def mark_as_read(
             chat_id=chat_id, user_id=uid, read_up_to_message_id=position,
             read_up_to_timestamp=ULID.from_str(position).datetime, read_at=now,
         ).to_firestore())
-        store.write_if_unchanged(db, batch, head.doc, inbox.read_to(head.state, chat_id, position, unread, now=now).to_firestore())
+        moved = inbox.read_to(head.state, chat_id, position, unread, now=now)
+        store.write_if_unchanged(db, batch, head.doc, moved.to_firestore())
         store.commit(batch)
         return MarkAsReadResult(success=True, unreadCount=unread)
 
@@ -174,7 +175,8 @@ def recalculate(
         positions = {chat_id: state.read_up_to for chat_id, state in tracked.items()}
         positions |= inbox.read_positions(db, uid, untracked) if untracked else {}
         with ThreadPoolExecutor(max_workers=constants.RECALCULATE_PARALLELISM) as pool:
-            counts = dict(zip(chat_ids, pool.map(lambda c: count_unread(db, uid, c, positions[c]), chat_ids)))
+            counted = pool.map(lambda c: count_unread(db, uid, c, positions[c]), chat_ids)
+            counts = dict(zip(chat_ids, counted, strict=True))
         changes = [
             CounterChange(chatId=chat_id, before=tracked[chat_id].unread if chat_id in tracked else None, after=count)
             for chat_id, count in counts.items()

@@ -24,10 +24,11 @@ import time
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from ulid import ULID
+
 from pack427 import constants, fan_out, paths, sending
 from pack427.models import SendMessageRequest
 from pack427_client import CallableClient
-from ulid import ULID
 
 from . import opcount
 from .load import emulator_id_token

@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
-from pack427_client import CallableClient, ClientError
 from ulid import ULID
 
 from pack427 import callables, chat_list, constants, delivery, paths, sending, sync, typing_state, unread
@@ -58,6 +57,7 @@ from pack427.models import (
     UpdateTypingStateRequest,
 )
 from pack427.notifier import EmulatorNotifier
+from pack427_client import CallableClient, ClientError
 
 from .stalls import StallProbe
 
@@ -544,7 +544,7 @@ def hot_chat(db: firestore.Client, *, senders: list[int], messages_each: int = 1
         before = counter.snapshot()
         started = time.perf_counter()
 
-        def sender(uid: str) -> None:
+        def sender(uid: str, chat_id: str = chat_id) -> None:
             for _ in range(messages_each):
                 request = SendMessageRequest(chatId=chat_id, clientMessageId=str(ULID()), text="hot")
                 sending.send_message(db, uid, request)

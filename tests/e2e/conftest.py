@@ -12,6 +12,7 @@ import pytest
 import requests
 from conftest import clear_project
 from google.cloud import firestore
+
 from pack427_client import CallableClient, PasswordAuth
 
 

@@ -21,9 +21,11 @@ from datetime import timedelta
 
 import pytest
 from chatcore import make_chat, make_user, queue_entries, wait_for
-from e2e.calls import call_retrying
 from conftest import ROOT
 from entries import enqueue, make_entry
+from ulid import ULID
+
+from e2e.calls import call_retrying
 from pack427 import clock, delivery, settings
 from pack427.models import QueueStatus, Region
 from pack427.notifier import EmulatorNotifier
@@ -35,7 +37,6 @@ from pack427_client.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
-from ulid import ULID
 
 FUNCTION_WAIT_S = 120
 """How long a function may take to act: the first call of each function starts

@@ -9,13 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from chatcore import all_documents, billing_requests, make_chat, make_user, queue_entries, wait_for
-from e2e.calls import call_retrying
 from entries import enqueue, make_entry
+from ulid import ULID
+
+from e2e.calls import call_retrying
 from pack427 import audit, clock, constants, delivery, queue
 from pack427.models import Region
 from pack427.notifier import EmulatorNotifier
 from pack427_client import CallableError
-from ulid import ULID
 
 FUNCTION_WAIT_S = 120
 """How long a function may take to act: the first call of each function starts
@@ -132,7 +133,7 @@ def test_always_failing_delivery_is_retried_with_backoff_then_dropped(suite_db, 
     placed, *history = [e for e in audit.history(suite_db, sent["messageId"]) if e.action != "ENQUEUED"]
     assert (placed.action, placed.actor, placed.details["placedBySend"]) == ("DELIVERED", f"user:{alice}", True)
     assert [(e.action, e.actor) for e in history] == [("FAILED", "trigger")] + [("FAILED", "scheduler")] * 3 + [("DROPPED", "scheduler")]
-    gaps = [(b.at - a.at).total_seconds() for a, b in zip(history, history[1:])]
+    gaps = [(b.at - a.at).total_seconds() for a, b in zip(history, history[1:], strict=False)]
     assert gaps == [1, 2, 4, 8]
     alerts = [json.loads(line) for line in capfd.readouterr().err.splitlines() if "MESSAGE_DROPPED" in line]
     assert [a["entryId"] for a in alerts] == [entry_id]

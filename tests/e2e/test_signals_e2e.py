@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 from chatcore import make_chat, make_user, wait_for
-from pack427_client import CallableError
 from ulid import ULID
+
+from pack427_client import CallableError
 
 FUNCTION_WAIT_S = 120
 """How long a function may take to act: the first call of each function starts
