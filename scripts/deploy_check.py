@@ -10,7 +10,7 @@
    private Firestore emulator on a free port.
 3. firestore.indexes.json has the shape `firebase deploy` accepts and no
    duplicate. That it declares every index the engine's queries need is
-   tests/test_indexes.py's job: it derives the need from the queries the
+   tests/service/test_indexes.py's job: it derives the need from the queries the
    code runs.
 
 Usage: functions/venv/bin/python scripts/deploy_check.py [--root DIR]

@@ -17,18 +17,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 from google.cloud import firestore
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "functions"))
-
-UNIT_PROJECT = f"demo-pack427-test{os.environ.get('PYTEST_XDIST_WORKER', '')}"
+from support.emulator import ROOT, UNIT_PROJECT, clear_project
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -96,11 +90,6 @@ def firestore_emulator() -> str:
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def clear_project(host: str, project: str) -> None:
-    url = f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents"
-    requests.delete(url, timeout=120).raise_for_status()  # the emulator can stall for a while on a busy machine
 
 
 @pytest.fixture

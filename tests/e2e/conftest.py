@@ -10,8 +10,8 @@ import os
 
 import pytest
 import requests
-from conftest import clear_project
 from google.cloud import firestore
+from support.emulator import clear_project
 
 from pack427_client import CallableClient, PasswordAuth
 

@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from chatcore import make_chat, make_user, queue_entries, wait_for
-from conftest import ROOT
-from entries import enqueue, make_entry
+from support.chatcore import make_chat, make_user, queue_entries, wait_for
+from support.emulator import ROOT
+from support.entries import enqueue, make_entry
 from ulid import ULID
 
 from e2e.calls import call_retrying
@@ -306,9 +306,7 @@ def test_s11_a_send_whose_reply_was_lost_is_repeated_and_stored_once(suite_db, a
 
 # S12 ----------------------------------------------------------------------
 WORKER = """
-import sys
 from datetime import datetime
-sys.path.insert(0, {functions!r})
 from google.cloud import firestore
 from pack427 import delivery
 from pack427.models import Region
@@ -321,8 +319,8 @@ while delivery.process_batch(db, Region.EU, EmulatorNotifier(), actor={actor!r},
 
 
 def _worker(project: str, now, actor: str) -> subprocess.Popen:
-    code = WORKER.format(functions=str(ROOT / "functions"), project=project, now=now.isoformat(), actor=actor)
-    return subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
+    code = WORKER.format(project=project, now=now.isoformat(), actor=actor)
+    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT / "functions")})
 
 
 def test_s12_a_worker_killed_mid_batch_loses_and_duplicates_nothing(suite_db, suite, device):

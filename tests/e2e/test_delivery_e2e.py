@@ -8,8 +8,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from chatcore import all_documents, billing_requests, make_chat, make_user, queue_entries, wait_for
-from entries import enqueue, make_entry
+from support.chatcore import all_documents, billing_requests, make_chat, make_user, queue_entries, wait_for
+from support.entries import enqueue, make_entry
 from ulid import ULID
 
 from e2e.calls import call_retrying

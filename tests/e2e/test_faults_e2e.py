@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from chatcore import make_chat, make_user, queue_entries, wait_for
+from support.chatcore import make_chat, make_user, queue_entries, wait_for
 
 from pack427 import settings
 from pack427_client import CallableClient, FaultyTransport, LocalStore, OfflineAwareChat, RetryPolicy

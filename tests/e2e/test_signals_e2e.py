@@ -4,7 +4,7 @@ recipient's inbox head, the callables read and move the counts, and typing shows
 from __future__ import annotations
 
 import pytest
-from chatcore import make_chat, make_user, wait_for
+from support.chatcore import make_chat, make_user, wait_for
 from ulid import ULID
 
 from pack427_client import CallableError

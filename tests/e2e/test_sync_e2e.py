@@ -3,7 +3,7 @@ callable protocol, acks become receipts the sender sees in its chat list."""
 
 from __future__ import annotations
 
-from chatcore import make_chat, make_user, wait_for
+from support.chatcore import make_chat, make_user, wait_for
 from ulid import ULID
 
 FUNCTION_WAIT_S = 120

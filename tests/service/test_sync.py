@@ -7,9 +7,9 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from chatcore import all_documents, make_chat, make_user
-from entries import T0, enqueue, load, make_entry
 from google.cloud import firestore
+from support.chatcore import all_documents, make_chat, make_user
+from support.entries import T0, enqueue, load, make_entry
 from ulid import ULID
 
 from pack427 import cursors, delivery, inbox, paths, sending, sync

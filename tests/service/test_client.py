@@ -20,7 +20,7 @@ import time
 
 import flask
 import pytest
-from chatcore import make_chat, make_user
+from support.chatcore import make_chat, make_user
 from test_callables import app, emulator_id_token, firebase_admin, main  # noqa: F401  (sets up the environment)
 
 from pack427 import db as service_db

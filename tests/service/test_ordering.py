@@ -6,9 +6,9 @@ import random
 import threading
 from datetime import timedelta
 
-from chatcore import inbox, queue_entries
-from entries import T0, enqueue, load, make_entry
 from google.cloud import firestore
+from support.chatcore import inbox, queue_entries
+from support.entries import T0, enqueue, load, make_entry
 
 from pack427 import delivery, paths, queue
 from pack427.models import QueueStatus, Region

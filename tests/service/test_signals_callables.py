@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import main
 import pytest
-from chatcore import all_documents, make_user
-from signals import Chat, counter, receipt
+from support.chatcore import all_documents, make_user
+from support.signals import Chat, counter, receipt
 from test_callables import call
 from ulid import ULID
 

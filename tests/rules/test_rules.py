@@ -12,9 +12,9 @@ import os
 
 import pytest
 import requests
-from conftest import ROOT, clear_project
 from google.cloud import firestore
-from idtokens import emulator_id_token
+from support.emulator import ROOT, clear_project
+from support.idtokens import emulator_id_token
 
 PROJECT = "demo-pack427-rules-all" + os.environ.get("PYTEST_XDIST_WORKER", "")
 

@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from chatcore import all_documents, head, inbox, make_chat, make_user, queue_entries
+from support.chatcore import all_documents, head, inbox, make_chat, make_user, queue_entries
 from ulid import ULID
 
 from pack427 import audit, clock, constants, delivery, fan_out, sending

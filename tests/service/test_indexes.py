@@ -33,9 +33,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from chatcore import make_chat, make_user
-from conftest import ROOT
 from google.cloud.firestore_v1 import base_query
+from support.chatcore import make_chat, make_user
+from support.emulator import ROOT
 from ulid import ULID
 
 from pack427 import (

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import main
 import pytest
-from chatcore import all_documents, billing_requests, make_chat, make_user
+from support.chatcore import all_documents, billing_requests, make_chat, make_user
 from test_callables import call
 from ulid import ULID
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from chatcore import make_chat, make_user
-from signals import T0
+from support.chatcore import make_chat, make_user
+from support.signals import T0
 
 from pack427 import typing_state
 from pack427.errors import NotFound, PermissionDenied

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from chatcore import make_chat, make_user, queue_entries
-from entries import T0, enqueue, make_entry
+from support.chatcore import make_chat, make_user, queue_entries
+from support.entries import T0, enqueue, make_entry
 from ulid import ULID
 
 from pack427 import constants, delivery, inbox, paths, queue, sending, settings

@@ -7,7 +7,7 @@ import os
 
 import flask
 import pytest
-from chatcore import all_documents, make_chat, make_user
+from support.chatcore import all_documents, make_chat, make_user
 from ulid import ULID
 
 os.environ.setdefault("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
@@ -15,7 +15,7 @@ os.environ.setdefault("GCLOUD_PROJECT", "demo-pack427")
 
 import firebase_admin  # noqa: E402
 import main  # noqa: E402
-from idtokens import emulator_id_token  # noqa: E402
+from support.idtokens import emulator_id_token  # noqa: E402
 
 from pack427 import constants  # noqa: E402
 from pack427 import db as service_db  # noqa: E402

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import main
 import pytest
-from chatcore import all_documents, head, inbox, make_chat, make_user, queue_entries
-from conftest import UNIT_PROJECT
+from support.chatcore import all_documents, head, inbox, make_chat, make_user, queue_entries
+from support.emulator import UNIT_PROJECT
 from test_callables import call
 from ulid import ULID
 

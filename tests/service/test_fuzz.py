@@ -32,12 +32,12 @@ import re
 import main  # noqa: E402  (test_callables set up the environment)
 import pytest
 import requests
-from chatcore import make_chat, make_user
-from conftest import UNIT_PROJECT, clear_project
 from google.cloud import firestore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from support.chatcore import make_chat, make_user
+from support.emulator import UNIT_PROJECT, clear_project
 from test_callables import call
 from ulid import ULID
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from entries import T0, enqueue, load, make_entry
+from support.entries import T0, enqueue, load, make_entry
 
 from pack427 import delivery, inbox, metrics, paths
 from pack427.models import DeviceSyncState, Region
@@ -141,7 +141,7 @@ def test_a_dead_letter_of_a_push_is_dropped_but_its_message_was_delivered(db, ca
 
 
 def test_messages_the_send_placed_count_as_delivered_and_placed_by_send(db):
-    from chatcore import make_chat, make_user
+    from support.chatcore import make_chat, make_user
     from ulid import ULID
 
     from pack427 import sending

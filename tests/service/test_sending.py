@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from chatcore import all_documents, billing_requests, count, head, inbox, make_chat, make_user, queue_entries
+from support.chatcore import all_documents, billing_requests, count, head, inbox, make_chat, make_user, queue_entries
 from ulid import ULID
 
 from pack427 import chat_core, constants, delivery, sending, sync, unread

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from chatcore import make_chat, make_user
-from signals import T0, Chat, counter, receipt, truth
+from support.chatcore import make_chat, make_user
+from support.signals import T0, Chat, counter, receipt, truth
 from ulid import ULID
 
 from pack427 import delivery, sending, unread

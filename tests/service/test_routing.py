@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from chatcore import inbox, make_chat, make_user, queue_entries
+from support.chatcore import inbox, make_chat, make_user, queue_entries
 from ulid import ULID
 
 from pack427 import constants, delivery, paths, routing, sending, sync

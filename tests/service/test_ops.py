@@ -6,9 +6,9 @@ import json
 from datetime import timedelta
 
 import pytest
-from chatcore import make_chat, make_user
-from conftest import UNIT_PROJECT
-from entries import T0, enqueue, load, make_entry
+from support.chatcore import make_chat, make_user
+from support.emulator import UNIT_PROJECT
+from support.entries import T0, enqueue, load, make_entry
 from ulid import ULID
 
 from pack427 import audit, constants, delivery, inbox, ops, paths, queue, sending, settings

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from chatcore import all_documents, billing_requests, inbox, make_chat, make_user
+from support.chatcore import all_documents, billing_requests, inbox, make_chat, make_user
 from ulid import ULID
 
 from pack427 import constants, fraud, sending, settings

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from entries import make_entry
+from support.entries import make_entry
 from ulid import ULID
 
 from pack427 import chat_list, inbox, queue, sending, unread

@@ -9,8 +9,8 @@ import sys
 import threading
 from datetime import timedelta
 
-from chatcore import all_documents, head, inbox, make_chat, make_user, queue_entries
-from conftest import ROOT
+from support.chatcore import all_documents, head, inbox, make_chat, make_user, queue_entries
+from support.emulator import ROOT
 from ulid import ULID
 
 from pack427 import chat_core_intake, clock, fan_out, sending, sync

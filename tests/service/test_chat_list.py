@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from chatcore import make_chat, make_user
-from entries import T0
+from support.chatcore import make_chat, make_user
+from support.entries import T0
 from ulid import ULID
 
 from pack427 import chat_list, constants, delivery, inbox, sending, sync, unread
