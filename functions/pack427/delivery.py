@@ -451,6 +451,30 @@ def _deliver_in_bulk(
     return delivered, [pair for pair in runs if pair[1] in lost]
 
 
+@dataclass(frozen=True)
+class RoundPlan:
+    """How one drain round takes a region's queue: entries per batch, slices in parallel, the mode's name."""
+
+    limit: int
+    shards: list[int | None]
+    mode: str
+
+
+def back_pressure(
+    depth: int, *, scale_up_depth: int = constants.SCALE_UP_DEPTH, fan_out_depth: int = constants.FAN_OUT_DEPTH
+) -> RoundPlan:
+    """The seed's scale-up strategy for a region `depth` entries deep.
+
+    Over `scale_up_depth` (5,000) a round takes LARGE_BATCH_SIZE (1,000) entries instead of
+    BATCH_SIZE (200); over `fan_out_depth` (10,000) it runs QUEUE_SHARDS (4) workers, one per
+    slice of the queue.
+    """
+    limit = constants.LARGE_BATCH_SIZE if depth > scale_up_depth else constants.BATCH_SIZE
+    if depth > fan_out_depth:
+        return RoundPlan(limit, list(range(constants.QUEUE_SHARDS)), "fan-out")
+    return RoundPlan(limit, [None], "large" if depth > scale_up_depth else "normal")
+
+
 def drain(
     db: Client,
     notifier: Notifier,
@@ -510,19 +534,18 @@ def drain(
             if reports[region].batches % DEPTH_RECOUNT_ROUNDS == 0:
                 depths[region] = queue.depth(db, region)
             depth = depths[region]
-            limit = constants.LARGE_BATCH_SIZE if depth > scale_up_depth else constants.BATCH_SIZE
-            shards: list[int | None] = list(range(constants.QUEUE_SHARDS)) if depth > fan_out_depth else [None]
-            modes[region] = "fan-out" if len(shards) > 1 else "large" if depth > scale_up_depth else "normal"
-            with ThreadPoolExecutor(max_workers=len(shards)) as workers:
+            plan = back_pressure(depth, scale_up_depth=scale_up_depth, fan_out_depth=fan_out_depth)
+            modes[region] = plan.mode
+            with ThreadPoolExecutor(max_workers=len(plan.shards)) as workers:
                 rounds = list(workers.map(
-                    lambda shard, region=region, limit=limit: process_batch(
+                    lambda shard, region=region, limit=plan.limit: process_batch(
                         db, region, notifier, actor=actor, limit=limit, shard=shard),
-                    shards))
+                    plan.shards))
             for batch in rounds:
                 reports[region].batches += 1
                 reports[region].outcomes.update(batch.outcomes)
             depths[region] = max(depth - sum(batch.attempted for batch in rounds), 0)
-            if all(batch.found < limit or not batch.attempted for batch in rounds):
+            if all(batch.found < plan.limit or not batch.attempted for batch in rounds):
                 busy.remove(region)
             if progress is not None:
                 progress(region, {**reports[region].as_dict(), "depth": depth, "mode": modes[region]})

@@ -153,6 +153,8 @@ def backlog(db, chats: int, per_chat: int):
 
 
 def test_back_pressure_takes_larger_batches_then_fans_out_over_disjoint_slices(db, monkeypatch):
+    # The mechanics on a small queue (thresholds 20 and 40, batches of 10 and 25): the seed's
+    # 5,000 and 10,000 are held by tests/unit/test_policies.py on delivery.back_pressure.
     monkeypatch.setattr(delivery.constants, "LARGE_BATCH_SIZE", 25)
     monkeypatch.setattr(delivery.constants, "BATCH_SIZE", 10)
     entries = backlog(db, chats=8, per_chat=10)
