@@ -12,6 +12,8 @@ TARGETS = {
     "latency_p95_to_floor": 1.5, "drain_per_minute": 20_000, "drain_to_raw": 0.25,
     "sync_to_queries": 2.0, "sync_1000_s": 0.5,
     "writes": 10, "reads": 12, "round_trips": 14, "triggers": 1, "group_writes_per_recipient": 4,
+    # issue 17: a load run counts only with real traffic: half the users sent a message, on average
+    "load_users": 10_000, "load_min_messages": 5_000,
 }
 SEED = {"p95_same_region_ms": 2000, "p95_cross_region_ms": 5000, "drain_per_minute": 200, "sync_1000_s": 10.0}
 STAGE_FUNCTIONS = {"send": "pack427_sendMessage", "deliver": "pack427_onMessageEnqueued (each queue entry)",
@@ -125,11 +127,15 @@ def targets(results: dict) -> list[str]:
     for mode, run in (results.get("load") or {}).items():
         if isinstance(run, dict) and run.get("verification"):
             held = run["highest_rate_held"]
-            rows.append((f"load run, mode {mode}", "10,000 users; every check 0; the highest rate held",
-                         f"{run['setup']['users']:,} users, {run['verification']['accepted_messages']:,} messages;"
+            messages = run["verification"]["accepted_messages"]
+            rows.append((f"load run, mode {mode}",
+                         f"{t['load_users']:,} users and at least {t['load_min_messages']:,} messages; every check 0;"
+                         " the highest rate held",
+                         f"{run['setup']['users']:,} users, {messages:,} messages;"
                          f" checks {'all 0' if run['all_checks_zero'] else '**not all 0**'};"
                          f" held {_f(held, '{:.1f}/s', 'none')}",
-                         run["setup"]["users"] >= 10_000 and run["all_checks_zero"] and held is not None))
+                         run["setup"]["users"] >= t["load_users"] and messages >= t["load_min_messages"]
+                         and run["all_checks_zero"] and held is not None))
     if not rows:
         return []
     out = ["## Targets", "", "| figure | target | this run | met |", "|---|---|---|---|"]

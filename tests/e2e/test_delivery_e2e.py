@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from support.chatcore import all_documents, billing_requests, make_chat, make_user, queue_entries, wait_for
@@ -123,10 +124,14 @@ def test_always_failing_delivery_is_retried_with_backoff_then_dropped(suite_db, 
     entry_ref = suite_db.document(f"regions/APAC/messageQueue/{entry_id}")
     wait_for(entry_ref, lambda d: d["status"] == "FAILED", FUNCTION_WAIT_S)
 
-    # The scheduler's part, driven here with the entry's own retry times.
-    for _ in range(4):
-        loaded = queue.load(suite_db, Region.APAC, entry_id)
-        delivery.process_batch(suite_db, Region.APAC, EmulatorNotifier(), now=loaded.entry.next_attempt_at)
+    # The scheduler's part, at the seed's back-off after each failure (1 s, 2 s, 4 s, 8 s): a
+    # millisecond earlier the entry is not due and nothing is attempted; at the back-off it is.
+    for wait_s in (1, 2, 4, 8):
+        failed_at = queue.load(suite_db, Region.APAC, entry_id).entry.last_failed_at
+        early = failed_at + timedelta(seconds=wait_s) - timedelta(milliseconds=1)
+        assert delivery.process_batch(suite_db, Region.APAC, EmulatorNotifier(), now=early).attempted == 0
+        due = delivery.process_batch(suite_db, Region.APAC, EmulatorNotifier(), now=failed_at + timedelta(seconds=wait_s))
+        assert due.attempted == 1
 
     stored = queue.load(suite_db, Region.APAC, entry_id).entry
     assert stored.status == "DROPPED" and stored.attempts == 5

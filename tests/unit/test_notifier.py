@@ -51,13 +51,21 @@ def test_push_names_the_sender_and_carries_no_message_text(fcm):
 
 
 def test_one_device_accepting_is_enough(fcm):
-    fcm(exceptions.UnavailableError("down"), "projects/p/messages/1")
-    FcmNotifier().notify(entry(["t1", "t2"]))
+    sent = fcm(exceptions.UnavailableError("down"), "projects/p/messages/1")
+    FcmNotifier().notify(entry(["t1", "t2"]))  # no PushError: the attempt succeeded
+    assert [m.tokens for m in sent] == [["t1", "t2"]]  # one multicast to both devices
+
+    fcm(exceptions.UnavailableError("down"), exceptions.UnavailableError("down too"))
+    with pytest.raises(PushError):  # the same push with no device accepting fails the attempt
+        FcmNotifier().notify(entry(["t1", "t2"]))
 
 
-def test_only_stale_tokens_is_not_a_failure(fcm):
-    fcm(messaging.UnregisteredError("gone"), exceptions.InvalidArgumentError("bad token"))
-    FcmNotifier().notify(entry(["t1", "t2"]))
+def test_only_stale_tokens_is_not_a_failure_and_is_logged(fcm, capfd):
+    sent = fcm(messaging.UnregisteredError("gone"), exceptions.InvalidArgumentError("bad token"))
+    FcmNotifier().notify(entry(["t1", "t2"]))  # no PushError: retrying cannot help, sync has the message
+    assert len(sent) == 1
+    logged = capfd.readouterr()
+    assert "no valid push token for bob" in logged.out + logged.err
 
 
 def test_a_transient_error_fails_the_attempt(fcm):
