@@ -1,0 +1,335 @@
+"""The callables' requests and responses (the wire), validated strictly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    model_validator,
+)
+
+from .. import constants
+from .base import Region
+from .ids import DocumentId, UlidString, _firestore_id
+from .presence import Platform
+
+
+def _check_unicode(value: Any, where: str = "data", depth: int = 0) -> None:
+    """Refuse strings Firestore cannot store (lone surrogates: not UTF-8) anywhere in `value`.
+
+    Args:
+        value: the request data, or a part of it.
+        where: the field path of `value`, for the error message.
+        depth: nesting level; deeper values are left to the type checks
+            (no request field nests more than one list).
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where}: must be valid Unicode (no lone surrogates)") from None
+    elif depth < 4 and isinstance(value, dict):
+        for key, item in value.items():
+            _check_unicode(key, where, depth + 1)
+            _check_unicode(item, key if depth == 0 and isinstance(key, str) else where, depth + 1)
+    elif depth < 4 and isinstance(value, list):
+        # Longer lists are refused by the field's length limit anyway.
+        for index, item in enumerate(value[: constants.MAX_ACK_IDS + 1]):
+            _check_unicode(item, f"{where}.{index}", depth + 1)
+
+
+class Request(BaseModel):
+    """Base of callable requests: exact types, no unknown fields, valid Unicode only."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        _check_unicode(data)
+        return data
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class SendMessageRequest(Request):
+    """`pack427_sendMessage` data.
+
+    Attributes:
+        chatId: the chat; the caller must be a participant.
+        clientMessageId: ULID made by the client; the idempotency key.
+        text: message text, 1 to MAX_TEXT_LENGTH characters.
+        contentRef: reference to content stored elsewhere (media); at least
+            one of text and contentRef is required.
+    """
+
+    chatId: DocumentId
+    clientMessageId: UlidString
+    text: Annotated[str, StringConstraints(min_length=1, max_length=constants.MAX_TEXT_LENGTH)] | None = None
+    contentRef: Annotated[
+        str, StringConstraints(min_length=1, max_length=constants.MAX_CONTENT_REF_LENGTH)
+    ] | None = None
+
+    @model_validator(mode="after")
+    def _has_content(self) -> SendMessageRequest:
+        if self.text is None and self.contentRef is None:
+            raise ValueError("text or contentRef is required")
+        if self.text is not None and not self.text.strip():
+            raise ValueError("text must not be blank")
+        return self
+
+
+class SendMessageResult(Response):
+    messageId: str
+    status: str
+    duplicate: bool
+
+
+DeviceId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=constants.MAX_DEVICE_ID_LENGTH),
+    AfterValidator(_firestore_id),
+]
+
+
+Cursor = Annotated[str, StringConstraints(min_length=1, max_length=constants.MAX_CURSOR_LENGTH)]
+
+
+class RegisterDeviceRequest(Request):
+    """`pack427_registerDevice` data.
+
+    Attributes:
+        deviceId: chosen by the app, stable per installation.
+        platform: ios, android or web.
+        appVersion: the app's version string.
+    """
+
+    deviceId: DeviceId
+    platform: Annotated[Platform, Strict(False)]
+    appVersion: Annotated[str, StringConstraints(min_length=1, max_length=constants.MAX_APP_VERSION_LENGTH)]
+
+
+class RegisterDeviceResult(Response):
+    success: bool
+    region: Region
+
+
+class SyncMessagesRequest(Request):
+    """`pack427_syncMessages` data.
+
+    Attributes:
+        deviceId: the syncing device.
+        cursor: the `cursor` of the previous page; default: the position the
+            device's sync state records (its last page served).
+        since: Unix ms, for seed clients: start at the first message delivered
+            after it. Ignored when a cursor is given.
+    """
+
+    deviceId: DeviceId
+    cursor: Cursor | None = None
+    since: Annotated[int, Field(ge=0, le=constants.MAX_UNIX_MS)] | None = None
+
+
+class SyncedMessage(Response):
+    """A message as sync and resync return it: everything an app renders.
+
+    Times are Unix ms. `deliveredAt` is when the message reached the caller's
+    inbox (None in a chat resync for the caller's own messages).
+    """
+
+    messageId: str
+    chatId: str
+    senderId: str
+    senderName: str | None
+    text: str | None
+    contentRef: str
+    createdAt: int
+    deliveredAt: int | None
+    systemNudge: bool = False
+    """A message of the engine's own (a retention nudge, see nudges), not of a person."""
+
+
+class SyncMessagesResult(Response):
+    messages: list[SyncedMessage]
+    hasMore: bool
+    cursor: str
+
+
+class AckMessagesRequest(Request):
+    """`pack427_ackMessages` data.
+
+    Attributes:
+        messageIds: 1 to MAX_ACK_IDS message ids the device has stored.
+        region: accepted from seed clients; the engine knows each message's
+            queue region itself.
+        deviceId: the acknowledging device, recorded in the delivery receipt.
+    """
+
+    messageIds: Annotated[list[UlidString], Field(min_length=1, max_length=constants.MAX_ACK_IDS)]
+    region: Annotated[Region, Strict(False)] | None = None
+    deviceId: DeviceId | None = None
+
+
+class AckMessagesResult(Response):
+    success: bool
+    acknowledgedCount: int
+
+
+class ResyncChatRequest(Request):
+    """`pack427_resyncChat` data: one page of a whole chat, oldest first."""
+
+    chatId: DocumentId
+    cursor: Cursor | None = None
+
+
+class ResyncChatResult(Response):
+    success: bool
+    messages: list[SyncedMessage]
+    hasMore: bool
+    cursor: str | None
+
+
+class UpdateTypingStateRequest(Request):
+    """`pack427_updateTypingState` data.
+
+    Attributes:
+        chatId: the chat; the caller must be a participant.
+        isTyping: true on keystrokes (repeat as often as you like), false when
+            the user stops; a boolean, nothing else.
+    """
+
+    chatId: DocumentId
+    isTyping: bool
+
+
+class UpdateTypingStateResult(Response):
+    success: bool
+
+
+class GetTypingUsersRequest(Request):
+    """`pack427_getTypingUsers` data: the chat (the caller must be a participant)."""
+
+    chatId: DocumentId
+
+
+class TypingUser(Response):
+    userId: str
+    expiresAt: datetime
+
+
+class GetTypingUsersResult(Response):
+    """Participants other than the caller who are typing now (not expired)."""
+
+    typingUsers: list[TypingUser]
+
+
+class MarkAsReadRequest(Request):
+    """`pack427_markAsRead` data.
+
+    Attributes:
+        chatId: the chat; the caller must be a participant.
+        readUpToMessageId: a message of that chat (a ULID); everything up to it
+            is read. An older position than the stored one is accepted and ignored.
+    """
+
+    chatId: DocumentId
+    readUpToMessageId: UlidString
+
+
+class MarkAsReadResult(Response):
+    success: bool
+    unreadCount: int
+
+
+class NoArgumentsRequest(Request):
+    """Data of callables that take none (`{}` or null); anything else is refused."""
+
+
+class UnreadCountsResult(Response):
+    """Unread messages per chat (every chat with a counter) and their sum."""
+
+    unreadCounts: dict[str, int]
+    totalUnread: int
+
+
+class CounterChange(Response):
+    chatId: str
+    before: int | None
+    """The stored count (None: no counter, or not a valid count)."""
+    after: int
+
+
+class RecalculateUnreadCountersResult(Response):
+    """`recalculated` counters changed out of `checked`; `changes` says which and how."""
+
+    success: bool
+    recalculated: int
+    checked: int
+    changes: list[CounterChange]
+
+
+class GetChatListRequest(Request):
+    """`pack427_getChatList` data.
+
+    Attributes:
+        limit: chats per page, 1 to MAX_CHAT_LIST_LIMIT (default 20).
+        cursor: the `cursor` of the previous page.
+    """
+
+    limit: Annotated[int, Field(ge=1, le=constants.MAX_CHAT_LIST_LIMIT)] = constants.DEFAULT_CHAT_LIST_LIMIT
+    cursor: Cursor | None = None
+
+
+class ReceiptStatus(StrEnum):
+    """How far one recipient has got with a message, in the order it can only advance."""
+
+    PENDING = "pending"
+    """Queued, not in the recipient's inbox yet."""
+    SENT = "sent"
+    """In the recipient's inbox."""
+    DELIVERED = "delivered"
+    """A device of the recipient acknowledged it (ackMessages)."""
+    READ = "read"
+    """The recipient's read position is at or past it (markAsRead)."""
+    FAILED = "failed"
+    """Dropped after MAX_ATTEMPTS; an operator can requeue it."""
+
+
+class ChatListLastMessage(Response):
+    messageId: str
+    senderId: str
+    text: str | None
+    hasContent: bool
+    createdAt: int
+
+
+class ChatListItem(Response):
+    """One chat of the caller's list.
+
+    `lastMessageStatus` is set when the caller sent the last message: each
+    other participant's receipt status for it.
+    """
+
+    chatId: str
+    participants: list[str]
+    lastMessage: ChatListLastMessage
+    unreadCount: int
+    lastMessageStatus: dict[str, ReceiptStatus] | None
+
+
+class GetChatListResult(Response):
+    chats: list[ChatListItem]
+    totalUnread: int
+    hasMore: bool
+    cursor: str | None
