@@ -17,6 +17,7 @@ from pack427 import (
     delivery,
     fan_out,
     metrics,
+    processor,
     queue,
     sync,
     typing_state,
@@ -95,7 +96,7 @@ if os.environ.get("PACK427_MESSAGE_SOURCE") == chat_core_intake.INTAKE:
 # Drains for up to PROCESSOR_TIME_BUDGET_SECONDS (50 s); the timeout leaves room for the last batch.
 @scheduler_fn.on_schedule(schedule="every 1 minutes", timeout_sec=120)
 def pack427_processMessageQueue(event: scheduler_fn.ScheduledEvent) -> None:
-    delivery.drain(db.client(), default_notifier())
+    processor.drain(db.client(), default_notifier())
 
 
 @scheduler_fn.on_schedule(schedule="every day 03:00", timeout_sec=540)

@@ -6,7 +6,7 @@
    p50/p95/p99, interleaved with the platform's floor: a callable that writes
    one document and a trigger on it that writes the inbox document
    (benchmarks/floor), watched by the same listener.
-2. Backlog drain: one worker (`delivery.drain`) empties a queue of queued
+2. Backlog drain: one worker (`processor.drain`) empties a queue of queued
    messages; messages per minute, next to the rate at which a plain writer
    gets batched writes (500 a commit, no engine code) into the same emulator
    (the ratio travels across machines).
@@ -67,7 +67,7 @@ from firebase_functions import logger as functions_logger  # noqa: E402
 from google.cloud import firestore  # noqa: E402
 from ulid import ULID  # noqa: E402
 
-from pack427 import clock, constants, delivery, inbox, paths, queue, sync  # noqa: E402
+from pack427 import clock, constants, inbox, paths, processor, queue, sync  # noqa: E402
 from pack427.models import QueuedMessage, Region, SyncMessagesRequest, TransportMetadata  # noqa: E402
 from pack427.notifier import EmulatorNotifier  # noqa: E402
 from pack427_client import CallableClient, ClientError, PasswordAuth  # noqa: E402
@@ -239,7 +239,7 @@ def drain(count: int) -> dict:
     counter = opcount.install()
     before = counter.snapshot()
     started = time.perf_counter()
-    outcome = delivery.drain(db, EmulatorNotifier(), regions=(Region.EU,), actor="bench", time_budget_s=3600)
+    outcome = processor.drain(db, EmulatorNotifier(), regions=(Region.EU,), actor="bench", time_budget_s=3600)
     drain_s = time.perf_counter() - started
     spent = counter.snapshot() - before
     delivered = outcome["EU"]["delivered"]
@@ -277,7 +277,7 @@ def catch_up(count: int) -> dict:
         )
     for start in range(0, count, 500):
         queue.enqueue(db, entries[start:start + 500], actor="bench")
-    delivery.drain(db, EmulatorNotifier(), regions=(Region.EU,), actor="bench", time_budget_s=3600)
+    processor.drain(db, EmulatorNotifier(), regions=(Region.EU,), actor="bench", time_budget_s=3600)
 
     counter = opcount.install()
     before = counter.snapshot()

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
 
 from google.cloud import firestore  # noqa: E402
 
-from pack427 import audit, clock, delivery, paths, queue  # noqa: E402
+from pack427 import audit, clock, paths, processor, queue  # noqa: E402
 from pack427.models import DUE_STATUSES, Region  # noqa: E402
 from pack427.notifier import EmulatorNotifier  # noqa: E402
 from pack427_client import (  # noqa: E402
@@ -122,7 +122,7 @@ def play_scheduler(entries: list[tuple[Region, str]], timeout_s: float = 60) -> 
         if pause > 0:
             time.sleep(pause)
         for region in {region for region, _ in entries}:
-            report = delivery.process_batch(db, region, EmulatorNotifier())
+            report = processor.process_batch(db, region, EmulatorNotifier())
             if report.attempted:
                 say(f"  scheduler run in {region.value}: {dict(report.outcomes)}")
     raise SystemExit("retries did not finish in time")

@@ -36,7 +36,21 @@ from google.cloud import firestore
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import audit, chat_core, clock, delivery, inbox, metrics, nudges, paths, queue, settings, store, unread
+from . import (
+    audit,
+    chat_core,
+    clock,
+    delivery,
+    inbox,
+    metrics,
+    nudges,
+    paths,
+    processor,
+    queue,
+    settings,
+    store,
+    unread,
+)
 from .models import (
     DUE_STATUSES,
     ChatMessage,
@@ -241,7 +255,7 @@ def _process(db: Client, notifier: Notifier) -> None:
               f"delivered {totals['delivered']}, failed {totals['failed']}, dropped {totals['dropped']}, "
               f"deferred {totals['deferred']}", flush=True)
 
-    delivery.drain(db, notifier, actor="ops", progress=show)
+    processor.drain(db, notifier, actor="ops", progress=show)
     left = {region.value: queue.depth(db, region) for region in Region}
     print("waiting now: " + ", ".join(f"{r} {n}" for r, n in left.items()))
 

@@ -55,7 +55,6 @@ from . import (
     chat_core,
     clock,
     constants,
-    delivery,
     fan_out,
     fraud,
     inbox,
@@ -66,6 +65,7 @@ from . import (
     policy,
     queue,
     rate_limit,
+    rollback,
     routing,
     settings,
     store,
@@ -148,7 +148,7 @@ def send_message(
         # Rollback switch: what was queued is delivered in this request (a duplicate too:
         # the first request may have died before it did), a large group's fan-out first.
         fan_out.run_chat(db, request.chatId, now=now)
-        delivery.deliver_now(db, request.chatId, result.messageId, notifier.default_notifier(), now=now)
+        rollback.deliver_now(db, request.chatId, result.messageId, notifier.default_notifier(), now=now)
     return result
 
 

@@ -45,7 +45,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from ulid import ULID
 
-from pack427 import callables, chat_list, constants, delivery, paths, sending, sync, typing_state, unread
+from pack427 import callables, chat_list, constants, delivery, paths, processor, sending, sync, typing_state, unread
 from pack427.errors import EngineError
 from pack427.models import (
     AckMessagesRequest,
@@ -503,7 +503,7 @@ def run(db: firestore.Client, backend_factory: Callable[[], object], *, users: i
             if not held:
                 break
         # The emulator runs no schedules: what pack427_processMessageQueue does every minute.
-        processed = delivery.drain(db, EmulatorNotifier(), actor="scheduler", time_budget_s=120)
+        processed = processor.drain(db, EmulatorNotifier(), actor="scheduler", time_budget_s=120)
         checks = verify(db, world, Workload(world, backend, random.Random(3)), prefix=prefix)
     finally:
         backend.close()

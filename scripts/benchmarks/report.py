@@ -190,7 +190,7 @@ def markdown(results: dict, image: str | None) -> str:
     d = results.get("drain")
     if d:
         out += ["## Backlog drain, one worker", "",
-                f"{d['messages']:,} queued messages (100 recipients, 50 chats), `delivery.drain` in one process.",
+                f"{d['messages']:,} queued messages (100 recipients, 50 chats), `processor.drain` in one process.",
                 f"Load: {d.get('load', '?')}.", "",
                 "| figure | value |", "|---|---|",
                 f"| messages per minute | {d['messages_per_minute']:,.0f} (target {TARGETS['drain_per_minute']:,}, seed {SEED['drain_per_minute']}) |",

@@ -26,7 +26,7 @@ from support.entries import enqueue, make_entry
 from ulid import ULID
 
 from e2e.calls import call_retrying
-from pack427 import clock, delivery, settings
+from pack427 import clock, processor, settings
 from pack427.models import QueueStatus, Region
 from pack427.notifier import EmulatorNotifier
 from pack427_client import LocalStore, OfflineAwareChat, OutboxStatus, RealtimeSignals
@@ -95,7 +95,7 @@ def test_s02_offline_recipient_is_pushed_and_a_sync_gets_the_messages_before_the
         assert waiting["attempts"] == 1 and "push" in waiting["lastError"] and not waiting["awaitingInbox"]
     assert [m.message_id for m in bob.sync_messages()] == sent
     # The device has them, and acknowledged them: the retries settle without a push.
-    delivery.process_batch(suite_db, Region.EU, EmulatorNotifier(), now=clock.now() + timedelta(minutes=1))
+    processor.process_batch(suite_db, Region.EU, EmulatorNotifier(), now=clock.now() + timedelta(minutes=1))
     settled = [e.get().to_dict() for e in entries]
     assert {e["status"] for e in settled} == {"DELIVERED"}
     assert [e["history"][-1]["details"] for e in settled] == [{"acknowledged": True}] * 3
@@ -313,7 +313,7 @@ from pack427.models import Region
 from pack427.notifier import EmulatorNotifier
 db = firestore.Client(project={project!r})
 now = datetime.fromisoformat({now!r})
-while delivery.process_batch(db, Region.EU, EmulatorNotifier(), actor={actor!r}, now=now, limit=10).attempted:
+while processor.process_batch(db, Region.EU, EmulatorNotifier(), actor={actor!r}, now=now, limit=10).attempted:
     pass
 """
 

@@ -14,7 +14,7 @@ from support.entries import enqueue, make_entry
 from ulid import ULID
 
 from e2e.calls import call_retrying
-from pack427 import audit, clock, constants, delivery, queue
+from pack427 import audit, clock, constants, processor, queue
 from pack427.models import Region
 from pack427.notifier import EmulatorNotifier
 from pack427_client import CallableError
@@ -129,8 +129,8 @@ def test_always_failing_delivery_is_retried_with_backoff_then_dropped(suite_db, 
     for wait_s in (1, 2, 4, 8):
         failed_at = queue.load(suite_db, Region.APAC, entry_id).entry.last_failed_at
         early = failed_at + timedelta(seconds=wait_s) - timedelta(milliseconds=1)
-        assert delivery.process_batch(suite_db, Region.APAC, EmulatorNotifier(), now=early).attempted == 0
-        due = delivery.process_batch(suite_db, Region.APAC, EmulatorNotifier(), now=failed_at + timedelta(seconds=wait_s))
+        assert processor.process_batch(suite_db, Region.APAC, EmulatorNotifier(), now=early).attempted == 0
+        due = processor.process_batch(suite_db, Region.APAC, EmulatorNotifier(), now=failed_at + timedelta(seconds=wait_s))
         assert due.attempted == 1
 
     stored = queue.load(suite_db, Region.APAC, entry_id).entry

@@ -9,7 +9,7 @@ from support.chatcore import make_chat, make_user
 from support.entries import T0
 from ulid import ULID
 
-from pack427 import chat_list, constants, delivery, inbox, sending, sync, unread
+from pack427 import chat_list, constants, inbox, processor, sending, sync, unread
 from pack427.errors import InvalidArgument
 from pack427.models import (
     AckMessagesRequest,
@@ -28,7 +28,7 @@ def send(db, uid: str, chat: str, text: str, at) -> str:
 
 def process(db, at):
     for region in Region:
-        delivery.process_batch(db, region, EmulatorNotifier(), now=at)
+        processor.process_batch(db, region, EmulatorNotifier(), now=at)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from support.chatcore import make_chat, make_user
 from test_callables import app, emulator_id_token, firebase_admin, main  # noqa: F401  (sets up the environment)
 
 from pack427 import db as service_db
-from pack427 import delivery, settings
+from pack427 import processor, settings
 from pack427.notifier import EmulatorNotifier
 from pack427_client import (
     CallableClient,
@@ -93,7 +93,7 @@ def chat_for(uid: str, store: LocalStore, transport=None, **options) -> OfflineA
 
 
 def deliver(db) -> None:
-    delivery.drain(db, EmulatorNotifier(), actor="test", time_budget_s=120)
+    processor.drain(db, EmulatorNotifier(), actor="test", time_budget_s=120)
 
 
 def stored_texts(db, chat_id="ab") -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 from support.chatcore import all_documents, head, inbox, make_chat, make_user, queue_entries
 from ulid import ULID
 
-from pack427 import audit, clock, constants, delivery, fan_out, sending
+from pack427 import audit, clock, constants, fan_out, processor, sending
 from pack427.errors import FailedPrecondition
 from pack427.models import Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
@@ -142,7 +142,7 @@ def test_a_large_group_keeps_its_order_with_queued_and_small_sends_around_its_fa
     # Members the first message still waits for got the others through the queue, behind it.
     waiting = [e for e in queue_entries(db) if e["awaitingInbox"]]
     assert {e["messageId"] for e in waiting} == {first.messageId, second.messageId, third.messageId}
-    delivery.drain(db, EmulatorNotifier(), time_budget_s=30)
+    processor.drain(db, EmulatorNotifier(), time_budget_s=30)
     with monkeypatch.context() as small:  # the chat is small again: a send asks the queue and places itself
         small.setattr(constants, "INLINE_MAX_RECIPIENTS", 10)
         fourth = send(db, "m03", "four")

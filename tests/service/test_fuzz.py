@@ -41,7 +41,7 @@ from support.emulator import UNIT_PROJECT, clear_project
 from test_callables import call
 from ulid import ULID
 
-from pack427 import constants, cursors, delivery, sending, sync
+from pack427 import constants, cursors, processor, sending, sync
 from pack427 import db as service_db
 from pack427.models import SendMessageRequest, SyncMessagesRequest
 from pack427.notifier import EmulatorNotifier
@@ -71,7 +71,7 @@ class World:
         make_chat(db, "g3", ["alice", "bob", "carol"])
         self.to_alice = [self._send("bob", "c1", f"to alice {n}") for n in range(3)]
         self.to_carol = [self._send("bob", "c2", "to carol")]
-        delivery.drain(db, EmulatorNotifier(), actor="test", time_budget_s=60)
+        processor.drain(db, EmulatorNotifier(), actor="test", time_budget_s=60)
         page = sync.sync_messages(db, "alice", SyncMessagesRequest(deviceId="alicephone"))
         bob_page = sync.sync_messages(db, "bob", SyncMessagesRequest(deviceId="bobphone"))
         self.cursors = {

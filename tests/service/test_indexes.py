@@ -49,7 +49,9 @@ from pack427 import (
     metrics,
     ops,
     paths,
+    processor,
     queue,
+    rollback,
     sending,
     sync,
     typing_state,
@@ -231,9 +233,9 @@ def run_every_query(db, monkeypatch) -> None:
     first_to_bob = paths.queue_entry(db, Region.US, QueuedMessage.entry_id(sent[0], "bob")).get()
     delivery.on_enqueued(db, first_to_bob, notifier, now=now + timedelta(seconds=1))
     for region in Region:
-        delivery.process_batch(db, region, notifier, now=now + timedelta(seconds=1))
-    delivery.drain(db, notifier, regions=tuple(Region), actor="test", time_budget_s=30)
-    delivery.deliver_now(db, "g", sent[0], notifier, now=now)  # the rollback switch's delivery in the request
+        processor.process_batch(db, region, notifier, now=now + timedelta(seconds=1))
+    processor.drain(db, notifier, regions=tuple(Region), actor="test", time_budget_s=30)
+    rollback.deliver_now(db, "g", sent[0], notifier, now=now)  # the rollback switch's delivery in the request
     sent.append(send("alice", 5))  # nothing waits any more: placed by the send
     audit.history(db, sent[0])
     audit.history(db, sent[-1])

@@ -13,7 +13,7 @@ from support.emulator import UNIT_PROJECT
 from test_callables import call
 from ulid import ULID
 
-from pack427 import constants, delivery, nudges, ops, sync
+from pack427 import constants, nudges, ops, processor, sync
 from pack427 import db as service_db
 from pack427.errors import InvalidArgument
 from pack427.models import Region, SyncMessagesRequest
@@ -24,7 +24,7 @@ T0 = datetime(2026, 8, 1, 9, 0, tzinfo=UTC)
 
 def deliver(db, at=T0 + timedelta(seconds=5)) -> None:
     for region in Region:
-        delivery.process_batch(db, region, EmulatorNotifier(), now=at)
+        processor.process_batch(db, region, EmulatorNotifier(), now=at)
 
 
 def test_a_nudge_goes_through_the_queue_and_is_marked_in_the_inbox_and_in_sync(db):

@@ -10,7 +10,7 @@ from google.cloud import firestore
 from support.chatcore import inbox, queue_entries
 from support.entries import T0, enqueue, load, make_entry
 
-from pack427 import delivery, paths, queue
+from pack427 import delivery, paths, processor, queue
 from pack427.models import QueueStatus, Region
 from pack427.notifier import EmulatorNotifier
 
@@ -39,9 +39,9 @@ def test_a_message_waiting_for_a_retry_holds_back_newer_ones_of_its_chat(db):
     assert arrival_order(db, "bob") == [other_chat.message_id]
     assert load(db, newer).entry.next_attempt_at == retry_at
     # Before the retry time, the scheduler finds nothing due in that chat.
-    assert delivery.process_batch(db, Region.US, EmulatorNotifier(), now=now).attempted == 0
+    assert processor.process_batch(db, Region.US, EmulatorNotifier(), now=now).attempted == 0
 
-    report = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=retry_at)
+    report = processor.process_batch(db, Region.US, EmulatorNotifier(), now=retry_at)
     assert report.outcomes["delivered"] == 2
     assert arrival_order(db, "bob") == [other_chat.message_id, older.message_id, newer.message_id]
 
@@ -76,11 +76,11 @@ def test_a_dropped_message_releases_the_newer_ones(db):
     doomed = doomed.model_copy(update={"attempts": 4})
     newer = make_entry("bob", created=T0 + timedelta(seconds=1))
     enqueue(db, doomed, newer)
-    assert delivery.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(seconds=2)).outcomes["deferred"] == 1
+    assert processor.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(seconds=2)).outcomes["deferred"] == 1
 
     # Its fifth attempt fails too: a dead letter holds nothing back.
     assert queue.mark_failed(db, load(db, doomed), "inbox write refused", actor="test", now=retry_at) == "DROPPED"
-    report = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=retry_at)
+    report = processor.process_batch(db, Region.US, EmulatorNotifier(), now=retry_at)
 
     assert report.outcomes["delivered"] == 1
     assert arrival_order(db, "bob") == [newer.message_id]
@@ -104,7 +104,7 @@ def test_racing_triggers_and_processors_keep_every_chat_in_order(db):
 
     def processor():
         barrier.wait()
-        delivery.drain(db, EmulatorNotifier(), regions=(Region.US,), actor="scheduler", time_budget_s=600)
+        processor.drain(db, EmulatorNotifier(), regions=(Region.US,), actor="scheduler", time_budget_s=600)
 
     threads = [threading.Thread(target=triggers, args=(events[::2],)),
                threading.Thread(target=triggers, args=(events[1::2],)),
@@ -131,7 +131,7 @@ def test_a_batch_delivers_an_older_message_waiting_in_another_regions_queue_firs
     eve = make_entry("eve", created=T0 + timedelta(seconds=1))
     enqueue(db, older, *newer, eve)
 
-    report = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(seconds=3))
+    report = processor.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(seconds=3))
 
     assert report.outcomes["delivered"] == 4
     assert arrival_order(db, "bob") == [older.message_id, newer[0].message_id, newer[1].message_id]
@@ -156,7 +156,7 @@ def test_a_batch_that_loses_the_race_for_an_inbox_to_a_trigger_delivers_the_rest
         return read
 
     monkeypatch.setattr(delivery.inbox, "heads", heads_then_trigger)
-    report = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(seconds=2))
+    report = processor.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(seconds=2))
 
     assert report.outcomes["delivered"] == len(backlog)
     assert {e["status"] for e in queue_entries(db)} == {"DELIVERED"}

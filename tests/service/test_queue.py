@@ -10,7 +10,7 @@ from google.cloud import firestore
 from support.chatcore import inbox, queue_entries
 from support.entries import T0, enqueue, load, make_entry
 
-from pack427 import audit, delivery, paths, queue
+from pack427 import audit, delivery, paths, processor, queue
 from pack427.models import QueueStatus, Region
 from pack427.notifier import EmulatorNotifier
 
@@ -58,8 +58,8 @@ def test_failing_delivery_backs_off_then_drops_with_an_alert(db, capfd):
     attempt_times = []
     for _ in range(5):
         # Not due a moment before its time: nothing is attempted.
-        assert delivery.process_batch(db, Region.US, EmulatorNotifier(), now=now - timedelta(milliseconds=1)).attempted == 0
-        report = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=now)
+        assert processor.process_batch(db, Region.US, EmulatorNotifier(), now=now - timedelta(milliseconds=1)).attempted == 0
+        report = processor.process_batch(db, Region.US, EmulatorNotifier(), now=now)
         assert report.attempted == 1
         attempt_times.append(now)
         now = load(db, entry).entry.next_attempt_at
@@ -72,7 +72,7 @@ def test_failing_delivery_backs_off_then_drops_with_an_alert(db, capfd):
     history = audit.history(db, entry.message_id)
     assert [e.action for e in history] == ["ENQUEUED", "FAILED", "FAILED", "FAILED", "FAILED", "DROPPED"]
     # Dead letters are never attempted again.
-    assert delivery.process_batch(db, Region.US, EmulatorNotifier(), now=now + timedelta(days=1)).attempted == 0
+    assert processor.process_batch(db, Region.US, EmulatorNotifier(), now=now + timedelta(days=1)).attempted == 0
     alerts = [json.loads(line) for line in capfd.readouterr().err.splitlines() if '"alert"' in line]
     assert [(a["alert"], a["severity"], a["messageId"]) for a in alerts] == [("MESSAGE_DROPPED", "ERROR", entry.message_id)]
     # The push failed, the message did not get lost: it is in the inbox.
@@ -85,7 +85,7 @@ def test_delivery_that_fails_twice_succeeds_on_the_third_attempt(db):
     now = T0
     outcomes = []
     for _ in range(3):
-        report = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=now)
+        report = processor.process_batch(db, Region.US, EmulatorNotifier(), now=now)
         outcomes.extend(o for o, n in report.outcomes.items() for _ in range(n))
         now = load(db, entry).entry.next_attempt_at
     assert outcomes == ["failed", "failed", "delivered"]
@@ -100,13 +100,13 @@ def test_a_batch_takes_at_most_batch_size_and_only_due_entries(db):
     enqueue(db, *due, *later)
     now = T0 + timedelta(seconds=1)
 
-    first = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=now)
-    second = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=now)
+    first = processor.process_batch(db, Region.US, EmulatorNotifier(), now=now)
+    second = processor.process_batch(db, Region.US, EmulatorNotifier(), now=now)
 
     assert (first.outcomes["delivered"], second.outcomes["delivered"]) == (200, 30)
     statuses = {e.id: s for e, s in ((e, load(db, e).entry.status) for e in later)}
     assert set(statuses.values()) == {QueueStatus.FAILED}
-    assert delivery.process_batch(db, Region.US, EmulatorNotifier(), now=now).attempted == 0
+    assert processor.process_batch(db, Region.US, EmulatorNotifier(), now=now).attempted == 0
 
 
 def test_two_processors_draining_one_backlog_deliver_each_message_once(db, firestore_emulator):
@@ -118,7 +118,7 @@ def test_two_processors_draining_one_backlog_deliver_each_message_once(db, fires
     def worker(name: str) -> None:
         client = firestore.Client(project=db.project)
         start.wait()
-        reports.append(delivery.drain(client, EmulatorNotifier(), regions=(Region.US,), actor=name, time_budget_s=600))
+        reports.append(processor.drain(client, EmulatorNotifier(), regions=(Region.US,), actor=name, time_budget_s=600))
 
     threads = [threading.Thread(target=worker, args=(f"worker-{n}",)) for n in (1, 2)]
     for t in threads:

@@ -11,7 +11,7 @@ from support.chatcore import make_chat, make_user, queue_entries
 from support.entries import T0, enqueue, make_entry
 from ulid import ULID
 
-from pack427 import constants, delivery, inbox, paths, queue, sending, settings
+from pack427 import constants, delivery, inbox, paths, processor, queue, sending, settings
 from pack427.models import EngineMode, QueueStatus, Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
 
@@ -65,7 +65,7 @@ def test_direct_mode_delivers_in_the_request_the_trigger_stands_still_and_the_pr
     assert inbox_ids(db, "carol") == [first, second, third]
     assert inbox_ids(db, "bob") == [first]  # second's entry to bob waits for its retry
 
-    summary = delivery.drain(db, EmulatorNotifier(), time_budget_s=600)
+    summary = processor.drain(db, EmulatorNotifier(), time_budget_s=600)
     assert summary["US"]["delivered"] == 1
     assert inbox_ids(db, "bob") == [first, second]
     for uid in ("bob", "carol", "alice"):  # every message once, in order, per reader
@@ -94,12 +94,12 @@ def test_switching_to_direct_in_the_middle_of_a_backlog_strands_nothing(db, monk
     assert all(e["awaitingInbox"] for e in queue_entries(db))
 
     # The operator switches to direct mode halfway through the processor's work.
-    delivery.process_batch(db, Region.US, EmulatorNotifier(), limit=5)
+    processor.process_batch(db, Region.US, EmulatorNotifier(), limit=5)
     settings.set_mode(db, EngineMode.DIRECT, actor="test", reason="rollback")
     for n in range(24, 28):  # sends go on in c1: each delivers its own, after c1's older queued ones
         send_to("c1", chats["c1"][n % 2], n)
     # The other chats' backlog is the processor's: it drains in direct mode too.
-    summary = delivery.drain(db, EmulatorNotifier(), time_budget_s=600)
+    summary = processor.drain(db, EmulatorNotifier(), time_budget_s=600)
     assert sum(r["delivered"] for r in summary.values()) >= 8
 
     for chat_id, members in chats.items():
@@ -154,9 +154,9 @@ def backlog(db, chats: int, per_chat: int):
 
 def test_back_pressure_takes_larger_batches_then_fans_out_over_disjoint_slices(db, monkeypatch):
     # The mechanics on a small queue (thresholds 20 and 40, batches of 10 and 25): the seed's
-    # 5,000 and 10,000 are held by tests/unit/test_policies.py on delivery.back_pressure.
-    monkeypatch.setattr(delivery.constants, "LARGE_BATCH_SIZE", 25)
-    monkeypatch.setattr(delivery.constants, "BATCH_SIZE", 10)
+    # 5,000 and 10,000 are held by tests/unit/test_policies.py on processor.back_pressure.
+    monkeypatch.setattr(constants, "LARGE_BATCH_SIZE", 25)
+    monkeypatch.setattr(constants, "BATCH_SIZE", 10)
     entries = backlog(db, chats=8, per_chat=10)
     seen_shards = Counter()
     real = queue.due_entries
@@ -169,7 +169,7 @@ def test_back_pressure_takes_larger_batches_then_fans_out_over_disjoint_slices(d
     monkeypatch.setattr(queue, "due_entries", watched)
     rounds = []
 
-    summary = delivery.drain(db, EmulatorNotifier(), regions=(Region.US,), time_budget_s=600,
+    summary = processor.drain(db, EmulatorNotifier(), regions=(Region.US,), time_budget_s=600,
                              scale_up_depth=20, fan_out_depth=40, progress=lambda r, t: rounds.append(dict(t)))
 
     modes = [r["mode"] for r in rounds]
@@ -189,7 +189,7 @@ def test_two_fanned_out_processors_racing_deliver_each_message_once(db):
     entries = backlog(db, chats=6, per_chat=8)
 
     def run(name):
-        return delivery.drain(db, EmulatorNotifier(), regions=(Region.US,), actor=name, time_budget_s=600,
+        return processor.drain(db, EmulatorNotifier(), regions=(Region.US,), actor=name, time_budget_s=600,
                               scale_up_depth=5, fan_out_depth=10)
 
     with ThreadPoolExecutor(2) as pool:

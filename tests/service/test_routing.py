@@ -8,7 +8,7 @@ import pytest
 from support.chatcore import inbox, make_chat, make_user, queue_entries
 from ulid import ULID
 
-from pack427 import constants, delivery, paths, routing, sending, sync
+from pack427 import constants, paths, processor, routing, sending, sync
 from pack427.models import Region, RegisterDeviceRequest, SendMessageRequest, SyncMessagesRequest
 from pack427.notifier import EmulatorNotifier
 
@@ -63,7 +63,7 @@ def test_moving_a_user_keeps_their_undelivered_messages_and_their_devices_positi
     make_user(db, "bob", region="EU")
     make_chat(db, "c1", ["alice", "bob"])
     first = send(db, "alice", "one", T0)
-    delivery.process_batch(db, Region.EU, EmulatorNotifier(), now=T0 + timedelta(seconds=1))
+    processor.process_batch(db, Region.EU, EmulatorNotifier(), now=T0 + timedelta(seconds=1))
     page = sync.sync_messages(db, "bob", SyncMessagesRequest(deviceId="phone"))
     assert [m.messageId for m in page.messages] == [first]
     waiting = [send(db, "alice", f"waits {n}", T0 + timedelta(seconds=2 + n)) for n in range(2)]
@@ -75,7 +75,7 @@ def test_moving_a_user_keeps_their_undelivered_messages_and_their_devices_positi
 
     # The US processor alone cannot overtake them (per-chat order); each region's processor runs.
     for region in (Region.US, Region.EU, Region.US):
-        delivery.process_batch(db, region, EmulatorNotifier(), now=T0 + timedelta(seconds=20))
+        processor.process_batch(db, region, EmulatorNotifier(), now=T0 + timedelta(seconds=20))
     assert [e["messageId"] for e in inbox(db, "bob")] == [first, *waiting, after]
 
     # The device resumes from its position; its state moves to the new home with it.

@@ -8,7 +8,7 @@ import pytest
 from support.chatcore import all_documents, billing_requests, count, head, inbox, make_chat, make_user, queue_entries
 from ulid import ULID
 
-from pack427 import chat_core, constants, delivery, sending, sync, unread
+from pack427 import chat_core, constants, processor, sending, sync, unread
 from pack427.errors import InvalidArgument, NotFound, PermissionDenied
 from pack427.models import AckMessagesRequest, MarkAsReadRequest, Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
@@ -127,7 +127,7 @@ def test_cross_region_message_lands_in_the_recipients_inbox_at_once(db):
     assert received["messageId"] == result.messageId
     assert (received["region"], received["via"], received["text"]) == ("US", "send", "hello from Paris")
     assert queue_entries(db) == []  # online: nothing left to do, no trigger runs
-    assert delivery.process_batch(db, Region.US, EmulatorNotifier()).attempted == 0
+    assert processor.process_batch(db, Region.US, EmulatorNotifier()).attempted == 0
 
 
 def test_user_without_document_or_with_unknown_region_uses_the_default_region(db, monkeypatch):
@@ -171,7 +171,7 @@ def test_a_send_that_loses_a_race_for_a_head_goes_through_the_queue_and_keeps_th
     assert sorted(e["messageId"] for e in queue_entries(db)) == [second.messageId, third.messageId]
     assert [e["messageId"] for e in inbox(db, "bob")] == [first.messageId]
 
-    delivery.process_batch(db, Region.EU, EmulatorNotifier())
+    processor.process_batch(db, Region.EU, EmulatorNotifier())
     in_order = [e["messageId"] for e in inbox(db, "bob")]
     assert in_order == [first.messageId, second.messageId, third.messageId]
     # Nothing waits any more: the next send asks the queue once, clears the flag and places directly.

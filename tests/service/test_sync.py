@@ -12,7 +12,7 @@ from support.chatcore import all_documents, make_chat, make_user
 from support.entries import T0, enqueue, load, make_entry
 from ulid import ULID
 
-from pack427 import constants, cursors, delivery, inbox, paths, queue, sending, sync
+from pack427 import constants, cursors, delivery, inbox, paths, processor, queue, sending, sync
 from pack427.errors import InvalidArgument, NotFound, PermissionDenied
 from pack427.models import (
     AckMessagesRequest,
@@ -65,7 +65,7 @@ def deliver_all(db, *entries, now=None):
     at = now or T0 + timedelta(hours=1)
     for region in {e.target_region for e in entries}:
         for _ in range(constants.MAX_ATTEMPTS):
-            while delivery.process_batch(db, region, EmulatorNotifier(), now=at).found:
+            while processor.process_batch(db, region, EmulatorNotifier(), now=at).found:
                 pass
             if not queue.depth(db, region):
                 break
@@ -206,13 +206,13 @@ def test_a_message_delivered_on_its_third_attempt_after_newer_ones_were_synced(b
 
     monkeypatch.setattr(inbox, "add_placement", flaky_placement)
     enqueue(db, late, *newer)
-    delivery.process_batch(db, Region.US, EmulatorNotifier(), now=at)
+    processor.process_batch(db, Region.US, EmulatorNotifier(), now=at)
     assert load(db, late).entry.status == "FAILED"
     first, cursor = sync_all(db, "bob", "phone")
     assert [m["messageId"] for m in first] == [e.message_id for e in newer]
 
-    delivery.process_batch(db, Region.US, EmulatorNotifier(), now=at + timedelta(seconds=1))  # 2nd attempt fails
-    delivery.process_batch(db, Region.US, EmulatorNotifier(), now=at + timedelta(seconds=3))  # 3rd succeeds
+    processor.process_batch(db, Region.US, EmulatorNotifier(), now=at + timedelta(seconds=1))  # 2nd attempt fails
+    processor.process_batch(db, Region.US, EmulatorNotifier(), now=at + timedelta(seconds=3))  # 3rd succeeds
     stored = load(db, late).entry
     assert (stored.status, stored.attempts) == ("DELIVERED", 3)
     second, _ = sync_all(db, "bob", "phone", cursor)
@@ -306,7 +306,7 @@ def test_concurrent_sends_to_one_chat_get_increasing_ids_in_commit_order(bob):
     assert chat["lastMessage"]["messageId"] == max(everything)
     # bob's inbox gets them in id order: the chat's order.
     for region in Region:
-        while delivery.process_batch(db, region, EmulatorNotifier(), now=T0 + timedelta(seconds=5)).found:
+        while processor.process_batch(db, region, EmulatorNotifier(), now=T0 + timedelta(seconds=5)).found:
             pass
     received, _ = sync_all(db, "bob", "phone")
     assert_once_in_chat_order(received, set(everything))
@@ -399,15 +399,15 @@ def test_an_ack_completes_a_delivery_whose_push_is_being_retried(bob):
     db = bob
     entry = make_entry("bob", tokens=["fail-always"])
     enqueue(db, entry)
-    delivery.process_batch(db, Region.US, EmulatorNotifier(), now=T0)
+    processor.process_batch(db, Region.US, EmulatorNotifier(), now=T0)
     assert load(db, entry).entry.status == "FAILED"  # in the inbox, push failed
     sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=[entry.message_id], deviceId="phone"))
     # The retry finds the message acknowledged: no push (it would fail again), delivered.
-    report = delivery.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(hours=1))
+    report = processor.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(hours=1))
     assert report.outcomes["delivered"] == 1
     stored = load(db, entry).entry
     assert (stored.status, stored.attempts, stored.history[-1].details) == (QueueStatus.DELIVERED, 2, {"acknowledged": True})
-    assert delivery.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(hours=2)).attempted == 0
+    assert processor.process_batch(db, Region.US, EmulatorNotifier(), now=T0 + timedelta(hours=2)).attempted == 0
 
 
 # ------------------------------------------------------------------ resync

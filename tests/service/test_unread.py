@@ -13,7 +13,7 @@ from support.chatcore import make_chat, make_user
 from support.signals import T0, Chat, counter, receipt, truth
 from ulid import ULID
 
-from pack427 import delivery, sending, unread
+from pack427 import processor, sending, unread
 from pack427.errors import InvalidArgument, NotFound, PermissionDenied
 from pack427.models import MarkAsReadRequest, Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
@@ -99,7 +99,7 @@ def test_own_messages_are_never_counted_through_send_and_delivery(db):
     sending.send_message(db, "bob", SendMessageRequest(chatId="c1", clientMessageId=str(ULID()), text="b"),
                          now=T0 + timedelta(seconds=5))
     for region in (Region.US, Region.EU):
-        delivery.process_batch(db, region, EmulatorNotifier(), now=T0 + timedelta(minutes=1))
+        processor.process_batch(db, region, EmulatorNotifier(), now=T0 + timedelta(minutes=1))
 
     assert counter(db, "bob", "c1")["unread"] == 3
     assert counter(db, "alice", "c1")["unread"] == 1

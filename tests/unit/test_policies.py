@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from ulid import ULID
 
-from pack427 import delivery, fraud, metrics, queue, rate_limit, sending
+from pack427 import fraud, metrics, processor, queue, rate_limit, sending
 from pack427.errors import ResourceExhausted
 from pack427.models import Chat, LastMessage, LatencyPercentiles, Region, RegionMetrics, SendRecord
 
@@ -131,7 +131,7 @@ def test_texts_under_12_characters_are_never_spam():
     (10_001, 1_000, 4, "fan-out"),
 ])
 def test_the_processor_scales_up_over_5000_waiting_and_fans_out_over_10000(depth, limit, workers, mode):
-    plan = delivery.back_pressure(depth)
+    plan = processor.back_pressure(depth)
     assert (plan.limit, len(plan.shards), plan.mode) == (limit, workers, mode)
     assert plan.shards == ([None] if workers == 1 else [0, 1, 2, 3])
 

@@ -103,7 +103,7 @@ class QueuedMessage(Document):
     @computed_field  # type: ignore[prop-decorator]  # pydantic's documented pattern; mypy does not follow it
     @property
     def shard(self) -> int:
-        """Slice of the queue a fanned-out processor worker takes (see delivery.drain):
+        """Slice of the queue a fanned-out processor worker takes (see processor.drain):
         a hash of (chat, recipient), so each of their entries is in one slice."""
         return zlib.crc32(f"{self.chat_id}\0{self.recipient_id}".encode()) % constants.QUEUE_SHARDS
 
