@@ -35,7 +35,8 @@ Modules, one concern each:
     metrics          queue figures, stored and logged, with alerts
     alerts           structured alert log lines
     settings         runtime settings: the rollback switch, the rate limit
-    ops              operator commands
+    ops              operator repairs: dead letters requeued, a chat resynced
+    cli              the operator commands (`scripts/ops`)
     callables        callable-function adapter: auth, validation, error mapping
     errors           the errors callables map to HttpsError
     constants        the seed's constants and this port's limits

@@ -37,14 +37,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from firebase_functions import logger
-from google.cloud.firestore import Client
+from google.cloud.firestore import Client, WriteBatch
 from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import ValidationError
 
 from . import audit, chat_core, clock, constants, fan_out, paths, policy, routing, sending, store
 from .errors import Aborted, EngineError
-from .models import ChatMessage, SendRejection, UserProfile
+from .models import Chat, ChatMessage, SendRejection, UserProfile
 
 INTAKE = "chatCore"
 REFUSED = "refused"
@@ -94,27 +94,8 @@ def take(db: Client, chat_id: str, message_id: str, *, now: datetime | None = No
         chat = loaded.chat
         last = chat.last_message.message_id if chat.last_message else None
         docs = [*_older_not_taken(db, chat_id, after=last, before=message_id), own]
-        sender_ids = [d.data["senderId"] for d in docs if isinstance(d.data.get("senderId"), str)]
-        senders = chat_core.load_users(db, sender_ids)
         batch = db.batch()
-        taken = Taken([], {})
-        newest: ChatMessage | None = None
-        for doc in docs:
-            found_message = _message_of(doc, chat.participants, senders)
-            if isinstance(found_message, str):
-                taken.refused[doc.ref.id] = found_message
-                store.update_if_unchanged(db, batch, doc.ref, doc.time,
-                                          {"intake": REFUSED, "intakeRefusal": found_message})
-                continue
-            message = found_message.model_copy(
-                update={"billing_state": doc.data.get("billingState") or chat.billing})
-            # The engine's message fields (the same values where the core set them): resync and ops read it as any.
-            store.update_if_unchanged(db, batch, doc.ref, doc.time, message.to_firestore())
-            recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != message.sender_id]
-            fan_out.add_job(db, batch, message, recipients,
-                            origin=routing.home_region(message.sender_id, senders[message.sender_id]))
-            taken.accepted.append(message.id)
-            newest = message if newest is None or message.id > newest.id else newest
+        taken, newest = _add_takes(db, batch, docs, chat)
         fields: dict = {"fanOutPending": True, "deliveryQueued": True} if taken.accepted else {}
         if newest is not None and (last is None or newest.id > last):
             fields["lastMessage"] = sending.last_message(newest).to_firestore()
@@ -131,6 +112,36 @@ def take(db: Client, chat_id: str, message_id: str, *, now: datetime | None = No
         pause_cap_s=constants.SEND_CONFLICT_BACKOFF_CAP_SECONDS,
         give_up=lambda: Aborted(f"chat {chat_id!r} kept changing while its message {message_id} was taken"),
     )
+
+
+def _add_takes(
+    db: Client, batch: WriteBatch, docs: list[store.Read], chat: Chat
+) -> tuple[Taken, ChatMessage | None]:
+    """Add to `batch`, for each of `docs` (oldest first), its mark (conditional on the
+    document as read) and, if accepted, its fan-out job.
+
+    Returns:
+        What was taken, and the newest message accepted (None if none was).
+    """
+    sender_ids = [d.data["senderId"] for d in docs if isinstance(d.data.get("senderId"), str)]
+    senders = chat_core.load_users(db, sender_ids)
+    taken = Taken([], {})
+    newest: ChatMessage | None = None
+    for doc in docs:
+        found = _message_of(doc, chat.participants, senders)
+        if isinstance(found, str):
+            taken.refused[doc.ref.id] = found
+            store.update_if_unchanged(db, batch, doc.ref, doc.time, {"intake": REFUSED, "intakeRefusal": found})
+            continue
+        message = found.model_copy(update={"billing_state": doc.data.get("billingState") or chat.billing})
+        # The engine's message fields (the same values where the core set them): resync and ops read it as any.
+        store.update_if_unchanged(db, batch, doc.ref, doc.time, message.to_firestore())
+        recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != message.sender_id]
+        fan_out.add_job(db, batch, message, recipients,
+                        origin=routing.home_region(message.sender_id, senders[message.sender_id]))
+        taken.accepted.append(message.id)
+        newest = message if newest is None or message.id > newest.id else newest
+    return taken, newest
 
 
 def _older_not_taken(db: Client, chat_id: str, *, after: str | None, before: str) -> list[store.Read]:

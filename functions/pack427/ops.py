@@ -1,67 +1,39 @@
-"""Operator commands: see, steer and undo the engine (`scripts/ops`, or `python -m pack427.ops`).
+"""Operator operations that repair: dead letters back to the queue, a chat resynced into an inbox.
 
-Works against the emulators when FIRESTORE_EMULATOR_HOST is set (project:
---project, else GCLOUD_PROJECT, else demo-pack427), or against a real project
-with application default credentials (`gcloud auth application-default login`).
-
-    stats                      per-region figures of the last 5 minutes, as a table
-    process                    run the queue processor now, with progress
-    history MESSAGE_ID         the message's full audit trail
-    requeue-dropped [--region R]
-                               dead letters back to PENDING (attempts reset), audited
-    resync USER CHAT           bring every message of CHAT into USER's inbox
-    recalc-unread USER         recount USER's unread counters, show what changed
-    mode [queue|direct] [--reason TEXT]
-                               show or flip the rollback switch; back to queue drains
-    nudge USER KEY TEXT        send USER a system nudge (idempotent by KEY)
-    rate-limit [N] [--reason TEXT]
-                               show or set the sends allowed per user per minute
-
-Every change goes through the same conditional writes as the functions: a
-command can run while the functions run, and twice, without delivering a
+`scripts/ops` (pack427/cli.py) calls these, as any backend code may. Every
+change goes through the same conditional writes as the functions: an
+operation can run while the functions run, and twice, without delivering a
 message twice.
 """
 
 from __future__ import annotations
 
-import argparse
-import getpass
-import os
-import sys
 from collections.abc import Callable
 from datetime import datetime
 
 from google.api_core import exceptions as gexc
-from google.cloud import firestore
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import (
-    audit,
     chat_core,
     clock,
     delivery,
     inbox,
-    metrics,
-    nudges,
     paths,
-    processor,
     queue,
-    settings,
     store,
-    unread,
 )
 from .models import (
     DUE_STATUSES,
     ChatMessage,
     ChatRepairReport,
-    EngineMode,
     QueuedMessage,
     QueueStatus,
     Region,
     RequeueReport,
 )
-from .notifier import Notifier, default_notifier
+from .notifier import Notifier
 from .queue import LoadedEntry
 
 REQUEUE_PAGE = 200
@@ -215,140 +187,3 @@ def _make_due(db: Client, loaded: LoadedEntry, now: datetime) -> bool:
 
 
 # ---------------------------------------------------------------------- CLI
-
-
-def _print_stats(db: Client) -> None:
-    columns = ["region", "depth", "pending", "failed", "dropped", "delivered", "success", "failedRate",
-               "same p50/p95/p99 ms", "cross p50/p95/p99 ms", "syncs", "sync max ms"]
-    rows = []
-    for region in Region:
-        m = metrics.region_metrics(db, region)
-        rows.append([region.value, m.depth, m.pending, m.failed, m.dropped, m.delivered,
-                     _pct(m.delivery_success_rate), _pct(m.failed_delivery_rate),
-                     _latency(m.latency_same_region), _latency(m.latency_cross_region),
-                     m.syncs_in_window, "-" if m.sync_max_ms is None else m.sync_max_ms])
-        for severity, name, _message, _ in metrics.alerts(m):
-            rows[-1].append(f"{severity.upper()} {name}")
-    _table(columns, rows)
-    print(f"(rates, latencies and syncs: the last {metrics.METRICS_WINDOW_SECONDS // 60} minutes; "
-          f"mode: {settings.current(db).mode.value})")
-
-
-def _pct(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.2%}"
-
-
-def _latency(p) -> str:
-    return "-" if not p.samples else f"{p.p50_ms}/{p.p95_ms}/{p.p99_ms}"
-
-
-def _table(columns: list[str], rows: list[list]) -> None:
-    cells = [columns, *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(max(map(len, cells)))]
-    for row in cells:
-        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
-
-
-def _process(db: Client, notifier: Notifier) -> None:
-    def show(region: Region, totals: dict) -> None:
-        print(f"{region.value}: depth {totals['depth']} ({totals['mode']}), batches {totals['batches']}, "
-              f"delivered {totals['delivered']}, failed {totals['failed']}, dropped {totals['dropped']}, "
-              f"deferred {totals['deferred']}", flush=True)
-
-    processor.drain(db, notifier, actor="ops", progress=show)
-    left = {region.value: queue.depth(db, region) for region in Region}
-    print("waiting now: " + ", ".join(f"{r} {n}" for r, n in left.items()))
-
-
-def _history(db: Client, message_id: str) -> None:
-    events = audit.history(db, message_id)
-    if not events:
-        print(f"no audit events for message {message_id}")
-        return
-    _table(["at", "entry", "actor", "action", "from", "to", "attempt", "details"],
-           [[e.at.isoformat(), e.entry_id, e.actor, e.action, e.from_status or "-", e.to_status, e.attempts,
-             e.details or ""] for e in events])
-
-
-def _mode(db: Client, mode: str | None, reason: str | None, notifier: Notifier) -> None:
-    if mode is None:
-        current = settings.current(db, max_age_s=0)
-        print(f"mode {current.mode.value} (set {current.updated_at or 'never'} by {current.updated_by or '-'}"
-              f"{': ' + current.reason if current.reason else ''})")
-        return
-    settings.set_mode(db, EngineMode(mode), actor=f"ops:{getpass.getuser()}", reason=reason)
-    print(f"mode {mode}: every instance follows within {settings.SETTINGS_CACHE_SECONDS} s")
-    if mode == EngineMode.QUEUE:
-        print("draining what is queued")
-        _process(db, notifier)
-
-
-def client(project: str | None) -> Client:
-    """A Firestore client for `project` (the emulator's when FIRESTORE_EMULATOR_HOST is set)."""
-    project = project or os.environ.get("GCLOUD_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT")
-    if project is None and os.environ.get("FIRESTORE_EMULATOR_HOST"):
-        project = "demo-pack427"
-    return firestore.Client(project=project)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/ops", description=__doc__.splitlines()[0])
-    parser.add_argument("--project", help="default: GCLOUD_PROJECT, or demo-pack427 on the emulator")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("stats", help="per-region figures of the last window")
-    commands.add_parser("process", help="run the queue processor now")
-    commands.add_parser("history", help="a message's audit trail").add_argument("message_id")
-    requeue_parser = commands.add_parser("requeue-dropped", help="dead letters back to PENDING")
-    requeue_parser.add_argument("--region", choices=[r.value for r in Region])
-    resync_parser = commands.add_parser("resync", help="bring a chat's messages into a user's inbox")
-    resync_parser.add_argument("user")
-    resync_parser.add_argument("chat")
-    commands.add_parser("recalc-unread", help="recount a user's unread counters").add_argument("user")
-    mode_parser = commands.add_parser("mode", help="show or set the rollback switch")
-    mode_parser.add_argument("mode", nargs="?", choices=[m.value for m in EngineMode])
-    mode_parser.add_argument("--reason")
-    nudge_parser = commands.add_parser("nudge", help="send a user a system nudge (idempotent by KEY)")
-    for name in ("user", "key", "text"):
-        nudge_parser.add_argument(name)
-    limit_parser = commands.add_parser("rate-limit", help="show or set the sends allowed per user per minute")
-    limit_parser.add_argument("per_minute", nargs="?", type=int)
-    limit_parser.add_argument("--reason")
-    args = parser.parse_args(argv)
-
-    db = client(args.project)
-    notifier = default_notifier()
-    say = lambda line: print(line, flush=True)  # noqa: E731
-    match args.command:
-        case "stats":
-            _print_stats(db)
-        case "process":
-            _process(db, notifier)
-        case "history":
-            _history(db, args.message_id)
-        case "requeue-dropped":
-            regions = (Region(args.region),) if args.region else tuple(r for r in Region)
-            requeued = requeue_dropped(db, regions=regions, progress=say)
-            print(f"requeued {len(requeued.requeued)}, marked delivered {len(requeued.markedDelivered)} "
-                  "(already in the inbox); the processor delivers within a minute, or `scripts/ops process`")
-        case "resync":
-            repaired = resync(db, args.user, args.chat, notifier, progress=say)
-            print(repaired.model_dump_json(indent=2))
-        case "recalc-unread":
-            print(unread.recalculate(db, args.user).model_dump_json(indent=2))
-        case "mode":
-            _mode(db, args.mode, args.reason, notifier)
-        case "nudge":
-            sent = nudges.send_nudge(db, args.user, key=args.key, text=args.text)
-            print(f"nudge {sent.messageId} to {args.user}" + (" (sent before with this key)" if sent.duplicate else "")
-                  + ": queued, the trigger delivers it")
-        case "rate-limit":
-            if args.per_minute is not None:
-                settings.set_rate_limit(db, args.per_minute, actor=f"ops:{getpass.getuser()}", reason=args.reason)
-            limit = settings.current(db, max_age_s=0).max_messages_per_minute
-            print(f"{limit} messages per user per minute; every instance follows within "
-                  f"{settings.SETTINGS_CACHE_SECONDS} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

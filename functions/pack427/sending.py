@@ -232,17 +232,10 @@ def _commit_send(
             return _first_result(db, sender_id, request)
         raise
 
-    message_id = next_message_id(chat, now)
     message = ChatMessage(
-        id=message_id,
-        chat_id=request.chatId,
-        sender_id=sender_id,
-        sender_name=users[sender_id].display_name,
-        client_message_id=request.clientMessageId,
-        text=request.text,
-        content_ref=request.contentRef,
-        billing_state=chat.billing,
-        created_at=now,
+        id=next_message_id(chat, now), chat_id=request.chatId, sender_id=sender_id,
+        sender_name=users[sender_id].display_name, client_message_id=request.clientMessageId,
+        text=request.text, content_ref=request.contentRef, billing_state=chat.billing, created_at=now,
     )
     heads = {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()}
     unknown = {uid for uid in recipients
@@ -250,18 +243,7 @@ def _commit_send(
     plan = plan_delivery(chat, recipients, place=place, needs_read_position=unknown,
                          queue_checked_empty=checking is not None and not checking.result())
     batch = db.batch()
-    batch.create(
-        paths.idempotency_key(db, sender_id, request.clientMessageId),
-        IdempotencyRecord(
-            message_id=message_id,
-            chat_id=request.chatId,
-            sender_id=sender_id,
-            payload_hash=_payload_hash(request),
-            placed_by_send=plan.placed,
-            created_at=now,
-        ).to_firestore(),
-    )
-    batch.create(paths.chat_message(db, request.chatId, message_id), message.to_firestore())
+    _add_message(db, batch, request, message, placed=plan.placed)
     chat_fields = {"lastMessage": last_message(message).to_firestore(), "deliveryQueued": plan.chat_queued}
     origin = routing.home_region(sender_id, users[sender_id])
     if fanning_out:
@@ -272,7 +254,17 @@ def _commit_send(
     store.update_if_unchanged(db, batch, paths.chat(db, request.chatId), loaded.update_time, chat_fields)
     rate_limit.add_send(db, batch, window, record)
     batch.commit()
-    return SendMessageResult(messageId=message_id, status=ACCEPTED, duplicate=False)
+    return SendMessageResult(messageId=message.id, status=ACCEPTED, duplicate=False)
+
+
+def _add_message(db: Client, batch: WriteBatch, request: SendMessageRequest, message: ChatMessage, *,
+                 placed: list[str]) -> None:
+    """Add the message and its idempotency record (with the recipients the send `placed`) to `batch`."""
+    record = IdempotencyRecord(message_id=message.id, chat_id=message.chat_id, sender_id=message.sender_id,
+                               payload_hash=_payload_hash(request), placed_by_send=placed,
+                               created_at=message.created_at)
+    batch.create(paths.idempotency_key(db, message.sender_id, request.clientMessageId), record.to_firestore())
+    batch.create(paths.chat_message(db, message.chat_id, message.id), message.to_firestore())
 
 
 def _add_delivery(

@@ -13,7 +13,7 @@ from support.emulator import UNIT_PROJECT
 from test_callables import call
 from ulid import ULID
 
-from pack427 import constants, nudges, ops, processor, sync
+from pack427 import cli, constants, nudges, processor, sync
 from pack427 import db as service_db
 from pack427.errors import InvalidArgument
 from pack427.models import Region, SyncMessagesRequest
@@ -102,8 +102,8 @@ def test_no_client_can_send_one(db, monkeypatch):
 
 def test_an_operator_sends_one(db, capsys):
     make_user(db, "bob")
-    assert ops.main(["--project", UNIT_PROJECT, "nudge", "bob", "ops-1", "Your trial ends soon"]) == 0
-    assert ops.main(["--project", UNIT_PROJECT, "nudge", "bob", "ops-1", "Your trial ends soon"]) == 0
+    assert cli.main(["--project", UNIT_PROJECT, "nudge", "bob", "ops-1", "Your trial ends soon"]) == 0
+    assert cli.main(["--project", UNIT_PROJECT, "nudge", "bob", "ops-1", "Your trial ends soon"]) == 0
     out = capsys.readouterr().out
     assert "queued" in out and "sent before with this key" in out
     [entry] = queue_entries(db)

@@ -11,7 +11,7 @@ from support.emulator import UNIT_PROJECT
 from support.entries import T0, enqueue, load, make_entry
 from ulid import ULID
 
-from pack427 import audit, constants, delivery, inbox, ops, paths, queue, sending, settings
+from pack427 import audit, cli, constants, delivery, inbox, ops, paths, queue, sending, settings
 from pack427.models import QueueStatus, Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
 
@@ -110,9 +110,9 @@ def test_resync_brings_every_message_of_the_chat_into_the_inbox_in_order(db, mon
     assert ops.resync(db, "bob", "c1", EmulatorNotifier()).missing == 0
 
 
-def cli(capsys, *args) -> str:
+def run_ops(capsys, *args) -> str:
     capsys.readouterr()
-    assert ops.main(["--project", UNIT_PROJECT, *args]) == 0
+    assert cli.main(["--project", UNIT_PROJECT, *args]) == 0
     return capsys.readouterr().out
 
 
@@ -120,21 +120,21 @@ def test_cli_history_stats_recalc_and_process(db, capsys, monkeypatch):
     entry = make_entry("bob", chat="c1", created=T0)
     enqueue(db, entry)
     drop(db, entry, monkeypatch)
-    out = cli(capsys, "history", entry.message_id)
+    out = run_ops(capsys, "history", entry.message_id)
     assert [line.split()[3] for line in out.splitlines()[1:]] == ["ENQUEUED", *["FAILED"] * 4, "DROPPED"]
     assert "injected: inbox unavailable" in out
 
-    out = cli(capsys, "stats")
+    out = run_ops(capsys, "stats")
     us = next(line for line in out.splitlines() if line.startswith("US "))
     assert us.split()[1:5] == ["0", "0", "0", "1"] and "ERROR DROPPED_MESSAGES" in us
 
     db.document("users/bob/inboxHead/current").set({"seq": 0, "chats": {"c1": {"unread": 7}}})
     make_chat(db, "c1", ["alice", "bob"])
-    result = json.loads(_json_tail(cli(capsys, "recalc-unread", "bob")))
+    result = json.loads(_json_tail(run_ops(capsys, "recalc-unread", "bob")))
     assert (result["recalculated"], result["changes"]) == (1, [{"chatId": "c1", "before": 7, "after": 0}])
 
     enqueue(db, *[make_entry(f"u{i}", chat=f"p{i}") for i in range(3)])
-    out = cli(capsys, "process")
+    out = run_ops(capsys, "process")
     assert "US: depth 3 (normal), batches 1, delivered 3" in out
     assert "waiting now: EU 0, US 0, APAC 0" in out
 
