@@ -67,7 +67,7 @@ from firebase_functions import logger as functions_logger  # noqa: E402
 from google.cloud import firestore  # noqa: E402
 from ulid import ULID  # noqa: E402
 
-from pack427 import clock, constants, inbox, paths, processor, queue, sync  # noqa: E402
+from pack427 import backlog, clock, constants, inbox, paths, processor, queue, sync  # noqa: E402
 from pack427.models import QueuedMessage, Region, SyncMessagesRequest, TransportMetadata  # noqa: E402
 from pack427.notifier import EmulatorNotifier  # noqa: E402
 from pack427_client import CallableClient, ClientError, PasswordAuth  # noqa: E402
@@ -243,7 +243,7 @@ def drain(count: int) -> dict:
     drain_s = time.perf_counter() - started
     spent = counter.snapshot() - before
     delivered = outcome["EU"]["delivered"]
-    if delivered != count or queue.stats(db, Region.EU).depth:
+    if delivered != count or backlog.stats(db, Region.EU).depth:
         raise SystemExit(f"drain delivered {delivered} of {count}")
     per_minute = delivered / drain_s * 60
     writes_per_message = spent["writes"] / delivered

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
 
 from google.cloud import firestore  # noqa: E402
 
-from pack427 import audit, clock, paths, processor, queue  # noqa: E402
+from pack427 import audit, backlog, clock, paths, processor, queue  # noqa: E402
 from pack427.models import DUE_STATUSES, Region  # noqa: E402
 from pack427.notifier import EmulatorNotifier  # noqa: E402
 from pack427_client import (  # noqa: E402
@@ -202,7 +202,7 @@ def main() -> None:
 
     say("\n6. Queue figures by region:")
     for region in Region:
-        s = queue.stats(db, region)
+        s = backlog.stats(db, region)
         say(f"  {region.value:<5} pending={s.pending} failed={s.failed} delivered={s.delivered} dropped={s.dropped}")
 
     say("\n7. Bob's phone and tablet sync (pages of 100, cursor kept by the client), storing, then acking:")

@@ -22,7 +22,8 @@ Modules, one concern each:
     fan_out          groups beyond 50: delivery in chunks, resumable
     inbox            inbox entries numbered and counted under the user's head
     queue            a queue entry's life: creation, state changes with their
-                     history, due queries, depth, stats, cleanup
+                     history, cleanup
+    backlog          reading the queues: due entries, entries awaiting their inbox, depth
     delivery         one entry into its inbox, in chat order; the trigger's attempt
     processor        batches of due entries; a region's backlog under back-pressure
     rollback         mode direct: delivery in the send's own request

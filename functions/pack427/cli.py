@@ -32,7 +32,7 @@ import sys
 from google.cloud import firestore
 from google.cloud.firestore import Client
 
-from . import audit, metrics, nudges, processor, queue, settings, unread
+from . import audit, backlog, metrics, nudges, processor, settings, unread
 from .models import EngineMode, Region
 from .notifier import Notifier, default_notifier
 from .ops import requeue_dropped, resync
@@ -77,7 +77,7 @@ def _process(db: Client, notifier: Notifier) -> None:
               f"deferred {totals['deferred']}", flush=True)
 
     processor.drain(db, notifier, actor="ops", progress=show)
-    left = {region.value: queue.depth(db, region) for region in Region}
+    left = {region.value: backlog.depth(db, region) for region in Region}
     print("waiting now: " + ", ".join(f"{r} {n}" for r, n in left.items()))
 
 

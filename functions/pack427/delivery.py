@@ -24,7 +24,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1 import DocumentSnapshot
 
-from . import clock, inbox, queue, settings
+from . import backlog, clock, inbox, queue, settings
 from .models import DUE_STATUSES, InboxEntry, QueuedMessage, QueueStatus
 from .notifier import Notifier
 from .queue import LoadedEntry
@@ -171,7 +171,7 @@ def deliver_in_order(
         up_to: stop at this message id (the trigger's own message); default: all.
         now: the attempt's time (default: the clock).
         awaiting: the pair's entries not in the inbox up to `up_to`, as just
-            read (`queue.awaiting_inbox_of_pairs`); default: read them here.
+            read (`backlog.awaiting_inbox_of_pairs`); default: read them here.
 
     Returns:
         The outcome for each entry id that was attempted or deferred.
@@ -180,7 +180,7 @@ def deliver_in_order(
     outcomes: dict[str, Outcome] = {}
     blocker: QueuedMessage | None = None
     if awaiting is None:
-        awaiting = queue.awaiting_inbox(db, chat_id, recipient_id, up_to=up_to)
+        awaiting = backlog.awaiting_inbox(db, chat_id, recipient_id, up_to=up_to)
     i = 0
     while i < len(awaiting):
         loaded = awaiting[i]

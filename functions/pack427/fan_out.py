@@ -42,7 +42,7 @@ from google.cloud.firestore import Client, WriteBatch
 from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import chat_core, clock, constants, inbox, paths, placing, policy, queue, store
+from . import backlog, chat_core, clock, constants, inbox, paths, placing, policy, queue, store
 from .models import ChatMessage, FanOut, Region, UserProfile
 
 ACTOR = "fanOut"
@@ -136,7 +136,9 @@ def _run_job(db: Client, first: Job, *, now: datetime | None) -> int:
     message = first.fan_out.message
     sender_ref = paths.user(db, message.sender_id)
     sender = chat_core.profile_of(store.read(db, [sender_ref])[sender_ref.path])
-    waiting = _waiting_recipients(db, message.chat_id)
+    # Older messages of the chat cannot start waiting later: their queue entries were
+    # created before this job was (by their sends, or by earlier jobs).
+    waiting = backlog.recipients_awaiting(db, message.chat_id, limit=constants.FAN_OUT_WAITING_LOOKUP)
     handled, lost_races = 0, 0
     reads = _read_chunk(db, first.chunk, waiting, place=True)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fan-out-prefetch") as prefetch:
@@ -219,22 +221,3 @@ def _commit_chunk(db: Client, job: Job, sender: UserProfile, reads: ChunkReads, 
     if last:
         return None
     return Job(store.Read(job.doc.ref, moved.to_firestore(), results[0].update_time), moved)
-
-
-def _waiting_recipients(db: Client, chat_id: str) -> set[str] | None:
-    """Recipients with a message of `chat_id` still waiting in a queue for their inbox
-    (None: more than FAN_OUT_WAITING_LOOKUP entries wait, treat everyone as waiting).
-
-    Older messages of the chat cannot start waiting later: their queue entries
-    were created before this job was (by their sends, or by earlier jobs).
-    """
-    if not queue.chat_awaits_inbox(db, chat_id):
-        return set()
-    query = (
-        db.collection_group("messageQueue")
-        .where(filter=FieldFilter("chatId", "==", chat_id))
-        .where(filter=FieldFilter("awaitingInbox", "==", True))
-        .limit(constants.FAN_OUT_WAITING_LOOKUP)
-    )
-    found = [snapshot.get("recipientId") for snapshot in query.select(["recipientId"]).stream()]
-    return None if len(found) >= constants.FAN_OUT_WAITING_LOOKUP else set(found)

@@ -31,7 +31,7 @@ from firebase_functions import logger
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import clock, paths, queue
+from . import backlog, clock, paths
 from .models import LatencyPercentiles, QueueStatus, Region, RegionMetrics
 
 METRICS_WINDOW_SECONDS = 300
@@ -96,7 +96,7 @@ def region_metrics(
     """
     now = now or clock.now()
     start = now - timedelta(seconds=window_seconds)
-    counts = queue.stats(db, region, now=now)
+    counts = backlog.stats(db, region, now=now)
     delivered, placed_by_send = _deliveries(db, region, start, now)
     failed, dropped, lost = _failures(db, region, start, now)
     same, cross = _latencies(db, region, start, now)

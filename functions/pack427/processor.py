@@ -20,7 +20,7 @@ from datetime import datetime
 from firebase_functions import logger
 from google.cloud.firestore import Client
 
-from . import clock, constants, fan_out, inbox, queue
+from . import backlog, clock, constants, fan_out, inbox, queue
 from .delivery import (
     DELIVERY_GROUP_SIZE,
     PARALLEL_DELIVERIES,
@@ -83,7 +83,7 @@ def process_batch(
     """
     now = now or clock.now()
     report = ProcessReport(batches=1)
-    entries = queue.due_entries(db, region, now=now, limit=limit, shard=shard)
+    entries = backlog.due_entries(db, region, now=now, limit=limit, shard=shard)
     report.found = len(entries)
     push_retries = [e for e in entries if not e.entry.awaiting_inbox]
     # Per (chat, recipient): the newest message of it in this batch; older ones go first.
@@ -92,7 +92,7 @@ def process_batch(
         if e.entry.awaiting_inbox:
             key = (e.entry.chat_id, e.entry.recipient_id)
             newest[key] = max(newest.get(key, ""), e.entry.message_id)
-    awaiting = queue.awaiting_inbox_of_pairs(db, newest, limit=2 * limit)
+    awaiting = backlog.awaiting_inbox_of_pairs(db, newest, limit=2 * limit)
     together = {pair: run for pair, run in awaiting.items() if run and all(due_and_online(e, now) for e in run)}
 
     def isolated(work, *args) -> list[Outcome]:
@@ -290,7 +290,7 @@ def drain(
     while busy and time.monotonic() < deadline:
         for region in list(busy):
             if reports[region].batches % DEPTH_RECOUNT_ROUNDS == 0:
-                depths[region] = queue.depth(db, region)
+                depths[region] = backlog.depth(db, region)
             depth = depths[region]
             plan = back_pressure(depth, scale_up_depth=scale_up_depth, fan_out_depth=fan_out_depth)
             modes[region] = plan.mode

@@ -1,4 +1,7 @@
-"""The per-region message queue: entries, their state changes and queries.
+"""A queue entry's life: its creation, its state changes (each with its history event), its cleanup.
+
+What waits in the queues (due entries, entries awaiting their inbox, depth)
+is read in backlog.
 
 State machine of an entry: PENDING, then DELIVERED; a failed attempt makes it
 FAILED with `attempts` and `nextAttemptAt` (exponential back-off); the
@@ -26,7 +29,7 @@ from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import alerts, audit, clock, constants, paths, store
-from .models import DUE_STATUSES, QueuedMessage, QueueEvent, QueueStatus, Region, RegionQueueStats
+from .models import DUE_STATUSES, QueuedMessage, QueueEvent, QueueStatus, Region
 
 
 @dataclass(frozen=True)
@@ -257,116 +260,6 @@ def defer(db: Client, loaded: LoadedEntry, *, until: datetime, now: datetime) ->
     store.update_if_unchanged(db, batch, paths.queue_entry(db, loaded.entry.target_region, loaded.entry.id),
                               loaded.update_time, {"nextAttemptAt": until, "updatedAt": now})
     return store.commit_if_unchanged(batch)
-
-
-def due_entries(
-    db: Client, region: Region, *, now: datetime, limit: int = constants.BATCH_SIZE, shard: int | None = None
-) -> list[LoadedEntry]:
-    """Entries of `region` that may be attempted at `now`, longest waiting first.
-
-    Args:
-        limit: at most this many (default BATCH_SIZE).
-        shard: only this slice of the queue (QueuedMessage.shard); default: all.
-    """
-    query = paths.queue(db, region).where(filter=FieldFilter("status", "in", [s.value for s in DUE_STATUSES]))
-    if shard is not None:
-        query = query.where(filter=FieldFilter("shard", "==", shard))
-    query = query.where(filter=FieldFilter("nextAttemptAt", "<=", now)).order_by("nextAttemptAt").limit(limit)
-    return [LoadedEntry.from_snapshot(s) for s in query.stream()]
-
-
-def depth(db: Client, region: Region) -> int:
-    """Entries of `region` waiting for delivery (PENDING or FAILED): one count aggregation."""
-    query = paths.queue(db, region).where(filter=FieldFilter("status", "in", [s.value for s in DUE_STATUSES]))
-    return int(query.count().get()[0][0].value)  # the emulator answers 0.0 for an empty `in` count
-
-
-def awaiting_inbox(
-    db: Client, chat_id: str, recipient_id: str, *, up_to: str | None = None, limit: int = constants.BATCH_SIZE
-) -> list[LoadedEntry]:
-    """Entries of one (chat, recipient) whose message is not in the inbox yet, oldest message first.
-
-    Args:
-        up_to: only messages with this id or an older one (default: all).
-        limit: at most this many.
-
-    A collection-group query: a recipient who moved region has entries in two queues.
-    """
-    query = (
-        db.collection_group("messageQueue")
-        .where(filter=FieldFilter("chatId", "==", chat_id))
-        .where(filter=FieldFilter("recipientId", "==", recipient_id))
-        .where(filter=FieldFilter("awaitingInbox", "==", True))
-    )
-    if up_to is not None:
-        query = query.where(filter=FieldFilter("messageId", "<=", up_to))
-    return [LoadedEntry.from_snapshot(s) for s in query.order_by("messageId").limit(limit).stream()]
-
-
-def chat_awaits_inbox(db: Client, chat_id: str) -> bool:
-    """Whether an entry of `chat_id` (any recipient, any region) still waits for its inbox.
-
-    One query, at most one document read.
-    """
-    query = (
-        db.collection_group("messageQueue")
-        .where(filter=FieldFilter("chatId", "==", chat_id))
-        .where(filter=FieldFilter("awaitingInbox", "==", True))
-        .limit(1)
-    )
-    return any(True for _ in query.select([]).stream())
-
-
-def awaiting_inbox_of_pairs(
-    db: Client, newest: dict[tuple[str, str], str], *, limit: int
-) -> dict[tuple[str, str], list[LoadedEntry]]:
-    """What `awaiting_inbox(chat, recipient, up_to=newest)` returns for each pair, from one query.
-
-    A processor batch holds entries of many (chat, recipient) pairs; asking
-    for each pair's older entries is one query per pair. This asks once for
-    every entry awaiting the inbox up to the newest message id of the batch,
-    oldest first, and sorts them out by pair.
-
-    Args:
-        newest: per (chat, recipient), the newest message id to include.
-        limit: at most this many entries read. If the query stops there, the
-            pairs it did not fully cover are left out of the result: ask
-            `awaiting_inbox` for those.
-
-    Returns:
-        Per covered pair, its entries not yet in the inbox, oldest message first (maybe none).
-    """
-    if not newest:
-        return {}
-    up_to = max(newest.values())
-    query = (
-        db.collection_group("messageQueue")
-        .where(filter=FieldFilter("awaitingInbox", "==", True))
-        .where(filter=FieldFilter("messageId", "<=", up_to))
-        .order_by("messageId")
-        .limit(limit)
-    )
-    found = [LoadedEntry.from_snapshot(s) for s in query.stream()]
-    if len(found) == limit:
-        # Complete only below the last id read: its other recipients' entries may come after it.
-        covered = {pair: last for pair, last in newest.items() if last < found[-1].entry.message_id}
-    else:
-        covered = newest
-    pairs: dict[tuple[str, str], list[LoadedEntry]] = {pair: [] for pair in covered}
-    for loaded in found:
-        pair = (loaded.entry.chat_id, loaded.entry.recipient_id)
-        if pair in pairs and loaded.entry.message_id <= covered[pair]:
-            pairs[pair].append(loaded)
-    return pairs
-
-
-def stats(db: Client, region: Region, *, now: datetime | None = None) -> RegionQueueStats:
-    """Entry counts of `region` by status, from count aggregations (no document reads)."""
-    counts = {}
-    for status in QueueStatus:
-        query = paths.queue(db, region).where(filter=FieldFilter("status", "==", status.value))
-        counts[status.value.lower()] = query.count().get()[0][0].value
-    return RegionQueueStats(region=region, at=now or clock.now(), **counts)
 
 
 def cleanup_delivered(db: Client, *, now: datetime | None = None) -> dict[str, int]:

@@ -18,7 +18,7 @@ send goes again with one queue entry per recipient awaiting the inbox,
 delivered by the trigger and the processor (see delivery). The chat's `deliveryQueued` says that one of its messages may
 still wait in a queue; while it may, no send places a message of the chat
 directly, which would overtake it. A send that finds the flag set asks the
-queue once (`queue.chat_awaits_inbox`) and clears it when nothing waits.
+queue once (`backlog.chat_awaits_inbox`) and clears it when nothing waits.
 Per-chat order in every inbox follows: a chat's messages reach an inbox
 either in their own send's commit, after every older one, or through the
 queue, which keeps their order (delivery.deliver_in_order).
@@ -52,6 +52,7 @@ from ulid import ULID
 
 from . import (
     admission,
+    backlog,
     chat_core,
     clock,
     constants,
@@ -214,7 +215,7 @@ def _commit_send(
     small = len(recipients) <= constants.INLINE_MAX_RECIPIENTS
     fanning_out = chat.fan_out_pending or not small
     place = place and not fanning_out
-    checking = (_QUEUE_CHECKS.submit(queue.chat_awaits_inbox, db, request.chatId)
+    checking = (_QUEUE_CHECKS.submit(backlog.chat_awaits_inbox, db, request.chatId)
                 if place and chat.delivery_queued else None)
     # The rate window and the heads come in the same round trip as the profiles. A large
     # group's profiles are read by its fan-out, chunk by chunk, blocks included.

@@ -40,6 +40,7 @@ from ulid import ULID
 
 from pack427 import (
     audit,
+    backlog,
     chat_core_intake,
     chat_list,
     clock,
@@ -240,7 +241,7 @@ def run_every_query(db, monkeypatch) -> None:
     audit.history(db, sent[0])
     audit.history(db, sent[-1])
     metrics.export_queue_stats(db, now=now + timedelta(minutes=1))
-    queue.due_entries(db, Region.EU, now=now, limit=10, shard=0)  # the fanned-out drain's slice
+    backlog.due_entries(db, Region.EU, now=now, limit=10, shard=0)  # the fanned-out drain's slice
     ops.requeue_dropped(db, now=now)
     ops.resync(db, "carol", "g", notifier, now=now)
 

@@ -10,7 +10,7 @@ from google.cloud import firestore
 from support.chatcore import inbox, queue_entries
 from support.entries import T0, enqueue, load, make_entry
 
-from pack427 import audit, delivery, paths, processor, queue
+from pack427 import audit, backlog, delivery, paths, processor, queue
 from pack427.models import QueueStatus, Region
 from pack427.notifier import EmulatorNotifier
 
@@ -160,9 +160,9 @@ def test_stats_count_entries_by_status(db):
     delivery.deliver(db, load(db, entries[0]), EmulatorNotifier(), actor="test")
     delivery.deliver(db, load(db, failing), EmulatorNotifier(), actor="test")
 
-    stats = queue.stats(db, Region.US)
+    stats = backlog.stats(db, Region.US)
     assert (stats.pending, stats.failed, stats.delivered, stats.dropped, stats.depth) == (3, 1, 1, 0, 4)
-    assert queue.stats(db, Region.EU).depth == 0
+    assert backlog.stats(db, Region.EU).depth == 0
 
 
 def test_duplicated_trigger_events_racing_deliver_once(db):

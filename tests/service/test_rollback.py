@@ -11,7 +11,7 @@ from support.chatcore import make_chat, make_user, queue_entries
 from support.entries import T0, enqueue, make_entry
 from ulid import ULID
 
-from pack427 import constants, delivery, inbox, paths, processor, queue, sending, settings
+from pack427 import backlog, constants, delivery, inbox, paths, processor, queue, sending, settings
 from pack427.models import EngineMode, QueueStatus, Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
 
@@ -144,7 +144,7 @@ def test_the_switch_is_cached_per_instance_for_a_few_seconds(db):
     assert settings.current(db, max_age_s=0).mode is EngineMode.DIRECT
 
 
-def backlog(db, chats: int, per_chat: int):
+def queue_backlog(db, chats: int, per_chat: int):
     """`chats` chats of `per_chat` messages each to bob, created in a shuffled order of chats."""
     entries = [make_entry("bob", chat=f"c{c}", created=T0 + timedelta(milliseconds=10 * i + c))
                for i in range(per_chat) for c in range(chats)]
@@ -157,16 +157,16 @@ def test_back_pressure_takes_larger_batches_then_fans_out_over_disjoint_slices(d
     # 5,000 and 10,000 are held by tests/unit/test_policies.py on processor.back_pressure.
     monkeypatch.setattr(constants, "LARGE_BATCH_SIZE", 25)
     monkeypatch.setattr(constants, "BATCH_SIZE", 10)
-    entries = backlog(db, chats=8, per_chat=10)
+    entries = queue_backlog(db, chats=8, per_chat=10)
     seen_shards = Counter()
-    real = queue.due_entries
+    real = backlog.due_entries
 
     def watched(*args, shard=None, **kwargs):
         found = real(*args, shard=shard, **kwargs)
         seen_shards.update((shard, e.entry.shard) for e in found)
         return found
 
-    monkeypatch.setattr(queue, "due_entries", watched)
+    monkeypatch.setattr(backlog, "due_entries", watched)
     rounds = []
 
     summary = processor.drain(db, EmulatorNotifier(), regions=(Region.US,), time_budget_s=600,
@@ -186,7 +186,7 @@ def test_back_pressure_takes_larger_batches_then_fans_out_over_disjoint_slices(d
 
 
 def test_two_fanned_out_processors_racing_deliver_each_message_once(db):
-    entries = backlog(db, chats=6, per_chat=8)
+    entries = queue_backlog(db, chats=6, per_chat=8)
 
     def run(name):
         return processor.drain(db, EmulatorNotifier(), regions=(Region.US,), actor=name, time_budget_s=600,
@@ -198,4 +198,4 @@ def test_two_fanned_out_processors_racing_deliver_each_message_once(db):
     assert sum(s["US"]["delivered"] for s in summaries) == len(entries)
     ids = inbox_ids(db, "bob")
     assert len(ids) == len(entries) == len(set(ids))
-    assert queue.depth(db, Region.US) == 0
+    assert backlog.depth(db, Region.US) == 0

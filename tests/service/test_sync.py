@@ -12,7 +12,7 @@ from support.chatcore import all_documents, make_chat, make_user
 from support.entries import T0, enqueue, load, make_entry
 from ulid import ULID
 
-from pack427 import constants, cursors, delivery, inbox, paths, processor, queue, sending, sync
+from pack427 import backlog, constants, cursors, delivery, inbox, paths, processor, sending, sync
 from pack427.errors import InvalidArgument, NotFound, PermissionDenied
 from pack427.models import (
     AckMessagesRequest,
@@ -67,9 +67,9 @@ def deliver_all(db, *entries, now=None):
         for _ in range(constants.MAX_ATTEMPTS):
             while processor.process_batch(db, region, EmulatorNotifier(), now=at).found:
                 pass
-            if not queue.depth(db, region):
+            if not backlog.depth(db, region):
                 break
-            waiting = [e.entry for e in queue.due_entries(db, region, now=at + timedelta(days=1), limit=10)]
+            waiting = [e.entry for e in backlog.due_entries(db, region, now=at + timedelta(days=1), limit=10)]
             print(f"deliver_all: {len(waiting)} attempts failed, retried later: {[e.last_error for e in waiting]}")
             at += timedelta(hours=1)
 
