@@ -15,7 +15,7 @@ Delivery, unread counts, sync and pushes are then those of any message.
   taken again (the engine's own sends carry `intake: "send"`), and the mark
   and the job are one conditional commit.
 - Per-chat order follows the chat core's message ids, which must sort in the
-  chat's order (ULIDs, as `sending.next_message_id` makes), messages of a
+  chat's order (ULIDs, as `send_plan.next_message_id` makes), messages of a
   chat being created one after another. A trigger that runs before an older
   message's own takes that one first: the messages of the chat newer than
   the last one taken (`lastMessage`) and older than its own, oldest first,
@@ -42,7 +42,7 @@ from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import ValidationError
 
-from . import audit, chat_core, clock, constants, fan_out, paths, policy, routing, sending, store
+from . import audit, chat_core, clock, constants, fan_out, paths, policy, routing, send_plan, store
 from .errors import Aborted, EngineError
 from .models import Chat, ChatMessage, SendRejection, UserProfile
 
@@ -98,7 +98,7 @@ def take(db: Client, chat_id: str, message_id: str, *, now: datetime | None = No
         taken, newest = _add_takes(db, batch, docs, chat)
         fields: dict = {"fanOutPending": True, "deliveryQueued": True} if taken.accepted else {}
         if newest is not None and (last is None or newest.id > last):
-            fields["lastMessage"] = sending.last_message(newest).to_firestore()
+            fields["lastMessage"] = send_plan.last_message(newest).to_firestore()
         if fields:
             store.update_if_unchanged(db, batch, chat_ref, loaded.update_time, fields)
         store.commit(batch)

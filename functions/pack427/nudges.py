@@ -35,7 +35,7 @@ from datetime import datetime
 from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client
 
-from . import chat_core, clock, constants, paths, placing, queue, routing, sending, store
+from . import chat_core, clock, constants, paths, placing, queue, routing, send_plan, sending, store
 from .errors import Aborted, InvalidArgument
 from .models import (
     Chat,
@@ -93,7 +93,7 @@ def send_nudge(
         chat_doc = found[chat_ref.path]
         chat = Chat.model_validate(chat_doc.data) if chat_doc.exists else Chat(participants=[uid])
         profile = chat_core.profile_of(found[paths.user(db, uid).path])
-        message_id = sending.next_message_id(chat, now)
+        message_id = send_plan.next_message_id(chat, now)
         message = ChatMessage(id=message_id, chat_id=chat_ref.id, sender_id=SENDER, sender_name=SENDER_NAME,
                               client_message_id=key, text=text, content_ref=content_ref, system_nudge=True,
                               intake="nudge", created_at=now)
@@ -103,7 +103,7 @@ def send_nudge(
         batch.create(record_ref, IdempotencyRecord(message_id=message_id, chat_id=chat_ref.id, sender_id=SENDER,
                                                    payload_hash=payload, created_at=now).to_firestore())
         batch.create(paths.chat_message(db, chat_ref.id, message_id), message.to_firestore())
-        chat_fields = {"lastMessage": sending.last_message(message).to_firestore(), "deliveryQueued": True}
+        chat_fields = {"lastMessage": send_plan.last_message(message).to_firestore(), "deliveryQueued": True}
         if chat_doc.exists:
             store.update_if_unchanged(db, batch, chat_ref, chat_doc.time, chat_fields)
         else:

@@ -15,7 +15,11 @@ also gets a queue entry that carries only the push (its trigger sends it;
 retries and back-off as for any entry). Otherwise, or when that commit lost
 INLINE_ATTEMPTS races (a recipient's head, or the chat, moved first), the
 send goes again with one queue entry per recipient awaiting the inbox,
-delivered by the trigger and the processor (see delivery). The chat's `deliveryQueued` says that one of its messages may
+delivered by the trigger and the processor (see delivery). A chat of more
+than INLINE_MAX_RECIPIENTS recipients, or one whose fan-out is under way
+(`fanOutPending`), is accepted with a fan-out job instead (see fan_out), and
+the send reads only the sender's profile. The pure decisions (the id, what
+the chat keeps, the plan) are send_plan's. The chat's `deliveryQueued` says that one of its messages may
 still wait in a queue; while it may, no send places a message of the chat
 directly, which would overtake it. A send that finds the flag set asks the
 queue once (`backlog.chat_awaits_inbox`) and clears it when nothing waits.
@@ -43,12 +47,10 @@ from __future__ import annotations
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 
 from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client, WriteBatch
-from ulid import ULID
 
 from . import (
     admission,
@@ -68,6 +70,7 @@ from . import (
     rate_limit,
     rollback,
     routing,
+    send_plan,
     settings,
     store,
 )
@@ -76,7 +79,6 @@ from .models import (
     Chat,
     ChatMessage,
     IdempotencyRecord,
-    LastMessage,
     Region,
     SendMessageRequest,
     SendMessageResult,
@@ -153,47 +155,6 @@ def send_message(
     return result
 
 
-@dataclass(frozen=True)
-class DeliveryPlan:
-    """How one send reaches its recipients.
-
-    Attributes:
-        placed: recipients whose inbox entries the send's commit creates.
-        queued: recipients who get a queue entry awaiting their inbox.
-        chat_queued: the chat's `deliveryQueued` after the send.
-    """
-
-    placed: list[str]
-    queued: list[str]
-    chat_queued: bool
-
-
-def plan_delivery(
-    chat: Chat,
-    recipients: list[str],
-    *,
-    place: bool,
-    queue_checked_empty: bool,
-    needs_read_position: set[str],
-) -> DeliveryPlan:
-    """Decide which recipients the send places in their inboxes itself (see the module docstring).
-
-    Args:
-        chat: the chat as the send read it.
-        recipients: the message's recipients (after blocks).
-        place: this attempt may place (one of the first INLINE_ATTEMPTS, at most INLINE_MAX_RECIPIENTS recipients).
-        queue_checked_empty: the send asked the queue and no message of the chat waits there.
-        needs_read_position: recipients whose head needs a read receipt to count
-            the message (a pruned chat, see inbox): they go through the queue.
-    """
-    queue_clear = not chat.delivery_queued or queue_checked_empty
-    if not (place and queue_clear and len(recipients) <= constants.INLINE_MAX_RECIPIENTS):
-        return DeliveryPlan(placed=[], queued=list(recipients), chat_queued=bool(recipients) or not queue_clear)
-    placed = [uid for uid in recipients if uid not in needs_read_position]
-    queued = [uid for uid in recipients if uid in needs_read_position]
-    return DeliveryPlan(placed=placed, queued=queued, chat_queued=bool(queued))
-
-
 _QUEUE_CHECKS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="send-queue-check")
 """Asks the queue about a chat while the send reads the profiles (one round trip less)."""
 
@@ -234,18 +195,18 @@ def _commit_send(
         raise
 
     message = ChatMessage(
-        id=next_message_id(chat, now), chat_id=request.chatId, sender_id=sender_id,
+        id=send_plan.next_message_id(chat, now), chat_id=request.chatId, sender_id=sender_id,
         sender_name=users[sender_id].display_name, client_message_id=request.clientMessageId,
         text=request.text, content_ref=request.contentRef, billing_state=chat.billing, created_at=now,
     )
     heads = {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()}
     unknown = {uid for uid in recipients
                if uid in heads and inbox.unknown_read_positions(heads[uid].state, [message.chat_id])}
-    plan = plan_delivery(chat, recipients, place=place, needs_read_position=unknown,
+    plan = send_plan.plan_delivery(chat, recipients, place=place, needs_read_position=unknown,
                          queue_checked_empty=checking is not None and not checking.result())
     batch = db.batch()
     _add_message(db, batch, request, message, placed=plan.placed)
-    chat_fields = {"lastMessage": last_message(message).to_firestore(), "deliveryQueued": plan.chat_queued}
+    chat_fields = {"lastMessage": send_plan.last_message(message).to_firestore(), "deliveryQueued": plan.chat_queued}
     origin = routing.home_region(sender_id, users[sender_id])
     if fanning_out:
         chat_fields.update(deliveryQueued=True, fanOutPending=True)
@@ -271,7 +232,7 @@ def _add_message(db: Client, batch: WriteBatch, request: SendMessageRequest, mes
 def _add_delivery(
     db: Client,
     batch: WriteBatch,
-    plan: DeliveryPlan,
+    plan: send_plan.DeliveryPlan,
     message: ChatMessage,
     users: dict[str, UserProfile],
     heads: dict[str, inbox.Head],
@@ -327,28 +288,6 @@ def _admit(
     fraud.screen(db, attempt, fraud_checker)
     admission.screen(db, attempt, chat.billing)
     return recipients, record
-
-
-def next_message_id(chat: Chat, now: datetime) -> str:
-    """A ULID of `now`, or the successor of the chat's last id if that is not greater."""
-    candidate = ULID.from_datetime(now)
-    if chat.last_message is not None:
-        last = ULID.from_str(chat.last_message.message_id)
-        if int(candidate) <= int(last):
-            candidate = ULID.from_int(int(last) + 1)
-    return str(candidate)
-
-
-def last_message(message: ChatMessage) -> LastMessage:
-    """What the chat keeps of its newest message, for chat lists."""
-    text = message.text[: constants.LAST_MESSAGE_PREVIEW_LENGTH] if message.text is not None else None
-    return LastMessage(
-        message_id=message.id,
-        sender_id=message.sender_id,
-        text=text,
-        has_content=message.content_ref is not None,
-        created_at=message.created_at,
-    )
 
 
 def _payload_hash(request: SendMessageRequest) -> str:

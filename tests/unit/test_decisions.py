@@ -9,7 +9,7 @@ import pytest
 from support.entries import make_entry
 from ulid import ULID
 
-from pack427 import chat_list, inbox, queue, sending, unread
+from pack427 import chat_list, inbox, queue, send_plan, sending, unread
 from pack427.models import Chat, ChatInbox, InboxEntry, InboxHead, QueueStatus, ReceiptStatus, Region
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
@@ -98,38 +98,38 @@ def chat(queued: bool = False) -> Chat:
 
 
 def test_a_small_chat_with_nothing_queued_is_placed_by_the_send():
-    plan = sending.plan_delivery(chat(), ["bob", "carol"], place=True, queue_checked_empty=False,
+    plan = send_plan.plan_delivery(chat(), ["bob", "carol"], place=True, queue_checked_empty=False,
                                  needs_read_position=set())
-    assert plan == sending.DeliveryPlan(placed=["bob", "carol"], queued=[], chat_queued=False)
+    assert plan == send_plan.DeliveryPlan(placed=["bob", "carol"], queued=[], chat_queued=False)
 
 
 def test_a_chat_with_queued_messages_is_queued_unless_the_queue_was_found_empty():
-    queued = sending.plan_delivery(chat(queued=True), ["bob"], place=True, queue_checked_empty=False,
+    queued = send_plan.plan_delivery(chat(queued=True), ["bob"], place=True, queue_checked_empty=False,
                                    needs_read_position=set())
-    assert queued == sending.DeliveryPlan(placed=[], queued=["bob"], chat_queued=True)
-    cleared = sending.plan_delivery(chat(queued=True), ["bob"], place=True, queue_checked_empty=True,
+    assert queued == send_plan.DeliveryPlan(placed=[], queued=["bob"], chat_queued=True)
+    cleared = send_plan.plan_delivery(chat(queued=True), ["bob"], place=True, queue_checked_empty=True,
                                     needs_read_position=set())
-    assert cleared == sending.DeliveryPlan(placed=["bob"], queued=[], chat_queued=False)
+    assert cleared == send_plan.DeliveryPlan(placed=["bob"], queued=[], chat_queued=False)
 
 
 def test_a_retry_or_a_large_chat_goes_through_the_queue_and_an_unchecked_flag_stays_set():
-    retry = sending.plan_delivery(chat(), ["bob"], place=False, queue_checked_empty=False, needs_read_position=set())
-    assert retry == sending.DeliveryPlan(placed=[], queued=["bob"], chat_queued=True)
+    retry = send_plan.plan_delivery(chat(), ["bob"], place=False, queue_checked_empty=False, needs_read_position=set())
+    assert retry == send_plan.DeliveryPlan(placed=[], queued=["bob"], chat_queued=True)
     many = [f"u{i}" for i in range(sending.constants.INLINE_MAX_RECIPIENTS + 1)]
-    large = sending.plan_delivery(chat(), many, place=True, queue_checked_empty=False, needs_read_position=set())
+    large = send_plan.plan_delivery(chat(), many, place=True, queue_checked_empty=False, needs_read_position=set())
     assert (large.placed, large.queued, large.chat_queued) == ([], many, True)
     # Nobody to deliver to (all blocked): the flag is only cleared if the queue was asked.
-    nobody = sending.plan_delivery(chat(queued=True), [], place=False, queue_checked_empty=False,
+    nobody = send_plan.plan_delivery(chat(queued=True), [], place=False, queue_checked_empty=False,
                                    needs_read_position=set())
     assert nobody.chat_queued is True
-    assert sending.plan_delivery(chat(), [], place=False, queue_checked_empty=False,
+    assert send_plan.plan_delivery(chat(), [], place=False, queue_checked_empty=False,
                                  needs_read_position=set()).chat_queued is False
 
 
 def test_a_recipient_whose_head_needs_a_read_position_is_queued_alone():
-    plan = sending.plan_delivery(chat(), ["bob", "carol"], place=True, queue_checked_empty=False,
+    plan = send_plan.plan_delivery(chat(), ["bob", "carol"], place=True, queue_checked_empty=False,
                                  needs_read_position={"carol"})
-    assert plan == sending.DeliveryPlan(placed=["bob"], queued=["carol"], chat_queued=True)
+    assert plan == send_plan.DeliveryPlan(placed=["bob"], queued=["carol"], chat_queued=True)
 
 
 # ------------------------------------------------------------ queue entries

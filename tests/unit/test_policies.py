@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from ulid import ULID
 
-from pack427 import fraud, metrics, processor, queue, rate_limit, sending
+from pack427 import fraud, metrics, processor, queue, rate_limit, send_plan
 from pack427.errors import ResourceExhausted
 from pack427.models import Chat, LastMessage, LatencyPercentiles, Region, RegionMetrics, SendRecord
 
@@ -149,10 +149,10 @@ def chat_with_last(message_id: str | None) -> Chat:
 
 
 def test_a_message_id_is_a_ulid_of_the_send_time_and_always_after_the_chats_last():
-    first = sending.next_message_id(chat_with_last(None), T0)
+    first = send_plan.next_message_id(chat_with_last(None), T0)
     assert ULID.from_str(first).datetime == T0
     # A sender whose clock is behind the last message's still gets a greater id.
     later = str(ULID.from_datetime(T0 + timedelta(seconds=5)))
-    behind = sending.next_message_id(chat_with_last(later), T0)
+    behind = send_plan.next_message_id(chat_with_last(later), T0)
     assert behind > later and int(ULID.from_str(behind)) == int(ULID.from_str(later)) + 1
-    assert sending.next_message_id(chat_with_last(first), T0 + timedelta(seconds=1)) > first
+    assert send_plan.next_message_id(chat_with_last(first), T0 + timedelta(seconds=1)) > first

@@ -1,0 +1,81 @@
+"""The pure decisions of accepting a message, apart from its reads and writes (sending).
+
+- : its id, after the chat's last one (per-chat order);
+- : what the chat keeps of it for chat lists;
+- : whom the send places in their inboxes itself, and whom it queues.
+
+Unit-tested without the emulator (tests/unit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from ulid import ULID
+
+from . import constants
+from .models import Chat, ChatMessage, LastMessage
+
+
+@dataclass(frozen=True)
+class DeliveryPlan:
+    """How one send reaches its recipients.
+
+    Attributes:
+        placed: recipients whose inbox entries the send's commit creates.
+        queued: recipients who get a queue entry awaiting their inbox.
+        chat_queued: the chat's `deliveryQueued` after the send.
+    """
+
+    placed: list[str]
+    queued: list[str]
+    chat_queued: bool
+
+
+def plan_delivery(
+    chat: Chat,
+    recipients: list[str],
+    *,
+    place: bool,
+    queue_checked_empty: bool,
+    needs_read_position: set[str],
+) -> DeliveryPlan:
+    """Decide which recipients the send places in their inboxes itself (see the module docstring).
+
+    Args:
+        chat: the chat as the send read it.
+        recipients: the message's recipients (after blocks).
+        place: this attempt may place (one of the first INLINE_ATTEMPTS, at most INLINE_MAX_RECIPIENTS recipients).
+        queue_checked_empty: the send asked the queue and no message of the chat waits there.
+        needs_read_position: recipients whose head needs a read receipt to count
+            the message (a pruned chat, see inbox): they go through the queue.
+    """
+    queue_clear = not chat.delivery_queued or queue_checked_empty
+    if not (place and queue_clear and len(recipients) <= constants.INLINE_MAX_RECIPIENTS):
+        return DeliveryPlan(placed=[], queued=list(recipients), chat_queued=bool(recipients) or not queue_clear)
+    placed = [uid for uid in recipients if uid not in needs_read_position]
+    queued = [uid for uid in recipients if uid in needs_read_position]
+    return DeliveryPlan(placed=placed, queued=queued, chat_queued=bool(queued))
+
+
+def next_message_id(chat: Chat, now: datetime) -> str:
+    """A ULID of `now`, or the successor of the chat's last id if that is not greater."""
+    candidate = ULID.from_datetime(now)
+    if chat.last_message is not None:
+        last = ULID.from_str(chat.last_message.message_id)
+        if int(candidate) <= int(last):
+            candidate = ULID.from_int(int(last) + 1)
+    return str(candidate)
+
+
+def last_message(message: ChatMessage) -> LastMessage:
+    """What the chat keeps of its newest message, for chat lists."""
+    text = message.text[: constants.LAST_MESSAGE_PREVIEW_LENGTH] if message.text is not None else None
+    return LastMessage(
+        message_id=message.id,
+        sender_id=message.sender_id,
+        text=text,
+        has_content=message.content_ref is not None,
+        created_at=message.created_at,
+    )
