@@ -28,7 +28,6 @@ from pack427.models import (
     GetChatListRequest,
     GetTypingUsersRequest,
     MarkAsReadRequest,
-    NoArgumentsRequest,
     RegisterDeviceRequest,
     ResyncChatRequest,
     SendMessageRequest,
@@ -128,12 +127,12 @@ def pack427_markAsRead(req: https_fn.CallableRequest) -> dict:
 
 @https_fn.on_call()
 def pack427_getUnreadCounts(req: https_fn.CallableRequest) -> dict:
-    return callables.handle(req, NoArgumentsRequest, unread.get_unread_counts)
+    return callables.handle_without_arguments(req, unread.unread_counts)
 
 
 @https_fn.on_call()
 def pack427_recalculateUnreadCounters(req: https_fn.CallableRequest) -> dict:
-    return callables.handle(req, NoArgumentsRequest, unread.recalculate)
+    return callables.handle_without_arguments(req, unread.recalculate)
 
 
 @scheduler_fn.on_schedule(schedule="every 5 minutes")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import db, policy
 from .errors import EngineError, InvalidArgument, Unauthenticated
+from .models import NoArgumentsRequest
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -38,6 +39,14 @@ def handle(req: https_fn.CallableRequest, request_model: type[R], service: Servi
         return service(db.client(), uid, request).model_dump(mode="json")
     except EngineError as err:
         raise https_fn.HttpsError(https_fn.FunctionsErrorCode(err.code), err.message, err.details) from None
+
+
+def handle_without_arguments(
+    req: https_fn.CallableRequest, service: Callable[[Client, str], BaseModel]
+) -> dict[str, Any]:
+    """`handle` for a callable that takes no arguments: `service(db, uid)`; any data but `{}` or none
+    is InvalidArgument."""
+    return handle(req, NoArgumentsRequest, lambda client, uid, _: service(client, uid))
 
 
 def caller(req: https_fn.CallableRequest) -> str:

@@ -41,7 +41,6 @@ from .models import (
     CounterChange,
     MarkAsReadRequest,
     MarkAsReadResult,
-    NoArgumentsRequest,
     ReadReceipt,
     RecalculateUnreadCountersResult,
     UnreadCountsResult,
@@ -134,19 +133,15 @@ def mark_as_read(
 
 
 def unread_counts(db: Client, uid: str) -> UnreadCountsResult:
-    """The user's unread count of every chat their inbox head tracks, and their total (one read)."""
+    """`pack427_getUnreadCounts`: the user's unread count of every chat their inbox head tracks,
+    and their total (one read)."""
     chats = inbox.heads(db, [uid])[uid].state.chats
     counts = {chat_id: state.unread for chat_id, state in chats.items()}
     return UnreadCountsResult(unreadCounts=counts, totalUnread=sum(counts.values()))
 
 
-def get_unread_counts(db: Client, uid: str, request: NoArgumentsRequest) -> UnreadCountsResult:
-    """`pack427_getUnreadCounts`: every chat the inbox head tracks, and the total."""
-    return unread_counts(db, uid)
-
-
 def recalculate(
-    db: Client, uid: str, request: NoArgumentsRequest | None = None, *, now: datetime | None = None
+    db: Client, uid: str, *, now: datetime | None = None
 ) -> RecalculateUnreadCountersResult:
     """`pack427_recalculateUnreadCounters`: recount the caller's unread counts and repair any drift.
 
@@ -157,7 +152,6 @@ def recalculate(
 
     Args:
         uid: the authenticated caller.
-        request: no arguments.
         now: stored as the head's `updatedAt` if anything changed (default: the clock).
 
     Returns:

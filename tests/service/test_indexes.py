@@ -261,7 +261,7 @@ def run_every_query(db, monkeypatch) -> None:
     chat_list.get_chat_list(db, "alice", GetChatListRequest(limit=1, cursor=chats.cursor))
 
     unread.mark_as_read(db, "bob", MarkAsReadRequest(chatId="g", readUpToMessageId=sent[0]), now=now)
-    unread.get_unread_counts(db, "bob", None)
+    unread.unread_counts(db, "bob")
     unread.recalculate(db, "bob", now=now)
 
     typing_state.update_typing_state(db, "bob", UpdateTypingStateRequest(chatId="g", isTyping=True), now=now)
