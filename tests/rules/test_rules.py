@@ -11,10 +11,8 @@ from __future__ import annotations
 import os
 
 import pytest
-import requests
 from google.cloud import firestore
-from support.emulator import ROOT, clear_project
-from support.idtokens import emulator_id_token
+from support.rest import RulesApi, load_rules
 
 PROJECT = "demo-pack427-rules-all" + os.environ.get("PYTEST_XDIST_WORKER", "")
 
@@ -65,58 +63,11 @@ CLOSED = [
 
 @pytest.fixture(scope="module")
 def api(firestore_emulator):
-    host = firestore_emulator
-    source = (ROOT / "firestore.rules").read_text()
-    requests.put(
-        f"http://{host}/emulator/v1/projects/{PROJECT}:securityRules",
-        json={"rules": {"files": [{"name": "firestore.rules", "content": source}]}},
-        timeout=30,
-    ).raise_for_status()
-    clear_project(host, PROJECT)
+    load_rules(firestore_emulator, PROJECT)
     db = firestore.Client(project=PROJECT)
     for path, data in DOCUMENTS.items():
         db.document(path).set(data)
-    return Api(host)
-
-
-class Api:
-    """A signed-in app's view of Firestore, over the REST API (as the client SDKs reach it)."""
-
-    def __init__(self, host: str):
-        self.root = f"http://{host}/v1/projects/{PROJECT}/databases/(default)/documents"
-
-    def _headers(self, uid: str | None) -> dict:
-        return {"Authorization": f"Bearer {emulator_id_token(uid, PROJECT)}"} if uid else {}
-
-    def get(self, path: str, uid: str | None) -> int:
-        return requests.get(f"{self.root}/{path}", headers=self._headers(uid), timeout=30).status_code
-
-    def query(self, collection_path: str, uid: str | None, filters=(), *, group: bool = False):
-        """Run a query on a collection (or a collection group); (status, ids found)."""
-        parent, _, collection = collection_path.rpartition("/")
-        structured = {"from": [{"collectionId": collection, "allDescendants": group}]}
-        if filters:
-            structured["where"] = {"compositeFilter": {"op": "AND", "filters": [
-                {"fieldFilter": {"field": {"fieldPath": f}, "op": op, "value": {"stringValue": v}}}
-                for f, op, v in filters
-            ]}}
-        url = f"{self.root}/{parent}:runQuery" if parent else f"{self.root}:runQuery"
-        response = requests.post(url, headers=self._headers(uid), json={"structuredQuery": structured}, timeout=30)
-        found = [r["document"]["name"].rsplit("/", 1)[1] for r in response.json() if "document" in r] \
-            if response.status_code == 200 else []
-        return response.status_code, found
-
-    def writes(self, path: str, uid: str | None) -> dict[str, int]:
-        """Status of an update, a create (a new id next to `path`) and a delete."""
-        body = {"fields": {"count": {"integerValue": "0"}, "ageVerified18Plus": {"booleanValue": True}}}
-        headers = self._headers(uid)
-        parent, _, _ = path.rpartition("/")
-        return {
-            "update": requests.patch(f"{self.root}/{path}", headers=headers, json=body, timeout=30).status_code,
-            "create": requests.post(f"{self.root}/{parent}?documentId=new-doc", headers=headers, json=body,
-                                    timeout=30).status_code,
-            "delete": requests.delete(f"{self.root}/{path}", headers=headers, timeout=30).status_code,
-        }
+    return RulesApi(firestore_emulator, PROJECT)
 
 
 @pytest.mark.parametrize(("path", "reader", "outsider"), READABLE, ids=[r[0] for r in READABLE])
