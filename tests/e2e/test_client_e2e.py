@@ -308,7 +308,7 @@ def test_s11_a_send_whose_reply_was_lost_is_repeated_and_stored_once(suite_db, a
 WORKER = """
 from datetime import datetime
 from google.cloud import firestore
-from pack427 import delivery
+from pack427 import processor
 from pack427.models import Region
 from pack427.notifier import EmulatorNotifier
 db = firestore.Client(project={project!r})

@@ -102,13 +102,13 @@ def test_racing_triggers_and_processors_keep_every_chat_in_order(db):
         for snapshot in part:
             delivery.on_enqueued(db, snapshot, EmulatorNotifier())
 
-    def processor():
+    def scheduler():
         barrier.wait()
         processor.drain(db, EmulatorNotifier(), regions=(Region.US,), actor="scheduler", time_budget_s=600)
 
     threads = [threading.Thread(target=triggers, args=(events[::2],)),
                threading.Thread(target=triggers, args=(events[1::2],)),
-               threading.Thread(target=processor)]
+               threading.Thread(target=scheduler)]
     for t in threads:
         t.start()
     for t in threads:
