@@ -19,12 +19,14 @@ from pack427 import (
     metrics,
     processor,
     queue,
+    scheduling,
     sync,
     typing_state,
     unread,
 )
 from pack427.models import (
     AckMessagesRequest,
+    CancelScheduledMessageRequest,
     GetChatListRequest,
     GetTypingUsersRequest,
     MarkAsReadRequest,
@@ -46,6 +48,16 @@ options.set_global_options(max_instances=20)
 @https_fn.on_call()
 def pack427_sendMessage(req: https_fn.CallableRequest) -> dict:
     return callables.handle(req, SendMessageRequest, send_message)
+
+
+@https_fn.on_call()
+def pack427_cancelScheduledMessage(req: https_fn.CallableRequest) -> dict:
+    return callables.handle(req, CancelScheduledMessageRequest, scheduling.cancel)
+
+
+@https_fn.on_call()
+def pack427_listScheduledMessages(req: https_fn.CallableRequest) -> dict:
+    return callables.handle_without_arguments(req, scheduling.list_scheduled)
 
 
 @https_fn.on_call()

@@ -37,6 +37,8 @@ CALLABLE = {"callableTrigger": {}}
 EXPECTED: dict[str, dict] = {
     "pack427_sendMessage": CALLABLE,
     "pack427_registerDevice": CALLABLE,
+    "pack427_cancelScheduledMessage": CALLABLE,
+    "pack427_listScheduledMessages": CALLABLE,
     "pack427_syncMessages": CALLABLE,
     "pack427_ackMessages": CALLABLE,
     "pack427_resyncChat": CALLABLE,

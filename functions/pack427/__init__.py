@@ -19,6 +19,7 @@ Modules, one concern each:
     sending          accepting a message (idempotent), the creation seam: placed
                      in small chats' inboxes by its own commit, queued, or fanned out
     send_plan        a send's pure decisions: its id, what the chat keeps, whom it places
+    scheduling       scheduled messages: delivered at their time, cancellable, listed
     placing          what delivering one message to one recipient writes
     fan_out          groups beyond 50: delivery in chunks, resumable
     inbox            inbox entries numbered and counted under the user's head

@@ -10,3 +10,13 @@ def now() -> datetime:
 
 def millis(ms: int) -> timedelta:
     return timedelta(milliseconds=ms)
+
+
+def from_millis(ms: int) -> datetime:
+    """The instant `ms` Unix milliseconds, timezone-aware UTC."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def to_millis(at: datetime) -> int:
+    """`at` in Unix milliseconds."""
+    return round(at.timestamp() * 1000)

@@ -120,6 +120,12 @@ FAN_OUT_WAITING_LOOKUP = 500
 recipients must get the message through the queue, behind them; with more,
 the whole fan-out goes through the queue."""
 
+MAX_SCHEDULE_DAYS = 30
+"""How far ahead a message can be scheduled (`deliverAt`)."""
+
+SCHEDULED_BATCH = 200
+"""Due scheduled messages one processor run delivers per query."""
+
 # ------------------------------------------------------------ real-time signals
 
 TYPING_REFRESH_SECONDS = 5

@@ -91,6 +91,15 @@ def idempotency_key(db: Client, sender_id: str, client_message_id: str) -> Docum
     return idempotency_keys(db).document(f"{sender_id}_{client_message_id}")
 
 
+def scheduled_messages(db: Client) -> CollectionReference:
+    """`scheduledMessages`: messages accepted for later delivery (see scheduling)."""
+    return db.collection("scheduledMessages")
+
+
+def scheduled_message(db: Client, sender_id: str, client_message_id: str) -> DocumentReference:
+    return scheduled_messages(db).document(f"{sender_id}_{client_message_id}")
+
+
 def audit_log(db: Client) -> CollectionReference:
     """`auditLog`: refused sends (queue state changes live on the entries, see audit)."""
     return db.collection("auditLog")

@@ -20,7 +20,7 @@ from datetime import datetime
 from firebase_functions import logger
 from google.cloud.firestore import Client
 
-from . import backlog, clock, constants, fan_out, inbox, queue
+from . import backlog, clock, constants, fan_out, inbox, queue, scheduling
 from .delivery import (
     DELIVERY_GROUP_SIZE,
     PARALLEL_DELIVERIES,
@@ -283,6 +283,10 @@ def drain(
         fan_out.resume_stalled(db)
     except Exception as err:  # noqa: BLE001 - a stuck fan-out must not stop the queues' drain
         logger.error(f"resuming stalled fan-outs failed: {err!r}")
+    try:
+        scheduling.deliver_due(db)
+    except Exception as err:  # noqa: BLE001 - nor a scheduled message that cannot be sent
+        logger.error(f"delivering scheduled messages failed: {err!r}")
     reports = {region: ProcessReport() for region in regions}
     modes = {region: "normal" for region in regions}
     depths: dict[Region, int] = {}

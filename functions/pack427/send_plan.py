@@ -10,11 +10,12 @@ Unit-tested without the emulator (tests/unit).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ulid import ULID
 
-from . import constants
+from . import clock, constants
+from .errors import InvalidArgument
 from .models import Chat, ChatMessage, LastMessage
 
 
@@ -79,3 +80,11 @@ def last_message(message: ChatMessage) -> LastMessage:
         has_content=message.content_ref is not None,
         created_at=message.created_at,
     )
+
+
+def check_deliver_at(deliver_at_ms: int, now: datetime) -> None:
+    """InvalidArgument unless `deliver_at_ms` (Unix ms) is after `now` and at most MAX_SCHEDULE_DAYS ahead."""
+    if deliver_at_ms <= clock.to_millis(now):
+        raise InvalidArgument("deliverAt: must be in the future (Unix ms)")
+    if deliver_at_ms > clock.to_millis(now + timedelta(days=constants.MAX_SCHEDULE_DAYS)):
+        raise InvalidArgument(f"deliverAt: must be at most {constants.MAX_SCHEDULE_DAYS} days ahead")

@@ -46,11 +46,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client, WriteBatch
+from ulid import ULID
 
 from . import (
     admission,
@@ -80,6 +82,7 @@ from .models import (
     ChatMessage,
     IdempotencyRecord,
     Region,
+    ScheduledMessage,
     SendMessageRequest,
     SendMessageResult,
     SendRecord,
@@ -88,6 +91,8 @@ from .models import (
 
 ACCEPTED = "QUEUED"
 """`status` of an accepted message: its queue entries are on their way."""
+SCHEDULED = "SCHEDULED"
+"""`status` of a message accepted for later delivery (see scheduling)."""
 
 
 def send_message(
@@ -97,14 +102,19 @@ def send_message(
     *,
     now: datetime | None = None,
     fraud_checker: fraud.FraudChecker | None = None,
+    admitted: AdmittedEarlier | None = None,
 ) -> SendMessageResult:
-    """Accept a message from `sender_id` and deliver it, or queue it for delivery.
+    """Accept a message from `sender_id` and deliver it, or queue it for delivery;
+    with `request.deliverAt`, accept it now for delivery then (see scheduling).
 
     Args:
         sender_id: the authenticated caller.
         request: the validated request.
         now: the acceptance time (default: the clock).
         fraud_checker: reviews the send (default: the installed one, see fraud).
+        admitted: the send was admitted earlier (a scheduled message at its time):
+            no rate limit, spam or admission check again; it adds the caller's own
+            conditional writes to the send's commit (default: none, a send of now).
 
     Raises:
         NotFound: the chat does not exist.
@@ -117,11 +127,14 @@ def send_message(
         Unavailable: the admission hook failed; the send may be repeated.
         ResourceExhausted: the sender sent MAX_MESSAGES_PER_MINUTE messages
             in the last minute (details.retryAfterMs).
-        InvalidArgument: the clientMessageId was already used for another message.
+        InvalidArgument: the clientMessageId was already used for another message,
+            or deliverAt is not in the next MAX_SCHEDULE_DAYS.
         Aborted: the chat or the sender's rate window kept changing for
             SEND_CONFLICT_RETRIES attempts.
     """
     now = now or clock.now()
+    if request.deliverAt is not None:
+        send_plan.check_deliver_at(request.deliverAt, now)
 
     def attempt(n: int) -> SendMessageResult:
         try:
@@ -130,7 +143,7 @@ def send_message(
                 loaded = policy.participant_chat(db, request.chatId, sender_id)
                 # Placing in inboxes is tried INLINE_ATTEMPTS times; then the send goes through the queue.
                 return _commit_send(db, sender_id, request, loaded, now, fraud_checker,
-                                    place=n < constants.INLINE_ATTEMPTS)
+                                    place=n < constants.INLINE_ATTEMPTS, admitted=admitted)
         except gexc.AlreadyExists:
             if paths.idempotency_key(db, sender_id, request.clientMessageId).get().exists:
                 return _first_result(db, sender_id, request)
@@ -147,13 +160,16 @@ def send_message(
         pause_cap_s=constants.SEND_CONFLICT_BACKOFF_CAP_SECONDS,
         give_up=lambda: Aborted(f"chat {request.chatId!r} is too busy right now; retry with the same clientMessageId"),
     )
-    if settings.direct_delivery(db):
+    if settings.direct_delivery(db) and result.status == ACCEPTED:
         # Rollback switch: what was queued is delivered in this request (a duplicate too:
         # the first request may have died before it did), a large group's fan-out first.
         fan_out.run_chat(db, request.chatId, now=now)
         rollback.deliver_now(db, request.chatId, result.messageId, notifier.default_notifier(), now=now)
     return result
 
+
+AdmittedEarlier = Callable[[WriteBatch, str], None]
+"""Adds, given the new message's id, the writes of whoever admitted the send earlier to its commit."""
 
 _QUEUE_CHECKS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="send-queue-check")
 """Asks the queue about a chat while the send reads the profiles (one round trip less)."""
@@ -168,6 +184,7 @@ def _commit_send(
     fraud_checker: fraud.FraudChecker | None,
     *,
     place: bool,
+    admitted: AdmittedEarlier | None,
 ) -> SendMessageResult:
     chat = loaded.chat
     recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != sender_id]
@@ -186,14 +203,20 @@ def _commit_send(
         db, [sender_id, *(recipients if small else [])], [window_ref, *head_refs.values()])
     window = rate_limit.from_snapshot(db, sender_id, others[window_ref.path], now=now)
     try:
-        recipients, record = _admit(db, sender_id, request, chat, recipients, users, window, now, fraud_checker,
-                                    blocks=small)
+        if admitted is not None:  # only what may have changed since: 18+ and blocks
+            policy.require_adult(users[sender_id])
+            recipients = policy.deliverable_recipients(sender_id, recipients, users) if small else recipients
+        else:
+            recipients, record = _admit(db, sender_id, request, chat, recipients, users, window, now, fraud_checker,
+                                        blocks=small)
     except EngineError:
         # A retry of a send that was accepted before (then allowed) gets its result, not the refusal.
         if paths.idempotency_key(db, sender_id, request.clientMessageId).get().exists:
             return _first_result(db, sender_id, request)
         raise
 
+    if request.deliverAt is not None and admitted is None:
+        return _commit_schedule(db, sender_id, request, window, record, now)
     message = ChatMessage(
         id=send_plan.next_message_id(chat, now), chat_id=request.chatId, sender_id=sender_id,
         sender_name=users[sender_id].display_name, client_message_id=request.clientMessageId,
@@ -214,9 +237,37 @@ def _commit_send(
     else:
         _add_delivery(db, batch, plan, message, users, heads, origin=origin)
     store.update_if_unchanged(db, batch, paths.chat(db, request.chatId), loaded.update_time, chat_fields)
-    rate_limit.add_send(db, batch, window, record)
+    if admitted is None:
+        rate_limit.add_send(db, batch, window, record)
+    else:
+        admitted(batch, message.id)
     batch.commit()
     return SendMessageResult(messageId=message.id, status=ACCEPTED, duplicate=False)
+
+
+def _commit_schedule(
+    db: Client,
+    sender_id: str,
+    request: SendMessageRequest,
+    window: rate_limit.LoadedWindow,
+    record: SendRecord,
+    now: datetime,
+) -> SendMessageResult:
+    """Accept a scheduled message: its ScheduledMessage, its idempotency record and the sender's rate
+    window, in one commit; nothing of the chat changes until its time (see scheduling)."""
+    scheduled = ScheduledMessage(
+        sender_id=sender_id, chat_id=request.chatId, client_message_id=request.clientMessageId,
+        text=request.text, content_ref=request.contentRef, deliver_at=clock.from_millis(request.deliverAt or 0),
+        delivery_key=str(ULID()), created_at=now, updated_at=now,
+    )
+    batch = db.batch()
+    record_doc = IdempotencyRecord(message_id=request.clientMessageId, chat_id=request.chatId, sender_id=sender_id,
+                                   payload_hash=_payload_hash(request), created_at=now)
+    batch.create(paths.idempotency_key(db, sender_id, request.clientMessageId), record_doc.to_firestore())
+    batch.create(paths.scheduled_message(db, sender_id, request.clientMessageId), scheduled.to_firestore())
+    rate_limit.add_send(db, batch, window, record)
+    batch.commit()
+    return SendMessageResult(messageId=request.clientMessageId, status=SCHEDULED, duplicate=False)
 
 
 def _add_message(db: Client, batch: WriteBatch, request: SendMessageRequest, message: ChatMessage, *,
@@ -291,7 +342,9 @@ def _admit(
 
 
 def _payload_hash(request: SendMessageRequest) -> str:
-    payload = {"chatId": request.chatId, "text": request.text, "contentRef": request.contentRef}
+    payload: dict = {"chatId": request.chatId, "text": request.text, "contentRef": request.contentRef}
+    if request.deliverAt is not None:
+        payload["deliverAt"] = request.deliverAt
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -303,4 +356,6 @@ def _first_result(db: Client, sender_id: str, request: SendMessageRequest) -> Se
         raise InvalidArgument(
             f"clientMessageId {request.clientMessageId} was already used for a different message"
         )
-    return SendMessageResult(messageId=record.message_id, status=ACCEPTED, duplicate=True)
+    # A scheduled message's record names its scheduled id, the clientMessageId itself.
+    status = SCHEDULED if record.message_id == request.clientMessageId else ACCEPTED
+    return SendMessageResult(messageId=record.message_id, status=status, duplicate=True)

@@ -53,6 +53,7 @@ from pack427 import (
     processor,
     queue,
     rollback,
+    scheduling,
     sending,
     sync,
     typing_state,
@@ -230,6 +231,11 @@ def run_every_query(db, monkeypatch) -> None:
     for message_id in core_ids:
         db.document(f"chats/core/messages/{message_id}").set({"senderId": "alice", "text": "from the core"})
     chat_core_intake.take(db, "core", core_ids[-1], now=now)
+    later = SendMessageRequest(chatId="g", clientMessageId=str(ULID()), text="later",
+                               deliverAt=clock.to_millis(now + timedelta(minutes=5)))
+    sending.send_message(db, "alice", later, now=now)  # scheduled: listed, then delivered at its time
+    scheduling.list_scheduled(db, "alice")
+    scheduling.deliver_due(db, now=now + timedelta(minutes=5))
     # The trigger's path (one chat and recipient), then the processor's (a batch of them).
     first_to_bob = paths.queue_entry(db, Region.US, QueuedMessage.entry_id(sent[0], "bob")).get()
     delivery.on_enqueued(db, first_to_bob, notifier, now=now + timedelta(seconds=1))

@@ -15,6 +15,8 @@ Import them from here (`from .models import Chat`).
 from .api import (
     AckMessagesRequest,
     AckMessagesResult,
+    CancelScheduledMessageRequest,
+    CancelScheduledMessageResult,
     ChatListItem,
     ChatListLastMessage,
     CounterChange,
@@ -24,6 +26,7 @@ from .api import (
     GetChatListResult,
     GetTypingUsersRequest,
     GetTypingUsersResult,
+    ListScheduledMessagesResult,
     MarkAsReadRequest,
     MarkAsReadResult,
     NoArgumentsRequest,
@@ -35,6 +38,7 @@ from .api import (
     Response,
     ResyncChatRequest,
     ResyncChatResult,
+    ScheduledMessageItem,
     SendMessageRequest,
     SendMessageResult,
     SyncedMessage,
@@ -53,6 +57,8 @@ from .chats import (
     IdempotencyRecord,
     LastMessage,
     RateWindow,
+    ScheduledMessage,
+    ScheduledStatus,
     SendRecord,
     SendRejection,
     UserProfile,
@@ -64,6 +70,12 @@ from .presence import DeviceSyncState, Platform, TypingEvent
 from .queue_entries import AuditEvent, QueuedMessage, QueueEvent, RegionQueueStats, TransportMetadata
 
 __all__ = [
+    "ScheduledMessage",
+    "ScheduledStatus",
+    "CancelScheduledMessageRequest",
+    "CancelScheduledMessageResult",
+    "ListScheduledMessagesResult",
+    "ScheduledMessageItem",
     "Region",
     "QueueStatus",
     "DUE_STATUSES",

@@ -72,6 +72,8 @@ class SendMessageRequest(Request):
         text: message text, 1 to MAX_TEXT_LENGTH characters.
         contentRef: reference to content stored elsewhere (media); at least
             one of text and contentRef is required.
+        deliverAt: Unix ms: schedule the message for then (at most
+            MAX_SCHEDULE_DAYS ahead; see scheduling); default: now.
     """
 
     chatId: DocumentId
@@ -80,6 +82,7 @@ class SendMessageRequest(Request):
     contentRef: Annotated[
         str, StringConstraints(min_length=1, max_length=constants.MAX_CONTENT_REF_LENGTH)
     ] | None = None
+    deliverAt: Annotated[int, Field(ge=0, le=constants.MAX_UNIX_MS)] | None = None
 
     @model_validator(mode="after")
     def _has_content(self) -> SendMessageRequest:
@@ -91,9 +94,39 @@ class SendMessageRequest(Request):
 
 
 class SendMessageResult(Response):
+    """`messageId` is the message's id; for a scheduled message (`status` SCHEDULED) it is
+    the scheduled id (the clientMessageId) until it is delivered (see scheduling)."""
+
     messageId: str
     status: str
     duplicate: bool
+
+
+class CancelScheduledMessageRequest(Request):
+    """`pack427_cancelScheduledMessage` data: the scheduled id (the clientMessageId it was sent with)."""
+
+    scheduledId: UlidString
+
+
+class CancelScheduledMessageResult(Response):
+    success: bool
+    status: str
+    """CANCELLED (now, or before: cancelling is idempotent)."""
+
+
+class ScheduledMessageItem(Response):
+    scheduledId: str
+    chatId: str
+    text: str | None
+    contentRef: str | None
+    deliverAt: int
+    createdAt: int
+
+
+class ListScheduledMessagesResult(Response):
+    """The caller's messages still scheduled, soonest first."""
+
+    messages: list[ScheduledMessageItem]
 
 
 DeviceId = Annotated[

@@ -6,6 +6,7 @@ idempotency records, rate windows and refusals.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -216,3 +217,36 @@ class SendRejection(Document):
     rule: str
     at: datetime
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScheduledStatus(StrEnum):
+    SCHEDULED = "SCHEDULED"
+    DELIVERED = "DELIVERED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
+    """At its time the sender could no longer send there (left the chat, blocked, not 18+)."""
+
+
+class ScheduledMessage(Document):
+    """`scheduledMessages/{senderId}_{clientMessageId}`: a message accepted now for delivery at `deliver_at`
+    (see scheduling).
+
+    Attributes:
+        delivery_key: the clientMessageId its delivery is sent with (a ULID made at
+            acceptance): two processors delivering it make one message.
+        message_id: the delivered message's id (status DELIVERED).
+        reason: why it failed (status FAILED).
+    """
+
+    sender_id: str
+    chat_id: str
+    client_message_id: str
+    text: str | None = None
+    content_ref: str | None = None
+    deliver_at: datetime
+    delivery_key: str
+    status: ScheduledStatus = ScheduledStatus.SCHEDULED
+    message_id: str | None = None
+    reason: str | None = None
+    created_at: datetime
+    updated_at: datetime
