@@ -20,13 +20,14 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
 
 from google.cloud import firestore  # noqa: E402
 
-from pack427 import audit, backlog, clock, paths, processor, queue  # noqa: E402
+from pack427 import audit, backlog, clock, heatmap, metrics, paths, processor, queue  # noqa: E402
 from pack427.models import DUE_STATUSES, Region  # noqa: E402
 from pack427.notifier import EmulatorNotifier  # noqa: E402
 from pack427_client import (  # noqa: E402
@@ -233,6 +234,15 @@ def main() -> None:
     left = bob_signals.mark_chat_as_read()
     receipts = {c["chatId"]: c["lastMessageStatus"] for c in alice_app.client.call("pack427_getChatList", {})["chats"]}
     say(f"  Bob reads the chat: {left} unread left; Alice's receipts for alice-bob: {receipts['alice-bob']}")
+    say("\n9. Delivery-time heatmap (scripts/ops heatmap), from the queue statistics this run stored:")
+    snapshots = [s for s in metrics.export_queue_stats(db) if s.latency_all.samples]
+    for s in snapshots:
+        say(f"  {s.region.value}: {s.latency_all.samples} deliveries, send-to-inbox p50 {s.latency_all.p50_ms} ms,"
+            f" p95 {s.latency_all.p95_ms} ms")
+    stored = heatmap.load(db, clock.now() - timedelta(days=28))
+    image = heatmap.render(heatmap.grids(stored), DEVICE_DATA / "delivery-heatmap.png",
+                           title=f"PACK 427 demo run: delivery latency, {len(stored)} stored snapshots")
+    say(f"  {image}")
     say(f"\n(App state of this run: {DEVICE_DATA})")
 
 

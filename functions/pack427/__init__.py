@@ -36,6 +36,7 @@ Modules, one concern each:
     typing_state     typing indicators
     audit            the audit trail: queue entry histories, refused sends
     metrics          queue figures, stored and logged, with alerts
+    heatmap          delivery latency by weekday and hour, per region, as a PNG
     alerts           structured alert log lines
     settings         runtime settings: the rollback switch, the rate limit
     ops              operator repairs: dead letters requeued, a chat resynced

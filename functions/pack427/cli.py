@@ -16,6 +16,8 @@ with application default credentials (`gcloud auth application-default login`).
     nudge USER KEY TEXT        send USER a system nudge (idempotent by KEY)
     rate-limit [N] [--reason TEXT]
                                show or set the sends allowed per user per minute
+    heatmap [--days N] [--out FILE]
+                               a PNG of delivery latency by weekday and hour, per region
 
 Every change goes through the same conditional writes as the functions: a
 command can run while the functions run, and twice, without delivering a
@@ -28,11 +30,13 @@ import argparse
 import getpass
 import os
 import sys
+from datetime import timedelta
+from pathlib import Path
 
 from google.cloud import firestore
 from google.cloud.firestore import Client
 
-from . import audit, backlog, metrics, nudges, processor, settings, unread
+from . import audit, backlog, clock, heatmap, metrics, nudges, processor, settings, unread
 from .models import EngineMode, Region
 from .notifier import Notifier, default_notifier
 from .ops import requeue_dropped, resync
@@ -104,6 +108,14 @@ def _mode(db: Client, mode: str | None, reason: str | None, notifier: Notifier) 
         _process(db, notifier)
 
 
+def _heatmap(db: Client, days: int, out: str) -> None:
+    since = clock.now() - timedelta(days=days)
+    snapshots = heatmap.load(db, since)
+    title = f"PACK 427 delivery latency, {len(snapshots)} snapshots since {since:%Y-%m-%d %H:%M} UTC"
+    path = heatmap.render(heatmap.grids(snapshots), Path(out), title=title)
+    print(f"{path}: {len(snapshots)} stored snapshots of the last {days} days")
+
+
 def client(project: str | None) -> Client:
     """A Firestore client for `project` (the emulator's when FIRESTORE_EMULATOR_HOST is set)."""
     project = project or os.environ.get("GCLOUD_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT")
@@ -134,6 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     limit_parser = commands.add_parser("rate-limit", help="show or set the sends allowed per user per minute")
     limit_parser.add_argument("per_minute", nargs="?", type=int)
     limit_parser.add_argument("--reason")
+    heat_parser = commands.add_parser("heatmap", help="a PNG of send-to-inbox latency by weekday and hour, per region")
+    heat_parser.add_argument("--days", type=int, default=28, help="the stored statistics of the last N days (28)")
+    heat_parser.add_argument("--out", default="delivery-heatmap.png", help="the PNG to write")
     return parser
 
 
@@ -167,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             sent = nudges.send_nudge(db, args.user, key=args.key, text=args.text)
             print(f"nudge {sent.messageId} to {args.user}" + (" (sent before with this key)" if sent.duplicate else "")
                   + ": queued, the trigger delivers it")
+        case "heatmap":
+            _heatmap(db, args.days, args.out)
         case "rate-limit":
             if args.per_minute is not None:
                 settings.set_rate_limit(db, args.per_minute, actor=f"ops:{getpass.getuser()}", reason=args.reason)

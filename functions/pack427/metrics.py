@@ -100,6 +100,7 @@ def region_metrics(
     delivered, placed_by_send = _deliveries(db, region, start, now)
     failed, dropped, lost = _failures(db, region, start, now)
     same, cross = _latencies(db, region, start, now)
+    every_path = _inbox_latencies(db, region, start, now)
     syncs, sync_avg, sync_max, slow = _syncs(db, region, start, now)
     return RegionMetrics(
         region=region,
@@ -119,6 +120,7 @@ def region_metrics(
         failed_delivery_rate=_ratio(failed + dropped, delivered + failed + dropped),
         latency_same_region=_percentiles(same),
         latency_cross_region=_percentiles(cross),
+        latency_all=_percentiles(every_path),
         syncs_in_window=syncs,
         sync_avg_ms=sync_avg,
         sync_max_ms=sync_max,
@@ -192,6 +194,25 @@ def _deliveries(db: Client, region: Region, start: datetime, end: datetime) -> t
     )
     by_send = in_window.where(filter=FieldFilter("via", "==", "send"))
     return int(in_window.count().get()[0][0].value), int(by_send.count().get()[0][0].value)
+
+
+def _inbox_latencies(db: Client, region: Region, start: datetime, end: datetime) -> list[int]:
+    """Send-to-inbox latencies in ms of (at most LATENCY_SAMPLE) messages that reached an inbox of
+    `region` in [start, end), whatever their path: the send's own commit (0), a fan-out, the queue."""
+    query = (
+        db.collection_group("inbox")
+        .where(filter=FieldFilter("region", "==", region.value))
+        .where(filter=FieldFilter("deliveredAt", ">=", start))
+        .where(filter=FieldFilter("deliveredAt", "<", end))
+        .order_by("deliveredAt")
+        .limit(LATENCY_SAMPLE)
+        .select(["createdAt", "deliveredAt"])
+    )
+    latencies = []
+    for snapshot in query.stream():
+        data = snapshot.to_dict() or {}
+        latencies.append(max(round((data["deliveredAt"] - data["createdAt"]).total_seconds() * 1000), 0))
+    return latencies
 
 
 def _latencies(db: Client, region: Region, start: datetime, end: datetime) -> tuple[list[int], list[int]]:

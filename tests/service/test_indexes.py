@@ -47,6 +47,7 @@ from pack427 import (
     constants,
     delivery,
     fan_out,
+    heatmap,
     metrics,
     ops,
     paths,
@@ -247,6 +248,7 @@ def run_every_query(db, monkeypatch) -> None:
     audit.history(db, sent[0])
     audit.history(db, sent[-1])
     metrics.export_queue_stats(db, now=now + timedelta(minutes=1))
+    heatmap.load(db, now - timedelta(days=28))
     backlog.due_entries(db, Region.EU, now=now, limit=10, shard=0)  # the fanned-out drain's slice
     ops.requeue_dropped(db, now=now)
     ops.resync(db, "carol", "g", notifier, now=now)

@@ -11,7 +11,21 @@ from support.emulator import UNIT_PROJECT
 from support.entries import T0, enqueue, load, make_entry
 from ulid import ULID
 
-from pack427 import audit, cli, constants, delivery, inbox, ops, paths, queue, sending, settings
+from pack427 import (
+    audit,
+    cli,
+    clock,
+    constants,
+    delivery,
+    heatmap,
+    inbox,
+    metrics,
+    ops,
+    paths,
+    queue,
+    sending,
+    settings,
+)
 from pack427.models import QueueStatus, Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
 
@@ -142,3 +156,23 @@ def test_cli_history_stats_recalc_and_process(db, capsys, monkeypatch):
 def _json_tail(out: str) -> str:
     """The JSON object a command printed last (log lines may come before it)."""
     return out[out.index("{\n"):]
+
+
+def test_cli_heatmap_renders_the_stored_statistics_as_a_png(db, capsys, tmp_path):
+    now = clock.now()
+    entries = [make_entry("bob", chat=f"h{i}", created=now - timedelta(seconds=30 + i)) for i in range(4)]
+    enqueue(db, *entries)
+    for entry in entries:  # delivered 250 ms after it was sent
+        delivery.deliver(db, load(db, entry), EmulatorNotifier(), actor="test",
+                         now=entry.created_at + timedelta(milliseconds=250))
+    metrics.export_queue_stats(db, now=now)
+    out = tmp_path / "heat.png"
+
+    printed = run_ops(capsys, "heatmap", "--days", "1", "--out", str(out))
+
+    assert f"{out}: 3 stored snapshots" in printed  # one per region
+    import matplotlib.image
+    image = matplotlib.image.imread(out)
+    assert image.shape[0] > 300 and image.shape[1] > 1000  # a real PNG: three rows of two heatmaps
+    cell = heatmap.grids(heatmap.load(db, now - timedelta(days=1)))[Region.US]["p50"][now.weekday()][now.hour]
+    assert cell == 250

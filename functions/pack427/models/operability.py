@@ -52,6 +52,9 @@ class RegionMetrics(Document):
             + lost); None when none was settled.
         failed_delivery_rate: of the attempts in the window, the share that
             failed: (failed + dropped) / (delivered + failed + dropped).
+        latency_all: every message that reached an inbox of the region in the
+            window, whatever its path (placed by its send: 0 ms; fan-out; queue),
+            from its acceptance to its inbox; what the delivery heatmap shows.
         latency_same_region, latency_cross_region: entries delivered from the
             queue in the window whose sender is in this region, or in another.
         syncs_in_window: devices of this region whose last sync was in the window.
@@ -76,6 +79,7 @@ class RegionMetrics(Document):
     failed_delivery_rate: float | None
     latency_same_region: LatencyPercentiles
     latency_cross_region: LatencyPercentiles
+    latency_all: LatencyPercentiles = Field(default_factory=lambda: LatencyPercentiles(samples=0))
     syncs_in_window: int
     sync_avg_ms: float | None
     sync_max_ms: int | None
