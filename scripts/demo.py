@@ -234,7 +234,19 @@ def main() -> None:
     left = bob_signals.mark_chat_as_read()
     receipts = {c["chatId"]: c["lastMessageStatus"] for c in alice_app.client.call("pack427_getChatList", {})["chats"]}
     say(f"  Bob reads the chat: {left} unread left; Alice's receipts for alice-bob: {receipts['alice-bob']}")
-    say("\n9. Delivery-time heatmap (scripts/ops heatmap), from the queue statistics this run stored:")
+    say("\n9. A group of 60 (over the 50 a send places itself): one send, its fan-out trigger places it in every inbox:")
+    members = [f"demo-member-{n:02d}" for n in range(60)]
+    for n, uid in enumerate(members):
+        paths.user(db, uid).set({"region": ("EU", "US", "APAC")[n % 3], "online": True, "displayName": uid})
+    paths.chat(db, "demo-group").set({"participants": [alice, *members]})
+    started = time.monotonic()
+    big = send(alice_app, "demo-group", "Hello, everyone!")
+    say(f"  accepted in {(time.monotonic() - started) * 1000:.0f} ms; the last member has it after "
+        f"{wait_in_inbox(members[-1], big['messageId'], 120):.2f} s more")
+    reached = sum(paths.inbox_entry(db, uid, big["messageId"]).get().exists for uid in members)
+    say(f"  {reached} of {len(members)} members have it, each once")
+
+    say("\n10. Delivery-time heatmap (scripts/ops heatmap), from the queue statistics this run stored:")
     snapshots = [s for s in metrics.export_queue_stats(db) if s.latency_all.samples]
     for s in snapshots:
         say(f"  {s.region.value}: {s.latency_all.samples} deliveries, send-to-inbox p50 {s.latency_all.p50_ms} ms,"

@@ -94,7 +94,8 @@ def render(by_region: dict[Region, dict[str, Grid]], path: Path, *, title: str) 
             for d, line in enumerate(grids_[stat]):
                 for h, v in enumerate(line):
                     if v is not None:
-                        ax.text(h, d, f"{v:.0f}", ha="center", va="center", fontsize=6, color="tab:blue")
+                        ax.text(h, d, f"{v:.0f}", ha="center", va="center", fontsize=7,
+                                color="white" if v > top / 2 else "black")
             fig.colorbar(image, ax=ax, fraction=0.025)
     fig.suptitle(title)
     fig.supxlabel("hour of day (UTC)")
