@@ -10,7 +10,12 @@ nothing of the message and bills nothing; its only trace is its audit record
 the spam hook's). Apps and the Python client treat it as refused for good.
 
 The default hook admits everything: this engine never bills, and a
-deployment without a paid-chat engine has nothing to ask. A paid-chat engine
+deployment without a paid-chat engine has nothing to ask.
+
+The same hook ranks an admitted send (`priority_of`): paid and VIP messages
+go in the processor's priority lane under a backlog. A hook may implement
+`priority(attempt, billing_state) -> bool`; without it, a chat whose billing
+state says `priority: true` is a priority chat. Never the client's say. A paid-chat engine
 implements `AdmissionHook` (a `name` and `admit(attempt, billing_state)`)
 and is installed once at start-up, in main.py:
 
@@ -68,6 +73,27 @@ def install(hook: AdmissionHook) -> AdmissionHook:
     global _installed
     previous, _installed = _installed, hook
     return previous
+
+
+def billing_priority(billing_state: dict[str, Any]) -> bool:
+    """The default priority rule: the chat's billing state says `priority: true` (a paid chat,
+    a VIP sender's: the paid-chat engine writes it on the chat)."""
+    return billing_state.get("priority") is True
+
+
+def priority_of(attempt: SendAttempt, billing_state: dict[str, Any], hook: AdmissionHook | None = None) -> bool:
+    """Whether an admitted send goes in the priority lane: the hook's `priority(attempt, billing_state)`
+    if it has one, else `billing_priority`. A hook that fails gives the normal lane (logged):
+    priority is a service level, not a safeguard."""
+    hook = hook or _installed
+    decide = getattr(hook, "priority", None)
+    if decide is None:
+        return billing_priority(billing_state)
+    try:
+        return bool(decide(attempt, billing_state))
+    except Exception as err:  # noqa: BLE001 - the normal lane delivers it all the same
+        logger.error(f"admission hook {getattr(hook, 'name', hook)!r} failed to rank a send: {err!r}")
+        return False
 
 
 def screen(db: Client, attempt: SendAttempt, billing_state: dict[str, Any], hook: AdmissionHook | None = None) -> None:

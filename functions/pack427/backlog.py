@@ -18,17 +18,22 @@ from .queue import LoadedEntry
 
 
 def due_entries(
-    db: Client, region: Region, *, now: datetime, limit: int = constants.BATCH_SIZE, shard: int | None = None
+    db: Client, region: Region, *, now: datetime, limit: int = constants.BATCH_SIZE, shard: int | None = None,
+    priority_only: bool = False,
 ) -> list[LoadedEntry]:
     """Entries of `region` that may be attempted at `now`, longest waiting first.
 
     Args:
         limit: at most this many (default BATCH_SIZE).
         shard: only this slice of the queue (QueuedMessage.shard); default: all.
+        priority_only: only the priority lane (QueuedMessage.priority); default: every entry,
+            priority ones included, so that the normal lane's batch is never starved.
     """
     query = paths.queue(db, region).where(filter=FieldFilter("status", "in", [s.value for s in DUE_STATUSES]))
     if shard is not None:
         query = query.where(filter=FieldFilter("shard", "==", shard))
+    if priority_only:
+        query = query.where(filter=FieldFilter("priority", "==", True))
     query = query.where(filter=FieldFilter("nextAttemptAt", "<=", now)).order_by("nextAttemptAt").limit(limit)
     return [LoadedEntry.from_snapshot(s) for s in query.stream()]
 

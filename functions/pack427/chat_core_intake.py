@@ -42,7 +42,7 @@ from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import ValidationError
 
-from . import audit, chat_core, clock, constants, fan_out, paths, policy, routing, send_plan, store
+from . import admission, audit, chat_core, clock, constants, fan_out, paths, policy, routing, send_plan, store
 from .errors import Aborted, EngineError
 from .models import Chat, ChatMessage, SendRejection, UserProfile
 
@@ -133,7 +133,8 @@ def _add_takes(
             taken.refused[doc.ref.id] = found
             store.update_if_unchanged(db, batch, doc.ref, doc.time, {"intake": REFUSED, "intakeRefusal": found})
             continue
-        message = found.model_copy(update={"billing_state": doc.data.get("billingState") or chat.billing})
+        message = found.model_copy(update={"billing_state": doc.data.get("billingState") or chat.billing,
+                                           "priority": admission.billing_priority(chat.billing)})
         # The engine's message fields (the same values where the core set them): resync and ops read it as any.
         store.update_if_unchanged(db, batch, doc.ref, doc.time, message.to_firestore())
         recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != message.sender_id]

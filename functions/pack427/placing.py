@@ -58,6 +58,7 @@ def queue_entry(
         billing_state=message.billing_state,
         transport_metadata=TransportMetadata(push_tokens=push_tokens(recipient), sender_name=message.sender_name),
         system_nudge=message.system_nudge,
+        priority=message.priority,
         created_at=message.created_at,
         updated_at=message.created_at,
     )

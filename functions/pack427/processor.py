@@ -64,6 +64,7 @@ def process_batch(
     now: datetime | None = None,
     limit: int = constants.BATCH_SIZE,
     shard: int | None = None,
+    priority_only: bool = False,
 ) -> ProcessReport:
     """Attempt the entries of `region` that are due at `now` (at most `limit` found).
 
@@ -80,10 +81,11 @@ def process_batch(
         now: the attempts' time (default: the clock).
         limit: due entries to take (default BATCH_SIZE).
         shard: only this slice of the queue (default: all of it).
+        priority_only: only the priority lane (default: every due entry, oldest first).
     """
     now = now or clock.now()
     report = ProcessReport(batches=1)
-    entries = backlog.due_entries(db, region, now=now, limit=limit, shard=shard)
+    entries = backlog.due_entries(db, region, now=now, limit=limit, shard=shard, priority_only=priority_only)
     report.found = len(entries)
     push_retries = [e for e in entries if not e.entry.awaiting_inbox]
     # Per (chat, recipient): the newest message of it in this batch; older ones go first.
@@ -253,10 +255,18 @@ def drain(
     back; per-chat order holds across both (deliver_in_order).
 
     Regions take turns, one round each, so a backlog in one region does not
-    starve the others. Back-pressure (the seed's scale-up strategy), decided
-    each round from the region's depth: counted (one count aggregation, which
-    reads every waiting entry's index entry) every DEPTH_RECOUNT_ROUNDS rounds,
-    less what the rounds in between attempted. Over
+    starve the others. Priority lanes: each round takes a batch of the
+    region's priority entries (paid and VIP messages, QueuedMessage.priority)
+    first, then a batch of every due entry, oldest first. A priority message
+    therefore waits at most one round under any normal backlog, and the normal
+    lane is never starved: every round delivers one batch of the oldest due
+    entries, priority or not, so a normal entry waits no more rounds than it
+    would without lanes (its place in age order over the batch size).
+
+    Back-pressure (the seed's scale-up strategy), decided each round from the
+    region's depth: counted (one count aggregation, which reads every waiting
+    entry's index entry) every DEPTH_RECOUNT_ROUNDS rounds, less what the
+    rounds in between attempted. Over
     `scale_up_depth` a round takes LARGE_BATCH_SIZE entries; over
     `fan_out_depth` it runs QUEUE_SHARDS workers at once, each on its own
     slice of the queue (QueuedMessage.shard, a hash of chat and recipient), so
@@ -298,16 +308,19 @@ def drain(
             depth = depths[region]
             plan = back_pressure(depth, scale_up_depth=scale_up_depth, fan_out_depth=fan_out_depth)
             modes[region] = plan.mode
-            with ThreadPoolExecutor(max_workers=len(plan.shards)) as workers:
-                rounds = list(workers.map(
-                    lambda shard, region=region, limit=plan.limit: process_batch(
-                        db, region, notifier, actor=actor, limit=limit, shard=shard),
-                    plan.shards))
+            rounds: list[ProcessReport] = []
+            for priority_only in (True, False):  # the priority lane first, then every due entry
+                with ThreadPoolExecutor(max_workers=len(plan.shards)) as workers:
+                    rounds += workers.map(
+                        lambda shard, region=region, limit=plan.limit, lane=priority_only: process_batch(
+                            db, region, notifier, actor=actor, limit=limit, shard=shard, priority_only=lane),
+                        plan.shards)
             for batch in rounds:
                 reports[region].batches += 1
                 reports[region].outcomes.update(batch.outcomes)
             depths[region] = max(depth - sum(batch.attempted for batch in rounds), 0)
-            if all(batch.found < plan.limit or not batch.attempted for batch in rounds):
+            every_due = rounds[len(plan.shards):]
+            if all(batch.found < plan.limit or not batch.attempted for batch in every_due):
                 busy.remove(region)
             if progress is not None:
                 progress(region, {**reports[region].as_dict(), "depth": depth, "mode": modes[region]})

@@ -84,7 +84,8 @@ def deliver(db: Client, doc: store.Read, *, now: datetime) -> str:
             "status": ScheduledStatus.DELIVERED.value, "messageId": message_id, "updatedAt": now})
 
     try:
-        sending.send_message(db, scheduled.sender_id, request, now=now, admitted=mark_delivered)
+        admitted = sending.AdmittedEarlier(priority=scheduled.priority, add_writes=mark_delivered)
+        sending.send_message(db, scheduled.sender_id, request, now=now, admitted=admitted)
         return "delivered"
     except NoLongerScheduled:
         return "skipped"

@@ -48,6 +48,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 
 from google.api_core import exceptions as gexc
@@ -168,8 +169,18 @@ def send_message(
     return result
 
 
-AdmittedEarlier = Callable[[WriteBatch, str], None]
-"""Adds, given the new message's id, the writes of whoever admitted the send earlier to its commit."""
+@dataclass(frozen=True)
+class AdmittedEarlier:
+    """A send admitted earlier (a scheduled message at its time).
+
+    Attributes:
+        priority: its lane, decided when it was admitted.
+        add_writes: adds, given the new message's id, the writes of whoever admitted it
+            to the send's commit (conditional ones included; called at each attempt).
+    """
+
+    priority: bool
+    add_writes: Callable[[WriteBatch, str], None]
 
 _QUEUE_CHECKS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="send-queue-check")
 """Asks the queue about a chat while the send reads the profiles (one round trip less)."""
@@ -206,9 +217,10 @@ def _commit_send(
         if admitted is not None:  # only what may have changed since: 18+ and blocks
             policy.require_adult(users[sender_id])
             recipients = policy.deliverable_recipients(sender_id, recipients, users) if small else recipients
+            priority = admitted.priority
         else:
-            recipients, record = _admit(db, sender_id, request, chat, recipients, users, window, now, fraud_checker,
-                                        blocks=small)
+            recipients, record, priority = _admit(db, sender_id, request, chat, recipients, users, window, now,
+                                                  fraud_checker, blocks=small)
     except EngineError:
         # A retry of a send that was accepted before (then allowed) gets its result, not the refusal.
         if paths.idempotency_key(db, sender_id, request.clientMessageId).get().exists:
@@ -216,11 +228,12 @@ def _commit_send(
         raise
 
     if request.deliverAt is not None and admitted is None:
-        return _commit_schedule(db, sender_id, request, window, record, now)
+        return _commit_schedule(db, sender_id, request, window, record, now, priority=priority)
     message = ChatMessage(
         id=send_plan.next_message_id(chat, now), chat_id=request.chatId, sender_id=sender_id,
         sender_name=users[sender_id].display_name, client_message_id=request.clientMessageId,
-        text=request.text, content_ref=request.contentRef, billing_state=chat.billing, created_at=now,
+        text=request.text, content_ref=request.contentRef, billing_state=chat.billing, priority=priority,
+        created_at=now,
     )
     heads = {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()}
     unknown = {uid for uid in recipients
@@ -240,7 +253,7 @@ def _commit_send(
     if admitted is None:
         rate_limit.add_send(db, batch, window, record)
     else:
-        admitted(batch, message.id)
+        admitted.add_writes(batch, message.id)
     batch.commit()
     return SendMessageResult(messageId=message.id, status=ACCEPTED, duplicate=False)
 
@@ -252,13 +265,15 @@ def _commit_schedule(
     window: rate_limit.LoadedWindow,
     record: SendRecord,
     now: datetime,
+    *,
+    priority: bool,
 ) -> SendMessageResult:
     """Accept a scheduled message: its ScheduledMessage, its idempotency record and the sender's rate
     window, in one commit; nothing of the chat changes until its time (see scheduling)."""
     scheduled = ScheduledMessage(
         sender_id=sender_id, chat_id=request.chatId, client_message_id=request.clientMessageId,
         text=request.text, content_ref=request.contentRef, deliver_at=clock.from_millis(request.deliverAt or 0),
-        delivery_key=str(ULID()), created_at=now, updated_at=now,
+        delivery_key=str(ULID()), priority=priority, created_at=now, updated_at=now,
     )
     batch = db.batch()
     record_doc = IdempotencyRecord(message_id=request.clientMessageId, chat_id=request.chatId, sender_id=sender_id,
@@ -313,11 +328,11 @@ def _admit(
     fraud_checker: fraud.FraudChecker | None,
     *,
     blocks: bool,
-) -> tuple[list[str], SendRecord]:
+) -> tuple[list[str], SendRecord, bool]:
     """The policy checks of a send, in order: 18+, blocks (if `blocks`: else the fan-out
     applies them), the rate limit, the spam hook, the paid-chat admission hook. The
-    recipients after blocks and the send's record for the sender's rate window. Raises
-    EngineError."""
+    recipients after blocks, the send's record for the sender's rate window, and its
+    priority (admission.priority_of). Raises EngineError."""
     policy.require_adult(users[sender_id])
     if blocks:
         recipients = policy.deliverable_recipients(sender_id, recipients, users)
@@ -338,7 +353,7 @@ def _admit(
     )
     fraud.screen(db, attempt, fraud_checker)
     admission.screen(db, attempt, chat.billing)
-    return recipients, record
+    return recipients, record, admission.priority_of(attempt, chat.billing)
 
 
 def _payload_hash(request: SendMessageRequest) -> str:

@@ -250,6 +250,7 @@ def run_every_query(db, monkeypatch) -> None:
     metrics.export_queue_stats(db, now=now + timedelta(minutes=1))
     heatmap.load(db, now - timedelta(days=28))
     backlog.due_entries(db, Region.EU, now=now, limit=10, shard=0)  # the fanned-out drain's slice
+    backlog.due_entries(db, Region.EU, now=now, limit=10, shard=0, priority_only=True)  # and its priority lane
     ops.requeue_dropped(db, now=now)
     ops.resync(db, "carol", "g", notifier, now=now)
 

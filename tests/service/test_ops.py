@@ -149,7 +149,7 @@ def test_cli_history_stats_recalc_and_process(db, capsys, monkeypatch):
 
     enqueue(db, *[make_entry(f"u{i}", chat=f"p{i}") for i in range(3)])
     out = run_ops(capsys, "process")
-    assert "US: depth 3 (normal), batches 1, delivered 3" in out
+    assert "US: depth 3 (normal), batches 2, delivered 3" in out
     assert "waiting now: EU 0, US 0, APAC 0" in out
 
 

@@ -172,11 +172,12 @@ def test_a_cancel_that_commits_between_the_deliverys_read_and_its_commit_wins(ch
 
     def with_a_cancel_in_between(db_, sender, request, *, now, admitted):
         def read_then_cancel(batch, message_id):
-            admitted(batch, message_id)  # reads it SCHEDULED and adds its conditional move to DELIVERED
+            admitted.add_writes(batch, message_id)  # reads it SCHEDULED and adds its conditional move to DELIVERED
             if not cancels:
                 cancels.append(scheduling.cancel(db, "alice", CancelScheduledMessageRequest(
                     scheduledId=scheduled.messageId)).status)
-        return send_message(db_, sender, request, now=now, admitted=read_then_cancel)
+        return send_message(db_, sender, request, now=now,
+                            admitted=sending.AdmittedEarlier(admitted.priority, read_then_cancel))
 
     monkeypatch.setattr(scheduling.sending, "send_message", with_a_cancel_in_between)
     assert scheduling.deliver_due(db, now=t0 + timedelta(minutes=1)) == {"delivered": 0, "failed": 0, "skipped": 1}

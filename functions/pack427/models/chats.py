@@ -113,6 +113,9 @@ class ChatMessage(Document):
     content_ref: str | None = None
     system_nudge: bool = False
     billing_state: dict[str, Any] = Field(default_factory=dict)
+    priority: bool = False
+    """Delivered in the processor's priority lane under a backlog (a paid or VIP message),
+    decided on the server at acceptance (admission.priority_of), never by the client."""
     intake: str = "send"
     """How the message entered delivery: `send` (pack427_sendMessage), `nudge`,
     or `chatCore` (a message the chat core created, taken by its trigger, see
@@ -245,6 +248,8 @@ class ScheduledMessage(Document):
     content_ref: str | None = None
     deliver_at: datetime
     delivery_key: str
+    priority: bool = False
+    """Decided at acceptance (see ChatMessage.priority); its delivery keeps it."""
     status: ScheduledStatus = ScheduledStatus.SCHEDULED
     message_id: str | None = None
     reason: str | None = None

@@ -90,6 +90,8 @@ class QueuedMessage(Document):
     message in the inbox itself: the entry carries only the push."""
     system_nudge: bool = False
     """A nudge of the engine's own (see nudges): marked so in the inbox."""
+    priority: bool = False
+    """In the processor's priority lane (see processor.drain): the message's priority."""
     requeues: int = 0
     """Times an operator put the entry back on the queue after it was dropped
     (`attempts` starts again at 0 each time)."""
