@@ -25,6 +25,9 @@
    checks that nothing was lost, duplicated, reordered or miscounted
    (benchmarks/load.py).
 6. Cold start: import time of functions/main.py next to the bare SDKs (benchmarks/coldstart.py).
+8. Priority lanes: with a normal backlog (2,000 quick, 10,000 full), how long
+   a priority message waits next to a normal one queued at the same moment
+   (benchmarks/lanes.py).
 7. Large groups: the time until the last of 1,000 and of 10,000 members has a
    message (the send, then its fan-out in chunks), next to a plain writer
    putting two documents a member into the same emulator (benchmarks/fanout.py).
@@ -60,7 +63,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 # This checkout's client, not whichever one the shared virtualenv installed in editable mode.
 sys.path.insert(0, str(ROOT / "client"))
 
-from benchmarks import coldstart, fanout, lifecycle, opcount, report  # noqa: E402
+from benchmarks import coldstart, fanout, lanes, lifecycle, opcount, report  # noqa: E402
 from benchmarks import load as load_run  # noqa: E402
 from benchmarks.stalls import StallProbe  # noqa: E402
 from firebase_functions import logger as functions_logger  # noqa: E402
@@ -387,6 +390,8 @@ def main() -> None:
                 results["drain"] = drain(cfg["backlog"])
             elif section == "sync":
                 results["sync"] = catch_up(cfg["missed"])
+            elif section == "lanes":
+                results["lanes"] = lanes.measure(f"demo-bench-{str(ULID()).lower()}", cfg["backlog"]) | {"load": load()}
             elif section == "fanout":
                 project_id = f"demo-bench-{str(ULID()).lower()}"
                 url = os.environ.get("PACK427_FUNCTIONS_URL")
@@ -467,6 +472,13 @@ def print_summary(results: dict) -> None:
               f" each further recipient adds {per_recipient:.1f} writes (budget {t['group_writes_per_recipient']})")
         print(f"  queue writes per message {ops['queue_writes_per_message']:.1f} (seed ~2); inbox-head writes "
               f"(seq, unread counts, read and ack positions) {ops['unread_writes_per_message']:.1f} (seed: 1 unread-counter write)")
+    if "lanes" in results:
+        la = results["lanes"]
+        print(f"\nPriority lanes, behind {la['backlog']:,} queued normal messages, load {la['load']}:")
+        print(f"  priority message delivered after {la['priority_wait']['seconds']:.2f} s (round {la['priority_wait']['rounds']}),"
+              f" normal one after {la['normal_wait']['seconds']:.2f} s (round {la['normal_wait']['rounds']});"
+              f" ratio {la['ratio_priority_to_normal_wait']:.3f}; the drain took {la['drain_seconds']:.1f} s,"
+              f" {la['rounds']} rounds")
     if "fanout" in results:
         print(f"\nLarge groups (fan-out), load {results['fanout']['load']}:")
         for g in results["fanout"]["groups"]:

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-SECTIONS = ("latency", "ops", "drain", "sync", "fanout", "load", "cold_start")
+SECTIONS = ("latency", "ops", "drain", "sync", "fanout", "lanes", "load", "cold_start")
 TARGETS = {
     # issue 16, the lean message path: ratios measured in the same run, and budgets of operations
     "latency_p95_to_floor": 1.5, "drain_per_minute": 20_000, "drain_to_raw": 0.25,
@@ -252,6 +252,18 @@ def markdown(results: dict, image: str | None) -> str:
         out.append("")
     if results.get("fanout"):
         out += fanout_section(results["fanout"])
+    la = results.get("lanes")
+    if la:
+        out += ["## Priority lanes", "",
+                f"{la['backlog']:,} normal messages queued in one region, then one priority message and one normal one,",
+                "to recipients of their own; one worker drains the queue (`processor.drain`), each round a batch of the",
+                "priority lane first, then a batch of every due entry oldest first. Waits from the drain's start."
+                f" Load: {la.get('load', '?')}; " + _stall_phrase(la.get("stalls")) + ".", "",
+                "| message | delivered after | round |", "|---|---|---|",
+                f"| priority | {la['priority_wait']['seconds']:.2f} s | {la['priority_wait']['rounds']} |",
+                f"| normal, queued at the same moment | {la['normal_wait']['seconds']:.2f} s | {la['normal_wait']['rounds']} |",
+                "", f"Ratio of the waits **{la['ratio_priority_to_normal_wait']:.3f}**; the whole drain took"
+                f" {la['drain_seconds']:.1f} s in {la['rounds']} rounds.", ""]
     if results.get("load"):
         out += load_section(results["load"])
     c = results.get("cold_start")
