@@ -32,7 +32,7 @@ from google.cloud.firestore import Client, WriteBatch
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import clock, constants, paths, sending, store
-from .errors import EngineError, FailedPrecondition, NotFound
+from .errors import Aborted, EngineError, FailedPrecondition, NotFound, Unavailable
 from .models import (
     CancelScheduledMessageRequest,
     CancelScheduledMessageResult,
@@ -89,7 +89,10 @@ def deliver(db: Client, doc: store.Read, *, now: datetime) -> str:
         return "delivered"
     except NoLongerScheduled:
         return "skipped"
-    except EngineError as err:  # the sender left the chat, is blocked, lost 18+: nobody gets it
+    except (Aborted, Unavailable) as err:  # a busy chat, a failing hook: the next run tries again
+        logger.warn(f"scheduled message {doc.ref.id} not sent this run: {err.message}", scheduledId=doc.ref.id)
+        return "skipped"
+    except EngineError as err:  # the sender left the chat, is blocked, lost 18+, the chat is gone: nobody gets it
         logger.warn(f"scheduled message {doc.ref.id} cannot be sent: {err.message}", scheduledId=doc.ref.id)
         batch = db.batch()
         store.update_if_unchanged(db, batch, doc.ref, doc.time, {

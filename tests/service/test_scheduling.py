@@ -11,7 +11,7 @@ from support.chatcore import all_documents, head, inbox, make_chat, make_user
 from ulid import ULID
 
 from pack427 import clock, processor, scheduling, sending, settings, sync
-from pack427.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from pack427.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from pack427.models import (
     CancelScheduledMessageRequest,
     ResyncChatRequest,
@@ -225,3 +225,19 @@ def test_a_scheduled_send_counts_against_the_rate_limit_when_it_is_accepted(chat
     finally:  # the limit lives in config/engine and each instance's cache: leave neither behind
         settings.set_rate_limit(chat, 60, actor="test")
         settings.forget()
+
+
+def test_a_busy_chat_at_its_time_leaves_it_scheduled_for_the_next_run(chat, monkeypatch):
+    db, t0 = chat, whole_ms_now()
+    scheduled = send(db, "busy", at=t0, deliver_in=timedelta(minutes=1))
+    send_message = sending.send_message
+
+    def too_busy(*args, **kwargs):
+        raise Aborted("chat 'c1' is too busy right now")
+
+    monkeypatch.setattr(scheduling.sending, "send_message", too_busy)
+    assert scheduling.deliver_due(db, now=t0 + timedelta(minutes=1)) == {"delivered": 0, "failed": 0, "skipped": 1}
+    assert db.document(f"scheduledMessages/alice_{scheduled.messageId}").get().get("status") == "SCHEDULED"
+    monkeypatch.setattr(scheduling.sending, "send_message", send_message)
+    assert scheduling.deliver_due(db, now=t0 + timedelta(minutes=2))["delivered"] == 1
+    assert [e["text"] for e in inbox(db, "bob")] == ["busy"]
