@@ -1,7 +1,7 @@
 """Hostile input at every callable: generated payloads, in-process, against the emulator.
 
 Each callable gets FUZZ_EXAMPLES payloads (env PACK427_FUZZ_EXAMPLES,
-default 50; CI runs 550 in all) built by hypothesis from valid values, values that are almost
+default 50; CI runs 650 in all) built by hypothesis from valid values, values that are almost
 valid, and junk: wrong types, missing and extra fields, huge strings and
 lists, Unicode edge cases (lone surrogates, NUL, RTL, combining marks,
 emoji), ids of other users' chats, devices and messages, cursors issued to
@@ -28,6 +28,7 @@ import collections
 import json
 import os
 import re
+from datetime import timedelta
 
 import main  # noqa: E402  (test_callables set up the environment)
 import pytest
@@ -41,7 +42,7 @@ from support.emulator import UNIT_PROJECT, clear_project
 from test_callables import call
 from ulid import ULID
 
-from pack427 import constants, cursors, processor, sending, sync
+from pack427 import clock, constants, cursors, processor, sending, sync
 from pack427 import db as service_db
 from pack427.models import SendMessageRequest, SyncMessagesRequest
 from pack427.notifier import EmulatorNotifier
@@ -71,6 +72,11 @@ class World:
         make_chat(db, "g3", ["alice", "bob", "carol"])
         self.to_alice = [self._send("bob", "c1", f"to alice {n}") for n in range(3)]
         self.to_carol = [self._send("bob", "c2", "to carol")]
+        later = clock.to_millis(clock.now() + timedelta(days=1))
+        self.scheduled = [  # alice's, then bob's: cancelling bob's as alice must be not-found
+            sending.send_message(db, uid, SendMessageRequest(chatId="c1", clientMessageId=str(ULID()), text="later",
+                                                             deliverAt=later)).messageId
+            for uid in ("alice", "alice", "bob")]
         processor.drain(db, EmulatorNotifier(), actor="test", time_budget_s=60)
         page = sync.sync_messages(db, "alice", SyncMessagesRequest(deviceId="alicephone"))
         bob_page = sync.sync_messages(db, "bob", SyncMessagesRequest(deviceId="bobphone"))
@@ -192,7 +198,13 @@ def strategies(world: World) -> dict[str, st.SearchStrategy]:
             "text": field(st.text(min_size=1, max_size=50) | st.just("x" * constants.MAX_TEXT_LENGTH)
                           | st.just("x" * (constants.MAX_TEXT_LENGTH + 1))),
             "contentRef": field(st.sampled_from(["gs://bucket/a.jpg", "users/bob/inbox/x", "r" * 1025])),
+            "deliverAt": field(st.sampled_from([
+                clock.to_millis(clock.now() + timedelta(hours=1)), clock.to_millis(clock.now() - timedelta(hours=1)),
+                clock.to_millis(clock.now() + timedelta(days=31)), -1, 0, constants.MAX_UNIX_MS + 1])),
         }, {"chatId": chats, "clientMessageId": ULIDS, "text": st.sampled_from(["hi", "hello there", "🙂 ok"])}),
+        "cancelScheduledMessage": payload({"scheduledId": field(st.sampled_from(world.scheduled) | ULIDS)},
+                                          {"scheduledId": st.sampled_from(world.scheduled)}),
+        "listScheduledMessages": payload({}, {}),
         "registerDevice": payload({
             "deviceId": field(device_ids),
             "platform": field(st.sampled_from(["ios", "android", "web", "IOS", "symbian"])),
@@ -235,6 +247,8 @@ REQUEST_MODELS = {
         ("updateTypingState", "UpdateTypingStateRequest"), ("getTypingUsers", "GetTypingUsersRequest"),
         ("markAsRead", "MarkAsReadRequest"), ("getUnreadCounts", "NoArgumentsRequest"),
         ("recalculateUnreadCounters", "NoArgumentsRequest"),
+        ("cancelScheduledMessage", "CancelScheduledMessageRequest"),
+        ("listScheduledMessages", "NoArgumentsRequest"),
     ]
 }
 
@@ -249,6 +263,7 @@ def may_write(name: str, uid: str, data: dict, path: str, world: World) -> bool:
         "updateTypingState": [rf"regions/\w+/typingEvents/[^/]+_{u}"],
         "markAsRead": [rf"chats/[^/]+/readReceipts/{u}", rf"users/{u}/inboxHead/current"],
         "recalculateUnreadCounters": [rf"users/{u}/inboxHead/current"],
+        "cancelScheduledMessage": [rf"scheduledMessages/{u}_[^/]+"],
     }
     if name == "sendMessage":  # a message fans out to the chat's members' inboxes and queues: only from a member
         return uid in world.db.document(f"chats/{data['chatId']}").get().get("participants")
