@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from ulid import ULID
 
@@ -284,6 +285,41 @@ class OfflineAwareChat:
             cursor = page.get("cursor")
             if not page["hasMore"] or not cursor:
                 return new
+
+    # ------------------------------------------------------------ scheduled messages
+
+    def schedule_message(
+        self,
+        chat_id: str,
+        text: str | None = None,
+        *,
+        deliver_at: datetime,
+        content_ref: str | None = None,
+        client_message_id: str | None = None,
+    ) -> str:
+        """Schedule a message for `deliver_at` (at most 30 days ahead): the engine accepts it now
+        and delivers it then. It needs the network (it is not kept in the outbox); a call without
+        an answer is repeated with the same clientMessageId, so it is scheduled once.
+
+        Returns:
+            Its scheduled id, for cancel_scheduled_message.
+
+        Raises:
+            CallableError: refused (a bad time is InvalidArgument, as any refused send).
+        """
+        data: dict = {"chatId": chat_id, "clientMessageId": client_message_id or str(ULID()),
+                      "deliverAt": round(deliver_at.timestamp() * 1000)}
+        data |= ({"text": text} if text is not None else {}) | ({"contentRef": content_ref} if content_ref else {})
+        return self._with_retries("pack427_sendMessage", data)["messageId"]
+
+    def cancel_scheduled_message(self, scheduled_id: str) -> None:
+        """Cancel one of the user's scheduled messages (again: nothing changes); FailedPrecondition
+        once it was delivered."""
+        self._with_retries("pack427_cancelScheduledMessage", {"scheduledId": scheduled_id})
+
+    def scheduled_messages(self) -> list[dict]:
+        """The user's messages still scheduled, soonest first (scheduledId, chatId, text, deliverAt...)."""
+        return self._with_retries("pack427_listScheduledMessages", {})["messages"]
 
     def _ack_stored(self) -> None:
         while ids := self.store.unacked(self.user_id, ACK_BATCH):

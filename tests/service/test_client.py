@@ -17,14 +17,15 @@ import socket
 import struct
 import threading
 import time
+from datetime import timedelta
 
 import flask
 import pytest
 from support.chatcore import make_chat, make_user
 from test_callables import app, emulator_id_token, firebase_admin, main  # noqa: F401  (sets up the environment)
 
+from pack427 import clock, processor, scheduling, settings
 from pack427 import db as service_db
-from pack427 import processor, settings
 from pack427.notifier import EmulatorNotifier
 from pack427_client import (
     CallableClient,
@@ -35,7 +36,7 @@ from pack427_client import (
     RealtimeSignals,
     RetryPolicy,
 )
-from pack427_client.errors import PermissionDenied, Unauthenticated
+from pack427_client.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from pack427_client.transport import HttpTransport
 
 URL = "http://in-process"
@@ -319,3 +320,18 @@ def test_a_kept_alive_connection_the_server_closed_is_retried_once_on_a_new_one(
     server.join(10)
     listener.close()
     assert [(n, json.loads(body)) for n, body in seen] == [(1, {"n": 1}), (1, {"n": 2}), (2, {"n": 2})]
+
+
+def test_scheduled_messages_are_scheduled_listed_cancelled_and_delivered_through_the_client(engine):
+    alice = chat_for("alice", LocalStore(":memory:"))
+    later = clock.now() + timedelta(minutes=10)
+    kept = alice.schedule_message("ab", "see you at ten", deliver_at=later)
+    dropped = alice.schedule_message("ab", "never mind", deliver_at=later + timedelta(minutes=1))
+    assert [m["scheduledId"] for m in alice.scheduled_messages()] == [kept, dropped]
+    alice.cancel_scheduled_message(dropped)
+    alice.cancel_scheduled_message(dropped)  # again: nothing changes
+    assert [m["text"] for m in alice.scheduled_messages()] == ["see you at ten"]
+    scheduling.deliver_due(engine, now=later + timedelta(minutes=5))
+    assert stored_texts(engine) == ["see you at ten"] and alice.scheduled_messages() == []
+    with pytest.raises(InvalidArgument, match="deliverAt"):
+        alice.schedule_message("ab", "too late", deliver_at=clock.now() - timedelta(minutes=1))
