@@ -126,6 +126,9 @@ MAX_SCHEDULE_DAYS = 30
 SCHEDULED_BATCH = 200
 """Due scheduled messages one processor run delivers per query."""
 
+MAX_LISTED_SCHEDULED = 200
+"""Scheduled messages pack427_listScheduledMessages returns (the soonest; `hasMore` says if there are more)."""
+
 # ------------------------------------------------------------ real-time signals
 
 TYPING_REFRESH_SECONDS = 5

@@ -134,11 +134,13 @@ def cancel(db: Client, uid: str, request: CancelScheduledMessageRequest, *,
 
 
 def list_scheduled(db: Client, uid: str) -> ListScheduledMessagesResult:
-    """`pack427_listScheduledMessages`: the caller's messages still scheduled, soonest first."""
+    """`pack427_listScheduledMessages`: the caller's messages still scheduled, soonest first
+    (the MAX_LISTED_SCHEDULED soonest; `hasMore` if there are more)."""
     query = (paths.scheduled_messages(db)
              .where(filter=FieldFilter("senderId", "==", uid))
              .where(filter=FieldFilter("status", "==", ScheduledStatus.SCHEDULED.value))
-             .order_by("deliverAt"))
+             .order_by("deliverAt")
+             .limit(constants.MAX_LISTED_SCHEDULED + 1))
     items = []
     for snapshot in query.stream():
         scheduled = ScheduledMessage.model_validate(snapshot.to_dict())
@@ -146,4 +148,5 @@ def list_scheduled(db: Client, uid: str) -> ListScheduledMessagesResult:
             scheduledId=scheduled.client_message_id, chatId=scheduled.chat_id, text=scheduled.text,
             contentRef=scheduled.content_ref, deliverAt=clock.to_millis(scheduled.deliver_at),
             createdAt=clock.to_millis(scheduled.created_at)))
-    return ListScheduledMessagesResult(messages=items)
+    more = len(items) > constants.MAX_LISTED_SCHEDULED
+    return ListScheduledMessagesResult(messages=items[:constants.MAX_LISTED_SCHEDULED], hasMore=more)

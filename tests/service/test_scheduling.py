@@ -52,7 +52,9 @@ def test_a_scheduled_message_is_accepted_now_and_delivered_at_its_time_not_befor
     assert ids(db, "bob") == [] and list(db.collection("chats/c1/messages").stream()) == []
     assert send(db, "later", at=t0, deliver_in=timedelta(minutes=10),
                 client_id=scheduled.messageId).duplicate is True  # a retry: the same scheduled message
-    [listed] = scheduling.list_scheduled(db, "alice").messages
+    listing = scheduling.list_scheduled(db, "alice")
+    assert listing.hasMore is False
+    [listed] = listing.messages
     assert (listed.scheduledId, listed.text, listed.deliverAt) == (
         scheduled.messageId, "later", clock.to_millis(t0 + timedelta(minutes=10)))
 
@@ -241,3 +243,12 @@ def test_a_busy_chat_at_its_time_leaves_it_scheduled_for_the_next_run(chat, monk
     monkeypatch.setattr(scheduling.sending, "send_message", send_message)
     assert scheduling.deliver_due(db, now=t0 + timedelta(minutes=2))["delivered"] == 1
     assert [e["text"] for e in inbox(db, "bob")] == ["busy"]
+
+
+def test_the_list_is_the_soonest_ones_and_says_when_there_are_more(chat, monkeypatch):
+    monkeypatch.setattr(scheduling.constants, "MAX_LISTED_SCHEDULED", 2)
+    t0 = whole_ms_now()
+    for minutes in (30, 10, 20):
+        send(chat, f"in {minutes}", at=t0, deliver_in=timedelta(minutes=minutes))
+    listing = scheduling.list_scheduled(chat, "alice")
+    assert [m.text for m in listing.messages] == ["in 10", "in 20"] and listing.hasMore is True

@@ -124,9 +124,10 @@ class ScheduledMessageItem(Response):
 
 
 class ListScheduledMessagesResult(Response):
-    """The caller's messages still scheduled, soonest first."""
+    """The caller's messages still scheduled, soonest first (at most MAX_LISTED_SCHEDULED)."""
 
     messages: list[ScheduledMessageItem]
+    hasMore: bool = False
 
 
 DeviceId = Annotated[
