@@ -33,6 +33,7 @@ too, so a later small send asks the queue before it places (see sending).
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,9 +44,12 @@ from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import backlog, chat_core, clock, constants, inbox, paths, placing, policy, queue, store
-from .models import ChatMessage, FanOut, Region, UserProfile
+from .models import ChatMessage, DocumentIdError, FanOut, Region, UserProfile, check_document_id
 
 ACTOR = "fanOut"
+
+RESUME_BUDGET_SECONDS = 20
+"""Of a processor run (50 s), the time stalled fan-outs may take before the queues' drain."""
 
 
 @dataclass(frozen=True)
@@ -72,9 +76,23 @@ def add_job(db: Client, batch: WriteBatch, message: ChatMessage, recipients: lis
         recipients: who the message goes to (blocks are applied chunk by chunk).
         origin: the sender's home region.
     """
-    job = FanOut(chat_id=message.chat_id, message=message, recipients=recipients, origin=origin,
+    # A participant id that cannot key a document (the chat core's data, not ours) would fail
+    # its chunk on every attempt and hold the chat's later messages back: it is left out.
+    usable = [uid for uid in recipients if _usable_id(uid)]
+    if len(usable) < len(recipients):
+        logger.warn(f"fan-out of {message.chat_id}/{message.id}: {len(recipients) - len(usable)} participant ids"
+                    " are not usable document ids and get nothing", chatId=message.chat_id)
+    job = FanOut(chat_id=message.chat_id, message=message, recipients=usable, origin=origin,
                  created_at=message.created_at, updated_at=message.created_at)
     batch.create(paths.fan_out(db, message.chat_id, message.id), job.to_firestore())
+
+
+def _usable_id(uid: str) -> bool:
+    try:
+        check_document_id(uid)
+    except DocumentIdError:
+        return False
+    return True
 
 
 def on_created(db: Client, snapshot: DocumentSnapshot | None) -> None:
@@ -110,19 +128,25 @@ def run_chat(db: Client, chat_id: str, *, now: datetime | None = None) -> int:
         # A send changed the chat (maybe with a new job): look again.
 
 
-def resume_stalled(db: Client, *, now: datetime | None = None, limit: int = 100) -> int:
+def resume_stalled(
+    db: Client, *, now: datetime | None = None, limit: int = 100, budget_s: float = RESUME_BUDGET_SECONDS
+) -> int:
     """Work the chats of jobs nobody moved for FAN_OUT_STALLED_SECONDS (a crashed or timed-out worker).
 
-    Called by the processor each run. Returns the recipients handled.
+    Called by the processor each run; after `budget_s` (default RESUME_BUDGET_SECONDS) no
+    further chat is started (the first always is), so the queues' drain keeps most of the
+    run. Returns the recipients handled.
     """
     now = now or clock.now()
     cutoff = now - timedelta(seconds=constants.FAN_OUT_STALLED_SECONDS)
     query = db.collection_group("fanOuts").where(filter=FieldFilter("updatedAt", "<", cutoff)).limit(limit)
     chats = dict.fromkeys(snapshot.get("chatId") for snapshot in query.select(["chatId"]).stream())
-    handled = 0
+    handled, deadline = 0, time.monotonic() + budget_s
     for chat_id in chats:
         logger.warn(f"resuming the stalled fan-out of chat {chat_id}", chatId=chat_id)
         handled += run_chat(db, chat_id)
+        if time.monotonic() > deadline:
+            break  # the next run goes on: the jobs keep their cursors
     return handled
 
 

@@ -188,3 +188,24 @@ def test_a_fan_out_places_a_member_whose_home_is_another_region_in_that_region(d
     send(db, "m00")
     fan_out.run_chat(db, "big")
     assert inbox(db, "m02")[0]["region"] == Region.APAC.value
+
+
+def test_a_participant_id_that_cannot_key_a_document_does_not_hold_the_group_back(db):
+    members = group(db, 5)
+    make_chat(db, "big", [*members, "a/b"])  # the chat core's data: not a usable uid
+    result = send(db, "m00")
+    assert jobs(db)[0]["recipients"] == members[1:]
+    fan_out.run_chat(db, "big")
+    assert all(message_ids(db, uid) == [result.messageId] for uid in members[1:])
+    assert jobs(db) == []
+
+
+def test_resuming_stalled_fan_outs_starts_no_chat_after_its_budget(db):
+    for chat_id in ("s1", "s2"):
+        group(db, 4, chat_id=chat_id)
+    for chat_id in ("s1", "s2"):
+        sending.send_message(db, "m00", SendMessageRequest(chatId=chat_id, clientMessageId=str(ULID()), text="x"),
+                             now=clock.now() - timedelta(minutes=5))
+    assert fan_out.resume_stalled(db, budget_s=0) == 3  # the first chat, then the budget is spent
+    assert len(jobs(db, "s1")) + len(jobs(db, "s2")) == 1
+    assert fan_out.resume_stalled(db) == 3
