@@ -61,10 +61,17 @@ def plan_delivery(
 
 
 def next_message_id(chat: Chat, now: datetime) -> str:
-    """A ULID of `now`, or the successor of the chat's last id if that is not greater."""
+    """A ULID of `now`, or the successor of the chat's last id if that is not greater.
+
+    A last id that is not a ULID (a chat core's own scheme, see chat_core_intake) cannot be
+    succeeded: the ULID of `now` is taken, and order between the two schemes is the core's affair.
+    """
     candidate = ULID.from_datetime(now)
     if chat.last_message is not None:
-        last = ULID.from_str(chat.last_message.message_id)
+        try:
+            last = ULID.from_str(chat.last_message.message_id)
+        except ValueError:
+            return str(candidate)
         if int(candidate) <= int(last):
             candidate = ULID.from_int(int(last) + 1)
     return str(candidate)

@@ -156,3 +156,8 @@ def test_a_message_id_is_a_ulid_of_the_send_time_and_always_after_the_chats_last
     behind = send_plan.next_message_id(chat_with_last(later), T0)
     assert behind > later and int(ULID.from_str(behind)) == int(ULID.from_str(later)) + 1
     assert send_plan.next_message_id(chat_with_last(first), T0 + timedelta(seconds=1)) > first
+
+
+def test_a_chat_cores_last_id_that_is_not_a_ulid_does_not_break_a_send():
+    message_id = send_plan.next_message_id(chat_with_last("core-message-0042"), T0)
+    assert ULID.from_str(message_id).datetime == T0
