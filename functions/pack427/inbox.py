@@ -91,6 +91,16 @@ def placed(
     return pruned(moved), numbered
 
 
+def contiguous(entries: list[InboxEntry], after_seq: int) -> list[InboxEntry]:
+    """The leading `entries` (in seq order) whose seqs follow `after_seq` one by one, up to the first gap."""
+    prefix = []
+    for expected, entry in enumerate(entries, start=after_seq + 1):
+        if entry.seq != expected:
+            break
+        prefix.append(entry)
+    return prefix
+
+
 def read_to(head: InboxHead, chat_id: str, position: str, unread: int, *, now: datetime) -> InboxHead:
     """The head after the owner read `chat_id` up to `position`, `unread` messages left unread."""
     state = head.chats.get(chat_id) or ChatInbox()
@@ -217,6 +227,25 @@ def after(db: Client, uid: str, seq: int, *, limit: int) -> list[InboxEntry]:
         .limit(limit)
     )
     return [InboxEntry.model_validate(s.to_dict()) for s in query.stream()]
+
+
+def page_after(db: Client, uid: str, seq: int, *, limit: int) -> tuple[list[InboxEntry], bool]:
+    """Up to `limit` entries of `uid` after `seq`, without a gap, and whether there are more.
+
+    A seq is assigned only once every entry before it is visible (see the module docstring), so
+    a read that shows a gap saw a later commit but not an earlier one. Seen on the emulator under
+    load (a device lost 4 of 320 messages in about one full test run of four); Firestore's own
+    queries read one snapshot. The page is read once more, and then ends before the gap (more to
+    come); a gap in a second read at its very start (which no delivery makes) is passed over
+    rather than holding the device back.
+    """
+    entries = after(db, uid, seq, limit=limit + 1)
+    prefix = contiguous(entries, seq)
+    if len(prefix) < len(entries):
+        entries = after(db, uid, seq, limit=limit + 1)
+        prefix = contiguous(entries, seq) or entries
+    page = prefix[:limit]
+    return page, len(entries) > len(page)
 
 
 def seq_before_delivered_after(db: Client, uid: str, at: datetime) -> int:

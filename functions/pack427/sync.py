@@ -89,13 +89,13 @@ def sync_messages(
     if request.cursor is not None:
         # The position is known: the page is read while the user's region is (one round trip fewer).
         position, written_in = _inbox_position(uid, request.cursor, request.deviceId)
-        reading = _READS.submit(inbox.after, db, uid, position, limit=constants.SYNC_BATCH_SIZE + 1)
+        reading = _READS.submit(inbox.page_after, db, uid, position, limit=constants.SYNC_BATCH_SIZE)
         if written_in is not None:
             home = routing.home_region(uid, chat_core.load_users(db, [uid])[uid])
             at_home = written_in == home
         if not at_home:
             home, state, stale = _device_state(db, uid, request.deviceId)
-        page = reading.result()
+        page, has_more = reading.result()
     else:
         home, state, stale = _device_state(db, uid, request.deviceId)
         if request.since is not None:
@@ -103,9 +103,7 @@ def sync_messages(
             position = inbox.seq_before_delivered_after(db, uid, since)
         else:
             position = _stored_position(uid, request.deviceId, state)
-        page = inbox.after(db, uid, position, limit=constants.SYNC_BATCH_SIZE + 1)
-    has_more = len(page) > constants.SYNC_BATCH_SIZE
-    page = page[: constants.SYNC_BATCH_SIZE]
+        page, has_more = inbox.page_after(db, uid, position, limit=constants.SYNC_BATCH_SIZE)
     cursor = cursors.encode(
         INBOX_CURSOR, uid, {"seq": page[-1].seq if page else position, "device": request.deviceId, "region": home}
     )

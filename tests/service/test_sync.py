@@ -455,3 +455,41 @@ def test_inbox_entries_without_a_head_race_to_distinct_seqs(db: firestore.Client
     seqs = sorted(s.get("seq") for s in paths.inbox(db, "dave").stream())
     assert seqs == list(range(1, 21))
     assert paths.inbox_head(db, "dave").get().get("seq") == 20
+
+
+def test_a_page_read_with_a_gap_is_read_again_and_never_skips_the_missing_entry(bob, monkeypatch):
+    db = bob
+    entries = [make_entry("bob", created=T0 + timedelta(seconds=n), chat="c1") for n in range(5)]
+    deliver_all(db, *entries)
+    after = inbox.after
+    gapped_reads = [2, 2]  # the first two reads miss seq 3, as a read that saw a later commit but not an earlier one
+
+    def read_with_a_gap(db_, uid, seq, *, limit):
+        found = after(db_, uid, seq, limit=limit)
+        if gapped_reads and gapped_reads.pop():
+            return [e for e in found if e.seq != 3]
+        return found
+
+    monkeypatch.setattr(inbox, "after", read_with_a_gap)
+    first = sync_page(db, "bob", "phone")
+    assert [m.messageId for m in first.messages] == [e.message_id for e in entries[:2]] and first.hasMore
+    rest = sync_page(db, "bob", "phone", first.cursor)
+    assert [m.messageId for m in rest.messages] == [e.message_id for e in entries[2:]] and not rest.hasMore
+
+
+def test_a_page_read_once_with_a_gap_comes_whole_from_the_second_read(bob, monkeypatch):
+    db = bob
+    entries = [make_entry("bob", created=T0 + timedelta(seconds=n), chat="c1") for n in range(5)]
+    deliver_all(db, *entries)
+    after = inbox.after
+    reads = []
+
+    def first_read_with_a_gap(db_, uid, seq, *, limit):
+        found = after(db_, uid, seq, limit=limit)
+        reads.append(seq)
+        return [e for e in found if e.seq != 3] if len(reads) == 1 else found
+
+    monkeypatch.setattr(inbox, "after", first_read_with_a_gap)
+    page = sync_page(db, "bob", "phone")
+    assert [m.messageId for m in page.messages] == [e.message_id for e in entries] and not page.hasMore
+    assert reads == [0, 0]

@@ -190,3 +190,13 @@ def test_a_requeued_dead_letter_starts_over_unless_its_message_reached_the_inbox
 def test_receipt_status(seq, acked, read_up_to, entry_status, expected):
     queued = make_entry().model_copy(update={"status": entry_status}) if entry_status else None
     assert chat_list.status_of("M", seq, acked, read_up_to, queued) is expected
+
+
+def test_a_page_is_cut_at_the_first_gap_in_its_seqs():
+    def numbered(*seqs):
+        return [InboxEntry(seq=s, message_id=f"m{s}", chat_id="c", sender_id="a", content_ref="r", region=Region.EU,
+                           created_at=T0, delivered_at=T0) for s in seqs]
+    assert [e.seq for e in inbox.contiguous(numbered(6, 7, 8), 5)] == [6, 7, 8]
+    assert [e.seq for e in inbox.contiguous(numbered(6, 7, 9, 10), 5)] == [6, 7]
+    assert inbox.contiguous(numbered(7, 8), 5) == []
+    assert inbox.contiguous([], 5) == []
