@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from firebase_functions import logger
 from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client, WriteBatch
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -242,6 +243,8 @@ def page_after(db: Client, uid: str, seq: int, *, limit: int) -> tuple[list[Inbo
     entries = after(db, uid, seq, limit=limit + 1)
     prefix = contiguous(entries, seq)
     if len(prefix) < len(entries):
+        logger.warn(f"inbox read of {uid} after seq {seq} showed a gap at seq {seq + len(prefix) + 1}; reading again",
+                    event="INBOX_READ_GAP", uid=uid)
         entries = after(db, uid, seq, limit=limit + 1)
         prefix = contiguous(entries, seq) or entries
     page = prefix[:limit]
