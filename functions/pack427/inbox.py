@@ -234,11 +234,12 @@ def page_after(db: Client, uid: str, seq: int, *, limit: int) -> tuple[list[Inbo
     """Up to `limit` entries of `uid` after `seq`, without a gap, and whether there are more.
 
     A seq is assigned only once every entry before it is visible (see the module docstring), so
-    a read that shows a gap saw a later commit but not an earlier one. Seen on the emulator under
-    load (a device lost 4 of 320 messages in about one full test run of four); Firestore's own
-    queries read one snapshot. The page is read once more, and then ends before the gap (more to
-    come); a gap in a second read at its very start (which no delivery makes) is passed over
-    rather than holding the device back.
+    a read that shows a gap saw a later commit but not an earlier one: the one way a device could
+    pass over an entry. (On the emulator under load a device once ended a test 4 messages short of
+    320; whether a gapped read was the cause is not established. Firestore's queries read one
+    snapshot.) The page is read once more, and then ends before the gap (more to come); a gap at
+    the very start of a second read (which no delivery makes) is passed over rather than holding
+    the device back. Logged as INBOX_READ_GAP.
     """
     entries = after(db, uid, seq, limit=limit + 1)
     prefix = contiguous(entries, seq)
