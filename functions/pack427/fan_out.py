@@ -144,7 +144,10 @@ def resume_stalled(
     handled, deadline = 0, time.monotonic() + budget_s
     for chat_id in chats:
         logger.warn(f"resuming the stalled fan-out of chat {chat_id}", chatId=chat_id)
-        handled += run_chat(db, chat_id)
+        try:
+            handled += run_chat(db, chat_id)
+        except Exception as err:  # noqa: BLE001 - one chat's trouble must not hold the others back
+            logger.error(f"the stalled fan-out of chat {chat_id} failed again: {err!r}", chatId=chat_id)
         if time.monotonic() > deadline:
             break  # the next run goes on: the jobs keep their cursors
     return handled

@@ -252,3 +252,23 @@ def test_the_list_is_the_soonest_ones_and_says_when_there_are_more(chat, monkeyp
         send(chat, f"in {minutes}", at=t0, deliver_in=timedelta(minutes=minutes))
     listing = scheduling.list_scheduled(chat, "alice")
     assert [m.text for m in listing.messages] == ["in 10", "in 20"] and listing.hasMore is True
+
+
+def test_a_message_that_cannot_be_sent_this_run_holds_back_neither_the_others_nor_the_run(chat, monkeypatch):
+    db, t0 = chat, whole_ms_now()
+    first = send(db, "first", at=t0, deliver_in=timedelta(minutes=1))
+    send(db, "second", at=t0, deliver_in=timedelta(minutes=2))
+    send_message = sending.send_message
+
+    def first_one_breaks(db_, sender, request, **kwargs):
+        if request.text == "first":
+            raise RuntimeError("Firestore is having a bad day")
+        return send_message(db_, sender, request, **kwargs)
+
+    monkeypatch.setattr(scheduling.sending, "send_message", first_one_breaks)
+    monkeypatch.setattr(scheduling.constants, "SCHEDULED_BATCH", 1)  # a full batch of nothing sent: the run stops
+    assert scheduling.deliver_due(db, now=t0 + timedelta(minutes=3)) == {"delivered": 0, "failed": 0, "skipped": 1}
+    monkeypatch.setattr(scheduling.constants, "SCHEDULED_BATCH", 200)
+    assert scheduling.deliver_due(db, now=t0 + timedelta(minutes=3)) == {"delivered": 1, "failed": 0, "skipped": 1}
+    assert [e["text"] for e in inbox(db, "bob")] == ["second"]
+    assert db.document(f"scheduledMessages/alice_{first.messageId}").get().get("status") == "SCHEDULED"
