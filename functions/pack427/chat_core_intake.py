@@ -44,7 +44,7 @@ from pydantic import ValidationError
 
 from . import admission, audit, chat_core, clock, constants, fan_out, paths, policy, routing, send_plan, store
 from .errors import Aborted, EngineError
-from .models import Chat, ChatMessage, DocumentIdError, SendRejection, UserProfile, check_document_id
+from .models import Chat, ChatMessage, SendRejection, UserProfile, is_document_id
 
 INTAKE = "chatCore"
 REFUSED = "refused"
@@ -123,7 +123,7 @@ def _add_takes(
     Returns:
         What was taken, and the newest message accepted (None if none was).
     """
-    sender_ids = [d.data["senderId"] for d in docs if _usable_id(d.data.get("senderId"))]
+    sender_ids = [d.data["senderId"] for d in docs if is_document_id(d.data.get("senderId"))]
     senders = chat_core.load_users(db, sender_ids)
     taken = Taken([], {})
     newest: ChatMessage | None = None
@@ -159,7 +159,7 @@ def _message_of(doc: store.Read, participants: list[str], senders: dict[str, Use
     """The chat core's message as the engine delivers it, or the reason it is refused."""
     data = doc.data
     sender_id = data.get("senderId")
-    if not _usable_id(sender_id) or sender_id not in participants:
+    if not is_document_id(sender_id) or sender_id not in participants:
         return "sender_not_participant"
     try:
         policy.require_adult(senders[sender_id])
@@ -186,19 +186,9 @@ def _message_of(doc: store.Read, participants: list[str], senders: dict[str, Use
 
 def _audit_refusal(db: Client, chat_id: str, doc: store.Read, reason: str, now: datetime) -> None:
     stated = doc.data.get("senderId")
-    sender_id = stated if isinstance(stated, str) and _usable_id(stated) else "unknown"
+    sender_id = stated if isinstance(stated, str) and is_document_id(stated) else "unknown"
     audit.record_rejection(db, SendRejection(
         actor=INTAKE, sender_id=sender_id, chat_id=chat_id, client_message_id=doc.ref.id, reason=reason,
         rule=INTAKE, at=now))
     logger.warn(f"chat-core message {doc.ref.path} refused: {reason}", event="SEND_REJECTED", chatId=chat_id,
                 reason=reason, rule=INTAKE)
-
-
-def _usable_id(value: object) -> bool:
-    """Whether `value` can key a document (a senderId that cannot is refused, not a crash that
-    would hold the chat's later messages back)."""
-    try:
-        check_document_id(value)
-    except DocumentIdError:
-        return False
-    return True

@@ -78,8 +78,13 @@ def deliver(db: Client, doc: store.Read, *, now: datetime) -> str:
     request = SendMessageRequest(chatId=scheduled.chat_id, clientMessageId=scheduled.delivery_key,
                                  text=scheduled.text, contentRef=scheduled.content_ref)
 
+    attempts: list[str] = []
+
     def mark_delivered(batch: WriteBatch, message_id: str) -> None:
-        current = store.read(db, [doc.ref])[doc.ref.path]
+        # The first attempt goes on the document as the due query read it; a later one, after a
+        # conflict (a cancel, another processor), reads it again.
+        current = store.read(db, [doc.ref])[doc.ref.path] if attempts else doc
+        attempts.append(message_id)
         if not current.exists or current.data.get("status") != ScheduledStatus.SCHEDULED.value:
             raise NoLongerScheduled(doc.ref.id)
         store.update_if_unchanged(db, batch, doc.ref, current.time, {

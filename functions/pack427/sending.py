@@ -203,7 +203,8 @@ def _commit_send(
         raise FailedPrecondition(f"chat {request.chatId!r} has more than {constants.MAX_RECIPIENTS} recipients")
     small = len(recipients) <= constants.INLINE_MAX_RECIPIENTS
     fanning_out = chat.fan_out_pending or not small
-    place = place and not fanning_out
+    # A scheduled message is only recorded now: nothing to place, no head or queue to ask.
+    place = place and not fanning_out and request.deliverAt is None
     checking = (_QUEUE_CHECKS.submit(backlog.chat_awaits_inbox, db, request.chatId)
                 if place and chat.delivery_queued else None)
     # The rate window and the heads come in the same round trip as the profiles. A large
@@ -277,7 +278,7 @@ def _commit_schedule(
     )
     batch = db.batch()
     record_doc = IdempotencyRecord(message_id=request.clientMessageId, chat_id=request.chatId, sender_id=sender_id,
-                                   payload_hash=_payload_hash(request), created_at=now)
+                                   payload_hash=_payload_hash(request), scheduled=True, created_at=now)
     batch.create(paths.idempotency_key(db, sender_id, request.clientMessageId), record_doc.to_firestore())
     batch.create(paths.scheduled_message(db, sender_id, request.clientMessageId), scheduled.to_firestore())
     rate_limit.add_send(db, batch, window, record)
@@ -371,6 +372,5 @@ def _first_result(db: Client, sender_id: str, request: SendMessageRequest) -> Se
         raise InvalidArgument(
             f"clientMessageId {request.clientMessageId} was already used for a different message"
         )
-    # A scheduled message's record names its scheduled id, the clientMessageId itself.
-    status = SCHEDULED if record.message_id == request.clientMessageId else ACCEPTED
-    return SendMessageResult(messageId=record.message_id, status=status, duplicate=True)
+    return SendMessageResult(messageId=record.message_id, status=SCHEDULED if record.scheduled else ACCEPTED,
+                             duplicate=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -50,8 +49,8 @@ def test_a_scheduled_message_is_accepted_now_and_delivered_at_its_time_not_befor
     scheduled = send(db, "later", at=t0, deliver_in=timedelta(minutes=10))
     assert (scheduled.status, scheduled.duplicate) == ("SCHEDULED", False)
     assert ids(db, "bob") == [] and list(db.collection("chats/c1/messages").stream()) == []
-    assert send(db, "later", at=t0, deliver_in=timedelta(minutes=10),
-                client_id=scheduled.messageId).duplicate is True  # a retry: the same scheduled message
+    retried = send(db, "later", at=t0, deliver_in=timedelta(minutes=10), client_id=scheduled.messageId)
+    assert (retried.messageId, retried.status, retried.duplicate) == (scheduled.messageId, "SCHEDULED", True)
     listing = scheduling.list_scheduled(db, "alice")
     assert listing.hasMore is False
     [listed] = listing.messages
@@ -123,18 +122,37 @@ def test_only_the_sender_can_cancel_and_a_delivered_message_cannot_be(chat):
     assert refused.value.details["reason"] == "already_delivered"
 
 
-def race_cancel_and_delivery(db, scheduled_id: str, due, cancel_after_s: float) -> dict:
-    """The processor, and a cancel `cancel_after_s` later; what each of them said."""
+def race_cancel_and_delivery(db, scheduled_id: str, due, monkeypatch, *, cancel_at_commit: bool) -> dict:
+    """The processor and a cancel at once; what each of them said.
+
+    With `cancel_at_commit`, the cancel starts when the delivery has read the scheduled
+    message for its commit (the cancel is quicker than a whole delivery): the two commits race.
+    """
     barrier = threading.Barrier(2)
+    delivery_commits = threading.Event()
     outcome: dict = {}
+    send_message = sending.send_message
+
+    def signalling(db_, sender, request, *, now, admitted):
+        def add_writes(batch, message_id):
+            admitted.add_writes(batch, message_id)
+            delivery_commits.set()
+        return send_message(db_, sender, request, now=now,
+                            admitted=sending.AdmittedEarlier(admitted.priority, add_writes))
+
+    monkeypatch.setattr(scheduling.sending, "send_message", signalling)
 
     def deliver():
         barrier.wait()
-        outcome["delivery"] = scheduling.deliver_due(db, now=due)
+        try:
+            outcome["delivery"] = scheduling.deliver_due(db, now=due)
+        finally:
+            delivery_commits.set()  # a delivery that never got that far must not keep the cancel waiting
 
     def cancel():
         barrier.wait()
-        time.sleep(cancel_after_s)
+        if cancel_at_commit:
+            assert delivery_commits.wait(timeout=30), "the delivery did not reach its commit within 30 s"
         try:
             outcome["cancel"] = scheduling.cancel(db, "alice", CancelScheduledMessageRequest(scheduledId=scheduled_id)).status
         except FailedPrecondition as err:
@@ -145,16 +163,18 @@ def race_cancel_and_delivery(db, scheduled_id: str, due, cancel_after_s: float) 
         t.start()
     for t in threads:
         t.join()
+    monkeypatch.setattr(scheduling.sending, "send_message", send_message)
     return outcome
 
 
-def test_a_racing_cancel_and_delivery_leave_exactly_one_outcome(chat):
+def test_a_racing_cancel_and_delivery_leave_exactly_one_outcome(chat, monkeypatch):
     db, t0 = chat, whole_ms_now()
     seen = set()
     for round_ in range(8):
         scheduled = send(db, f"race {round_}", at=t0, deliver_in=timedelta(minutes=1))
-        # The cancel is quicker than a delivery: staggered, so that either may win.
-        outcome = race_cancel_and_delivery(db, scheduled.messageId, t0 + timedelta(minutes=2), 0.004 * round_)
+        # Half the rounds start together (the cancel usually wins), half race the delivery's commit.
+        outcome = race_cancel_and_delivery(db, scheduled.messageId, t0 + timedelta(minutes=2), monkeypatch,
+                                           cancel_at_commit=round_ % 2 == 1)
         stored = db.document(f"scheduledMessages/alice_{scheduled.messageId}").get().to_dict()
         texts = [e["text"] for e in inbox(db, "bob")]
         seen.add(stored["status"])

@@ -63,7 +63,7 @@ from .chats import (
     SendRejection,
     UserProfile,
 )
-from .ids import DocumentId, DocumentIdError, UlidString, check_document_id
+from .ids import DocumentId, DocumentIdError, UlidString, check_document_id, is_document_id
 from .inboxes import ChatInbox, InboxEntry, InboxHead, ReadReceipt
 from .operability import ChatRepairReport, EngineMode, EngineSettings, LatencyPercentiles, RegionMetrics, RequeueReport
 from .presence import DeviceSyncState, Platform, TypingEvent
@@ -82,6 +82,7 @@ __all__ = [
     "Document",
     "DocumentIdError",
     "check_document_id",
+    "is_document_id",
     "DocumentId",
     "UlidString",
     "UserProfile",

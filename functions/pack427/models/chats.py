@@ -161,6 +161,8 @@ class IdempotencyRecord(Document):
     sender_id: str
     payload_hash: str
     placed_by_send: list[str] = Field(default_factory=list)
+    scheduled: bool = False
+    """The send was scheduled (`deliverAt`): `message_id` is its scheduled id (see scheduling)."""
     created_at: datetime
 
 

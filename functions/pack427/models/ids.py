@@ -38,6 +38,15 @@ def check_document_id(value: object) -> str:
     return value
 
 
+def is_document_id(value: object) -> bool:
+    """Whether `value` can be a document id of ours (check_document_id, as a test)."""
+    try:
+        check_document_id(value)
+    except DocumentIdError:
+        return False
+    return True
+
+
 def _firestore_id(value: str) -> str:
     check_document_id(value)
     return value
