@@ -289,14 +289,11 @@ def drain(
         last round's `mode` (`normal`, `large` or `fan-out`).
     """
     deadline = time.monotonic() + time_budget_s
-    try:
-        fan_out.resume_stalled(db)
-    except Exception as err:  # noqa: BLE001 - a stuck fan-out must not stop the queues' drain
-        logger.error(f"resuming stalled fan-outs failed: {err!r}")
-    try:
-        scheduling.deliver_due(db)
-    except Exception as err:  # noqa: BLE001 - nor a scheduled message that cannot be sent
-        logger.error(f"delivering scheduled messages failed: {err!r}")
+    for step in (fan_out.resume_stalled, scheduling.deliver_due):
+        try:
+            step(db)
+        except Exception as err:  # noqa: BLE001 - neither may stop the queues' drain
+            logger.error(f"{step.__module__}.{step.__name__} failed: {err!r}")
     reports = {region: ProcessReport() for region in regions}
     modes = {region: "normal" for region in regions}
     depths: dict[Region, int] = {}
