@@ -25,3 +25,14 @@ def message_dropped(entry: QueuedMessage, *, attempts: int, error: str) -> None:
         attempts=attempts,
         error=error,
     )
+
+
+def entry_quarantined(region: str, entry_id: str, problem: str) -> None:
+    """A stored queue entry was unusable and is set aside until an operator repairs it."""
+    logger.error(
+        f"queue entry {region}/{entry_id} QUARANTINED: {problem} (scripts/ops quarantined; scripts/ops release)",
+        alert="QUEUE_ENTRY_QUARANTINED",
+        region=region,
+        entryId=entry_id,
+        problem=problem,
+    )

@@ -17,12 +17,15 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
+from pydantic import ValidationError
 
 from . import inbox, paths, routing
 from .models import AuditEvent, IdempotencyRecord, InboxEntry, QueuedMessage, QueueEvent, QueueStatus, SendRejection
 
 ENQUEUED = "ENQUEUED"
 REQUEUED = "REQUEUED"
+RELEASED = "RELEASED"
+"""An operator put a quarantined entry back on its queue (ops.release)."""
 
 
 def appended(entry: QueuedMessage, event: QueueEvent) -> list[dict[str, Any]]:
@@ -48,7 +51,10 @@ def history(db: Client, message_id: str) -> list[AuditEvent]:
     events = []
     query = db.collection_group("messageQueue").where(filter=FieldFilter("messageId", "==", message_id))
     for snapshot in query.stream():
-        entry = QueuedMessage.model_validate(snapshot.to_dict())
+        try:
+            entry = QueuedMessage.model_validate(snapshot.to_dict())
+        except ValidationError:
+            continue  # quarantined at its next read by a worker (queue.usable); `ops quarantined` shows it
         events += [
             AuditEvent(entry_id=entry.id, message_id=message_id, region=entry.target_region,
                        **e.model_dump(by_alias=False))

@@ -12,7 +12,7 @@ from datetime import datetime
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import clock, constants, paths
+from . import clock, constants, paths, queue
 from .models import DUE_STATUSES, QueueStatus, Region, RegionQueueStats
 from .queue import LoadedEntry
 
@@ -35,7 +35,7 @@ def due_entries(
     if priority_only:
         query = query.where(filter=FieldFilter("priority", "==", True))
     query = query.where(filter=FieldFilter("nextAttemptAt", "<=", now)).order_by("nextAttemptAt").limit(limit)
-    return [LoadedEntry.from_snapshot(s) for s in query.stream()]
+    return queue.usable(db, query.stream(), actor="processor")
 
 
 def depth(db: Client, region: Region) -> int:
@@ -63,7 +63,7 @@ def awaiting_inbox(
     )
     if up_to is not None:
         query = query.where(filter=FieldFilter("messageId", "<=", up_to))
-    return [LoadedEntry.from_snapshot(s) for s in query.order_by("messageId").limit(limit).stream()]
+    return queue.usable(db, query.order_by("messageId").limit(limit).stream(), actor="worker")
 
 
 def chat_awaits_inbox(db: Client, chat_id: str) -> bool:
@@ -109,10 +109,12 @@ def awaiting_inbox_of_pairs(
         .order_by("messageId")
         .limit(limit)
     )
-    found = [LoadedEntry.from_snapshot(s) for s in query.stream()]
-    if len(found) == limit:
+    snapshots = list(query.stream())
+    found = queue.usable(db, snapshots, actor="processor")
+    if len(snapshots) == limit:
         # Complete only below the last id read: its other recipients' entries may come after it.
-        covered = {pair: last for pair, last in newest.items() if last < found[-1].entry.message_id}
+        bound = found[-1].entry.message_id if found else ""
+        covered = {pair: last for pair, last in newest.items() if last < bound}
     else:
         covered = newest
     pairs: dict[tuple[str, str], list[LoadedEntry]] = {pair: [] for pair in covered}

@@ -17,7 +17,7 @@ from google.cloud.firestore import Client, Query
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from . import cursors, paths, store, unread
+from . import cursors, inbox, paths, queue, store, unread
 from .errors import InvalidArgument
 from .models import (
     Chat,
@@ -25,7 +25,6 @@ from .models import (
     ChatListLastMessage,
     GetChatListRequest,
     GetChatListResult,
-    InboxHead,
     LastMessage,
     QueuedMessage,
     QueueStatus,
@@ -138,9 +137,8 @@ def _queue_entries(db: Client, message_ids: list[str]) -> dict[tuple[str, str], 
     for start in range(0, len(message_ids), QUEUE_QUERY_IDS):
         chunk = message_ids[start:start + QUEUE_QUERY_IDS]
         query = db.collection_group("messageQueue").where(filter=FieldFilter("messageId", "in", chunk))
-        for snapshot in query.stream():
-            entry = QueuedMessage.model_validate(snapshot.to_dict())
-            entries[(entry.message_id, entry.recipient_id)] = entry
+        for loaded in queue.usable(db, query.stream(), actor="chatList"):
+            entries[(loaded.entry.message_id, loaded.entry.recipient_id)] = loaded.entry
     return entries
 
 
@@ -169,6 +167,7 @@ def _status(
     message_id: str, placed: store.Read, head: store.Read, receipt: store.Read, entry: QueuedMessage | None
 ) -> ReceiptStatus:
     read_up_to = ReadReceipt.model_validate(receipt.data).read_up_to_message_id if receipt.exists else None
-    acked_seq = InboxHead.model_validate(head.data).acked_seq if head.exists else 0
+    parsed = inbox.Head.of(head.ref.parent.parent.id, head).parsed
+    acked_seq = parsed.acked_seq if parsed is not None else 0
     seq = placed.data.get("seq") if placed.exists else None
     return status_of(message_id, seq, acked_seq, read_up_to, entry)

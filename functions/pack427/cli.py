@@ -11,6 +11,9 @@ with application default credentials (`gcloud auth application-default login`).
                                dead letters back to PENDING (attempts reset), audited
     resync USER CHAT           bring every message of CHAT into USER's inbox
     recalc-unread USER         recount USER's unread counters, show what changed
+    repair-inbox USER          rebuild USER's damaged inbox head, deliver what waited for it
+    quarantined                queue entries set aside as unusable, with the problem
+    release REGION ENTRY_ID    a quarantined entry, repaired in the console, back on its queue
     mode [queue|direct] [--reason TEXT]
                                show or flip the rollback switch; back to queue drains
     nudge USER KEY TEXT        send USER a system nudge (idempotent by KEY)
@@ -39,7 +42,7 @@ from google.cloud.firestore import Client
 from . import audit, backlog, clock, heatmap, metrics, nudges, processor, settings, unread
 from .models import EngineMode, Region
 from .notifier import Notifier, default_notifier
-from .ops import requeue_dropped, resync
+from .ops import quarantined, release, repair_inbox, requeue_dropped, resync
 
 
 def _print_stats(db: Client) -> None:
@@ -137,6 +140,11 @@ def _parser() -> argparse.ArgumentParser:
     resync_parser.add_argument("user")
     resync_parser.add_argument("chat")
     commands.add_parser("recalc-unread", help="recount a user's unread counters").add_argument("user")
+    commands.add_parser("repair-inbox", help="rebuild a damaged inbox head, deliver what waited").add_argument("user")
+    commands.add_parser("quarantined", help="queue entries set aside as unusable")
+    release_parser = commands.add_parser("release", help="a repaired quarantined entry back on its queue")
+    release_parser.add_argument("region", choices=[r.value for r in Region])
+    release_parser.add_argument("entry_id")
     mode_parser = commands.add_parser("mode", help="show or set the rollback switch")
     mode_parser.add_argument("mode", nargs="?", choices=[m.value for m in EngineMode])
     mode_parser.add_argument("--reason")
@@ -176,6 +184,17 @@ def main(argv: list[str] | None = None) -> int:
             print(repaired.model_dump_json(indent=2))
         case "recalc-unread":
             print(unread.recalculate(db, args.user).model_dump_json(indent=2))
+        case "repair-inbox":
+            print(repair_inbox(db, args.user, notifier).model_dump_json(indent=2))
+        case "quarantined":
+            found = quarantined(db)
+            _table(["region", "entry", "was", "since", "problem"],
+                   [[q["region"], q["entryId"], q["status"], q["at"], q["problem"]] for q in found])
+            print(f"{len(found)} quarantined; repair each in the console, then `scripts/ops release REGION ENTRY`")
+        case "release":
+            problem = release(db, Region(args.region), args.entry_id, actor=f"ops:{getpass.getuser()}")
+            print(problem or f"{args.region}/{args.entry_id} is back on its queue (PENDING, due now)")
+            return 0 if problem is None else 1
         case "mode":
             _mode(db, args.mode, args.reason, notifier)
         case "nudge":

@@ -166,3 +166,6 @@ LARGE_BATCH_SIZE = 1_000
 
 QUEUE_SHARDS = 4
 """Slices of each region's queue (by chat and recipient) for parallel workers."""
+
+SETTINGS_WRITE_RETRIES = 5
+"""Attempts of an operator's change of config/engine against concurrent changes (settings)."""

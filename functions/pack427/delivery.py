@@ -259,7 +259,10 @@ def on_enqueued(
     """
     if snapshot is None or not snapshot.exists or settings.direct_delivery(db):
         return Outcome.SKIPPED  # mode direct: the send delivers it, the drain retries what fails
-    loaded = LoadedEntry.from_snapshot(snapshot)
+    found = queue.usable(db, [snapshot], actor="trigger")
+    if not found:
+        return Outcome.SKIPPED  # unusable: quarantined, with its alert
+    loaded = found[0]
     entry = loaded.entry
     if not entry.awaiting_inbox:
         outcome = deliver(db, loaded, notifier, actor="trigger", now=now)

@@ -16,8 +16,9 @@ conditional on the job as read (the last chunk deletes the job):
   message placed in their inbox, as a send places it (placing.add_placed:
   entry and head move, conditional on the head; a push-only queue entry if
   offline);
-- the others, a recipient whose head needs a read position (inbox), and a
-  whole chunk that lost FAN_OUT_PLACE_ATTEMPTS races for heads, get a queue
+- the others, a recipient whose head needs a read position (inbox) or is
+  damaged (inbox.Head: set aside with an alert, delivered once repaired), and
+  a whole chunk that lost FAN_OUT_PLACE_ATTEMPTS races for heads, get a queue
   entry awaiting the inbox, which the queue delivers behind the older ones;
 - a recipient who blocked the sender, or whom the sender blocked, gets
   nothing (policy: a group's blocks), decided on profiles read with the chunk.
@@ -230,7 +231,7 @@ def _commit_chunk(db: Client, job: Job, sender: UserProfile, reads: ChunkReads, 
         store.update_if_unchanged(db, batch, job.doc.ref, job.doc.time, {"next": moved.next, "updatedAt": now})
     for uid in allowed:
         head = reads.heads.get(uid)
-        if head is not None and not inbox.unknown_read_positions(head.state, [fan_out.chat_id]):
+        if head is not None and head.usable and not inbox.unknown_read_positions(head.state, [fan_out.chat_id]):
             placing.add_placed(db, batch, message, head, reads.users[uid], origin=fan_out.origin, via="fanOut",
                                actor=ACTOR, now=now)
         else:

@@ -34,13 +34,30 @@ from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client, WriteBatch
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.types.write import WriteResult
+from pydantic import ValidationError
 
 from . import constants, paths, store
+from .errors import FailedPrecondition
 from .models import ChatInbox, InboxEntry, InboxHead, ReadReceipt
 
 
 class InboxBusy(Exception):
     """The head kept moving for INBOX_HEAD_RETRIES attempts; the delivery is retried later."""
+
+
+HEAD_UNUSABLE = "INBOX_HEAD_UNUSABLE"
+INBOX_NEEDS_REPAIR = "inbox_needs_repair"
+
+
+class HeadUnusable(FailedPrecondition):
+    """The user's inbox head is damaged (another system or a hand edit): nothing can be numbered
+    or counted on it until it is rebuilt from the inbox (unread.recalculate; `scripts/ops
+    repair-inbox USER` also delivers what waited). Other users are not affected: a send or a
+    fan-out queues this user's messages, and their delivery fails until the repair."""
+
+    def __init__(self, uid: str, problem: str):
+        super().__init__(f"the inbox of {uid} needs repair ({problem}); pack427_recalculateUnreadCounters rebuilds it",
+                         {"reason": INBOX_NEEDS_REPAIR})
 
 
 def unknown_read_positions(head: InboxHead, chat_ids: Iterable[str]) -> set[str]:
@@ -132,15 +149,40 @@ def pruned(head: InboxHead, *, limit: int = constants.MAX_TRACKED_CHATS) -> Inbo
 
 @dataclass(frozen=True)
 class Head:
-    """A user's inbox head as read: its state, and the document a move is conditional on."""
+    """A user's inbox head as read: its state, and the document a move is conditional on.
+
+    A head that is not a valid InboxHead is read all the same (`usable` false, `problem` says
+    why, logged as the INBOX_HEAD_UNUSABLE alert): `state` then raises HeadUnusable, so that no
+    writer can number entries or counts on it, while the writers of other users go on.
+    """
 
     uid: str
     doc: store.Read
-    state: InboxHead
+    parsed: InboxHead | None
+    problem: str | None = None
 
     @classmethod
     def of(cls, uid: str, doc: store.Read) -> Head:
-        return cls(uid, doc, InboxHead.model_validate(doc.data) if doc.exists else InboxHead())
+        if not doc.exists:
+            return cls(uid, doc, InboxHead())
+        try:
+            return cls(uid, doc, InboxHead.model_validate(doc.data))
+        except ValidationError as err:
+            problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())[:500]
+            logger.error(f"the inbox head of {uid} is unusable: {problem}; its messages wait until"
+                         f" `scripts/ops repair-inbox {uid}`", alert=HEAD_UNUSABLE, uid=uid, problem=problem)
+            return cls(uid, doc, None, problem)
+
+    @property
+    def usable(self) -> bool:
+        return self.parsed is not None
+
+    @property
+    def state(self) -> InboxHead:
+        """The head's state; HeadUnusable if it is damaged."""
+        if self.parsed is None:
+            raise HeadUnusable(self.uid, self.problem or "unreadable")
+        return self.parsed
 
 
 def heads(db: Client, uids: list[str]) -> dict[str, Head]:

@@ -14,8 +14,11 @@ from datetime import datetime
 from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.transforms import DELETE_FIELD
+from pydantic import ValidationError
 
 from . import (
+    audit,
     chat_core,
     clock,
     delivery,
@@ -23,12 +26,15 @@ from . import (
     paths,
     queue,
     store,
+    unread,
 )
 from .models import (
     DUE_STATUSES,
     ChatMessage,
     ChatRepairReport,
+    InboxRepairReport,
     QueuedMessage,
+    QueueEvent,
     QueueStatus,
     Region,
     RequeueReport,
@@ -78,12 +84,12 @@ def requeue_dropped(
         )
         page = list(query.stream())
         while page:
-            for snapshot in page:
-                outcome = requeue(db, LoadedEntry.from_snapshot(snapshot), actor=actor, now=now)
+            for loaded in queue.usable(db, page, actor=actor):
+                outcome = requeue(db, loaded, actor=actor, now=now)
                 if outcome is QueueStatus.PENDING:
-                    requeued.append(snapshot.id)
+                    requeued.append(loaded.entry.id)
                 elif outcome is QueueStatus.DELIVERED:
-                    marked.append(snapshot.id)
+                    marked.append(loaded.entry.id)
             if progress:
                 progress(f"{region.value}: {len(requeued)} requeued, {len(marked)} already in the inbox")
             page = list(query.start_after(page[-1]).stream())
@@ -158,7 +164,7 @@ def resync(
     requeued, retried, unqueued = [], [], []
     for message_id in missing:
         refs = [paths.queue_entry(db, region, QueuedMessage.entry_id(message_id, uid)) for region in Region]
-        found = [LoadedEntry.from_snapshot(s) for s in db.get_all(refs) if s.exists]
+        found = queue.usable(db, (s for s in db.get_all(refs) if s.exists), actor=actor)
         if not found:
             unqueued.append(message_id)
         for loaded in found:
@@ -187,3 +193,92 @@ def _make_due(db: Client, loaded: LoadedEntry, now: datetime) -> bool:
 
 
 # ---------------------------------------------------------------------- CLI
+
+
+def quarantined(db: Client, *, regions: tuple[Region, ...] = tuple(Region)) -> list[dict]:
+    """The queue entries set aside as unusable (queue.quarantine): region, id, problem, when."""
+    found = []
+    for region in regions:
+        query = paths.queue(db, region).where(filter=FieldFilter("status", "==", QueueStatus.QUARANTINED.value))
+        for snapshot in query.stream():
+            data = snapshot.to_dict() or {}
+            kept = data["quarantine"] if isinstance(data.get("quarantine"), dict) else {}
+            found.append({"region": region.value, "entryId": snapshot.id, "problem": kept.get("problem"),
+                          "status": kept.get("status"), "at": kept.get("at")})
+    return found
+
+
+def release(
+    db: Client, region: Region, entry_id: str, *, actor: str = "ops", now: datetime | None = None
+) -> str | None:
+    """Put a quarantined entry, repaired by hand (the console), back on its queue: PENDING, due now,
+    awaiting its inbox again if it was. Its delivery is then exactly once as any entry's (an inbox
+    entry is created only once). Conditional on the entry as read.
+
+    Returns:
+        None if it is back on the queue; otherwise why not (still unusable: the fields to repair;
+        not quarantined; changed meanwhile).
+    """
+    now = now or clock.now()
+    snapshot = paths.queue_entry(db, region, entry_id).get()
+    data = snapshot.to_dict() or {}
+    if data.get("status") != QueueStatus.QUARANTINED.value:
+        return f"{region.value}/{entry_id} is not quarantined"
+    kept = data["quarantine"] if isinstance(data.get("quarantine"), dict) else {}
+    fields = {"status": QueueStatus.PENDING.value, "awaitingInbox": kept.get("awaitingInbox") is not False,
+              "nextAttemptAt": now, "updatedAt": now}
+    try:
+        entry = QueuedMessage.model_validate({**data, **fields})
+    except ValidationError as err:
+        return f"still unusable: {queue.problems(err)}"
+    event = QueueEvent(actor=actor, action=audit.RELEASED, to_status=QueueStatus.PENDING, attempts=entry.attempts,
+                       at=now, details={"quarantine": {k: str(v) for k, v in kept.items()}})
+    batch = db.batch()
+    store.update_if_unchanged(db, batch, snapshot.reference, snapshot.update_time,
+                              {**fields, "quarantine": DELETE_FIELD, "history": audit.appended(entry, event)})
+    if not store.commit_if_unchanged(batch):
+        return f"{region.value}/{entry_id} changed meanwhile; look again"
+    if entry.awaiting_inbox:
+        try:  # the chat's next sends queue behind it, as behind a requeued dead letter
+            paths.chat(db, entry.chat_id).update({"deliveryQueued": True})
+        except gexc.NotFound:
+            pass
+    return None
+
+
+def repair_inbox(
+    db: Client, uid: str, notifier: Notifier, *, actor: str = "ops", now: datetime | None = None
+) -> InboxRepairReport:
+    """Rebuild `uid`'s damaged inbox head and deliver what waited for it (INBOX_HEAD_UNUSABLE's repair).
+
+    The head is rebuilt and recounted from the inbox (unread.recalculate); then the user's dead
+    letters are requeued and their waiting entries made due now, and each of those chats is
+    delivered in order (delivery.deliver_in_order). Idempotent, like every repair here.
+
+    Args:
+        notifier: pushes to offline recipients, as a delivery would.
+        actor: recorded in the audit trail (default `ops`).
+        now: the attempts' time (default: the clock).
+    """
+    now = now or clock.now()
+    recount = unread.recalculate(db, uid, now=now)
+    requeued, retried, chats = [], [], set()
+    statuses = [s.value for s in (*DUE_STATUSES, QueueStatus.DROPPED)]
+    for region in Region:
+        query = (paths.queue(db, region).where(filter=FieldFilter("recipientId", "==", uid))
+                 .where(filter=FieldFilter("status", "in", statuses)))
+        for loaded in queue.usable(db, query.stream(), actor=actor):
+            if loaded.entry.status is QueueStatus.DROPPED:
+                if requeue(db, loaded, actor=actor, now=now) is QueueStatus.PENDING:
+                    requeued.append(loaded.entry.id)
+                    chats.add(loaded.entry.chat_id)
+            elif loaded.entry.next_attempt_at > now and _make_due(db, loaded, now):
+                retried.append(loaded.entry.id)  # a failed attempt, or one deferred behind it
+                chats.add(loaded.entry.chat_id)
+            else:
+                chats.add(loaded.entry.chat_id)
+    delivered = 0
+    for chat_id in sorted(chats):
+        outcomes = delivery.deliver_in_order(db, chat_id, uid, notifier, actor=actor, now=now)
+        delivered += sum(outcome is delivery.Outcome.DELIVERED for outcome in outcomes.values())
+    return InboxRepairReport(recounted=recount.changes, requeued=requeued, retried=retried, delivered=delivered)

@@ -195,8 +195,11 @@ def _deliver_in_bulk(
         writes = 0
         for recipient, queued in groups.items():
             group = queued.pop(0)
-            if inbox.unknown_read_positions(heads[recipient].state, (e.entry.chat_id for e in group)):
-                lost.add(recipient)  # a pruned chat's late message: the one-by-one path reads its position
+            head = heads[recipient]
+            if not head.usable or inbox.unknown_read_positions(head.state, (e.entry.chat_id for e in group)):
+                # A pruned chat's late message (the one-by-one path reads its position), or a damaged
+                # head (the one-by-one path records the failed attempt).
+                lost.add(recipient)
                 continue
             size = 2 * len(group) + 1  # queue entry and inbox entry each; the head
             if writes + size > MAX_WRITES_PER_COMMIT:

@@ -19,6 +19,7 @@ Each change appends its event to the entry's `history` in the same write
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client, WriteBatch
 from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
+from pydantic import ValidationError
 
 from . import alerts, audit, clock, constants, paths, store
 from .models import DUE_STATUSES, QueuedMessage, QueueEvent, QueueStatus, Region
@@ -41,7 +43,53 @@ class LoadedEntry:
 
     @classmethod
     def from_snapshot(cls, snapshot: DocumentSnapshot) -> LoadedEntry:
+        """Raises ValidationError for an unusable stored entry (see `usable`)."""
         return cls(QueuedMessage.model_validate(snapshot.to_dict()), snapshot.update_time)
+
+
+def usable(db: Client, snapshots: Iterable[DocumentSnapshot], *, actor: str) -> list[LoadedEntry]:
+    """The entries among `snapshots`, in their order; an unusable one is quarantined and left out.
+
+    Every worker reads queue entries through this, so that one entry an operator or
+    another system damaged never stops a batch, a chat or a region: it alone waits,
+    set aside, for an operator (`quarantine`).
+    """
+    loaded = []
+    for snapshot in snapshots:
+        try:
+            loaded.append(LoadedEntry.from_snapshot(snapshot))
+        except ValidationError as err:
+            quarantine(db, snapshot, problems(err), actor=actor)
+    return loaded
+
+
+def quarantine(db: Client, snapshot: DocumentSnapshot, problem: str, *, actor: str,
+               now: datetime | None = None) -> bool:
+    """Set an unusable stored entry aside: status QUARANTINED, out of every due and awaiting query
+    (so it holds no chat back), what it was kept under `quarantine`; logged as the
+    QUEUE_ENTRY_QUARANTINED alert. Conditional on the entry as read. `scripts/ops quarantined`
+    lists them, `scripts/ops release` puts a repaired one back (ops.release).
+
+    Returns:
+        True if this call set it aside (False: someone changed it first).
+    """
+    data = snapshot.to_dict() or {}
+    now = now or clock.now()
+    kept = {"problem": problem[:1000], "status": repr(data.get("status"))[:200],
+            "awaitingInbox": data.get("awaitingInbox") is not False, "at": now, "by": actor}
+    batch = db.batch()
+    store.update_if_unchanged(db, batch, snapshot.reference, snapshot.update_time,
+                              {"status": QueueStatus.QUARANTINED.value, "awaitingInbox": False, "quarantine": kept})
+    if not store.commit_if_unchanged(batch):
+        return False
+    region = snapshot.reference.parent.parent.id if snapshot.reference.parent.parent else "?"
+    alerts.entry_quarantined(region, snapshot.id, problem)
+    return True
+
+
+def problems(err: ValidationError) -> str:
+    """The fields a validation refused, as an operator reads them."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in err.errors())
 
 
 def backoff(attempts: int) -> timedelta:
@@ -97,9 +145,11 @@ def enqueue(db: Client, entries: list[QueuedMessage], *, actor: str) -> int:
     return created
 
 
-def load(db: Client, region: Region, entry_id: str) -> LoadedEntry | None:
+def load(db: Client, region: Region, entry_id: str, *, actor: str = "worker") -> LoadedEntry | None:
+    """The entry, or None if it does not exist or was unusable (then quarantined, see `usable`)."""
     snapshot = paths.queue_entry(db, region, entry_id).get()
-    return LoadedEntry.from_snapshot(snapshot) if snapshot.exists else None
+    found = usable(db, [snapshot], actor=actor) if snapshot.exists else []
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from datetime import datetime
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from . import queue
 from .delivery import PARALLEL_DELIVERIES, Outcome, deliver, deliver_in_order
 from .notifier import Notifier
 from .queue import LoadedEntry
@@ -37,7 +38,7 @@ def deliver_now(
         The outcome of each entry attempted.
     """
     query = db.collection_group("messageQueue").where(filter=FieldFilter("messageId", "==", message_id))
-    entries = [LoadedEntry.from_snapshot(s) for s in query.stream()]
+    entries = queue.usable(db, query.stream(), actor="direct")
 
     def attempt(loaded: LoadedEntry) -> dict[str, Outcome]:
         entry = loaded.entry

@@ -237,8 +237,9 @@ def _commit_send(
         created_at=now,
     )
     heads = {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()}
-    unknown = {uid for uid in recipients
-               if uid in heads and inbox.unknown_read_positions(heads[uid].state, [message.chat_id])}
+    # A damaged head (see inbox.Head) or a pruned chat's position: that recipient goes through the queue.
+    unknown = {uid for uid in recipients if uid in heads and (
+        not heads[uid].usable or inbox.unknown_read_positions(heads[uid].state, [message.chat_id]))}
     plan = send_plan.plan_delivery(chat, recipients, place=place, needs_read_position=unknown,
                          queue_checked_empty=checking is not None and not checking.result())
     batch = db.batch()

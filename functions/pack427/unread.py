@@ -39,6 +39,7 @@ from .errors import Aborted, InvalidArgument
 from .models import (
     ChatInbox,
     CounterChange,
+    InboxHead,
     MarkAsReadRequest,
     MarkAsReadResult,
     ReadReceipt,
@@ -94,8 +95,8 @@ def mark_as_read(
         accepted, ignored, and writes nothing.
 
     Raises:
-        NotFound: no such chat.
-        PermissionDenied: the caller is not a participant.
+        NotFound: no such chat (and none the caller's inbox counts).
+        PermissionDenied: the caller is not a participant, nor a former one whose inbox counts the chat.
         InvalidArgument: readUpToMessageId is not a message of this chat.
         Aborted: the head kept changing for UNREAD_WRITE_RETRIES attempts.
     """
@@ -104,9 +105,11 @@ def mark_as_read(
 
     def attempt(_: int) -> MarkAsReadResult:
         found = store.read(db, [paths.chat(db, chat_id), paths.inbox_head(db, uid)])
-        policy.require_participant(chat_core.chat_of(chat_id, found[paths.chat(db, chat_id).path]), chat_id, uid)
         head = inbox.Head.of(uid, found[paths.inbox_head(db, uid).path])
         state = head.state.chats.get(chat_id)
+        if state is None:
+            policy.require_participant(chat_core.chat_of(chat_id, found[paths.chat(db, chat_id).path]), chat_id, uid)
+        # else a chat their inbox counts: a member who left it (or whose chat is gone) clears what they had.
         if (state is None or state.last != position) and not _message_of_chat(db, chat_id, uid, position):
             message = f"readUpToMessageId: {position} is not a message of chat {chat_id!r}"
             raise InvalidArgument(message, {"fields": [{"field": "readUpToMessageId", "problem": message}]})
@@ -146,9 +149,10 @@ def recalculate(
     """`pack427_recalculateUnreadCounters`: recount the caller's unread counts and repair any drift.
 
     Covers every chat the user takes part in and every chat their head
-    tracks (a chat they left keeps its count, recounted too). The new counts
-    are written in one commit conditional on the head, recounted again if a
-    delivery or read changed it meanwhile.
+    tracks; a chat they left (its document no longer lists them) is dropped
+    from the head, its count with it. A damaged head is rebuilt from the inbox
+    (`_rebuilt`). The new counts are written in one commit conditional on the
+    head, recounted again if a delivery or read changed it meanwhile.
 
     Args:
         uid: the authenticated caller.
@@ -163,33 +167,37 @@ def recalculate(
 
     def attempt(_: int) -> RecalculateUnreadCountersResult:
         head = inbox.heads(db, [uid])[uid]
-        tracked = head.state.chats
-        chat_ids = sorted(member_chats | tracked.keys())
+        state = head.parsed or _rebuilt(db, head)
+        tracked = state.chats
+        left = _chats_left(db, uid, set(tracked) - member_chats)
+        chat_ids = sorted((member_chats | tracked.keys()) - left)
         untracked = {chat_id for chat_id in chat_ids if chat_id not in tracked}
-        positions = {chat_id: state.read_up_to for chat_id, state in tracked.items()}
+        positions = {chat_id: s.read_up_to for chat_id, s in tracked.items()}
         positions |= inbox.read_positions(db, uid, untracked) if untracked else {}
         with ThreadPoolExecutor(max_workers=constants.RECALCULATE_PARALLELISM) as pool:
             counted = pool.map(lambda c: count_unread(db, uid, c, positions[c]), chat_ids)
-            counts = dict(zip(chat_ids, counted, strict=True))
+            counts = dict(zip(chat_ids, counted, strict=True)) | dict.fromkeys(left, 0)
         changes = [
             CounterChange(chatId=chat_id, before=tracked[chat_id].unread if chat_id in tracked else None, after=count)
             for chat_id, count in counts.items()
             if (tracked[chat_id].unread if chat_id in tracked else 0) != count
         ]
-        if changes:
-            chats = dict(tracked)
+        if changes or left or not head.usable:
+            chats = {chat_id: s for chat_id, s in tracked.items() if chat_id not in left}
             for change in changes:
-                state = chats.get(change.chatId) or ChatInbox(read_up_to=positions[change.chatId])
-                chats[change.chatId] = state.model_copy(update={"unread": change.after})
+                if change.chatId not in left:
+                    s = chats.get(change.chatId) or ChatInbox(read_up_to=positions[change.chatId])
+                    chats[change.chatId] = s.model_copy(update={"unread": change.after})
             batch = db.batch()
-            store.write_if_unchanged(
-                db, batch, head.doc, head.state.model_copy(update={"chats": chats, "updated_at": now}).to_firestore()
-            )
+            moved = state.model_copy(update={"chats": chats, "updated_at": now})
+            # Every field of a head is written: a damaged one is replaced, conditional on it as read.
+            store.write_if_unchanged(db, batch, head.doc, moved.to_firestore())
             store.commit(batch)
-            logger.info(f"repaired {len(changes)} unread counts of {uid}", uid=uid,
-                        changes=[c.model_dump() for c in changes])
+            logger.info(f"repaired {len(changes)} unread counts of {uid}" + ("" if head.usable else
+                        " and rebuilt their damaged inbox head"), uid=uid, changes=[c.model_dump() for c in changes],
+                        left=sorted(left))
         return RecalculateUnreadCountersResult(
-            success=True, recalculated=len(changes), checked=len(chat_ids), changes=changes
+            success=True, recalculated=len(changes), checked=len(chat_ids) + len(left), changes=changes
         )
 
     return store.retry_on_conflict(
@@ -209,3 +217,29 @@ def _message_of_chat(db: Client, chat_id: str, uid: str, message_id: str) -> boo
     found = store.read(db, [message, entry])
     placed = found[entry.path]
     return found[message.path].exists or (placed.exists and placed.data.get("chatId") == chat_id)
+
+
+def _chats_left(db: Client, uid: str, candidates: set[str]) -> set[str]:
+    """Of `candidates` (chats the head counts but the user is not listed in), those the user left:
+    the chat exists and does not list them. (A nudge chat has no document, and stays.)"""
+    if not candidates:
+        return set()
+    found = store.read(db, [paths.chat(db, chat_id) for chat_id in sorted(candidates)])
+    left = set()
+    for doc in found.values():
+        if doc.exists:
+            participants = doc.data.get("participants")
+            if not isinstance(participants, list) or uid not in participants:
+                left.add(doc.ref.id)
+    return left
+
+
+def _rebuilt(db: Client, head: inbox.Head) -> InboxHead:
+    """A head to replace a damaged one: its seq the inbox's newest entry's (so no seq is given twice),
+    its delivery receipt kept if it is readable, its chats to be recounted (`pruned`: a chat it does not
+    track takes its read position from its receipt)."""
+    newest = list(paths.inbox(db, head.uid).order_by("seq", direction="DESCENDING").limit(1).stream())
+    seq = max(newest[0].get("seq") if newest else 0, 0)
+    acked = head.doc.data.get("ackedSeq")
+    acked_seq = acked if isinstance(acked, int) and not isinstance(acked, bool) and 0 <= acked <= seq else 0
+    return InboxHead(seq=seq, message_id=newest[0].id if newest else None, acked_seq=acked_seq, pruned=True)

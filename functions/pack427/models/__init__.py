@@ -49,7 +49,7 @@ from .api import (
     UpdateTypingStateRequest,
     UpdateTypingStateResult,
 )
-from .base import DUE_STATUSES, Document, QueueStatus, Region
+from .base import DUE_STATUSES, Document, QueueStatus, Region, salvage
 from .chats import (
     Chat,
     ChatMessage,
@@ -65,7 +65,15 @@ from .chats import (
 )
 from .ids import DocumentId, DocumentIdError, UlidString, check_document_id, is_document_id
 from .inboxes import ChatInbox, InboxEntry, InboxHead, ReadReceipt
-from .operability import ChatRepairReport, EngineMode, EngineSettings, LatencyPercentiles, RegionMetrics, RequeueReport
+from .operability import (
+    ChatRepairReport,
+    EngineMode,
+    EngineSettings,
+    InboxRepairReport,
+    LatencyPercentiles,
+    RegionMetrics,
+    RequeueReport,
+)
 from .presence import DeviceSyncState, Platform, TypingEvent
 from .queue_entries import AuditEvent, QueuedMessage, QueueEvent, RegionQueueStats, TransportMetadata
 
@@ -77,6 +85,7 @@ __all__ = [
     "ListScheduledMessagesResult",
     "ScheduledMessageItem",
     "Region",
+    "salvage",
     "QueueStatus",
     "DUE_STATUSES",
     "Document",
@@ -112,6 +121,7 @@ __all__ = [
     "EngineSettings",
     "RequeueReport",
     "ChatRepairReport",
+    "InboxRepairReport",
     "Request",
     "Response",
     "SendMessageRequest",

@@ -13,7 +13,7 @@ from pydantic import (
 )
 
 from .. import constants
-from .api import Response
+from .api import CounterChange, Response
 from .base import Document, Region
 
 
@@ -145,3 +145,19 @@ class ChatRepairReport(Response):
     retried: list[str]
     stillMissing: list[str]
     unqueued: list[str]
+
+
+class InboxRepairReport(Response):
+    """What `ops repair-inbox USER` did.
+
+    Attributes:
+        recounted: the unread counts the rebuilt head changed.
+        requeued: the user's dead letters put back on the queue.
+        retried: the user's failed entries made due at once.
+        delivered: entries delivered by the repair itself (the processor takes any left).
+    """
+
+    recounted: list[CounterChange]
+    requeued: list[str]
+    retried: list[str]
+    delivered: int

@@ -127,6 +127,7 @@ class RegionQueueStats(Document):
     failed: int
     delivered: int
     dropped: int
+    quarantined: int = 0
 
     @property
     def depth(self) -> int:

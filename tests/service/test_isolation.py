@@ -1,0 +1,198 @@
+"""One odd document stops only its own work: settings typed by hand, damaged inbox heads,
+unusable queue entries, odd chat-core documents. Each is set aside with an alert (or read
+leniently) and the rest of the engine goes on; the operator commands repair it."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import main  # noqa: F401  (test_callables set up the environment)
+import pytest
+from support.chatcore import head, inbox, make_chat, make_user, queue_entries
+from test_callables import call
+from ulid import ULID
+
+from pack427 import constants, fan_out, ops, processor, queue, sending, settings, unread
+from pack427 import db as service_db
+from pack427.models import EngineMode, QueueStatus, Region, SendMessageRequest
+from pack427.notifier import EmulatorNotifier
+
+
+@pytest.fixture(autouse=True)
+def callables_use_the_test_db(db, monkeypatch):
+    monkeypatch.setattr(service_db, "client", lambda: db)
+
+
+def alerts(captured) -> list[dict]:
+    lines = (captured.out + captured.err).splitlines()
+    return [record for record in map(_json, lines) if record.get("alert")]
+
+
+def _json(line: str) -> dict:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def send(db, sender: str, chat_id: str, text: str = "hi", client_message_id: str | None = None):
+    request = SendMessageRequest(chatId=chat_id, clientMessageId=client_message_id or str(ULID()), text=text)
+    return sending.send_message(db, sender, request)
+
+
+# ------------------------------------------------------------------ settings
+
+
+def test_a_typo_in_config_engine_stops_no_send_and_is_alerted(db, capfd):
+    make_user(db, "alice")
+    make_user(db, "bob")
+    make_chat(db, "c1", ["alice", "bob"])
+    db.document("config/engine").set({"mode": "DIRECT", "maxMessagesPerMinute": 0})
+
+    status, body = call(main.pack427_sendMessage, {"chatId": "c1", "clientMessageId": str(ULID()), "text": "hi"})
+
+    assert status == 200, body
+    assert [e["text"] for e in inbox(db, "bob")] == ["hi"]
+    current = settings.current(db, max_age_s=0)
+    assert (current.mode, current.max_messages_per_minute) == (EngineMode.QUEUE, constants.MAX_MESSAGES_PER_MINUTE)
+    [alert, *_] = [a for a in alerts(capfd.readouterr()) if a["alert"] == "SETTINGS_UNUSABLE"]
+    assert alert["fields"] == ["maxMessagesPerMinute", "mode"]
+
+
+def test_the_operator_commands_repair_any_stored_settings_and_keep_each_others_changes(db):
+    db.document("config/engine").set({"mode": "DIRECT", "maxMessagesPerMinute": "sixty", "note": "by hand"})
+
+    settings.set_mode(db, EngineMode.DIRECT, actor="ops:ann")
+    stored = db.document("config/engine").get().to_dict()
+    assert (stored["mode"], stored["maxMessagesPerMinute"]) == ("direct", constants.MAX_MESSAGES_PER_MINUTE)
+
+    # Two operators at once: one switches the mode, the other the limit; both changes stay.
+    start = threading.Barrier(2)
+
+    def mode():
+        start.wait()
+        settings.set_mode(db, EngineMode.QUEUE, actor="ops:ann")
+
+    def limit():
+        start.wait()
+        settings.set_rate_limit(db, 120, actor="ops:bea")
+
+    threads = [threading.Thread(target=mode), threading.Thread(target=limit)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stored = db.document("config/engine").get().to_dict()
+    assert (stored["mode"], stored["maxMessagesPerMinute"]) == ("queue", 120)
+
+
+# ------------------------------------------------------------------ queue entries
+
+
+def drain(db):
+    return processor.drain(db, EmulatorNotifier(), actor="test", time_budget_s=30)
+
+
+def test_an_unusable_queue_entry_is_quarantined_and_holds_back_no_chat_and_no_region(db, monkeypatch, capfd):
+    monkeypatch.setattr(constants, "INLINE_ATTEMPTS", 0)  # every send through the queue
+    for uid, region in (("alice", "EU"), ("bob", "EU"), ("carol", "US")):
+        make_user(db, uid, region=region)
+    make_chat(db, "c1", ["alice", "bob"])
+    make_chat(db, "c2", ["alice", "carol"])
+    first, second = send(db, "alice", "c1", "one").messageId, send(db, "alice", "c1", "two").messageId
+    to_carol = send(db, "alice", "c2", "to carol").messageId
+    broken = db.document(f"regions/EU/messageQueue/{first}_bob")
+    broken.update({"status": "BROKEN"})  # an operator's typo in the console
+
+    drain(db)
+
+    assert [e["messageId"] for e in inbox(db, "bob")] == [second]  # the chat goes on past it
+    assert [e["messageId"] for e in inbox(db, "carol")] == [to_carol]  # and the other region
+    stored = broken.get().to_dict()
+    assert (stored["status"], stored["awaitingInbox"], stored["quarantine"]["status"]) == (
+        "QUARANTINED", False, "'BROKEN'")
+    [alert] = [a for a in alerts(capfd.readouterr()) if a["alert"] == "QUEUE_ENTRY_QUARANTINED"]
+    assert alert["entryId"] == f"{first}_bob" and "status" in alert["problem"]
+    assert [(q["region"], q["entryId"]) for q in ops.quarantined(db)] == [("EU", f"{first}_bob")]
+
+    assert ops.release(db, Region.EU, f"{first}_bob") is None
+    drain(db)
+    assert sorted(e["messageId"] for e in inbox(db, "bob")) == [first, second]  # late, never lost, once
+    assert broken.get().to_dict()["status"] == "DELIVERED" and ops.quarantined(db) == []
+    assert ops.release(db, Region.EU, f"{first}_bob") == f"EU/{first}_bob is not quarantined"
+
+
+def test_a_quarantined_entry_still_unusable_is_not_released(db, monkeypatch):
+    monkeypatch.setattr(constants, "INLINE_ATTEMPTS", 0)
+    make_user(db, "alice")
+    make_user(db, "bob")
+    make_chat(db, "c1", ["alice", "bob"])
+    message = send(db, "alice", "c1").messageId
+    entry = db.document(f"regions/EU/messageQueue/{message}_bob")
+    entry.update({"createdAt": "yesterday"})
+    # The trigger's read (here: the worker's) quarantines it, whatever field is odd.
+    assert queue.load(db, Region.EU, f"{message}_bob") is None
+    assert entry.get().to_dict()["status"] == "QUARANTINED"
+    assert ops.release(db, Region.EU, f"{message}_bob").startswith("still unusable: createdAt")
+    assert entry.get().to_dict()["status"] == "QUARANTINED" and inbox(db, "bob") == []
+
+
+# ------------------------------------------------------------------ inbox heads
+
+
+def damage_head(db, uid: str) -> None:
+    db.document(f"users/{uid}/inboxHead/current").set({"seq": "many", "chats": "oops"})
+
+
+def test_a_damaged_head_in_a_fanned_out_group_holds_back_only_its_owner_until_repaired(db, monkeypatch, capfd):
+    monkeypatch.setattr(constants, "FAN_OUT_CHUNK", 3)
+    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 2)
+    members = [f"m{n}" for n in range(8)]
+    for uid in members:
+        make_user(db, uid)
+    make_chat(db, "big", members)
+    damage_head(db, "m3")
+
+    first = send(db, "m0", "big", "one").messageId
+    fan_out.run_chat(db, "big")
+    second = send(db, "m0", "big", "two").messageId
+    fan_out.run_chat(db, "big")
+
+    healthy = [uid for uid in members[1:] if uid != "m3"]
+    assert all([e["messageId"] for e in inbox(db, uid)] == [first, second] for uid in healthy)
+    assert db.collection("chats/big/fanOuts").get() == []  # no job stays behind
+    assert inbox(db, "m3") == []
+    assert {e["messageId"] for e in queue_entries(db) if e["recipientId"] == "m3"} == {first, second}
+    assert any(a["alert"] == "INBOX_HEAD_UNUSABLE" and a["uid"] == "m3" for a in alerts(capfd.readouterr()))
+    drain(db)  # its deliveries fail (recorded, retried), nobody else's
+    assert inbox(db, "m3") == []
+
+    report = ops.repair_inbox(db, "m3", EmulatorNotifier())
+
+    assert [e["messageId"] for e in inbox(db, "m3")] == [first, second]
+    assert [e["seq"] for e in inbox(db, "m3")] == [1, 2]
+    assert head(db, "m3")["chats"]["big"]["unread"] == 2 and report.delivered == 2
+    assert unread.unread_counts(db, "m3").totalUnread == 2
+
+
+def test_a_damaged_head_makes_a_small_chat_queue_for_its_owner_and_place_the_others(db):
+    for uid in ("alice", "bob", "carol"):
+        make_user(db, uid)
+    make_chat(db, "g", ["alice", "bob", "carol"])
+    damage_head(db, "bob")
+
+    status, body = call(main.pack427_sendMessage, {"chatId": "g", "clientMessageId": str(ULID()), "text": "hi"})
+
+    assert status == 200, body
+    assert [e["text"] for e in inbox(db, "carol")] == ["hi"]
+    assert [e["recipientId"] for e in queue_entries(db)] == ["bob"]
+    # The owner's own calls say what is wrong, and recalculation repairs it.
+    status, body = call(main.pack427_getUnreadCounts, {}, uid="bob")
+    assert status == 400 and body["error"]["status"] == "FAILED_PRECONDITION"
+    assert body["error"]["details"]["reason"] == "inbox_needs_repair"
+    status, body = call(main.pack427_recalculateUnreadCounters, {}, uid="bob")
+    assert status == 200, body
+    status, body = call(main.pack427_getUnreadCounts, {}, uid="bob")
+    assert status == 200 and body["result"]["totalUnread"] == 0  # nothing of g reached bob's inbox yet
