@@ -13,6 +13,7 @@ from pack427 import (
     callables,
     chat_core_intake,
     chat_list,
+    cursors,
     db,
     delivery,
     fan_out,
@@ -65,7 +66,7 @@ def pack427_registerDevice(req: https_fn.CallableRequest) -> dict:
     return callables.handle(req, RegisterDeviceRequest, sync.register_device)
 
 
-@https_fn.on_call()
+@https_fn.on_call(secrets=[cursors.SECRET])  # signs and checks cursors
 def pack427_syncMessages(req: https_fn.CallableRequest) -> dict:
     return callables.handle(req, SyncMessagesRequest, sync.sync_messages)
 
@@ -75,12 +76,12 @@ def pack427_ackMessages(req: https_fn.CallableRequest) -> dict:
     return callables.handle(req, AckMessagesRequest, sync.ack_messages)
 
 
-@https_fn.on_call()
+@https_fn.on_call(secrets=[cursors.SECRET])  # signs and checks cursors
 def pack427_getChatList(req: https_fn.CallableRequest) -> dict:
     return callables.handle(req, GetChatListRequest, chat_list.get_chat_list)
 
 
-@https_fn.on_call()
+@https_fn.on_call(secrets=[cursors.SECRET])  # signs and checks cursors
 def pack427_resyncChat(req: https_fn.CallableRequest) -> dict:
     return callables.handle(req, ResyncChatRequest, sync.resync_chat)
 

@@ -12,6 +12,12 @@
    duplicate. That it declares every index the engine's queries need is
    tests/service/test_indexes.py's job: it derives the need from the queries the
    code runs.
+4. Cursors would be signed with a deployment secret, never the development
+   key: every function of CURSOR_FUNCTIONS declares the secret
+   PACK427_CURSOR_KEY (Secret Manager; the manifest's `params` has it as a
+   secret), no env file a deploy reads (functions/.env, .env.<project>) sets
+   it, and the engine, in a deployed instance's environment (no emulator),
+   refuses to sign with no key or with the development key.
 
 Usage: functions/venv/bin/python scripts/deploy_check.py [--root DIR]
 Exit status 0 when everything holds, 1 otherwise (each problem printed).
@@ -20,6 +26,7 @@ Exit status 0 when everything holds, 1 otherwise (each problem printed).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import socket
@@ -67,11 +74,14 @@ EXPECTED: dict[str, dict] = {
 ONLY_IN_CHAT_CORE_MODE = {"pack427_onChatCoreMessage"}
 """Deployed only with PACK427_MESSAGE_SOURCE=chatCore in functions/.env (README)."""
 
+CURSOR_KEY = "PACK427_CURSOR_KEY"
+CURSOR_FUNCTIONS = {"pack427_syncMessages", "pack427_getChatList", "pack427_resyncChat"}
+"""The functions that sign or check cursors (pack427.cursors): each needs the cursor key secret."""
 
 
-def check_functions(functions_dir: Path) -> list[str]:
-    """Problems with the manifest built from `functions_dir`/main.py."""
-    manifest = build_manifest(functions_dir)
+def check_functions(functions_dir: Path, manifest: dict | None = None) -> list[str]:
+    """Problems with the manifest built from `functions_dir`/main.py (or `manifest`, built from it)."""
+    manifest = manifest if manifest is not None else build_manifest(functions_dir)
     endpoints = manifest.get("endpoints", {})
     problems = []
     for name in sorted(set(EXPECTED) | {n for n in endpoints if n.startswith("pack427_")}):
@@ -121,6 +131,53 @@ def _endpoint_problems(endpoint: dict, expected: dict) -> list[str]:
         document = (got.get("eventFilterPathPatterns") or {}).get("document")
         if document != want["document"]:
             problems.append(f"document {document!r}, expected {want['document']!r}")
+    return problems
+
+
+def check_secrets(manifest: dict, functions_dir: Path) -> list[str]:
+    """Problems that would let a deploy sign cursors with the development key (or with none)."""
+    problems = []
+    declared = {p.get("name"): p.get("type") for p in manifest.get("params") or []}
+    if declared.get(CURSOR_KEY) != "secret":
+        problems.append(f"{CURSOR_KEY}: not declared as a secret param (SecretParam) in the functions")
+    endpoints = manifest.get("endpoints", {})
+    for name in sorted(CURSOR_FUNCTIONS):
+        keys = {s.get("key") for s in (endpoints.get(name) or {}).get("secretEnvironmentVariables") or []}
+        if name in endpoints and CURSOR_KEY not in keys:
+            problems.append(f"function {name}: signs cursors but does not declare the secret {CURSOR_KEY} "
+                            "(secrets=[cursors.SECRET]): it would run without the key")
+    for env in sorted(functions_dir.glob(".env*")):
+        if env.name.endswith(".local"):
+            continue  # the emulators' only; firebase deploy neither reads nor uploads *.local
+        for number, line in enumerate(env.read_text().splitlines(), 1):
+            if line.split("=", 1)[0].strip().removeprefix("export ").strip() == CURSOR_KEY:
+                problems.append(f"functions/{env.name}:{number}: sets {CURSOR_KEY}, a key in the repository; "
+                                f"it is a secret: firebase functions:secrets:set {CURSOR_KEY}")
+    return problems + _signing_problems()
+
+
+def _signing_problems() -> list[str]:
+    """Whether pack427.cursors, in a deployed instance's environment, refuses a missing or the development key."""
+    import contextlib
+    import io
+
+    from pack427 import cursors, errors
+
+    saved = {k: os.environ.pop(k) for k in ("FUNCTIONS_EMULATOR", "FIRESTORE_EMULATOR_HOST", CURSOR_KEY)
+             if k in os.environ}
+    problems = []
+    try:
+        for value, what in [("", "without the secret"), (cursors.DEVELOPMENT_KEY, "with the development key")]:
+            os.environ[CURSOR_KEY] = value
+            try:
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    cursors.encode("check", "uid", {})  # the alert it logs is expected here
+            except errors.Unavailable:
+                continue
+            problems.append(f"pack427.cursors: a deployed instance {what} signs cursors (with the development key)")
+    finally:
+        os.environ.pop(CURSOR_KEY, None)
+        os.environ.update(saved)
     return problems
 
 
@@ -243,8 +300,10 @@ def main() -> int:
     os.environ.setdefault("GCLOUD_PROJECT", "demo-pack427-check")
     sys.path.insert(0, str(root / "functions"))
     state = root / ".emulators"
+    manifest = functools.cache(lambda: build_manifest(root / "functions"))  # main.py runs once per process
     checks = {
-        "functions": lambda: check_functions(root / "functions"),
+        "functions": lambda: check_functions(root / "functions", manifest()),
+        "secrets": lambda: check_secrets(manifest(), root / "functions"),
         "rules": lambda: check_rules(root / "firestore.rules", (state / "java").read_text().strip(),
                                      _emulator_jar(state)),
         "indexes": lambda: check_indexes(root / "firestore.indexes.json"),

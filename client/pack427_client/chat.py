@@ -18,7 +18,11 @@ Receiving: sync_messages pages the device's inbox from the stored cursor
 until `hasMore` is false; each page's messages and the cursor after them
 are stored in one SQLite transaction, and only then acknowledged. Messages
 are de-duplicated by id, so a page fetched twice (reply lost, app killed)
-delivers nothing twice to the callbacks.
+delivers nothing twice to the callbacks. A stored cursor the engine refuses
+as invalid-argument (signed with a key it no longer accepts, after a key
+rotation outlasted by the device; or damaged) is forgotten and the sync
+starts again without one, from the position the engine recorded for the
+device (or the start of the inbox): repeats, dropped by id, and no stop.
 
 Online state: an app that knows its connectivity calls set_online (offline:
 nothing goes on the network; back online: the outbox is flushed and the
@@ -38,7 +42,7 @@ from datetime import datetime
 from ulid import ULID
 
 from .callable import CallableClient
-from .errors import CallableError, ClientError, ResourceExhausted, TransportError
+from .errors import CallableError, ClientError, InvalidArgument, ResourceExhausted, TransportError
 from .store import LocalStore, OutboxStatus, OutgoingMessage, ReceivedMessage
 
 ACK_BATCH = 500
@@ -241,8 +245,10 @@ class OfflineAwareChat:
         Pages until the engine says there is no more; stores each page with
         the cursor after it, then acknowledges it; calls on_messages_received
         per page with the new messages and on_sync_complete at the end.
-        Raises ClientError if the network fails for RetryPolicy.max_attempts
-        tries in a row (what was stored stays stored).
+        A stored cursor refused as invalid-argument is forgotten and the sync
+        starts again without it (once per call). Raises ClientError if the
+        network fails for RetryPolicy.max_attempts tries in a row (what was
+        stored stays stored).
         """
         new: list[ReceivedMessage] = []
         with self._sync_lock:
@@ -250,10 +256,22 @@ class OfflineAwareChat:
             try:
                 if not self._registered:
                     self.register()
+                restarted = False
                 while True:
                     cursor = self.store.cursor(self.user_id, self.device_id)
                     data = {"deviceId": self.device_id} | ({"cursor": cursor} if cursor else {})
-                    page = self._with_retries("pack427_syncMessages", data)
+                    try:
+                        page = self._with_retries("pack427_syncMessages", data)
+                    except InvalidArgument:
+                        if not cursor or restarted:
+                            raise
+                        # The engine no longer accepts the stored cursor (its key was rotated past the
+                        # period, or the store is damaged): start again from the position the engine
+                        # recorded for this device, the start of the inbox if that is refused too.
+                        # Messages already stored are dropped by id, so nothing arrives twice.
+                        self.store.forget_cursor(self.user_id, self.device_id)
+                        restarted = True
+                        continue
                     received = [ReceivedMessage.from_wire(m) for m in page["messages"]]
                     fresh = self.store.store_page(self.user_id, received, device_id=self.device_id,
                                                   cursor=page["cursor"])

@@ -212,6 +212,11 @@ class LocalStore:
                                    (user_id, device_id)).fetchone()
         return row[0] if row else None
 
+    def forget_cursor(self, user_id: str, device_id: str) -> None:
+        """Drop the device's cursor (the engine refused it): the next sync starts without one."""
+        with self._lock:
+            self._db.execute("DELETE FROM cursors WHERE user_id = ? AND device_id = ?", (user_id, device_id))
+
     def messages(self, user_id: str, chat_id: str | None = None) -> list[ReceivedMessage]:
         """Stored messages of the user (of one chat if given), oldest first (message ids are per-chat ordered)."""
         query = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE user_id = ?"

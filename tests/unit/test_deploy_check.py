@@ -1,0 +1,80 @@
+"""`scripts/deploy --check` fails when a deploy would sign cursors with the development key
+(scripts/deploy_check.py, check `secrets`), and passes on the repository as it is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from support.emulator import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import deploy_check  # noqa: E402
+
+from pack427 import cursors  # noqa: E402
+
+PYTHON = ROOT / "functions" / "venv" / "bin" / "python"
+SECRET = "PACK427_CURSOR_KEY"
+CURSOR_FUNCTIONS = ["pack427_syncMessages", "pack427_getChatList", "pack427_resyncChat"]
+
+
+def problems_of(functions_dir) -> dict[str, list[str]]:
+    """The functions and secrets checks' problems for `functions_dir`/main.py, run as
+    `scripts/deploy --check` runs them (in a process of their own: main.py initialises the app)."""
+    script = (
+        "import json, sys; from pathlib import Path; import deploy_check as c; d = Path(sys.argv[1]); "
+        "m = c.build_manifest(d); "
+        "print(json.dumps({'functions': c.check_functions(d, m), 'secrets': c.check_secrets(m, d)}))"
+    )
+    env = {"PYTHONPATH": f"{ROOT / 'scripts'}:{ROOT / 'functions'}", "GCLOUD_PROJECT": "demo-pack427-check",
+           "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([str(PYTHON), "-c", script, str(functions_dir)], env=env, capture_output=True, text=True,
+                          timeout=300, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def manifest(secret_on: list[str] = CURSOR_FUNCTIONS, param_type: str = "secret") -> dict:
+    return {"params": [{"name": SECRET, "type": param_type}],
+            "endpoints": {name: {"secretEnvironmentVariables": [{"key": SECRET}] if name in secret_on else []}
+                          for name in CURSOR_FUNCTIONS}}
+
+
+def test_the_repository_passes():
+    assert problems_of(ROOT / "functions") == {"functions": [], "secrets": []}
+
+
+def test_a_function_that_signs_cursors_without_the_secret_fails(tmp_path):
+    main = (ROOT / "functions" / "main.py").read_text()
+    assert main.count("@https_fn.on_call(secrets=[cursors.SECRET])") == 3
+    (tmp_path / "main.py").write_text(main.replace(
+        "@https_fn.on_call(secrets=[cursors.SECRET])  # signs and checks cursors\ndef pack427_getChatList",
+        "@https_fn.on_call()\ndef pack427_getChatList"))
+    found = problems_of(tmp_path)
+    assert found["functions"] == []  # the function is there as it should be: only the secret is missing
+    assert len(found["secrets"]) == 1 and found["secrets"][0].startswith("function pack427_getChatList: signs cursors")
+
+
+def test_a_key_in_an_env_file_a_deploy_reads_fails_and_one_for_the_emulators_only_does_not(tmp_path):
+    (tmp_path / ".env").write_text("PACK427_MESSAGE_SOURCE=engine\nPACK427_CURSOR_KEY=some-key-in-git\n")
+    (tmp_path / ".env.my-project").write_text("export PACK427_CURSOR_KEY = another\n")
+    (tmp_path / ".env.local").write_text("PACK427_CURSOR_KEY=for-the-emulators\n")
+    (tmp_path / ".secret.local").write_text("PACK427_CURSOR_KEY=for-the-emulators\n")
+    found = deploy_check.check_secrets(manifest(), tmp_path)
+    assert [p.split(": ")[0] for p in found] == ["functions/.env:2", "functions/.env.my-project:1"]
+    assert deploy_check.check_secrets(manifest(), tmp_path / "empty") == []
+
+
+@pytest.mark.parametrize("declared", [manifest(param_type="string"), {**manifest(), "params": []}])
+def test_a_key_that_is_not_a_secret_param_fails(tmp_path, declared):
+    assert deploy_check.check_secrets(declared, tmp_path) == [
+        f"{SECRET}: not declared as a secret param (SecretParam) in the functions"]
+
+
+def test_an_engine_that_would_sign_with_the_development_key_when_deployed_fails(tmp_path, monkeypatch):
+    monkeypatch.setattr(cursors, "keys", lambda: cursors.Keys(cursors.DEVELOPMENT_KEY.encode()))
+    assert deploy_check.check_secrets(manifest(), tmp_path) == [
+        "pack427.cursors: a deployed instance without the secret signs cursors (with the development key)",
+        "pack427.cursors: a deployed instance with the development key signs cursors (with the development key)",
+    ]
