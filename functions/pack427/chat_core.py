@@ -11,13 +11,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from firebase_functions import logger
 from google.cloud.firestore import Client, DocumentReference
 from google.cloud.firestore_v1 import DocumentSnapshot
-from pydantic import ValidationError
 
-from . import paths, store
+from . import clock, paths, store
 from .errors import FailedPrecondition, NotFound
-from .models import Chat, UserProfile
+from .models import Chat, LastMessage, UserProfile, is_document_id, salvage
+
+CHAT_DOCUMENT_ODD = "CHAT_DOCUMENT_ODD"
 
 
 @dataclass(frozen=True)
@@ -34,18 +36,44 @@ def load_chat(db: Client, chat_id: str) -> LoadedChat:
 
 
 def chat_of(chat_id: str, doc: store.Read) -> LoadedChat:
-    """The chat `chat_id` from its document as read (NotFound if it did not exist).
+    """The chat `chat_id` from its document as read (NotFound if it did not exist), see `parse_chat`.
 
     Raises:
         NotFound: no such chat.
-        FailedPrecondition: the chat document has no valid participants list.
+        FailedPrecondition: the chat document has no participants list.
     """
     if not doc.exists:
         raise NotFound(f"chat {chat_id!r} does not exist")
-    try:
-        return LoadedChat(Chat.model_validate(doc.data), doc.time)
-    except ValidationError:
-        raise FailedPrecondition(f"chat {chat_id!r} has no valid participants list") from None
+    return LoadedChat(parse_chat(chat_id, doc.data), doc.time)
+
+
+def parse_chat(chat_id: str, data: dict) -> Chat:
+    """A `chats/{chatId}` document as the engine uses it, whatever else the chat core wrote.
+
+    Participants that cannot key a document (not strings, "a/b", "..") are left out: the others
+    get the message. Any other odd field takes its default, except the engine's own flags, which
+    are taken as set (the safe side: a send asks the queue once, a fan-out worker clears them),
+    and a `lastMessage` the engine did not write, of which the id is kept if it has one. Logged
+    (CHAT_DOCUMENT_ODD), never refused.
+
+    Raises:
+        FailedPrecondition: no participants list at all.
+    """
+    participants = data.get("participants")
+    if not isinstance(participants, list):
+        raise FailedPrecondition(f"chat {chat_id!r} has no valid participants list")
+    usable = list(dict.fromkeys(p for p in participants if isinstance(p, str) and is_document_id(p)))
+    chat, odd = salvage(Chat, data, keep={"participants": usable})
+    flags: dict[str, object] = {field: True for name, field in (("deliveryQueued", "delivery_queued"),
+                                                                ("fanOutPending", "fan_out_pending")) if name in odd}
+    last = data.get("lastMessage")
+    if "lastMessage" in odd and isinstance(last, dict) and is_document_id(last.get("messageId")):
+        flags["last_message"] = LastMessage(message_id=last["messageId"], sender_id="", created_at=clock.EPOCH)
+    if odd or len(usable) < len(participants):
+        logger.warn(f"chat {chat_id}: the engine reads around {sorted(odd)} and {len(participants) - len(usable)}"
+                    " participant ids that cannot key a document", event=CHAT_DOCUMENT_ODD, chatId=chat_id,
+                    fields=sorted(odd))
+    return chat.model_copy(update=flags)
 
 
 def load_users(db: Client, uids: Iterable[str]) -> dict[str, UserProfile]:
@@ -86,11 +114,4 @@ def profile_of(doc: store.Read) -> UserProfile:
 
 
 def _lenient_profile(data: dict) -> UserProfile:
-    fields = {}
-    for name, value in data.items():
-        try:
-            UserProfile.model_validate({name: value})
-        except ValueError:
-            continue
-        fields[name] = value
-    return UserProfile.model_validate(fields)
+    return salvage(UserProfile, data)[0]

@@ -27,14 +27,21 @@ Delivery, unread counts, sync and pushes are then those of any message.
   nothing is delivered; a blocked recipient gets nothing (fan_out).
 - Billing: the chat core's message document stays the message's one billing
   request; the engine writes none.
+- Nothing depends on one trigger run: a message whose trigger failed (aborted,
+  a transient error, a crash) is taken by the next message's trigger, or by
+  the processor's sweep (`sweep`, every run): the chat core's messages older
+  than SWEEP_LAG_SECONDS and not taken yet, by `createdAt`, in chat order
+  (`take`), each pass bounded, exactly once like any take.
 Rate limits and the spam and admission hooks are the chat core's business in
 this mode: it decided to create the message before the engine saw it.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from firebase_functions import logger
 from google.cloud.firestore import Client, WriteBatch
@@ -50,6 +57,20 @@ INTAKE = "chatCore"
 REFUSED = "refused"
 CATCH_UP = 50
 """Older messages not yet taken that one trigger takes before its own."""
+
+SWEEP_LAG_SECONDS = 60
+"""A message younger than this is left to its own trigger by the sweep."""
+SWEEP_BATCH = 200
+"""Messages one sweep query reads (it reads only their `intake` and `createdAt`)."""
+SWEEP_START_HOURS = 24
+"""How far back the first sweep of a project starts."""
+SWEEP_BUDGET_SECONDS = 10
+"""Of a processor run, the time the sweep may take before the queues' drain."""
+
+
+def enabled() -> bool:
+    """Whether this deployment is in chat-core mode (`PACK427_MESSAGE_SOURCE=chatCore`, see main)."""
+    return os.environ.get("PACK427_MESSAGE_SOURCE") == INTAKE
 
 
 @dataclass(frozen=True)
@@ -192,3 +213,53 @@ def _audit_refusal(db: Client, chat_id: str, doc: store.Read, reason: str, now: 
         rule=INTAKE, at=now))
     logger.warn(f"chat-core message {doc.ref.path} refused: {reason}", event="SEND_REJECTED", chatId=chat_id,
                 reason=reason, rule=INTAKE)
+
+
+def sweep(db: Client, *, now: datetime | None = None, budget_s: float = SWEEP_BUDGET_SECONDS) -> int:
+    """Take the chat core's messages whose trigger did not (chat-core mode; nothing otherwise).
+
+    Reads the messages created since the last sweep (`config/intakeSweep`) and up to
+    SWEEP_LAG_SECONDS ago, SWEEP_BATCH at a time by `createdAt`, and `take`s each not yet taken
+    (with the older ones of its chat: chat order). The position moves past a message only once it
+    is taken; one that fails again stops the pass there (logged), for the next run. A message
+    without `createdAt` is invisible to the sweep: the chat core should set it (a server timestamp).
+
+    Returns:
+        Messages taken (accepted or refused).
+    """
+    if not enabled():
+        return 0
+    now = now or clock.now()
+    state_ref = paths.intake_sweep(db)
+    state = store.Read.of(state_ref.get())
+    through = state.data.get("through")
+    if not isinstance(through, datetime):
+        through = now - timedelta(hours=SWEEP_START_HOURS)
+    until, deadline, handled = now - timedelta(seconds=SWEEP_LAG_SECONDS), time.monotonic() + budget_s, 0
+    after_path = state.data.get("throughPath") if isinstance(state.data.get("throughPath"), str) else None
+    while time.monotonic() < deadline:
+        query = (db.collection_group("messages").where(filter=FieldFilter("createdAt", ">=", through))
+                 .where(filter=FieldFilter("createdAt", "<=", until)).order_by("createdAt").order_by("__name__"))
+        if after_path is not None:
+            query = query.start_after({"createdAt": through, "__name__": db.document(after_path)})
+        page = list(query.select(["intake", "createdAt"]).limit(SWEEP_BATCH).stream())
+        for snapshot in page:
+            if not (snapshot.to_dict() or {}).get("intake"):
+                try:
+                    taken = take(db, snapshot.reference.parent.parent.id, snapshot.id)
+                except Exception as err:  # noqa: BLE001 - the next run goes on from here
+                    logger.error(f"sweep: chat-core message {snapshot.reference.path} could not be taken: {err!r}")
+                    _record(db, state_ref, through, after_path)
+                    return handled
+                handled += len(taken.accepted) + len(taken.refused)
+            through, after_path = snapshot.get("createdAt"), snapshot.reference.path
+        if len(page) < SWEEP_BATCH:
+            break
+    _record(db, state_ref, through, after_path)
+    if handled:
+        logger.warn(f"sweep took {handled} chat-core messages that their triggers had not", taken=handled)
+    return handled
+
+
+def _record(db: Client, state_ref, through: datetime, after_path: str | None) -> None:
+    state_ref.set({"through": through, "throughPath": after_path, "updatedAt": clock.now()})

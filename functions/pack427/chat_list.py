@@ -17,7 +17,7 @@ from google.cloud.firestore import Client, Query
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from . import cursors, inbox, paths, queue, store, unread
+from . import chat_core, cursors, inbox, paths, queue, store, unread
 from .errors import InvalidArgument
 from .models import (
     Chat,
@@ -48,7 +48,7 @@ def get_chat_list(db: Client, uid: str, request: GetChatListRequest) -> GetChatL
         query = query.start_after({"lastMessage.createdAt": at, FieldPath.document_id(): paths.chat(db, chat_id)})
     snapshots = list(query.limit(request.limit + 1).stream())
     has_more = len(snapshots) > request.limit
-    chats = {s.id: Chat.model_validate(s.to_dict()) for s in snapshots[: request.limit]}
+    chats = {s.id: chat_core.parse_chat(s.id, s.to_dict() or {}) for s in snapshots[: request.limit]}
 
     counts = unread.unread_counts(db, uid)
     statuses = _receipts(db, {chat_id: chat for chat_id, chat in chats.items() if _last(chat).sender_id == uid})

@@ -2,6 +2,9 @@
 
 from datetime import UTC, datetime, timedelta
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+"""The time of a document field nobody recorded (a chat core's lastMessage without a time)."""
+
 
 def now() -> datetime:
     """The current time, timezone-aware UTC."""

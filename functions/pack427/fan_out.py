@@ -45,7 +45,7 @@ from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import backlog, chat_core, clock, constants, inbox, paths, placing, policy, queue, store
-from .models import ChatMessage, FanOut, Region, UserProfile, is_document_id
+from .models import ChatMessage, FanOut, Region, UserProfile
 
 ACTOR = "fanOut"
 
@@ -74,16 +74,11 @@ def add_job(db: Client, batch: WriteBatch, message: ChatMessage, recipients: lis
     """Add to the accepting commit the creation of `message`'s fan-out job.
 
     Args:
-        recipients: who the message goes to (blocks are applied chunk by chunk).
+        recipients: who the message goes to, ids that can key documents (chat_core.parse_chat);
+            blocks are applied chunk by chunk.
         origin: the sender's home region.
     """
-    # A participant id that cannot key a document (the chat core's data, not ours) would fail
-    # its chunk on every attempt and hold the chat's later messages back: it is left out.
-    usable = [uid for uid in recipients if is_document_id(uid)]
-    if len(usable) < len(recipients):
-        logger.warn(f"fan-out of {message.chat_id}/{message.id}: {len(recipients) - len(usable)} participant ids"
-                    " are not usable document ids and get nothing", chatId=message.chat_id)
-    job = FanOut(chat_id=message.chat_id, message=message, recipients=usable, origin=origin,
+    job = FanOut(chat_id=message.chat_id, message=message, recipients=recipients, origin=origin,
                  created_at=message.created_at, updated_at=message.created_at)
     batch.create(paths.fan_out(db, message.chat_id, message.id), job.to_firestore())
 

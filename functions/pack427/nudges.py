@@ -91,7 +91,7 @@ def send_nudge(
         if first.exists:
             return _first_result(IdempotencyRecord.model_validate(first.data), payload, key)
         chat_doc = found[chat_ref.path]
-        chat = Chat.model_validate(chat_doc.data) if chat_doc.exists else Chat(participants=[uid])
+        chat = chat_core.parse_chat(chat_ref.id, chat_doc.data) if chat_doc.exists else Chat(participants=[uid])
         profile = chat_core.profile_of(found[paths.user(db, uid).path])
         message_id = send_plan.next_message_id(chat, now)
         message = ChatMessage(id=message_id, chat_id=chat_ref.id, sender_id=SENDER, sender_name=SENDER_NAME,

@@ -136,3 +136,8 @@ def device_sync_states(db: Client, name: Region) -> CollectionReference:
 def engine_settings(db: Client) -> DocumentReference:
     """`config/engine`: the runtime switch (see settings)."""
     return db.collection("config").document("engine")
+
+
+def intake_sweep(db: Client) -> DocumentReference:
+    """`config/intakeSweep`: how far the processor has swept the chat core's messages (chat_core_intake.sweep)."""
+    return db.collection("config").document("intakeSweep")

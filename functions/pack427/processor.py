@@ -20,7 +20,7 @@ from datetime import datetime
 from firebase_functions import logger
 from google.cloud.firestore import Client
 
-from . import backlog, clock, constants, fan_out, inbox, queue, scheduling
+from . import backlog, chat_core_intake, clock, constants, fan_out, inbox, queue, scheduling
 from .delivery import (
     DELIVERY_GROUP_SIZE,
     PARALLEL_DELIVERIES,
@@ -249,8 +249,10 @@ def drain(
     fan_out_depth: int = constants.FAN_OUT_DEPTH,
     progress: Callable[[Region, dict[str, int | str]], None] | None = None,
 ) -> dict[str, dict[str, int | str]]:
-    """Resume stalled fan-outs (fan_out.resume_stalled), then process batches until
-    nothing is due or the time budget is spent.
+    """Resume stalled fan-outs (fan_out.resume_stalled), deliver due scheduled messages
+    (scheduling.deliver_due), take chat-core messages whose trigger did not
+    (chat_core_intake.sweep, chat-core mode), then process batches until nothing is
+    due or the time budget is spent.
 
     Under the rollback switch (mode direct) too: the sends deliver what they
     queue in their own requests, and the processor still drains what was
@@ -292,7 +294,7 @@ def drain(
         last round's `mode` (`normal`, `large` or `fan-out`).
     """
     deadline = time.monotonic() + time_budget_s
-    for step in (fan_out.resume_stalled, scheduling.deliver_due):
+    for step in (fan_out.resume_stalled, scheduling.deliver_due, chat_core_intake.sweep):
         try:
             step(db)
         except Exception as err:  # noqa: BLE001 - neither may stop the queues' drain

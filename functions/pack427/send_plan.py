@@ -63,8 +63,9 @@ def plan_delivery(
 def next_message_id(chat: Chat, now: datetime) -> str:
     """A ULID of `now`, or the successor of the chat's last id if that is not greater.
 
-    A last id that is not a ULID (a chat core's own scheme, see chat_core_intake) cannot be
-    succeeded: the ULID of `now` is taken, and order between the two schemes is the core's affair.
+    A last id that is not a ULID (a chat core's own scheme, see chat_core_intake), or the last
+    ULID there is, cannot be succeeded: the ULID of `now` is taken, and order between the two
+    schemes is the core's affair.
     """
     candidate = ULID.from_datetime(now)
     if chat.last_message is not None:
@@ -72,9 +73,12 @@ def next_message_id(chat: Chat, now: datetime) -> str:
             last = ULID.from_str(chat.last_message.message_id)
         except ValueError:
             return str(candidate)
-        if int(candidate) <= int(last):
+        if int(candidate) <= int(last) < _LAST_ULID:
             candidate = ULID.from_int(int(last) + 1)
     return str(candidate)
+
+
+_LAST_ULID = 2**128 - 1
 
 
 def last_message(message: ChatMessage) -> LastMessage:

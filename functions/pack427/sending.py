@@ -134,20 +134,28 @@ def send_message(
             SEND_CONFLICT_RETRIES attempts.
     """
     now = now or clock.now()
-    if request.deliverAt is not None:
-        send_plan.check_deliver_at(request.deliverAt, now)
+    screened: dict[str, bool] = {}  # the hooks' verdict, asked once however many attempts it takes
 
     def attempt(n: int) -> SendMessageResult:
         try:
             # Sends of this instance to the chat, or by this sender, take turns (see locks).
             with locks.held(f"chat:{request.chatId}", f"user:{sender_id}"):
-                loaded = policy.participant_chat(db, request.chatId, sender_id)
-                # Placing in inboxes is tried INLINE_ATTEMPTS times; then the send goes through the queue.
-                return _commit_send(db, sender_id, request, loaded, now, fraud_checker,
-                                    place=n < constants.INLINE_ATTEMPTS, admitted=admitted)
+                try:
+                    loaded = policy.participant_chat(db, request.chatId, sender_id)
+                    # Placing in inboxes is tried INLINE_ATTEMPTS times; then the send goes through the queue.
+                    return _commit_send(db, sender_id, request, loaded, now, fraud_checker,
+                                        place=n < constants.INLINE_ATTEMPTS, admitted=admitted, screened=screened)
+                except EngineError:
+                    # A retry of a send accepted before gets its first result, whatever changed since
+                    # (the sender left, deliverAt passed, the window filled): never a refusal.
+                    first = paths.idempotency_key(db, sender_id, request.clientMessageId).get()
+                    if first.exists:
+                        return _first_result(first.to_dict() or {}, request)
+                    raise
         except gexc.AlreadyExists:
-            if paths.idempotency_key(db, sender_id, request.clientMessageId).get().exists:
-                return _first_result(db, sender_id, request)
+            first = paths.idempotency_key(db, sender_id, request.clientMessageId).get()
+            if first.exists:
+                return _first_result(first.to_dict() or {}, request)
             # A concurrent send took the same next id (same chat, same instant), or created a head or the window.
             raise store.Conflict("a concurrent send created a document first") from None
         except (gexc.FailedPrecondition, gexc.Aborted):
@@ -196,6 +204,7 @@ def _commit_send(
     *,
     place: bool,
     admitted: AdmittedEarlier | None,
+    screened: dict[str, bool],
 ) -> SendMessageResult:
     chat = loaded.chat
     recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != sender_id]
@@ -207,26 +216,25 @@ def _commit_send(
     place = place and not fanning_out and request.deliverAt is None
     checking = (_QUEUE_CHECKS.submit(backlog.chat_awaits_inbox, db, request.chatId)
                 if place and chat.delivery_queued else None)
-    # The rate window and the heads come in the same round trip as the profiles. A large
-    # group's profiles are read by its fan-out, chunk by chunk, blocks included.
-    window_ref = paths.rate_window(db, sender_id)
+    # The idempotency record, the rate window and the heads come in the same round trip as the
+    # profiles. A large group's profiles are read by its fan-out, chunk by chunk, blocks included.
+    record_ref, window_ref = paths.idempotency_key(db, sender_id, request.clientMessageId), paths.rate_window(
+        db, sender_id)
     head_refs = {uid: paths.inbox_head(db, uid) for uid in recipients} if place else {}
     users, others = chat_core.load_users_with(
-        db, [sender_id, *(recipients if small else [])], [window_ref, *head_refs.values()])
+        db, [sender_id, *(recipients if small else [])], [record_ref, window_ref, *head_refs.values()])
+    if others[record_ref.path].exists:  # a retry: the first result, before any check or hook
+        return _first_result(others[record_ref.path].to_dict() or {}, request)
+    if request.deliverAt is not None and admitted is None:
+        send_plan.check_deliver_at(request.deliverAt, now)
     window = rate_limit.from_snapshot(db, sender_id, others[window_ref.path], now=now)
-    try:
-        if admitted is not None:  # only what may have changed since: 18+ and blocks
-            policy.require_adult(users[sender_id])
-            recipients = policy.deliverable_recipients(sender_id, recipients, users) if small else recipients
-            priority = admitted.priority
-        else:
-            recipients, record, priority = _admit(db, sender_id, request, chat, recipients, users, window, now,
-                                                  fraud_checker, blocks=small)
-    except EngineError:
-        # A retry of a send that was accepted before (then allowed) gets its result, not the refusal.
-        if paths.idempotency_key(db, sender_id, request.clientMessageId).get().exists:
-            return _first_result(db, sender_id, request)
-        raise
+    if admitted is not None:  # only what may have changed since: 18+ and blocks
+        policy.require_adult(users[sender_id])
+        recipients = policy.deliverable_recipients(sender_id, recipients, users) if small else recipients
+        priority = admitted.priority
+    else:
+        recipients, record, priority = _admit(db, sender_id, request, chat, recipients, users, window, now,
+                                              fraud_checker, blocks=small, screened=screened)
 
     if request.deliverAt is not None and admitted is None:
         return _commit_schedule(db, sender_id, request, window, record, now, priority=priority)
@@ -330,11 +338,15 @@ def _admit(
     fraud_checker: fraud.FraudChecker | None,
     *,
     blocks: bool,
+    screened: dict[str, bool],
 ) -> tuple[list[str], SendRecord, bool]:
     """The policy checks of a send, in order: 18+, blocks (if `blocks`: else the fan-out
     applies them), the rate limit, the spam hook, the paid-chat admission hook. The
     recipients after blocks, the send's record for the sender's rate window, and its
-    priority (admission.priority_of). Raises EngineError."""
+    priority (admission.priority_of). Raises EngineError.
+
+    The hooks are asked once per send: their verdict is kept in `screened` for the send's
+    further attempts after a conflict (a duplicate never reaches them: see _commit_send)."""
     policy.require_adult(users[sender_id])
     if blocks:
         recipients = policy.deliverable_recipients(sender_id, recipients, users)
@@ -353,9 +365,11 @@ def _admit(
         recent=window.recent,
         now=now,
     )
-    fraud.screen(db, attempt, fraud_checker)
-    admission.screen(db, attempt, chat.billing)
-    return recipients, record, admission.priority_of(attempt, chat.billing)
+    if "priority" not in screened:
+        fraud.screen(db, attempt, fraud_checker)
+        admission.screen(db, attempt, chat.billing)
+        screened["priority"] = admission.priority_of(attempt, chat.billing)
+    return recipients, record, screened["priority"]
 
 
 def _payload_hash(request: SendMessageRequest) -> str:
@@ -365,10 +379,13 @@ def _payload_hash(request: SendMessageRequest) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _first_result(db: Client, sender_id: str, request: SendMessageRequest) -> SendMessageResult:
-    """The result of the send that first used this clientMessageId."""
-    snapshot = paths.idempotency_key(db, sender_id, request.clientMessageId).get()
-    record = IdempotencyRecord.model_validate(snapshot.to_dict())
+def _first_result(stored: dict, request: SendMessageRequest) -> SendMessageResult:
+    """The result of the send that first used this clientMessageId (its idempotency record as stored).
+
+    Raises:
+        InvalidArgument: the clientMessageId was used for a different message.
+    """
+    record = IdempotencyRecord.model_validate(stored)
     if record.payload_hash != _payload_hash(request):
         raise InvalidArgument(
             f"clientMessageId {request.clientMessageId} was already used for a different message"

@@ -122,7 +122,7 @@ def mark_as_read(
         batch = db.batch()
         batch.set(paths.read_receipt(db, chat_id, uid), ReadReceipt(
             chat_id=chat_id, user_id=uid, read_up_to_message_id=position,
-            read_up_to_timestamp=ULID.from_str(position).datetime, read_at=now,
+            read_up_to_timestamp=_time_of(position, now), read_at=now,
         ).to_firestore())
         moved = inbox.read_to(head.state, chat_id, position, unread, now=now)
         store.write_if_unchanged(db, batch, head.doc, moved.to_firestore())
@@ -243,3 +243,11 @@ def _rebuilt(db: Client, head: inbox.Head) -> InboxHead:
     acked = head.doc.data.get("ackedSeq")
     acked_seq = acked if isinstance(acked, int) and not isinstance(acked, bool) and 0 <= acked <= seq else 0
     return InboxHead(seq=seq, message_id=newest[0].id if newest else None, acked_seq=acked_seq, pruned=True)
+
+
+def _time_of(message_id: str, now: datetime) -> datetime:
+    """The time in a ULID message id; `now` for a chat core's id of another scheme."""
+    try:
+        return ULID.from_str(message_id).datetime
+    except ValueError:
+        return now

@@ -232,6 +232,12 @@ def run_every_query(db, monkeypatch) -> None:
     for message_id in core_ids:
         db.document(f"chats/core/messages/{message_id}").set({"senderId": "alice", "text": "from the core"})
     chat_core_intake.take(db, "core", core_ids[-1], now=now)
+    with monkeypatch.context() as core_mode:  # the processor's sweep of what no trigger took, twice (its cursor)
+        core_mode.setenv("PACK427_MESSAGE_SOURCE", "chatCore")
+        db.document(f"chats/core/messages/{ULID()}").set({"senderId": "alice", "text": "missed",
+                                                         "createdAt": now - timedelta(minutes=2)})
+        chat_core_intake.sweep(db, now=now)
+        chat_core_intake.sweep(db, now=now)
     later = SendMessageRequest(chatId="g", clientMessageId=str(ULID()), text="later",
                                deliverAt=clock.to_millis(now + timedelta(minutes=5)))
     sending.send_message(db, "alice", later, now=now)  # scheduled: listed, then delivered at its time
@@ -253,6 +259,9 @@ def run_every_query(db, monkeypatch) -> None:
     backlog.due_entries(db, Region.EU, now=now, limit=10, shard=0, priority_only=True)  # and its priority lane
     ops.requeue_dropped(db, now=now)
     ops.resync(db, "carol", "g", notifier, now=now)
+    ops.quarantined(db)
+    db.document("users/dave/inboxHead/current").set({"seq": "damaged"})
+    ops.repair_inbox(db, "dave", notifier, now=now)  # rebuilds the head from the inbox, retries what waited
 
     sync.register_device(db, "bob", RegisterDeviceRequest(deviceId="phone", platform="ios", appVersion="1"))
     page = sync.sync_messages(db, "bob", SyncMessagesRequest(deviceId="phone"))

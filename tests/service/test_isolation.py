@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import timedelta
 
 import main  # noqa: F401  (test_callables set up the environment)
 import pytest
@@ -13,9 +14,9 @@ from support.chatcore import head, inbox, make_chat, make_user, queue_entries
 from test_callables import call
 from ulid import ULID
 
-from pack427 import constants, fan_out, ops, processor, queue, sending, settings, unread
+from pack427 import chat_core_intake, clock, constants, fan_out, ops, processor, queue, sending, settings, unread
 from pack427 import db as service_db
-from pack427.models import EngineMode, QueueStatus, Region, SendMessageRequest
+from pack427.models import EngineMode, Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
 
 
@@ -196,3 +197,110 @@ def test_a_damaged_head_makes_a_small_chat_queue_for_its_owner_and_place_the_oth
     assert status == 200, body
     status, body = call(main.pack427_getUnreadCounts, {}, uid="bob")
     assert status == 200 and body["result"]["totalUnread"] == 0  # nothing of g reached bob's inbox yet
+
+
+# ------------------------------------------------------------------ nothing depends on one trigger run
+
+
+def test_the_processor_sweeps_chat_core_messages_whose_trigger_failed_in_chat_order_once(db, monkeypatch):
+    monkeypatch.setenv("PACK427_MESSAGE_SOURCE", "chatCore")
+    for uid in ("alice", "bob"):
+        make_user(db, uid)
+    make_chat(db, "c", ["alice", "bob"])
+    two_minutes_ago = clock.now() - timedelta(minutes=2)
+    ids = []
+    for n in range(3):  # the conversation's last messages; no trigger ever took them
+        message_id = str(ULID.from_datetime(two_minutes_ago + timedelta(milliseconds=n)))
+        db.document(f"chats/c/messages/{message_id}").set(
+            {"senderId": "bob", "text": f"m{n}", "createdAt": two_minutes_ago + timedelta(milliseconds=n)})
+        ids.append(message_id)
+    fresh = str(ULID())  # younger than the lag: left to its own trigger
+    db.document(f"chats/c/messages/{fresh}").set({"senderId": "bob", "text": "new", "createdAt": clock.now()})
+
+    drain(db)
+    fan_out.run_chat(db, "c")  # the fan-out trigger of the jobs the sweep created
+
+    assert [e["messageId"] for e in inbox(db, "alice")] == ids
+    assert "intake" not in db.document(f"chats/c/messages/{fresh}").get().to_dict()
+    assert chat_core_intake.sweep(db) == 0  # swept once: nothing taken twice
+    assert [e["messageId"] for e in inbox(db, "alice")] == ids
+
+
+def test_outside_chat_core_mode_the_sweep_reads_nothing(db, monkeypatch):
+    monkeypatch.delenv("PACK427_MESSAGE_SOURCE", raising=False)
+    make_user(db, "bob")
+    make_chat(db, "c", ["alice", "bob"])
+    db.document(f"chats/c/messages/{ULID()}").set({"senderId": "bob", "text": "x",
+                                                  "createdAt": clock.now() - timedelta(hours=1)})
+    assert chat_core_intake.sweep(db) == 0 and not db.document("config/intakeSweep").get().exists
+
+
+def test_a_member_who_left_clears_their_unread_count_by_reading_or_recalculating(db):
+    for uid in ("alice", "bob", "carol"):
+        make_user(db, uid)
+    make_chat(db, "g", ["alice", "bob", "carol"])
+    make_chat(db, "h", ["alice", "bob"])
+    last = [send(db, "alice", "g", f"m{n}").messageId for n in range(3)][-1]
+    send(db, "alice", "h", "stays")
+    db.document("chats/g").update({"participants": ["alice", "carol"]})  # the chat core removes bob
+
+    status, body = call(main.pack427_markAsRead, {"chatId": "g", "readUpToMessageId": last}, uid="bob")
+    assert status == 200 and body["result"]["unreadCount"] == 0
+    assert head(db, "bob")["chats"]["g"]["unread"] == 0
+
+    # Carol left too, and recalculation drops the chat from her counts; her other chats stay.
+    db.document("chats/g").update({"participants": ["alice"]})
+    report = unread.recalculate(db, "carol")
+    assert [(c.chatId, c.before, c.after) for c in report.changes] == [("g", 3, 0)]
+    assert "g" not in head(db, "carol")["chats"] and unread.unread_counts(db, "carol").totalUnread == 0
+    assert unread.recalculate(db, "bob").changes == [] or "g" not in head(db, "bob")["chats"]
+    assert unread.unread_counts(db, "bob").unreadCounts == {"h": 1}
+    # Someone never in the chat still may not mark it.
+    status, body = call(main.pack427_markAsRead, {"chatId": "g", "readUpToMessageId": last}, uid="mallory")
+    assert status == 403
+
+
+# ------------------------------------------------------------------ the chat core's documents
+
+
+def test_odd_chat_documents_reach_their_valid_members_and_keep_the_reads_working(db):
+    for uid in ("alice", "bob", "carol"):
+        make_user(db, uid)
+    db.document("users/carol").update({"region": "MARS", "fcmTokens": "not a list", "blockedUsers": {"x": 1},
+                                       "online": "yes", "displayName": 7})
+    db.document("chats/g").set({
+        "participants": ["alice", "bob", "carol", "a/b", "..", 42, None, "__x__", "bob"],
+        "billing": "free", "deliveryQueued": "maybe", "fanOutPending": 3,
+        "lastMessage": {"text": "written by the chat core", "sentAt": "yesterday"},
+    })
+    status, body = call(main.pack427_sendMessage, {"chatId": "g", "clientMessageId": str(ULID()), "text": "hi"})
+    assert status == 200, body
+    fan_out.run_chat(db, "g")  # fanOutPending was odd: taken as set, so the message fanned out
+    drain(db)
+    assert [e["text"] for e in inbox(db, "bob")] == ["hi"] and [e["text"] for e in inbox(db, "carol")] == ["hi"]
+    for function, data, uid in [
+        (main.pack427_getChatList, {}, "bob"),
+        (main.pack427_getChatList, {}, "alice"),
+        (main.pack427_resyncChat, {"chatId": "g"}, "carol"),
+        (main.pack427_syncMessages, {"deviceId": "phone"}, "carol"),
+        (main.pack427_markAsRead, {"chatId": "g", "readUpToMessageId": inbox(db, "bob")[0]["messageId"]}, "bob"),
+        (main.pack427_updateTypingState, {"chatId": "g", "isTyping": True}, "carol"),
+        (main.pack427_getTypingUsers, {"chatId": "g"}, "alice"),
+        (main.pack427_recalculateUnreadCounters, {}, "carol"),
+    ]:
+        status, body = call(function, data, uid=uid)
+        assert status == 200, (function.__name__, body)
+
+
+def test_a_chat_at_the_end_of_the_id_space_or_with_foreign_ids_still_takes_sends(db):
+    make_user(db, "alice")
+    make_user(db, "bob")
+    make_chat(db, "c", ["alice", "bob"])
+    db.document("chats/c").update({"lastMessage": {"messageId": "7ZZZZZZZZZZZZZZZZZZZZZZZZZ", "senderId": "bob",
+                                                   "createdAt": clock.now()}})
+    assert send(db, "alice", "c", "after the last ULID").messageId
+    db.document("chats/c").update({"lastMessage.messageId": "core-000042"})
+    assert send(db, "alice", "c", "after a foreign id").messageId
+    assert [e["text"] for e in inbox(db, "bob")] == ["after the last ULID", "after a foreign id"]
+    status, body = call(main.pack427_markAsRead, {"chatId": "c", "readUpToMessageId": "core-000042"}, uid="bob")
+    assert status == 400 and "readUpToMessageId" in body["error"]["message"]  # not a message of c: named

@@ -19,7 +19,7 @@ from pydantic import (
 
 from .. import constants
 from .base import Region
-from .ids import DocumentId, UlidString, _firestore_id
+from .ids import DocumentId, MessageId, UlidString, _firestore_id
 from .presence import Platform
 
 
@@ -210,7 +210,7 @@ class AckMessagesRequest(Request):
         deviceId: the acknowledging device, recorded in the delivery receipt.
     """
 
-    messageIds: Annotated[list[UlidString], Field(min_length=1, max_length=constants.MAX_ACK_IDS)]
+    messageIds: Annotated[list[MessageId], Field(min_length=1, max_length=constants.MAX_ACK_IDS)]
     region: Annotated[Region, Strict(False)] | None = None
     deviceId: DeviceId | None = None
 
@@ -273,12 +273,13 @@ class MarkAsReadRequest(Request):
 
     Attributes:
         chatId: the chat; the caller must be a participant.
-        readUpToMessageId: a message of that chat (a ULID); everything up to it
-            is read. An older position than the stored one is accepted and ignored.
+        readUpToMessageId: a message of that chat (the engine's ULID, or a chat core's own
+            id); everything up to it is read. An older position than the stored one is
+            accepted and ignored.
     """
 
     chatId: DocumentId
-    readUpToMessageId: UlidString
+    readUpToMessageId: MessageId
 
 
 class MarkAsReadResult(Response):

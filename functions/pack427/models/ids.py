@@ -68,3 +68,18 @@ DocumentId = Annotated[
 
 
 UlidString = Annotated[str, StringConstraints(min_length=26, max_length=26), AfterValidator(_ulid)]
+
+
+def _message_id(value: str) -> str:
+    try:
+        return _ulid(value)
+    except ValueError:
+        return _firestore_id(value)
+
+
+MessageId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=constants.MAX_ID_LENGTH),
+    AfterValidator(_message_id),
+]
+"""A message id: the engine's ULID (stored upper case, so taken in either case) or a chat core's own id."""
