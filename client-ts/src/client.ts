@@ -186,7 +186,7 @@ export interface ChatView {
 type MessagesListener = (messages: readonly StoredMessage[]) => void;
 
 function millis(value: unknown): number | null {
-  if (value instanceof Timestamp) return value.toMillis();
+  if (value instanceof Timestamp) return Math.floor(value.toMillis());
   if (typeof value === "number") return value;
   if (value instanceof Date) return value.getTime();
   if (typeof value === "string") {
@@ -934,8 +934,12 @@ export class Pack427Client {
         if (!(e instanceof NoAnswerError)) this.report(e);
       });
     };
-    this.liveUnsubs.push(onSnapshot(doc(db, "users", this.userId, "inboxHead", "current"), (snap) => {
+    const head = doc(db, "users", this.userId, "inboxHead", "current");
+    this.liveUnsubs.push(onSnapshot(head, { includeMetadataChanges: true }, (snap) => {
       if (!live()) return;
+      // The inbox listener starts at the server's seq, not at a cached one: what
+      // arrived while offline comes from the stored cursor (sync).
+      if (snap.metadata.fromCache) return;
       const data = snap.data() ?? {};
       const chats = (data["chats"] ?? {}) as Record<string, Record<string, unknown>>;
       const unread: Record<string, ChatUnread> = {};
@@ -1115,14 +1119,14 @@ export class Pack427Client {
     return this.markAsRead(chatId, last);
   }
 
-  /** Unread counts from pack427_getUnreadCounts (the head listener keeps them current anyway). */
+  /** Unread counts (chats with any) from pack427_getUnreadCounts (the head listener keeps them current anyway). */
   async refreshUnreadCounts(): Promise<Readonly<Record<string, number>>> {
     const result = await this.callWithRetries("pack427_getUnreadCounts", {});
     const unread: Record<string, ChatUnread> = {};
     const counts: Record<string, number> = {};
     for (const [chatId, count] of Object.entries(result.unreadCounts)) {
       if (count === undefined) continue;
-      counts[chatId] = count;
+      if (count > 0) counts[chatId] = count;
       const known = this.unread[chatId];
       unread[chatId] = { unread: count, readUpTo: known?.readUpTo ?? null, last: known?.last ?? null };
     }

@@ -85,7 +85,13 @@ export function invokerOf(user: TestUser): Invoker {
 }
 
 export function clientOf(user: TestUser, options: Partial<AppClientOptions> = {}): Pack427Client {
-  return createClient(user.app, { userId: user.uid, storage: memoryStorage(), retry: TEST_RETRY, ...options });
+  return createClient(user.app, {
+    userId: user.uid,
+    storage: memoryStorage(),
+    retry: TEST_RETRY,
+    onError: (error) => console.warn(`client of ${user.uid}:`, error),
+    ...options,
+  });
 }
 
 // ------------------------------------------------------------------ admin (the chat core)
@@ -165,12 +171,12 @@ export async function inbox(uid: string): Promise<{ messageId: string; chatId: s
 // ------------------------------------------------------------------ waiting, faults
 
 /** Wait until `check` returns a value other than undefined/false; fails with `what` at the deadline. */
-export async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
+export async function waitFor<T>(what: string | (() => string), check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
     if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${typeof what === "string" ? what : what()}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
