@@ -122,8 +122,9 @@ export interface ScheduledMessageItem {
  *
  * Attributes:
  *     chatId: the chat; the caller must be a participant.
- *     readUpToMessageId: a message of that chat (a ULID); everything up to it
- *         is read. An older position than the stored one is accepted and ignored.
+ *     readUpToMessageId: a message of that chat (the engine's ULID, or a chat core's own
+ *         id); everything up to it is read. An older position than the stored one is
+ *         accepted and ignored.
  */
 export interface MarkAsReadRequest {
   chatId: string;

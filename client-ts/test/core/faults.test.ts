@@ -2,7 +2,7 @@
 // the server, on the senders' and the recipient's side: none lost, none twice, none out of order.
 import { afterEach, expect, it } from "vitest";
 import type { StoredMessage } from "../../src/index.js";
-import { clientOf, closeApps, faulty, inbox, invokerOf, makeChat, makeUser, seeded, signUp, unique, waitFor } from "../support.js";
+import { clientOf, closeApps, faulty, inbox, invokerOf, makeChat, makeUser, seeded, signUp, unique, waitFor, type TestUser } from "../support.js";
 
 afterEach(closeApps);
 
@@ -12,7 +12,7 @@ const PER_SENDER = 50;
 it("delivers 200 messages through 30% lost calls: 0 lost, 0 duplicated, 0 out of order", async () => {
   const bob = await signUp("bob");
   await makeUser(bob.uid);
-  const senders = [];
+  const senders: { user: TestUser; chatId: string }[] = [];
   for (let s = 0; s < SENDERS; s += 1) {
     const user = await signUp(`s${s}`);
     await makeUser(user.uid);
