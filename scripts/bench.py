@@ -31,6 +31,10 @@
 7. Large groups: the time until the last of 1,000 and of 10,000 members has a
    message (the send, then its fan-out in chunks), next to a plain writer
    putting two documents a member into the same emulator (benchmarks/fanout.py).
+9. The TypeScript client (client-ts/): from `sendMessage` in one client to
+   `onMessagesReceived` in another, p50/p95, beside the engine's own
+   send-to-inbox listener series interleaved with it; the core's size
+   minified and gzipped without firebase (benchmarks/tsclient.py).
 
 Each section runs beside a stall probe (benchmarks/stalls.py): how long a
 ready process waited for a CPU meanwhile, the floor under its time figures.
@@ -63,7 +67,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 # This checkout's client, not whichever one the shared virtualenv installed in editable mode.
 sys.path.insert(0, str(ROOT / "client"))
 
-from benchmarks import coldstart, fanout, lanes, lifecycle, opcount, report  # noqa: E402
+from benchmarks import coldstart, fanout, lanes, lifecycle, opcount, report, tsclient  # noqa: E402
 from benchmarks import load as load_run  # noqa: E402
 from benchmarks.stalls import StallProbe  # noqa: E402
 from firebase_functions import logger as functions_logger  # noqa: E402
@@ -328,7 +332,7 @@ MODES = {
              "group_sizes": [1000, 10000]},
 }
 SECTIONS = report.SECTIONS
-NEEDS_SUITE = {"latency", "load"}
+NEEDS_SUITE = {"latency", "load", "ts_client"}
 LOAD_MODES = ("engine", "suite")
 
 
@@ -361,7 +365,8 @@ def main() -> None:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     needs_suite = set(sections) & NEEDS_SUITE - ({"load"} if "suite" not in args.modes.split(",") else set())
     if needs_suite and not os.environ.get("PACK427_FUNCTIONS_URL"):
-        parser.error("latency and load need the emulator suite: run scripts/bench, or --only ops,drain,sync,cold_start")
+        parser.error("latency, load and ts_client need the emulator suite: run scripts/bench,"
+                     " or --only ops,drain,sync,cold_start")
 
     started_at = datetime.now(UTC)
     json_path = args.json or ROOT / "bench-results" / f"{started_at:%Y%m%dT%H%M%SZ}-{mode}.json"
@@ -413,6 +418,8 @@ def main() -> None:
                 results["load"]["hot_chat"] = load_run.hot_chat(own_project(), senders=[1, 2, 5, 10, 20])
             elif section == "cold_start":
                 results["cold_start"] = coldstart.measure(ROOT / "functions", cfg["cold_repeats"]) | {"load": load()}
+            elif section == "ts_client":
+                results["ts_client"] = tsclient.measure(ROOT, cfg["messages"]) | {"load": load()}
         results[section]["stalls"] = stalls.summary()
         print(f"  {section}: {stall_line(stalls.summary())}", flush=True)
     results["meta"]["seconds"] = time.perf_counter() - t0
@@ -519,6 +526,21 @@ def print_summary(results: dict) -> None:
         for hot in results["load"].get("hot_chat", []):
             print(f"  one chat, {hot['senders']} senders on instances of their own: {hot['messages_per_s']:.1f} messages/s,"
                   f" {hot['failed_commits_per_message']:.2f} lost races a message")
+    if "ts_client" in results:
+        ts = results["ts_client"]
+        lat, size = ts["latency"], ts["size"]
+        print(f"\nTypeScript client (client-ts), load {ts['load']}:")
+        for label, name in (("client", "sendMessage ... onMessagesReceived"), ("engine", "callable ... inbox listener")):
+            r = lat[label]
+            print(f"  {name:<36} n={r['messages']:<4} p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms")
+        print(f"  ratio client / engine: p50 {lat['ratio_p50']:.2f}, p95 {lat['ratio_p95']:.2f}"
+              f" (target at most {ts['targets']['ratio_p95']})")
+        if "latency" in results:
+            print(f"  the latency section's same-region p95 (Python client, same run):"
+                  f" {results['latency']['same_region']['p95_ms']:.1f} ms")
+        print(f"  core minified {size['core']['minified_bytes']:,} bytes, gzipped {size['core']['gzipped_bytes']:,} bytes"
+              f" (target at most {ts['targets']['core_gzipped_bytes']:,}); with the hooks gzipped"
+              f" {size['react']['gzipped_bytes']:,} bytes; firebase and react not included")
     if "cold_start" in results:
         c = results["cold_start"]
         print(f"\nCold start (median of {c['repeats']} fresh interpreters), load {c['load']}:")

@@ -142,6 +142,12 @@ export interface ClientOptions {
   readonly displayName?: (userId: string) => string | undefined;
   /** Errors no caller awaits (a listener refused, a background call that gave up). */
   readonly onError?: (error: unknown) => void;
+  /**
+   * How long messages from the live listener wait to be acknowledged together (default
+   * 300 ms): a burst costs one pack427_ackMessages call. They are stored (and handed to
+   * onMessagesReceived) at once; sync pages are acknowledged as each is stored.
+   */
+  readonly ackDelayMs?: number;
 }
 
 export interface AppClientOptions extends Omit<ClientOptions, "firestore" | "invoker"> {
@@ -481,6 +487,7 @@ export class Pack427Client {
     this.watchedTyping.clear();
     for (const t of this.typingTimers.values()) clearTimeout(t);
     for (const t of this.ownTyping.values()) clearTimeout(t.idle);
+    if (this.ackTimer) clearTimeout(this.ackTimer);
     this.connectivityUnsub?.();
     this.disposed = true;
     this.listeners.clear();
@@ -772,7 +779,7 @@ export class Pack427Client {
   }
 
   /** Store inbox messages (and the cursor after them), then tell the listeners, then acknowledge. */
-  private async ingest(messages: readonly StoredMessage[], cursor?: string): Promise<StoredMessage[]> {
+  private async ingest(messages: readonly StoredMessage[], cursor?: string, ackNow = true): Promise<StoredMessage[]> {
     const fresh = this.store(messages);
     const unacked = new Set(this.sync.unacked);
     for (const m of fresh) unacked.add(m.messageId);
@@ -790,8 +797,19 @@ export class Pack427Client {
         }
       }
     }
-    void this.ackStored();
+    if (ackNow) void this.ackStored();
+    else this.scheduleAck();
     return fresh;
+  }
+
+  private ackTimer: ReturnType<typeof setTimeout> | null = null;
+
+  private scheduleAck(): void {
+    if (this.ackTimer) return;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = null;
+      void this.ackStored();
+    }, this.options.ackDelayMs ?? 300);
   }
 
   private ackStored(): Promise<void> {
@@ -927,7 +945,7 @@ export class Pack427Client {
           const m = fromInboxEntry(change.doc.data(), change.doc.id);
           if (m) added.push(m);
         }
-        if (added.length) void this.ingest(added).catch((e: unknown) => this.report(e));
+        if (added.length) void this.ingest(added, undefined, false).catch((e: unknown) => this.report(e));
       }, (error) => this.report(error)));
       // Everything up to fromSeq (and more) comes from the stored cursor.
       void this.syncMessages().catch((e: unknown) => {

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-SECTIONS = ("latency", "ops", "drain", "sync", "fanout", "lanes", "load", "cold_start")
+SECTIONS = ("latency", "ops", "drain", "sync", "fanout", "lanes", "load", "cold_start", "ts_client")
 TARGETS = {
     # issue 16, the lean message path: ratios measured in the same run, and budgets of operations
     "latency_p95_to_floor": 1.5, "drain_per_minute": 20_000, "drain_to_raw": 0.25,
@@ -136,6 +136,16 @@ def targets(results: dict) -> list[str]:
                          f" held {_f(held, '{:.1f}/s', 'none')}",
                          run["setup"]["users"] >= t["load_users"] and messages >= t["load_min_messages"]
                          and run["all_checks_zero"] and held is not None))
+    ts = results.get("ts_client")
+    if ts:
+        lat, core = ts["latency"], ts["size"]["core"]
+        rows.append(("TypeScript client: p95 sendMessage to onMessagesReceived, over the engine's own series' p95",
+                     f"at most {ts['targets']['ratio_p95']}",
+                     f"{lat['ratio_p95']:.2f} ({lat['client']['p95_ms']:,.0f} ms / {lat['engine']['p95_ms']:,.0f} ms)",
+                     lat["ratio_p95"] <= ts["targets"]["ratio_p95"]))
+        rows.append(("TypeScript client: the core, minified and gzipped, without firebase",
+                     f"at most {ts['targets']['core_gzipped_bytes']:,} bytes", f"{core['gzipped_bytes']:,} bytes",
+                     core["gzipped_bytes"] <= ts["targets"]["core_gzipped_bytes"]))
     if not rows:
         return []
     out = ["## Targets", "", "| figure | target | this run | met |", "|---|---|---|---|"]
@@ -273,6 +283,8 @@ def markdown(results: dict, image: str | None) -> str:
                 f"- bare SDKs (firebase_functions, firebase_admin, google.cloud.firestore): {c['sdk_import_s']:.2f} s",
                 f"- `functions/main.py` (SDKs + the engine + `initialize_app`): {c['main_import_s']:.2f} s"
                 f" (ratio {c['ratio_main_to_sdks']:.2f}, engine's own {c['engine_overhead_s']:+.2f} s)", ""]
+    if results.get("ts_client"):
+        out += ts_client_section(results["ts_client"])
     missing = [name for name in SECTIONS if name not in results]
     if missing:
         out += ["## Not measured in this run", "",
@@ -281,6 +293,29 @@ def markdown(results: dict, image: str | None) -> str:
     if results.get("notes"):
         out += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
     return "\n".join(out)
+
+
+def ts_client_section(ts: dict) -> list[str]:
+    """The TypeScript client: its delivery latency next to the engine's own series, and its size."""
+    lat, size = ts["latency"], ts["size"]
+    c, e = lat["client"], lat["engine"]
+    return ["## The TypeScript client (client-ts)", "",
+            "From `sendMessage` in one `@pack427/client` to `onMessagesReceived` in another (the recipient's inbox",
+            "listener, the message stored, then handed over), message by message alternated with the engine's own",
+            "series: `pack427_sendMessage` called directly, the inbox entry seen by a bare Firestore listener. Both on",
+            "the official JS SDK (Node), on the same suite, at the same moments (client-ts/bench/latency.mjs)."
+            f" Load: {ts.get('load', '?')}; " + _stall_phrase(ts.get("stalls")) + ".", "",
+            "| series | messages | p50 | p95 | p99 |", "|---|---|---|---|---|",
+            f"| client: sendMessage to onMessagesReceived | {c['messages']} | {c['p50_ms']:.0f} ms | {c['p95_ms']:.0f} ms |"
+            f" {c['p99_ms']:.0f} ms |",
+            f"| engine: callable to inbox listener | {e['messages']} | {e['p50_ms']:.0f} ms | {e['p95_ms']:.0f} ms |"
+            f" {e['p99_ms']:.0f} ms |", "",
+            f"Ratio client / engine: p50 **{lat['ratio_p50']:.2f}**, p95 **{lat['ratio_p95']:.2f}** (target at most"
+            f" {ts['targets']['ratio_p95']}).", "",
+            f"Size without firebase (esbuild, minified, gzip -9): the core {size['core']['minified_bytes']:,} bytes"
+            f" minified, **{size['core']['gzipped_bytes']:,} bytes gzipped** (target at most"
+            f" {ts['targets']['core_gzipped_bytes']:,}); with the React hooks {size['react']['gzipped_bytes']:,} bytes"
+            " gzipped (react not included).", ""]
 
 
 def fanout_section(fanout: dict) -> list[str]:
