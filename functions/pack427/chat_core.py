@@ -53,7 +53,7 @@ def parse_chat(chat_id: str, data: dict) -> Chat:
     Participants that cannot key a document (not strings, "a/b", "..") are left out: the others
     get the message. Any other odd field takes its default, except the engine's own flags, which
     are taken as set (the safe side: a send asks the queue once, a fan-out worker clears them),
-    and a `lastMessage` the engine did not write, of which the id is kept if it has one. Logged
+    and a `lastMessage` the engine did not write, of which what is usable is kept. Logged
     (CHAT_DOCUMENT_ODD), never refused.
 
     Raises:
@@ -67,13 +67,27 @@ def parse_chat(chat_id: str, data: dict) -> Chat:
     flags: dict[str, object] = {field: True for name, field in (("deliveryQueued", "delivery_queued"),
                                                                 ("fanOutPending", "fan_out_pending")) if name in odd}
     last = data.get("lastMessage")
-    if "lastMessage" in odd and isinstance(last, dict) and is_document_id(last.get("messageId")):
-        flags["last_message"] = LastMessage(message_id=last["messageId"], sender_id="", created_at=clock.EPOCH)
+    if "lastMessage" in odd and isinstance(last, dict):
+        flags["last_message"] = _salvaged_last(last)
     if odd or len(usable) < len(participants):
         logger.warn(f"chat {chat_id}: the engine reads around {sorted(odd)} and {len(participants) - len(usable)}"
                     " participant ids that cannot key a document", event=CHAT_DOCUMENT_ODD, chatId=chat_id,
                     fields=sorted(odd))
     return chat.model_copy(update=flags)
+
+
+def _salvaged_last(stored: dict) -> LastMessage:
+    """What can be used of a lastMessage the engine did not write: its id if it can key a document
+    (else none: the next send takes the ULID of its time), its sender and text if strings."""
+    def text(name: str) -> str | None:
+        value = stored.get(name)
+        return value if isinstance(value, str) else None
+
+    created_at = stored.get("createdAt")
+    return LastMessage(
+        message_id=stored["messageId"] if is_document_id(stored.get("messageId")) else "",
+        sender_id=text("senderId") or "", text=text("text"), has_content=stored.get("hasContent") is True,
+        created_at=created_at if isinstance(created_at, datetime) else clock.EPOCH)
 
 
 def load_users(db: Client, uids: Iterable[str]) -> dict[str, UserProfile]:

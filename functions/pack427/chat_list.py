@@ -51,7 +51,8 @@ def get_chat_list(db: Client, uid: str, request: GetChatListRequest) -> GetChatL
     chats = {s.id: chat_core.parse_chat(s.id, s.to_dict() or {}) for s in snapshots[: request.limit]}
 
     counts = unread.unread_counts(db, uid)
-    statuses = _receipts(db, {chat_id: chat for chat_id, chat in chats.items() if _last(chat).sender_id == uid})
+    statuses = _receipts(db, {chat_id: chat for chat_id, chat in chats.items()
+                              if _last(chat).sender_id == uid and _last(chat).message_id})
     items = [
         ChatListItem(
             chatId=chat_id,
@@ -70,10 +71,7 @@ def get_chat_list(db: Client, uid: str, request: GetChatListRequest) -> GetChatL
     ]
     cursor = None
     if items:
-        last_id, last = next(reversed(chats.items()))
-        cursor = cursors.encode(
-            CHAT_LIST_CURSOR, uid, {"at": _last(last).created_at.isoformat(), "chatId": last_id}
-        )
+        cursor = cursors.encode(CHAT_LIST_CURSOR, uid, _position_of(snapshots[len(items) - 1]))
     return GetChatListResult(chats=items, totalUnread=counts.totalUnread, hasMore=has_more, cursor=cursor)
 
 
@@ -84,10 +82,20 @@ def _last(chat: Chat) -> LastMessage:
     return chat.last_message
 
 
-def _position(uid: str, cursor: str) -> tuple[datetime, str]:
+def _position_of(snapshot) -> dict:
+    """The listing's position at a chat: the value it is ordered by as stored (a time the engine
+    wrote, or whatever a chat core left there, which Firestore orders by its type) and its id."""
+    at = snapshot.get("lastMessage.createdAt")
+    if isinstance(at, datetime):
+        return {"at": at.isoformat(), "chatId": snapshot.id}
+    return {"at": at if isinstance(at, str | int | float | bool) else str(at), "timed": False, "chatId": snapshot.id}
+
+
+def _position(uid: str, cursor: str) -> tuple[object, str]:
     position = cursors.decode(CHAT_LIST_CURSOR, uid, cursor)
     try:
-        return datetime.fromisoformat(position["at"]), str(position["chatId"])
+        at = datetime.fromisoformat(position["at"]) if position.get("timed", True) else position["at"]
+        return at, str(position["chatId"])
     except (KeyError, TypeError, ValueError):
         raise InvalidArgument("cursor is not a cursor this service returned") from None
 
