@@ -28,7 +28,6 @@ from .models import (
     LastMessage,
     QueuedMessage,
     QueueStatus,
-    ReadReceipt,
     ReceiptStatus,
 )
 
@@ -174,7 +173,7 @@ def status_of(
 def _status(
     message_id: str, placed: store.Read, head: store.Read, receipt: store.Read, entry: QueuedMessage | None
 ) -> ReceiptStatus:
-    read_up_to = ReadReceipt.model_validate(receipt.data).read_up_to_message_id if receipt.exists else None
+    read_up_to = inbox.receipt_position(receipt)
     parsed = inbox.Head.of(head.ref.parent.parent.id, head).parsed
     acked_seq = parsed.acked_seq if parsed is not None else 0
     seq = placed.data.get("seq") if placed.exists else None

@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from . import constants, paths, store
 from .errors import FailedPrecondition
-from .models import ChatInbox, InboxEntry, InboxHead, ReadReceipt
+from .models import ChatInbox, InboxEntry, InboxHead
 
 
 class InboxBusy(Exception):
@@ -195,10 +195,13 @@ def heads(db: Client, uids: list[str]) -> dict[str, Head]:
 def read_positions(db: Client, uid: str, chat_ids: set[str]) -> dict[str, str | None]:
     """The user's read positions in `chat_ids`, from their read receipts (one round trip)."""
     found = store.read(db, [paths.read_receipt(db, chat_id, uid) for chat_id in sorted(chat_ids)])
-    return {
-        doc.ref.parent.parent.id: ReadReceipt.model_validate(doc.data).read_up_to_message_id if doc.exists else None
-        for doc in found.values()
-    }
+    return {doc.ref.parent.parent.id: receipt_position(doc) for doc in found.values()}
+
+
+def receipt_position(doc: store.Read) -> str | None:
+    """The read position in a read receipt as read (None: none, or one that is unusable as stored)."""
+    position = doc.data.get("readUpToMessageId") if doc.exists else None
+    return position if isinstance(position, str) and position else None
 
 
 def add_placement(db: Client, batch: WriteBatch, head: Head, moved: InboxHead, numbered: list[InboxEntry]) -> None:
@@ -269,7 +272,20 @@ def after(db: Client, uid: str, seq: int, *, limit: int) -> list[InboxEntry]:
         .order_by("seq")
         .limit(limit)
     )
-    return [InboxEntry.model_validate(s.to_dict()) for s in query.stream()]
+    return [_entry(s) for s in query.stream()]
+
+
+def _entry(snapshot) -> InboxEntry:
+    """An inbox entry as stored; a damaged one (a hand edit) is FailedPrecondition naming it, with an alert:
+    sync cannot pass over it without skipping a message."""
+    try:
+        return InboxEntry.model_validate(snapshot.to_dict())
+    except ValidationError as err:
+        problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())[:300]
+        logger.error(f"inbox entry {snapshot.reference.path} is unusable: {problem}", alert="INBOX_ENTRY_UNUSABLE",
+                     path=snapshot.reference.path, problem=problem)
+        raise FailedPrecondition(f"inbox entry {snapshot.id} needs repair ({problem})",
+                                 {"reason": INBOX_NEEDS_REPAIR}) from None
 
 
 def page_after(db: Client, uid: str, seq: int, *, limit: int) -> tuple[list[InboxEntry], bool]:
@@ -315,4 +331,4 @@ def seq_before_delivered_after(db: Client, uid: str, at: datetime) -> int:
 def entries(db: Client, uid: str, message_ids: list[str]) -> list[InboxEntry]:
     """The inbox entries of `uid` among `message_ids` (missing ones left out), one round trip."""
     refs = [paths.inbox_entry(db, uid, message_id) for message_id in message_ids]
-    return [InboxEntry.model_validate(s.to_dict()) for s in db.get_all(refs) if s.exists]
+    return [_entry(s) for s in db.get_all(refs) if s.exists]

@@ -30,6 +30,7 @@ from datetime import datetime
 from firebase_functions import logger
 from google.cloud.firestore import Client, WriteBatch
 from google.cloud.firestore_v1.base_query import FieldFilter
+from pydantic import ValidationError
 
 from . import clock, constants, paths, sending, store
 from .errors import Aborted, EngineError, FailedPrecondition, NotFound, Unavailable
@@ -73,8 +74,14 @@ def deliver_due(db: Client, *, now: datetime | None = None) -> dict[str, int]:
 
 
 def deliver(db: Client, doc: store.Read, *, now: datetime) -> str:
-    """Send one due scheduled message (as read); `delivered`, `failed` or `skipped`."""
-    scheduled = ScheduledMessage.model_validate(doc.data)
+    """Send one due scheduled message (as read); `delivered`, `failed` or `skipped`.
+
+    One that is unusable as stored (a hand edit) is marked FAILED with the problem (alert
+    SCHEDULED_MESSAGE_UNUSABLE), so that it neither stops the run nor comes back every run."""
+    try:
+        scheduled = ScheduledMessage.model_validate(doc.data)
+    except ValidationError as err:
+        return _fail_unusable(db, doc, err, now=now)
     request = SendMessageRequest(chatId=scheduled.chat_id, clientMessageId=scheduled.delivery_key,
                                  text=scheduled.text, contentRef=scheduled.content_ref)
 
@@ -153,10 +160,23 @@ def list_scheduled(db: Client, uid: str) -> ListScheduledMessagesResult:
              .limit(constants.MAX_LISTED_SCHEDULED + 1))
     items = []
     for snapshot in query.stream():
-        scheduled = ScheduledMessage.model_validate(snapshot.to_dict())
+        try:
+            scheduled = ScheduledMessage.model_validate(snapshot.to_dict())
+        except ValidationError:
+            continue  # unusable as stored: the processor fails it at its time, with an alert
         items.append(ScheduledMessageItem(
             scheduledId=scheduled.client_message_id, chatId=scheduled.chat_id, text=scheduled.text,
             contentRef=scheduled.content_ref, deliverAt=clock.to_millis(scheduled.deliver_at),
             createdAt=clock.to_millis(scheduled.created_at)))
     more = len(items) > constants.MAX_LISTED_SCHEDULED
     return ListScheduledMessagesResult(messages=items[:constants.MAX_LISTED_SCHEDULED], hasMore=more)
+
+
+def _fail_unusable(db: Client, doc: store.Read, err: ValidationError, *, now: datetime) -> str:
+    problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())[:500]
+    logger.error(f"scheduled message {doc.ref.id} is unusable and fails: {problem}",
+                 alert="SCHEDULED_MESSAGE_UNUSABLE", scheduledId=doc.ref.id, problem=problem)
+    batch = db.batch()
+    store.update_if_unchanged(db, batch, doc.ref, doc.time, {
+        "status": ScheduledStatus.FAILED.value, "reason": f"unusable: {problem}", "updatedAt": now})
+    return "failed" if store.commit_if_unchanged(batch) else "skipped"

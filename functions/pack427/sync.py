@@ -18,10 +18,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+from firebase_functions import logger
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore import Client, DocumentReference
 from google.cloud.firestore_v1.base_query import FieldFilter
+from pydantic import ValidationError
 
 from . import chat_core, clock, constants, cursors, inbox, paths, placing, policy, routing
 from .errors import InvalidArgument
@@ -208,11 +210,19 @@ def _device_state(
     profiles, found = chat_core.load_users_with(db, [uid], states)
     home = routing.home_region(uid, profiles[uid])
     by_region = {region: found[ref.path] for region, ref in zip(Region, states, strict=True)}
-    if by_region[home].exists:
-        return home, DeviceSyncState.model_validate(by_region[home].to_dict()), None
-    for snapshot in by_region.values():
-        if snapshot.exists:
-            return home, DeviceSyncState.model_validate(snapshot.to_dict()), snapshot.reference
+    for region in (home, *(r for r in Region if r is not home)):
+        snapshot = by_region[region]
+        if not snapshot.exists:
+            continue
+        try:
+            state = DeviceSyncState.model_validate(snapshot.to_dict())
+        except ValidationError:
+            # A hand-edited state: the device is taken as new (it syncs from its own cursor, or from
+            # the start; the client drops what it has by id), and the state is written afresh.
+            logger.warn(f"device state {snapshot.reference.path} is unusable; the device starts afresh",
+                        event="DEVICE_STATE_UNUSABLE", uid=uid, deviceId=device_id)
+            return home, None, None if region is home else snapshot.reference
+        return home, state, None if region is home else snapshot.reference
     return home, None, None
 
 

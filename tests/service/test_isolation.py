@@ -304,3 +304,33 @@ def test_a_chat_at_the_end_of_the_id_space_or_with_foreign_ids_still_takes_sends
     assert [e["text"] for e in inbox(db, "bob")] == ["after the last ULID", "after a foreign id"]
     status, body = call(main.pack427_markAsRead, {"chatId": "c", "readUpToMessageId": "core-000042"}, uid="bob")
     assert status == 400 and "readUpToMessageId" in body["error"]["message"]  # not a message of c: named
+
+
+def test_other_hand_edited_documents_get_a_clear_answer_or_are_read_around(db):
+    make_user(db, "alice")
+    make_user(db, "bob")
+    make_chat(db, "c1", ["alice", "bob"])
+    later = clock.to_millis(clock.now() + timedelta(hours=1))
+    good, odd = (sending.send_message(db, "alice", SendMessageRequest(
+        chatId="c1", clientMessageId=str(ULID()), text=t, deliverAt=later)).messageId for t in ("good", "odd"))
+    db.document(f"scheduledMessages/alice_{odd}").update({"deliveryKey": None})
+    db.document("regions/EU/deviceSyncStates/bob_phone").set({"cursor": {"seq": "x"}, "userId": 3})
+    first = send(db, "alice", "c1", "one").messageId
+    db.document("chats/c1/readReceipts/bob").set({"readUpToMessageId": 42})
+
+    status, body = call(main.pack427_listScheduledMessages, {}, uid="alice")
+    assert status == 200 and [m["scheduledId"] for m in body["result"]["messages"]] == [good]
+    status, body = call(main.pack427_syncMessages, {"deviceId": "phone"}, uid="bob")  # the state taken as new
+    assert status == 200 and [m["messageId"] for m in body["result"]["messages"]] == [first]
+    status, body = call(main.pack427_getChatList, {}, uid="alice")
+    assert status == 200 and body["result"]["chats"][0]["lastMessageStatus"] == {"bob": "sent"}
+    # At its time the odd scheduled message fails with its problem; the good one is delivered.
+    from pack427 import scheduling
+    assert scheduling.deliver_due(db, now=clock.now() + timedelta(hours=2)) == {
+        "delivered": 1, "failed": 1, "skipped": 0}
+    assert db.document(f"scheduledMessages/alice_{odd}").get().get("reason").startswith("unusable: deliveryKey")
+    # A damaged inbox entry: sync says which, instead of passing over a message.
+    db.document(f"users/bob/inbox/{first}").update({"chatId": None})
+    status, body = call(main.pack427_syncMessages, {"deviceId": "tablet"}, uid="bob")
+    assert status == 400 and body["error"]["details"]["reason"] == "inbox_needs_repair"
+    assert first in body["error"]["message"]
