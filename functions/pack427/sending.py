@@ -148,14 +148,12 @@ def send_message(
                 except EngineError:
                     # A retry of a send accepted before gets its first result, whatever changed since
                     # (the sender left, deliverAt passed, the window filled): never a refusal.
-                    first = paths.idempotency_key(db, sender_id, request.clientMessageId).get()
-                    if first.exists:
-                        return _first_result(first.to_dict() or {}, request)
+                    if (first := _recorded_result(db, sender_id, request)) is not None:
+                        return first
                     raise
         except gexc.AlreadyExists:
-            first = paths.idempotency_key(db, sender_id, request.clientMessageId).get()
-            if first.exists:
-                return _first_result(first.to_dict() or {}, request)
+            if (first := _recorded_result(db, sender_id, request)) is not None:
+                return first
             # A concurrent send took the same next id (same chat, same instant), or created a head or the window.
             raise store.Conflict("a concurrent send created a document first") from None
         except (gexc.FailedPrecondition, gexc.Aborted):
@@ -377,6 +375,12 @@ def _payload_hash(request: SendMessageRequest) -> str:
     if request.deliverAt is not None:
         payload["deliverAt"] = request.deliverAt
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _recorded_result(db: Client, sender_id: str, request: SendMessageRequest) -> SendMessageResult | None:
+    """The first result of this clientMessageId if a send of it was accepted (one read), else None."""
+    first = paths.idempotency_key(db, sender_id, request.clientMessageId).get()
+    return _first_result(first.to_dict() or {}, request) if first.exists else None
 
 
 def _first_result(stored: dict, request: SendMessageRequest) -> SendMessageResult:

@@ -34,7 +34,7 @@ from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
 from ulid import ULID
 
-from . import chat_core, clock, constants, inbox, paths, policy, store
+from . import clock, constants, inbox, paths, policy, store
 from .errors import Aborted, InvalidArgument
 from .models import (
     ChatInbox,
@@ -104,12 +104,12 @@ def mark_as_read(
     chat_id, position = request.chatId, request.readUpToMessageId
 
     def attempt(_: int) -> MarkAsReadResult:
-        found = store.read(db, [paths.chat(db, chat_id), paths.inbox_head(db, uid)])
-        head = inbox.Head.of(uid, found[paths.inbox_head(db, uid).path])
+        head = inbox.heads(db, [uid])[uid]
         state = head.state.chats.get(chat_id)
-        if state is None:
-            policy.require_participant(chat_core.chat_of(chat_id, found[paths.chat(db, chat_id).path]), chat_id, uid)
-        # else a chat their inbox counts: a member who left it (or whose chat is gone) clears what they had.
+        if state is None:  # a chat the inbox does not count: the caller must take part in it
+            policy.participant_chat(db, chat_id, uid)
+        # else a chat their inbox counts (they received its messages): no read of the chat, and a
+        # member who left it, or whose chat is gone, still clears what they had.
         if (state is None or state.last != position) and not _message_of_chat(db, chat_id, uid, position):
             message = f"readUpToMessageId: {position} is not a message of chat {chat_id!r}"
             raise InvalidArgument(message, {"fields": [{"field": "readUpToMessageId", "problem": message}]})
