@@ -30,6 +30,7 @@ import {
   type Firestore,
   type Unsubscribe,
 } from "firebase/firestore";
+import { getAuth, onAuthStateChanged } from "firebase/auth";
 import { getFunctions } from "firebase/functions";
 import { firebaseInvoker, typedCall, type Call, type Invoker } from "./callables.js";
 import { alwaysOnline, type Connectivity } from "./connectivity.js";
@@ -148,9 +149,11 @@ export interface ClientOptions {
    * onMessagesReceived) at once; sync pages are acknowledged as each is stored.
    */
   readonly ackDelayMs?: number;
+  /** Resolves once the SDK is signed in as userId; nothing goes on the network before. */
+  readonly authReady?: () => Promise<void>;
 }
 
-export interface AppClientOptions extends Omit<ClientOptions, "firestore" | "invoker"> {
+export interface AppClientOptions extends Omit<ClientOptions, "firestore" | "invoker" | "authReady"> {
   readonly invoker?: Invoker;
   /** The functions' region (default us-central1). */
   readonly region?: string;
@@ -159,7 +162,17 @@ export interface AppClientOptions extends Omit<ClientOptions, "firestore" | "inv
 /** A client on a Firebase app: its Firestore, and its Functions in `region`. */
 export function createClient(app: FirebaseApp, options: AppClientOptions): Pack427Client {
   const invoker = options.invoker ?? firebaseInvoker(getFunctions(app, options.region ?? "us-central1"));
-  return new Pack427Client({ ...options, firestore: getFirestore(app), invoker });
+  const auth = getAuth(app);
+  const authReady = () => new Promise<void>((resolve) => {
+    let done = false;
+    const unsubscribe = onAuthStateChanged(auth, (user) => {
+      if (user?.uid !== options.userId || done) return;
+      done = true;
+      resolve();
+      queueMicrotask(() => unsubscribe());
+    });
+  });
+  return new Pack427Client({ ...options, firestore: getFirestore(app), invoker, authReady });
 }
 
 interface SyncState {
@@ -470,6 +483,8 @@ export class Pack427Client {
     if (this.started || this.disposed) return;
     this.started = true;
     await this.load();
+    // The callables and listeners carry the user's ID token: wait until the SDK has it.
+    await this.options.authReady?.();
     if (this.disposed) return;
     this.connectivityUnsub = this.connectivity.subscribe((online) => this.setOnline(online));
     this.online = this.connectivity.isOnline();
@@ -736,6 +751,19 @@ export class Pack427Client {
         this.changed();
         return true;
       }
+      if (typeof result !== "object" || result === null || typeof result.messageId !== "string" || !result.messageId) {
+        // Not the send's answer (a proxy's page, a misrouted call): not accepted; try again, bounded.
+        serverFailures += 1;
+        const failed = serverFailures >= this.retry.maxAttempts;
+        this.updateOutbox(message.clientMessageId, { attempts, lastError: "unexpected answer", ...(failed ? { status: "failed" } : {}) });
+        if (failed) {
+          await this.persist();
+          this.changed();
+          return true;
+        }
+        await this.pause(this.delay(serverFailures));
+        continue;
+      }
       // Accepted: the message is stored as the user's own (chat first), then leaves the outbox.
       this.store([{
         messageId: result.messageId,
@@ -928,6 +956,18 @@ export class Pack427Client {
 
   // ---------------------------------------------------------------- listeners
 
+  private liveFailures = 0;
+
+  /** A listener of the live set failed (a rule refused, the token was not ready...): set it up again later. */
+  private liveFailed(error: unknown, generation: number): void {
+    this.report(error);
+    if (generation !== this.liveGeneration || !this.canWork()) return;
+    this.liveFailures += 1;
+    setTimeout(() => {
+      if (generation === this.liveGeneration && this.canWork()) this.startLive();
+    }, Math.max(1_000, this.delay(this.liveFailures)));
+  }
+
   private startLive(): void {
     this.stopLive();
     const generation = ++this.liveGeneration;
@@ -936,6 +976,10 @@ export class Pack427Client {
     let inboxStarted = false;
     const startInbox = (fromSeq: number) => {
       inboxStarted = true;
+      // Until the sync below has brought everything up to fromSeq, what the listener sees
+      // (newer) waits, so that each chat's messages are handed over in order.
+      let catchingUp = true;
+      let held: StoredMessage[] = [];
       const inbox = query(collection(db, "users", this.userId, "inbox"), where("seq", ">", fromSeq), orderBy("seq"));
       this.liveUnsubs.push(onSnapshot(inbox, (snap) => {
         if (!live()) return;
@@ -945,11 +989,18 @@ export class Pack427Client {
           const m = fromInboxEntry(change.doc.data(), change.doc.id);
           if (m) added.push(m);
         }
-        if (added.length) void this.ingest(added, undefined, false).catch((e: unknown) => this.report(e));
-      }, (error) => this.report(error)));
+        if (!added.length) return;
+        if (catchingUp) held.push(...added);
+        else void this.ingest(added, undefined, false).catch((e: unknown) => this.report(e));
+      }, (error) => this.liveFailed(error, generation)));
       // Everything up to fromSeq (and more) comes from the stored cursor.
       void this.syncMessages().catch((e: unknown) => {
         if (!(e instanceof NoAnswerError)) this.report(e);
+      }).finally(() => {
+        catchingUp = false;
+        const waiting = held;
+        held = [];
+        if (waiting.length && live()) void this.ingest(waiting, undefined, false).catch((e: unknown) => this.report(e));
       });
     };
     const head = doc(db, "users", this.userId, "inboxHead", "current");
@@ -958,6 +1009,7 @@ export class Pack427Client {
       // The inbox listener starts at the server's seq, not at a cached one: what
       // arrived while offline comes from the stored cursor (sync).
       if (snap.metadata.fromCache) return;
+      this.liveFailures = 0;
       const data = snap.data() ?? {};
       const chats = (data["chats"] ?? {}) as Record<string, Record<string, unknown>>;
       const unread: Record<string, ChatUnread> = {};
@@ -972,10 +1024,7 @@ export class Pack427Client {
       this.unread = unread;
       this.changed();
       if (!inboxStarted) startInbox(typeof data["seq"] === "number" ? data["seq"] : 0);
-    }, (error) => {
-      this.report(error);
-      if (!inboxStarted && live()) startInbox(0);
-    }));
+    }, (error) => this.liveFailed(error, generation)));
     for (const [chatId, w] of this.watchedReceipts) w.unsub = this.listenReceipts(chatId);
     for (const [chatId, w] of this.watchedTyping) w.unsub = this.listenTyping(chatId);
   }
@@ -992,6 +1041,28 @@ export class Pack427Client {
       w.unsub?.();
       w.unsub = null;
     }
+  }
+
+  /** A watched listener failed: listen again later while it is still watched (and online). */
+  private rewatch(map: Map<string, { count: number; unsub: Unsubscribe | null }>, chatId: string,
+    listen: (chatId: string) => Unsubscribe, error: unknown, failures: number): void {
+    this.report(error);
+    const entry = map.get(chatId);
+    if (!entry) return;
+    entry.unsub = null;
+    setTimeout(() => {
+      if (map.get(chatId) === entry && entry.unsub === null && this.canWork()) entry.unsub = listen(chatId);
+    }, Math.max(1_000, this.delay(failures)));
+  }
+
+  private watchFailures = new Map<string, number>();
+
+  private watchFailed(kind: "receipts" | "typing", chatId: string, error: unknown): void {
+    const key = `${kind}/${chatId}`;
+    const failures = (this.watchFailures.get(key) ?? 0) + 1;
+    this.watchFailures.set(key, failures);
+    if (kind === "receipts") this.rewatch(this.watchedReceipts, chatId, (id) => this.listenReceipts(id), error, failures);
+    else this.rewatch(this.watchedTyping, chatId, (id) => this.listenTyping(id), error, failures);
   }
 
   private watch(
@@ -1033,8 +1104,9 @@ export class Pack427Client {
         if (upTo !== null) positions.set(d.id, upTo);
       }
       this.receipts.set(chatId, positions);
+      this.watchFailures.delete(`receipts/${chatId}`);
       this.changed();
-    }, (error) => this.report(error));
+    }, (error) => this.watchFailed("receipts", chatId, error));
   }
 
   private listenTyping(chatId: string): Unsubscribe {
@@ -1053,8 +1125,9 @@ export class Pack427Client {
         users.set(uid, Math.max(expiresAt, users.get(uid) ?? 0));
       }
       this.typingRaw.set(chatId, users);
+      this.watchFailures.delete(`typing/${chatId}`);
       this.updateTyping(chatId);
-    }, (error) => this.report(error));
+    }, (error) => this.watchFailed("typing", chatId, error));
   }
 
   /** Who types now; a timer takes each indicator away at its expiresAt. */

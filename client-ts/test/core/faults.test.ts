@@ -1,7 +1,7 @@
 // 200 messages through a transport that loses 30% of the calls, before or after
 // the server, on the senders' and the recipient's side: none lost, none twice, none out of order.
 import { afterEach, expect, it } from "vitest";
-import type { StoredMessage } from "../../src/index.js";
+import { manualConnectivity, type StoredMessage } from "../../src/index.js";
 import { clientOf, closeApps, faulty, inbox, invokerOf, makeChat, makeUser, seeded, signUp, unique, waitFor, type TestUser } from "../support.js";
 
 afterEach(closeApps);
@@ -23,7 +23,8 @@ it("delivers 200 messages through 30% lost calls: 0 lost, 0 duplicated, 0 out of
   const random = seeded(427);
   const bobFaults = faulty(invokerOf(bob), 0.3, random);
   const received: StoredMessage[] = [];
-  const bobClient = clientOf(bob, { invoker: bobFaults.invoker });
+  const bobNet = manualConnectivity(true);
+  const bobClient = clientOf(bob, { invoker: bobFaults.invoker, connectivity: bobNet });
   bobClient.onMessagesReceived((messages) => received.push(...messages));
   await bobClient.start();
 
@@ -35,6 +36,11 @@ it("delivers 200 messages through 30% lost calls: 0 lost, 0 duplicated, 0 out of
     const chatId = senders[s]?.chatId ?? "";
     for (let i = 0; i < PER_SENDER; i += 1) await client.send(chatId, `s${s}-${i}`);
   }));
+  // Bob's phone drops off the network for a while in the middle: what arrives then comes by sync.
+  await waitFor("bob to have 60", () => received.length >= 60, 200_000);
+  bobNet.set(false);
+  await waitFor("more to arrive for bob meanwhile", async () => (await inbox(bob.uid)).length >= received.length + 20, 200_000);
+  bobNet.set(true);
   await waitFor("every outbox to empty", () => clients.every((c, s) => c.chatView(senders[s]?.chatId ?? "").queuedMessages.length === 0), 200_000);
   await waitFor("bob to have 200", () => received.length >= SENDERS * PER_SENDER, 120_000);
   await bobClient.syncMessages(); // anything else there would show now
