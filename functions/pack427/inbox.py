@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from . import constants, paths, store
 from .errors import FailedPrecondition
-from .models import ChatInbox, InboxEntry, InboxHead
+from .models import ChatInbox, InboxEntry, InboxHead, problems
 
 
 class InboxBusy(Exception):
@@ -168,7 +168,7 @@ class Head:
         try:
             return cls(uid, doc, InboxHead.model_validate(doc.data))
         except ValidationError as err:
-            problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())[:500]
+            problem = problems(err)[:500]
             logger.error(f"the inbox head of {uid} is unusable: {problem}; its messages wait until"
                          f" `scripts/ops repair-inbox {uid}`", alert=HEAD_UNUSABLE, uid=uid, problem=problem)
             return cls(uid, doc, None, problem)
@@ -281,7 +281,7 @@ def _entry(snapshot) -> InboxEntry:
     try:
         return InboxEntry.model_validate(snapshot.to_dict())
     except ValidationError as err:
-        problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())[:300]
+        problem = problems(err)[:300]
         logger.error(f"inbox entry {snapshot.reference.path} is unusable: {problem}", alert="INBOX_ENTRY_UNUSABLE",
                      path=snapshot.reference.path, problem=problem)
         raise FailedPrecondition(f"inbox entry {snapshot.id} needs repair ({problem})",

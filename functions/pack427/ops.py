@@ -38,6 +38,7 @@ from .models import (
     QueueStatus,
     Region,
     RequeueReport,
+    problems,
 )
 from .notifier import Notifier
 from .queue import LoadedEntry
@@ -230,7 +231,7 @@ def release(
     try:
         entry = QueuedMessage.model_validate({**data, **fields})
     except ValidationError as err:
-        return f"still unusable: {queue.problems(err)}"
+        return f"still unusable: {problems(err)}"
     event = QueueEvent(actor=actor, action=audit.RELEASED, to_status=QueueStatus.PENDING, attempts=entry.attempts,
                        at=now, details={"quarantine": {k: str(v) for k, v in kept.items()}})
     batch = db.batch()

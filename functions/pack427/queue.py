@@ -31,7 +31,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import ValidationError
 
 from . import alerts, audit, clock, constants, paths, store
-from .models import DUE_STATUSES, QueuedMessage, QueueEvent, QueueStatus, Region
+from .models import DUE_STATUSES, QueuedMessage, QueueEvent, QueueStatus, Region, problems
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,6 @@ def quarantine(db: Client, snapshot: DocumentSnapshot, problem: str, *, actor: s
     region = snapshot.reference.parent.parent.id if snapshot.reference.parent.parent else "?"
     alerts.entry_quarantined(region, snapshot.id, problem)
     return True
-
-
-def problems(err: ValidationError) -> str:
-    """The fields a validation refused, as an operator reads them."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in err.errors())
 
 
 def backoff(attempts: int) -> timedelta:

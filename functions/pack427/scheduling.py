@@ -42,6 +42,7 @@ from .models import (
     ScheduledMessageItem,
     ScheduledStatus,
     SendMessageRequest,
+    problems,
 )
 
 ALREADY_DELIVERED = "already_delivered"
@@ -173,7 +174,7 @@ def list_scheduled(db: Client, uid: str) -> ListScheduledMessagesResult:
 
 
 def _fail_unusable(db: Client, doc: store.Read, err: ValidationError, *, now: datetime) -> str:
-    problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())[:500]
+    problem = problems(err)[:500]
     logger.error(f"scheduled message {doc.ref.id} is unusable and fails: {problem}",
                  alert="SCHEDULED_MESSAGE_UNUSABLE", scheduledId=doc.ref.id, problem=problem)
     batch = db.batch()

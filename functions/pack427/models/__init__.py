@@ -49,7 +49,7 @@ from .api import (
     UpdateTypingStateRequest,
     UpdateTypingStateResult,
 )
-from .base import DUE_STATUSES, Document, QueueStatus, Region, salvage
+from .base import DUE_STATUSES, Document, QueueStatus, Region, problems, salvage
 from .chats import (
     Chat,
     ChatMessage,
@@ -85,6 +85,7 @@ __all__ = [
     "ListScheduledMessagesResult",
     "ScheduledMessageItem",
     "Region",
+    "problems",
     "salvage",
     "QueueStatus",
     "DUE_STATUSES",

@@ -90,3 +90,8 @@ def salvage(model: type[M], data: dict[str, Any], *, keep: dict[str, Any] | None
             continue
         fields[name] = value
     return model.model_validate(fields), odd
+
+
+def problems(err: ValidationError) -> str:
+    """What a validation refused, field by field, as an operator reads it in a log line."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}" for e in err.errors())
