@@ -87,13 +87,15 @@ export interface Pack427ProviderProps extends ProviderOptions {
 }
 
 export function Pack427Provider({ app, children, ...options }: Pack427ProviderProps): ReactNode {
+  // Read once: a provider keeps its clients (and their storage) for its whole life.
   const [registry] = useState(() => new ClientRegistry(app, options));
+  const disposeTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
   useEffect(() => {
-    let disposeTimer: ReturnType<typeof setTimeout> | null = null;
+    // Mounted again at once (StrictMode): the clients stay.
+    if (disposeTimer.current) clearTimeout(disposeTimer.current);
+    disposeTimer.current = null;
     return () => {
-      // Deferred: StrictMode unmounts and mounts the provider again at once.
-      disposeTimer = setTimeout(() => registry.disposeAll(), 50);
-      void disposeTimer;
+      disposeTimer.current = setTimeout(() => registry.disposeAll(), 0);
     };
   }, [registry]);
   return <RegistryContext.Provider value={registry}>{children}</RegistryContext.Provider>;
