@@ -14,6 +14,8 @@ with application default credentials (`gcloud auth application-default login`).
     repair-inbox USER          rebuild USER's damaged inbox head, deliver what waited for it
     quarantined                queue entries set aside as unusable, with the problem
     release REGION ENTRY_ID    a quarantined entry, repaired in the console, back on its queue
+    release-fan-out CHAT MESSAGE_ID
+                               a quarantined fan-out job, repaired in the console, back to work
     mode [queue|direct] [--reason TEXT]
                                show or flip the rollback switch; back to queue drains
     nudge USER KEY TEXT        send USER a system nudge (idempotent by KEY)
@@ -39,7 +41,7 @@ from pathlib import Path
 from google.cloud import firestore
 from google.cloud.firestore import Client
 
-from . import audit, backlog, clock, heatmap, metrics, nudges, processor, settings, unread
+from . import audit, backlog, clock, fan_out, heatmap, metrics, nudges, processor, settings, unread
 from .models import EngineMode, Region
 from .notifier import Notifier, default_notifier
 from .ops import quarantined, release, repair_inbox, requeue_dropped, resync
@@ -145,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     release_parser = commands.add_parser("release", help="a repaired quarantined entry back on its queue")
     release_parser.add_argument("region", choices=[r.value for r in Region])
     release_parser.add_argument("entry_id")
+    fan_out_parser = commands.add_parser("release-fan-out", help="a repaired quarantined fan-out job back to work")
+    fan_out_parser.add_argument("chat")
+    fan_out_parser.add_argument("message_id")
     mode_parser = commands.add_parser("mode", help="show or set the rollback switch")
     mode_parser.add_argument("mode", nargs="?", choices=[m.value for m in EngineMode])
     mode_parser.add_argument("--reason")
@@ -194,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         case "release":
             problem = release(db, Region(args.region), args.entry_id, actor=f"ops:{getpass.getuser()}")
             print(problem or f"{args.region}/{args.entry_id} is back on its queue (PENDING, due now)")
+            return 0 if problem is None else 1
+        case "release-fan-out":
+            problem = fan_out.release(db, args.chat, args.message_id)
+            print(problem or f"the fan-out of {args.chat}/{args.message_id} is back; its trigger goes on")
             return 0 if problem is None else 1
         case "mode":
             _mode(db, args.mode, args.reason, notifier)

@@ -43,9 +43,10 @@ from firebase_functions import logger
 from google.cloud.firestore import Client, WriteBatch
 from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
+from pydantic import ValidationError
 
 from . import backlog, chat_core, clock, constants, inbox, paths, placing, policy, queue, store
-from .models import ChatMessage, FanOut, Region, UserProfile
+from .models import ChatMessage, FanOut, Region, UserProfile, problems
 
 ACTOR = "fanOut"
 
@@ -105,7 +106,13 @@ def run_chat(db: Client, chat_id: str, *, now: datetime | None = None) -> int:
         chat_doc = store.read(db, [paths.chat(db, chat_id)])[paths.chat(db, chat_id).path]
         oldest = list(paths.fan_outs(db, chat_id).order_by("__name__").limit(1).stream())
         if oldest:
-            handled += _run_job(db, Job.of(store.Read.of(oldest[0])), now=now)
+            doc = store.Read.of(oldest[0])
+            try:
+                job = Job.of(doc)
+            except ValidationError as err:
+                _set_aside(db, doc, problems(err))  # the chat's later messages go on
+                continue
+            handled += _run_job(db, job, now=now)
             continue
         if not chat_doc.exists or not chat_doc.data.get("fanOutPending"):
             return handled
@@ -114,6 +121,39 @@ def run_chat(db: Client, chat_id: str, *, now: datetime | None = None) -> int:
         if store.commit_if_unchanged(batch):
             return handled
         # A send changed the chat (maybe with a new job): look again.
+
+
+def _set_aside(db: Client, doc: store.Read, problem: str) -> None:
+    """Move an unusable job (a hand edit) to `quarantinedFanOuts`, with the problem, conditional on it as
+    read; logged as the FAN_OUT_QUARANTINED alert. `scripts/ops release-fan-out` puts a repaired one back."""
+    chat_id = doc.ref.parent.parent.id
+    batch = db.batch()
+    batch.delete(doc.ref, option=db.write_option(last_update_time=doc.time))
+    batch.set(paths.quarantined_fan_out(db, chat_id, doc.ref.id),
+              {**doc.data, "quarantine": {"problem": problem[:1000], "at": clock.now()}})
+    if store.commit_if_unchanged(batch):
+        logger.error(f"fan-out job {doc.ref.path} QUARANTINED: {problem} (scripts/ops quarantined; "
+                     f"scripts/ops release-fan-out {chat_id} {doc.ref.id})", alert="FAN_OUT_QUARANTINED",
+                     chatId=chat_id, messageId=doc.ref.id, problem=problem[:1000])
+
+
+def release(db: Client, chat_id: str, message_id: str) -> str | None:
+    """Put a quarantined job, repaired by hand, back: its chat's fan-out goes on from its cursor (the
+    job's trigger fires again; a member it already placed is never placed twice, their inbox entry
+    exists). Returns None if it is back, otherwise why not."""
+    held = store.Read.of(paths.quarantined_fan_out(db, chat_id, message_id).get())
+    if not held.exists:
+        return f"no quarantined fan-out {chat_id}/{message_id}"
+    data = {k: v for k, v in held.data.items() if k != "quarantine"}
+    try:
+        FanOut.model_validate(data)
+    except ValidationError as err:
+        return f"still unusable: {problems(err)}"
+    batch = db.batch()
+    batch.delete(held.ref, option=db.write_option(last_update_time=held.time))
+    batch.create(paths.fan_out(db, chat_id, message_id), data | {"updatedAt": clock.now()})
+    batch.update(paths.chat(db, chat_id), {"fanOutPending": True, "deliveryQueued": True})
+    return None if store.commit_if_unchanged(batch) else f"{chat_id}/{message_id} changed meanwhile; look again"
 
 
 def resume_stalled(

@@ -197,8 +197,14 @@ def _make_due(db: Client, loaded: LoadedEntry, now: datetime) -> bool:
 
 
 def quarantined(db: Client, *, regions: tuple[Region, ...] = tuple(Region)) -> list[dict]:
-    """The queue entries set aside as unusable (queue.quarantine): region, id, problem, when."""
+    """What is set aside as unusable: queue entries (queue.quarantine: region, id, problem, when) and
+    fan-out jobs (fan_out: region `fanOut`, `chatId/messageId`)."""
     found = []
+    for snapshot in db.collection_group("quarantinedFanOuts").stream():
+        kept = (snapshot.to_dict() or {}).get("quarantine")
+        kept = kept if isinstance(kept, dict) else {}
+        found.append({"region": "fanOut", "entryId": f"{snapshot.reference.parent.parent.id}/{snapshot.id}",
+                      "problem": kept.get("problem"), "status": None, "at": kept.get("at")})
     for region in regions:
         query = paths.queue(db, region).where(filter=FieldFilter("status", "==", QueueStatus.QUARANTINED.value))
         for snapshot in query.stream():

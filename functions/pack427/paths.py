@@ -48,6 +48,11 @@ def fan_out(db: Client, chat_id: str, message_id: str) -> DocumentReference:
     return fan_outs(db, chat_id).document(message_id)
 
 
+def quarantined_fan_out(db: Client, chat_id: str, message_id: str) -> DocumentReference:
+    """`chats/{chatId}/quarantinedFanOuts/{messageId}`: a fan-out job set aside as unusable (fan_out)."""
+    return chat(db, chat_id).collection("quarantinedFanOuts").document(message_id)
+
+
 FAN_OUT_TRIGGER_DOCUMENT = "chats/{chatId}/fanOuts/{messageId}"
 """The fan-out job path as a trigger pattern (for `pack427_onFanOut`)."""
 

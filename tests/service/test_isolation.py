@@ -334,3 +334,31 @@ def test_other_hand_edited_documents_get_a_clear_answer_or_are_read_around(db):
     status, body = call(main.pack427_syncMessages, {"deviceId": "tablet"}, uid="bob")
     assert status == 400 and body["error"]["details"]["reason"] == "inbox_needs_repair"
     assert first in body["error"]["message"]
+
+
+def test_an_unusable_fan_out_job_is_set_aside_and_the_group_goes_on(db, monkeypatch, capfd):
+    monkeypatch.setattr(constants, "FAN_OUT_CHUNK", 3)
+    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 2)
+    members = [f"m{n}" for n in range(6)]
+    for uid in members:
+        make_user(db, uid)
+    make_chat(db, "big", members)
+    first = send(db, "m0", "big", "one").messageId
+    job = db.document(f"chats/big/fanOuts/{first}")
+    recipients = job.get().get("recipients")
+    job.update({"recipients": "everyone"})  # a hand edit
+
+    second = send(db, "m0", "big", "two").messageId
+    fan_out.run_chat(db, "big")
+
+    assert all([e["messageId"] for e in inbox(db, uid)] == [second] for uid in members[1:])
+    assert not job.get().exists
+    assert [q["entryId"] for q in ops.quarantined(db)] == [f"big/{first}"]
+    assert any(a["alert"] == "FAN_OUT_QUARANTINED" for a in alerts(capfd.readouterr()))
+    assert fan_out.release(db, "big", first).startswith("still unusable: recipients")
+
+    db.document(f"chats/big/quarantinedFanOuts/{first}").update({"recipients": recipients})
+    assert fan_out.release(db, "big", first) is None
+    fan_out.run_chat(db, "big")  # its trigger
+    assert all(sorted(e["messageId"] for e in inbox(db, uid)) == [first, second] for uid in members[1:])
+    assert ops.quarantined(db) == [] and db.collection("chats/big/fanOuts").get() == []
