@@ -14,10 +14,11 @@ from datetime import datetime
 from firebase_functions import logger
 from google.cloud.firestore import Client, DocumentReference
 from google.cloud.firestore_v1 import DocumentSnapshot
+from pydantic import ValidationError
 
 from . import clock, paths, store
 from .errors import FailedPrecondition, NotFound
-from .models import Chat, LastMessage, UserProfile, is_document_id, salvage
+from .models import Chat, ChatMessage, LastMessage, UserProfile, is_document_id, problems, salvage
 
 CHAT_DOCUMENT_ODD = "CHAT_DOCUMENT_ODD"
 
@@ -129,3 +130,14 @@ def profile_of(doc: store.Read) -> UserProfile:
 
 def _lenient_profile(data: dict) -> UserProfile:
     return salvage(UserProfile, data)[0]
+
+
+def message_of(snapshot: DocumentSnapshot) -> ChatMessage | None:
+    """A chat's message as stored (`chats/{chatId}/messages/{id}`); None, logged, for one the chat
+    core or a hand left unusable: a history read (resync) goes on past it."""
+    try:
+        return ChatMessage.model_validate(snapshot.to_dict())
+    except ValidationError as err:
+        logger.warn(f"message {snapshot.reference.path} is unusable and left out: {problems(err)[:300]}",
+                    event="CHAT_MESSAGE_UNUSABLE", path=snapshot.reference.path)
+        return None

@@ -30,7 +30,6 @@ from . import (
 )
 from .models import (
     DUE_STATUSES,
-    ChatMessage,
     ChatRepairReport,
     InboxRepairReport,
     QueuedMessage,
@@ -154,7 +153,7 @@ def resync(
     query = paths.chat_messages(db, chat_id).order_by("id").limit(CHAT_PAGE)
     page = list(query.stream())
     while page:
-        others = [m for m in (ChatMessage.model_validate(s.to_dict()) for s in page) if m.sender_id != uid]
+        others = [m for m in map(chat_core.message_of, page) if m is not None and m.sender_id != uid]
         present = {e.message_id for e in inbox.entries(db, uid, [m.id for m in others])}
         missing += [m.id for m in others if m.id not in present]
         checked += len(others)

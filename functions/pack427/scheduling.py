@@ -135,7 +135,11 @@ def cancel(db: Client, uid: str, request: CancelScheduledMessageRequest, *,
         doc = store.read(db, [ref])[ref.path]
         if not doc.exists:
             raise NotFound(f"no scheduled message {request.scheduledId}")
-        status = ScheduledStatus(doc.data["status"])
+        try:
+            status = ScheduledStatus(str(doc.data.get("status")))
+        except ValueError:
+            raise FailedPrecondition(f"scheduled message {request.scheduledId} has a damaged status; an operator"
+                                     " must look at it", {"reason": "scheduled_message_damaged"}) from None
         if status is ScheduledStatus.SCHEDULED:
             batch = db.batch()
             store.update_if_unchanged(db, batch, ref, doc.time, {

@@ -51,8 +51,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
+from firebase_functions import logger
 from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client, WriteBatch
+from pydantic import ValidationError
 from ulid import ULID
 
 from . import (
@@ -389,7 +391,13 @@ def _first_result(stored: dict, request: SendMessageRequest) -> SendMessageResul
     Raises:
         InvalidArgument: the clientMessageId was used for a different message.
     """
-    record = IdempotencyRecord.model_validate(stored)
+    try:
+        record = IdempotencyRecord.model_validate(stored)
+    except ValidationError:
+        logger.error(f"the idempotency record of {request.clientMessageId} is unusable", alert="SEND_RECORD_UNUSABLE",
+                     clientMessageId=request.clientMessageId)
+        raise FailedPrecondition(f"clientMessageId {request.clientMessageId} was accepted before, but its record is"
+                                 " damaged; an operator must look at it", {"reason": "send_record_damaged"}) from None
     if record.payload_hash != _payload_hash(request):
         raise InvalidArgument(
             f"clientMessageId {request.clientMessageId} was already used for a different message"

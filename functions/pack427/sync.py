@@ -161,13 +161,17 @@ def resync_chat(
         if position.get("chatId") != request.chatId or not isinstance(position.get("after"), str):
             raise InvalidArgument("cursor belongs to another chat's resync")
         query = query.where(filter=FieldFilter("id", ">", position["after"]))
-    page = [ChatMessage.model_validate(s.to_dict()) for s in query.limit(constants.SYNC_BATCH_SIZE + 1).stream()]
-    has_more = len(page) > constants.SYNC_BATCH_SIZE
-    page = page[: constants.SYNC_BATCH_SIZE]
-    cursor = cursors.encode(CHAT_CURSOR, uid, {"chatId": request.chatId, "after": page[-1].id}) if page else None
+    found = list(query.limit(constants.SYNC_BATCH_SIZE + 1).stream())
+    has_more = len(found) > constants.SYNC_BATCH_SIZE
+    found = found[: constants.SYNC_BATCH_SIZE]
+    # The page's position is the last document read, usable or not, so that no page repeats forever.
+    cursor = cursors.encode(CHAT_CURSOR, uid, {"chatId": request.chatId, "after": found[-1].get("id")}) \
+        if found and isinstance(found[-1].get("id"), str) else None
+    page = [m for m in map(chat_core.message_of, found) if m is not None]
     return ResyncChatResult(
         success=True, messages=[_from_chat(db, m) for m in page], hasMore=has_more, cursor=cursor or request.cursor
     )
+
 
 
 # ------------------------------------------------------------------ details

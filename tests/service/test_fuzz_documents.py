@@ -3,8 +3,10 @@
 Each example writes, through admin access, odd versions of the documents other systems own:
 `chats/{chatId}` (participants with ids that cannot key a document, duplicates and junk; odd
 billing, flags and a lastMessage the engine did not write, ids at the end of the ULID space or of
-another scheme), `users/{uid}` (every field of the wrong type) and, sometimes, a damaged inbox
-head. Then alice and bob call every callable on that chat. The answer is 200 or a 4xx HttpsError,
+another scheme), `users/{uid}` (every field of the wrong type), sometimes a damaged inbox head,
+and one or two of the documents the engine writes itself edited by hand (a chat message, a read
+receipt, a device state, a typing event, the send's idempotency record, a scheduled message, the
+rate window, config/engine, an inbox entry). Then alice and bob call every callable on that chat. The answer is 200 or a 4xx HttpsError,
 never INTERNAL or UNKNOWN; and a send that was accepted reached every valid member the blocks allow.
 
 PACK427_FUZZ_DOCUMENTS sets the examples (default 40). The answers are printed (-s).
@@ -70,6 +72,16 @@ USER = st.fixed_dictionaries({
     "displayName": maybe(st.text(max_size=10)),
     "blockedUsers": maybe(st.lists(UID, max_size=3)),
 })
+FIELDS = st.one_of(st.sampled_from(["id", "chatId", "senderId", "status", "seq", "text", "createdAt", "deliverAt",
+                                    "expiresAt", "readUpToMessageId", "cursor", "userId", "messageId", "sends",
+                                    "mode", "maxMessagesPerMinute", "participants", "payloadHash"]),
+                   st.text(min_size=1, max_size=8))
+ODD_DOCUMENT = st.dictionaries(FIELDS, VALUE, max_size=6)
+# Documents the engine writes, edited by a hand or another system (one or two an example).
+OTHER_PATHS = ["chats/c/messages/{new}", "chats/c/readReceipts/bob", "regions/EU/deviceSyncStates/bob_phone",
+               "regions/EU/typingEvents/c_alice", "idempotencyKeys/alice_{first}", "scheduledMessages/alice_{later}",
+               "rateLimits/alice", "config/engine", "users/bob/inbox/{sent}"]
+OTHERS = st.dictionaries(st.sampled_from(OTHER_PATHS), ODD_DOCUMENT, max_size=2)
 HEAD = st.one_of(st.none(), st.fixed_dictionaries({}, optional={
     "seq": maybe(st.integers(0, 5)), "chats": VALUE, "ackedSeq": VALUE, "pruned": VALUE, "messageId": VALUE}))
 
@@ -97,8 +109,8 @@ def answer(function, data, uid) -> tuple[int, dict]:
 @settings(max_examples=EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
-@given(chat=CHAT, alice=USER, bob=USER, bob_head=HEAD)
-def run_example(db, chat, alice, bob, bob_head):
+@given(chat=CHAT, alice=USER, bob=USER, bob_head=HEAD, others=OTHERS)
+def run_example(db, chat, alice, bob, bob_head, others):
     clear_project(os.environ["FIRESTORE_EMULATOR_HOST"], UNIT_PROJECT)
     db.document("users/alice").set(alice)
     db.document("users/bob").set(bob)
@@ -107,10 +119,19 @@ def run_example(db, chat, alice, bob, bob_head):
     if bob_head is not None:
         db.document("users/bob/inboxHead/current").set(bob_head)
 
-    status, body = answer(main.pack427_sendMessage, {"chatId": "c", "clientMessageId": str(ULID()), "text": "hi"},
-                          "alice")
+    first = {"chatId": "c", "clientMessageId": str(ULID()), "text": "hi"}
+    status, body = answer(main.pack427_sendMessage, first, "alice")
     if status == 200:
         fan_out.run_chat(db, "c")  # a chat taken as fanning out (an odd fanOutPending)
+    later = {"chatId": "c", "clientMessageId": str(ULID()), "text": "later",
+             "deliverAt": int(datetime.now(UTC).timestamp() * 1000) + 3_600_000}
+    answer(main.pack427_sendMessage, later, "alice")
+    names = {"new": str(ULID()), "sent": body.get("result", {}).get("messageId") or first["clientMessageId"],
+             "first": first["clientMessageId"], "later": later["clientMessageId"]}
+    for path, document in others.items():
+        db.document(path.format(**names)).set(document)
+    answer(main.pack427_sendMessage, first, "alice")  # a retry, over whatever was edited
+    answer(main.pack427_cancelScheduledMessage, {"scheduledId": later["clientMessageId"]}, "alice")
     for uid in ("alice", "bob"):
         answer(main.pack427_registerDevice, {"deviceId": "phone", "platform": "web", "appVersion": "1"}, uid)
         _, synced = answer(main.pack427_syncMessages, {"deviceId": "phone"}, uid)
@@ -125,10 +146,7 @@ def run_example(db, chat, alice, bob, bob_head):
         answer(main.pack427_getUnreadCounts, {}, uid)
         answer(main.pack427_recalculateUnreadCounters, {}, uid)
         answer(main.pack427_listScheduledMessages, {}, uid)
-    later = int(datetime.now(UTC).timestamp() * 1000) + 3_600_000
-    answer(main.pack427_sendMessage, {"chatId": "c", "clientMessageId": str(ULID()), "text": "later",
-                                      "deliverAt": later}, "alice")
-    if status == 200 and body["result"]["status"] == "QUEUED":
+    if status == 200 and body["result"]["status"] == "QUEUED" and "config/engine" not in others:
         # Carol, a valid member with a plain profile, has it (unless a block of alice's names her).
         blocked = alice.get("blockedUsers") if isinstance(alice.get("blockedUsers"), list) else []
         if "carol" in chat["participants"] and "carol" not in blocked:
