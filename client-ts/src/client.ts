@@ -889,7 +889,11 @@ export class Pack427Client {
           }
           for (;;) {
             const data: RequestOf<"pack427_syncMessages"> = { deviceId: this.sync.deviceId };
+            // Without a cursor the engine resumes from the last page it served this device,
+            // so a first page whose answer was lost would be skipped on the retry; `since: 0`
+            // (the inbox's start) makes the first page as repeatable as any with a cursor.
             if (this.sync.cursor !== null) data.cursor = this.sync.cursor;
+            else data.since = 0;
             const page = await this.callWithRetries("pack427_syncMessages", data, true);
             fresh.push(...(await this.ingest(page.messages.map(fromWire), page.cursor)));
             if (!page.hasMore) break;
