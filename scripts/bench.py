@@ -35,6 +35,10 @@
    `onMessagesReceived` in another, p50/p95, beside the engine's own
    send-to-inbox listener series interleaved with it; the core's size
    minified and gzipped without firebase (benchmarks/tsclient.py).
+10. The web chat (examples/web-chat) in Debian's headless Chromium: the first
+   render of the chat list after sign-in, and send to render on the other
+   page, p50/p95 (benchmarks/webchat.py; it clears the suite's project, so
+   it runs last).
 
 Each section runs beside a stall probe (benchmarks/stalls.py): how long a
 ready process waited for a CPU meanwhile, the floor under its time figures.
@@ -67,7 +71,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 # This checkout's client, not whichever one the shared virtualenv installed in editable mode.
 sys.path.insert(0, str(ROOT / "client"))
 
-from benchmarks import coldstart, fanout, lanes, lifecycle, opcount, report, tsclient  # noqa: E402
+from benchmarks import coldstart, fanout, lanes, lifecycle, opcount, report, tsclient, webchat  # noqa: E402
 from benchmarks import load as load_run  # noqa: E402
 from benchmarks.stalls import StallProbe  # noqa: E402
 from firebase_functions import logger as functions_logger  # noqa: E402
@@ -326,13 +330,14 @@ def load() -> str:
 MODES = {
     # quick: CI-sized, about ten minutes with the suite's start on a loaded 2-core machine
     "quick": {"messages": 30, "backlog": 2000, "missed": 1000, "lives": 5, "users": 400, "offline_share": 0.2,
-              "rates": [2, 5, 10], "step_seconds": 10, "cold_repeats": 3, "group_sizes": [1000]},
+              "rates": [2, 5, 10], "step_seconds": 10, "cold_repeats": 3, "group_sizes": [1000],
+              "sign_ins": 10},
     "full": {"messages": 200, "backlog": 10000, "missed": 1000, "lives": 20, "users": 10000, "offline_share": 0.2,
              "rates": [2, 5, 10, 20, 40, 80, 160, 320], "step_seconds": 30, "cold_repeats": 5,
-             "group_sizes": [1000, 10000]},
+             "group_sizes": [1000, 10000], "sign_ins": 20},
 }
 SECTIONS = report.SECTIONS
-NEEDS_SUITE = {"latency", "load", "ts_client"}
+NEEDS_SUITE = {"latency", "load", "ts_client", "web_chat"}
 LOAD_MODES = ("engine", "suite")
 
 
@@ -365,7 +370,7 @@ def main() -> None:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     needs_suite = set(sections) & NEEDS_SUITE - ({"load"} if "suite" not in args.modes.split(",") else set())
     if needs_suite and not os.environ.get("PACK427_FUNCTIONS_URL"):
-        parser.error("latency, load and ts_client need the emulator suite: run scripts/bench,"
+        parser.error("latency, load, ts_client and web_chat need the emulator suite: run scripts/bench,"
                      " or --only ops,drain,sync,cold_start")
 
     started_at = datetime.now(UTC)
@@ -420,6 +425,8 @@ def main() -> None:
                 results["cold_start"] = coldstart.measure(ROOT / "functions", cfg["cold_repeats"]) | {"load": load()}
             elif section == "ts_client":
                 results["ts_client"] = tsclient.measure(ROOT, cfg["messages"]) | {"load": load()}
+            elif section == "web_chat":  # clears the suite's project: the last section
+                results["web_chat"] = webchat.measure(ROOT, cfg["sign_ins"], min(cfg["messages"], 50)) | {"load": load()}
         results[section]["stalls"] = stalls.summary()
         print(f"  {section}: {stall_line(stalls.summary())}", flush=True)
     results["meta"]["seconds"] = time.perf_counter() - t0
@@ -541,6 +548,12 @@ def print_summary(results: dict) -> None:
         print(f"  core minified {size['core']['minified_bytes']:,} bytes, gzipped {size['core']['gzipped_bytes']:,} bytes"
               f" (target at most {ts['targets']['core_gzipped_bytes']:,}); with the hooks gzipped"
               f" {size['react']['gzipped_bytes']:,} bytes; firebase and react not included")
+    if "web_chat" in results:
+        w = results["web_chat"]
+        print(f"\nThe web chat in the browser ({w['browser']}), load {w['load']}:")
+        for key, name in (("first_render", "sign-in click ... chat list rendered"), ("send_to_render", "Send ... on the other page")):
+            r = w[key]
+            print(f"  {name:<36} n={r['n']:<4} p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms")
     if "cold_start" in results:
         c = results["cold_start"]
         print(f"\nCold start (median of {c['repeats']} fresh interpreters), load {c['load']}:")

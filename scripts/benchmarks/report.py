@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-SECTIONS = ("latency", "ops", "drain", "sync", "fanout", "lanes", "load", "cold_start", "ts_client")
+SECTIONS = ("latency", "ops", "drain", "sync", "fanout", "lanes", "load", "cold_start", "ts_client", "web_chat")
 TARGETS = {
     # issue 16, the lean message path: ratios measured in the same run, and budgets of operations
     "latency_p95_to_floor": 1.5, "drain_per_minute": 20_000, "drain_to_raw": 0.25,
@@ -285,6 +285,8 @@ def markdown(results: dict, image: str | None) -> str:
                 f" (ratio {c['ratio_main_to_sdks']:.2f}, engine's own {c['engine_overhead_s']:+.2f} s)", ""]
     if results.get("ts_client"):
         out += ts_client_section(results["ts_client"])
+    if results.get("web_chat"):
+        out += web_chat_section(results["web_chat"])
     missing = [name for name in SECTIONS if name not in results]
     if missing:
         out += ["## Not measured in this run", "",
@@ -316,6 +318,24 @@ def ts_client_section(ts: dict) -> list[str]:
             f" minified, **{size['core']['gzipped_bytes']:,} bytes gzipped** (target at most"
             f" {ts['targets']['core_gzipped_bytes']:,}); with the React hooks {size['react']['gzipped_bytes']:,} bytes"
             " gzipped (react not included).", ""]
+
+
+def web_chat_section(web: dict) -> list[str]:
+    """The web chat in the real browser: the chat list's first render after sign-in, and send to render."""
+    f, s = web["first_render"], web["send_to_render"]
+    return ["## The web chat in the browser (examples/web-chat)", "",
+            f"The app built and served on localhost, in {web['browser']} driven by playwright-core",
+            "(examples/web-chat/bench/bench.mjs), timed inside the pages. First render: from the click on",
+            "\"Sign in as Ann\" in a fresh window (no storage, no cache) until her chats are listed (the Auth",
+            "emulator's sign-in, then the chat list's first Firestore snapshot). Send to render: from Send in",
+            "Ann's window until the message is on Bea's page (the outbox, `pack427_sendMessage`, Bea's inbox",
+            "listener, the render), one message at a time, both windows open on the chat."
+            f" Load: {web.get('load', '?')}; " + _stall_phrase(web.get("stalls")) + ".", "",
+            "| measure | n | p50 | p95 | max |", "|---|---|---|---|---|",
+            f"| chat list, first render after sign-in | {f['n']} | {f['p50_ms']:.0f} ms | {f['p95_ms']:.0f} ms |"
+            f" {f['max_ms']:.0f} ms |",
+            f"| send to render on the other page | {s['n']} | {s['p50_ms']:.0f} ms | {s['p95_ms']:.0f} ms |"
+            f" {s['max_ms']:.0f} ms |", ""]
 
 
 def fanout_section(fanout: dict) -> list[str]:

@@ -13,7 +13,7 @@ const STATE_TEXT: Record<ChatMessage["state"], string> = {
 };
 
 const STATE_ICON: Record<ChatMessage["state"], string> = {
-  queued: "🕓",
+  queued: "○",
   sent: "✓",
   delivered: "✓✓",
   read: "✓✓",

@@ -69,8 +69,8 @@ export async function person(world, name, { context, email } = {}) {
   page.on("pageerror", (error) => console.error(`[${name} page error]`, error.message));
   await page.goto(world.url);
   if (email) {
-    await page.getByLabel("Email").fill(email);
-    await page.getByLabel("Password").fill("password123");
+    await page.getByRole("textbox", { name: "Email" }).fill(email);
+    await page.getByLabel("Password", { exact: true }).fill("password123");
     await page.getByRole("button", { name: "Sign in", exact: true }).click();
   } else {
     await page.getByRole("button", { name: `Sign in as ${name}` }).click();
