@@ -42,8 +42,14 @@ from pack427.paths import CHAT_MESSAGE_TRIGGER_DOCUMENT, FAN_OUT_TRIGGER_DOCUMEN
 from pack427.sending import send_message
 
 initialize_app()
-# A ceiling on instances bounds the cost of a flood or a bug; raise it with traffic.
-options.set_global_options(max_instances=20)
+# Every function's options are explicit (docs/CAPACITY.md, "Function options", gives the reasons;
+# scripts/deploy --check verifies them). The default is the callables': I/O-bound requests, 40 at
+# once on one CPU; max_instances is a cost ceiling, raise it with traffic.
+options.set_global_options(memory=options.MemoryOption.MB_512, cpu=1, concurrency=40, timeout_sec=60,
+                           min_instances=0, max_instances=100)
+# The workers that run long, CPU-bound batches: one at a time per instance.
+BATCH_WORKER = {"memory": options.MemoryOption.GB_1, "concurrency": 1}
+SCHEDULED_JOB = {"concurrency": 1, "max_instances": 1}
 
 
 @https_fn.on_call()
@@ -92,7 +98,7 @@ def pack427_onMessageEnqueued(event: firestore_fn.Event[firestore_fn.DocumentSna
 
 
 # A 10,000-member group is 67 chunks; the processor resumes a job whose worker timed out.
-@firestore_fn.on_document_created(document=FAN_OUT_TRIGGER_DOCUMENT, timeout_sec=540)
+@firestore_fn.on_document_created(document=FAN_OUT_TRIGGER_DOCUMENT, timeout_sec=540, max_instances=20, **BATCH_WORKER)
 def pack427_onFanOut(event: firestore_fn.Event[firestore_fn.DocumentSnapshot | None]) -> None:
     fan_out.on_created(db.client(), event.data)
 
@@ -106,17 +112,17 @@ if os.environ.get("PACK427_MESSAGE_SOURCE") == chat_core_intake.INTAKE:
 
 
 # Drains for up to PROCESSOR_TIME_BUDGET_SECONDS (50 s); the timeout leaves room for the last batch.
-@scheduler_fn.on_schedule(schedule="every 1 minutes", timeout_sec=120)
+@scheduler_fn.on_schedule(schedule="every 1 minutes", timeout_sec=120, max_instances=1, **BATCH_WORKER)
 def pack427_processMessageQueue(event: scheduler_fn.ScheduledEvent) -> None:
     processor.drain(db.client(), default_notifier())
 
 
-@scheduler_fn.on_schedule(schedule="every day 03:00", timeout_sec=540)
+@scheduler_fn.on_schedule(schedule="every day 03:00", timeout_sec=540, **SCHEDULED_JOB)
 def pack427_cleanupMessages(event: scheduler_fn.ScheduledEvent) -> None:
     queue.cleanup_delivered(db.client())
 
 
-@scheduler_fn.on_schedule(schedule="every 5 minutes")
+@scheduler_fn.on_schedule(schedule="every 5 minutes", timeout_sec=120, **SCHEDULED_JOB)
 def pack427_exportQueueStats(event: scheduler_fn.ScheduledEvent) -> None:
     metrics.export_queue_stats(db.client())
 
@@ -148,6 +154,6 @@ def pack427_recalculateUnreadCounters(req: https_fn.CallableRequest) -> dict:
     return callables.handle_without_arguments(req, unread.recalculate)
 
 
-@scheduler_fn.on_schedule(schedule="every 5 minutes")
+@scheduler_fn.on_schedule(schedule="every 5 minutes", timeout_sec=120, **SCHEDULED_JOB)
 def pack427_cleanupTypingEvents(event: scheduler_fn.ScheduledEvent) -> None:
     typing_state.cleanup_expired(db.client())

@@ -18,6 +18,13 @@
    secret), no env file a deploy reads (functions/.env, .env.<project>) sets
    it, and the engine, in a deployed instance's environment (no emulator),
    refuses to sign with no key or with the development key.
+5. Every function runs with the options chosen for it (OPTIONS: memory, timeout, concurrency,
+   CPU, min and max instances; docs/CAPACITY.md gives the reason for each).
+6. The alerts as code in monitoring/ are what pack427.alert_policies renders from the engine's
+   own thresholds (none stale, missing or extra), and each parses into the official client type
+   (a log-based metric, `google.cloud.logging_v2.types.LogMetric`; an alert policy,
+   `google.cloud.monitoring_v3.AlertPolicy`), as `gcloud ... --config-from-file` and
+   `--policy-from-file` take them.
 
 Usage: functions/venv/bin/python scripts/deploy_check.py [--root DIR]
 Exit status 0 when everything holds, 1 otherwise (each problem printed).
@@ -73,6 +80,24 @@ EXPECTED: dict[str, dict] = {
 
 ONLY_IN_CHAT_CORE_MODE = {"pack427_onChatCoreMessage"}
 """Deployed only with PACK427_MESSAGE_SOURCE=chatCore in functions/.env (README)."""
+
+def _options(memory: int, timeout: int, concurrency: int, cpu: float, min_instances: int, max_instances: int) -> dict:
+    return {"availableMemoryMb": memory, "timeoutSeconds": timeout, "concurrency": concurrency, "cpu": cpu,
+            "minInstances": min_instances, "maxInstances": max_instances}
+
+
+CALLABLE_OPTIONS = _options(512, 60, 40, 1, 0, 100)
+OPTIONS: dict[str, dict] = {
+    **{name: CALLABLE_OPTIONS for name, trigger in EXPECTED.items() if trigger is CALLABLE},
+    "pack427_onMessageEnqueued": _options(512, 60, 40, 1, 0, 100),
+    "pack427_onFanOut": _options(1024, 540, 1, 1, 0, 20),
+    "pack427_onChatCoreMessage": _options(512, 60, 40, 1, 0, 100),
+    "pack427_processMessageQueue": _options(1024, 120, 1, 1, 0, 1),
+    "pack427_cleanupMessages": _options(512, 540, 1, 1, 0, 1),
+    "pack427_exportQueueStats": _options(512, 120, 1, 1, 0, 1),
+    "pack427_cleanupTypingEvents": _options(512, 120, 1, 1, 0, 1),
+}
+"""What each function runs with (functions/main.py; docs/CAPACITY.md, "Function options", says why)."""
 
 CURSOR_KEY = "PACK427_CURSOR_KEY"
 CURSOR_FUNCTIONS = {"pack427_syncMessages", "pack427_getChatList", "pack427_resyncChat"}
@@ -132,6 +157,51 @@ def _endpoint_problems(endpoint: dict, expected: dict) -> list[str]:
         if document != want["document"]:
             problems.append(f"document {document!r}, expected {want['document']!r}")
     return problems
+
+
+def check_options(manifest: dict) -> list[str]:
+    """Problems with each deployed function's options (OPTIONS)."""
+    problems = []
+    for name, endpoint in sorted(manifest.get("endpoints", {}).items()):
+        for option, want in OPTIONS.get(name, {}).items():
+            if endpoint.get(option) != want:
+                problems.append(f"function {name}: {option} {endpoint.get(option)!r}, expected {want!r}")
+    return problems
+
+
+def check_alerts(root: Path) -> list[str]:
+    """Problems with monitoring/: files that differ from what the code renders, or that do not parse."""
+    from google.cloud import monitoring_v3
+    from google.cloud.logging_v2.types import LogMetric
+
+    from pack427 import alert_policies
+
+    folder = root / "monitoring"
+    stored = {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*.json"))}
+    rendered = alert_policies.render()
+    problems = [f"monitoring/{path}: missing (scripts/deploy --alerts-render)" for path in rendered.keys() - stored.keys()]
+    problems += [f"monitoring/{path}: not rendered by the engine (remove it)" for path in stored.keys() - rendered.keys()]
+    problems += [f"monitoring/{path}: differs from the engine's thresholds and alerts (scripts/deploy --alerts-render)"
+                 for path in sorted(rendered.keys() & stored.keys()) if rendered[path] != stored[path]]
+    for path, text in stored.items():
+        kind = LogMetric if path.startswith("metrics/") else monitoring_v3.AlertPolicy
+        try:
+            kind.from_json(text, ignore_unknown_fields=False)
+        except Exception as err:  # noqa: BLE001 - any parse error is the problem to report
+            problems.append(f"monitoring/{path}: not a {kind.__name__}: {err}")
+    return problems
+
+
+def render_alerts(root: Path) -> None:
+    """Write monitoring/ as pack427.alert_policies renders it (stale files removed)."""
+    from pack427 import alert_policies
+
+    folder = root / "monitoring"
+    for old in folder.rglob("*.json"):
+        old.unlink()
+    for path, text in alert_policies.render().items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_text(text)
 
 
 def check_secrets(manifest: dict, functions_dir: Path) -> list[str]:
@@ -293,7 +363,9 @@ def _emulator_jar(state: Path) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
-    root = parser.parse_args().root.resolve()
+    parser.add_argument("--render-alerts", action="store_true", help="write monitoring/ from the code, then check")
+    args = parser.parse_args()
+    root = args.root.resolve()
     # No credentials, no project of anyone's: nothing here may reach Google.
     for name in ("GOOGLE_APPLICATION_CREDENTIALS", "FIREBASE_TOKEN"):
         os.environ.pop(name, None)
@@ -301,12 +373,16 @@ def main() -> int:
     sys.path.insert(0, str(root / "functions"))
     state = root / ".emulators"
     manifest = functools.cache(lambda: build_manifest(root / "functions"))  # main.py runs once per process
+    if args.render_alerts:
+        render_alerts(root)
     checks = {
         "functions": lambda: check_functions(root / "functions", manifest()),
         "secrets": lambda: check_secrets(manifest(), root / "functions"),
         "rules": lambda: check_rules(root / "firestore.rules", (state / "java").read_text().strip(),
                                      _emulator_jar(state)),
         "indexes": lambda: check_indexes(root / "firestore.indexes.json"),
+        "options": lambda: check_options(manifest()),
+        "alerts": lambda: check_alerts(root),
     }
     failed = False
     for name, check in checks.items():

@@ -38,6 +38,7 @@ Modules, one concern each:
     metrics          queue figures, stored and logged, with alerts
     heatmap          delivery latency by weekday and hour, per region, as a PNG
     alerts           structured alert log lines
+    alert_policies   the alerts as code: log-based metrics and alert policies (monitoring/)
     settings         runtime settings: the rollback switch, the rate limit
     ops              operator repairs: dead letters requeued, a chat resynced
     cli              the operator commands (`scripts/ops`)

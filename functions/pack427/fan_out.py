@@ -171,7 +171,7 @@ def resume_stalled(
     chats = dict.fromkeys(snapshot.get("chatId") for snapshot in query.select(["chatId"]).stream())
     handled, deadline = 0, time.monotonic() + budget_s
     for chat_id in chats:
-        logger.warn(f"resuming the stalled fan-out of chat {chat_id}", chatId=chat_id)
+        logger.warn(f"resuming the stalled fan-out of chat {chat_id}", alert="FAN_OUT_STALLED", chatId=chat_id)
         try:
             handled += run_chat(db, chat_id)
         except Exception as err:  # noqa: BLE001 - one chat's trouble must not hold the others back

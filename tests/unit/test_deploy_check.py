@@ -78,3 +78,36 @@ def test_an_engine_that_would_sign_with_the_development_key_when_deployed_fails(
         "pack427.cursors: a deployed instance without the secret signs cursors (with the development key)",
         "pack427.cursors: a deployed instance with the development key signs cursors (with the development key)",
     ]
+
+
+def test_the_options_check_names_a_function_whose_options_changed():
+    endpoints = {name: dict(options) for name, options in deploy_check.OPTIONS.items()}
+    assert deploy_check.check_options({"endpoints": endpoints}) == []
+    endpoints["pack427_onFanOut"]["timeoutSeconds"] = 60
+    endpoints["pack427_sendMessage"]["concurrency"] = 1
+    assert deploy_check.check_options({"endpoints": endpoints}) == [
+        "function pack427_onFanOut: timeoutSeconds 60, expected 540",
+        "function pack427_sendMessage: concurrency 1, expected 40",
+    ]
+
+
+def test_the_alerts_check_fails_on_a_threshold_that_is_not_the_engines(tmp_path):
+    import shutil
+
+    shutil.copytree(ROOT / "monitoring", tmp_path / "monitoring")
+    assert deploy_check.check_alerts(tmp_path) == []
+    policy = tmp_path / "monitoring" / "policies" / "QUEUE_DEPTH.json"
+    edited = json.loads(policy.read_text())
+    edited["conditions"][0]["conditionThreshold"]["thresholdValue"] = 9_000
+    policy.write_text(json.dumps(edited, indent=2, sort_keys=True) + "\n")
+    (tmp_path / "monitoring" / "policies" / "MESSAGE_DROPPED.json").unlink()
+    (tmp_path / "monitoring" / "metrics" / "junk.json").write_text('{"name": "x", "bogus": 1}')
+    found = deploy_check.check_alerts(tmp_path)
+    assert found[:3] == [
+        "monitoring/policies/MESSAGE_DROPPED.json: missing (scripts/deploy --alerts-render)",
+        "monitoring/metrics/junk.json: not rendered by the engine (remove it)",
+        "monitoring/policies/QUEUE_DEPTH.json: differs from the engine's thresholds and alerts "
+        "(scripts/deploy --alerts-render)",
+    ]
+    [parse] = found[3:]
+    assert parse.startswith("monitoring/metrics/junk.json: not a LogMetric: ") and '"bogus"' in parse
