@@ -817,17 +817,39 @@ export class Pack427Client {
     await this.persist();
     if (fresh.length) {
       this.changed();
-      for (const listener of [...this.messageListeners]) {
-        try {
-          listener(fresh);
-        } catch (error) {
-          this.report(error);
-        }
-      }
+      if (this.catchUps > 0) this.unannounced.push(...fresh);
+      else this.announce(fresh);
     }
     if (ackNow) void this.ackStored();
     else this.scheduleAck();
     return fresh;
+  }
+
+  /** Catch-ups (the sync after coming online) under way: new messages are announced after them. */
+  private catchUps = 0;
+  private unannounced: StoredMessage[] = [];
+
+  private announce(messages: readonly StoredMessage[]): void {
+    for (const listener of [...this.messageListeners]) {
+      try {
+        listener(messages);
+      } catch (error) {
+        this.report(error);
+      }
+    }
+  }
+
+  /**
+   * The end of a catch-up: what it stored (sync pages, and what the live listener
+   * saw meanwhile) is handed over in message order, so each chat's messages come in
+   * order even when the pages and the listener overlapped or crossed.
+   */
+  private endCatchUp(): void {
+    this.catchUps -= 1;
+    if (this.catchUps > 0 || !this.unannounced.length) return;
+    const messages = this.unannounced.sort((a, b) => (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0));
+    this.unannounced = [];
+    if (!this.disposed) this.announce(messages);
   }
 
   private ackTimer: ReturnType<typeof setTimeout> | null = null;
@@ -889,11 +911,10 @@ export class Pack427Client {
           }
           for (;;) {
             const data: RequestOf<"pack427_syncMessages"> = { deviceId: this.sync.deviceId };
-            // Without a cursor the engine resumes from the last page it served this device,
-            // so a first page whose answer was lost would be skipped on the retry; `since: 0`
-            // (the inbox's start) makes the first page as repeatable as any with a cursor.
+            // Without a cursor (a new device) the engine starts at the device's stored position:
+            // the inbox's start, or after the last page it served. The live listener of a
+            // device without a cursor covers the whole inbox (see startLive).
             if (this.sync.cursor !== null) data.cursor = this.sync.cursor;
-            else data.since = 0;
             const page = await this.callWithRetries("pack427_syncMessages", data, true);
             fresh.push(...(await this.ingest(page.messages.map(fromWire), page.cursor)));
             if (!page.hasMore) break;
@@ -928,7 +949,7 @@ export class Pack427Client {
       if (added.length) {
         fresh.push(...added);
         this.changed();
-        for (const listener of [...this.messageListeners]) listener(added);
+        this.announce(added);
       }
       cursor = page.cursor;
       if (!page.hasMore || cursor === null) break;
@@ -980,11 +1001,20 @@ export class Pack427Client {
     let inboxStarted = false;
     const startInbox = (fromSeq: number) => {
       inboxStarted = true;
-      // Until the sync below has brought everything up to fromSeq, what the listener sees
-      // (newer) waits, so that each chat's messages are handed over in order.
-      let catchingUp = true;
-      let held: StoredMessage[] = [];
-      const inbox = query(collection(db, "users", this.userId, "inbox"), where("seq", ">", fromSeq), orderBy("seq"));
+      // A device without a cursor listens from the inbox's start: its first sync page is
+      // the one page no cursor can replay (the engine resumes from the last page it served).
+      const from = this.sync.cursor === null ? 0 : fromSeq;
+      const inbox = query(collection(db, "users", this.userId, "inbox"), where("seq", ">", from), orderBy("seq"));
+      // Until the sync below has brought everything up to fromSeq, new messages are
+      // stored at once and handed over at its end, in order.
+      this.catchUps += 1;
+      let caughtUp = false;
+      const done = () => {
+        if (caughtUp) return;
+        caughtUp = true;
+        this.endCatchUp();
+      };
+      this.liveUnsubs.push(() => done());
       this.liveUnsubs.push(onSnapshot(inbox, (snap) => {
         if (!live()) return;
         const added: StoredMessage[] = [];
@@ -993,19 +1023,12 @@ export class Pack427Client {
           const m = fromInboxEntry(change.doc.data(), change.doc.id);
           if (m) added.push(m);
         }
-        if (!added.length) return;
-        if (catchingUp) held.push(...added);
-        else void this.ingest(added, undefined, false).catch((e: unknown) => this.report(e));
+        if (added.length) void this.ingest(added, undefined, false).catch((e: unknown) => this.report(e));
       }, (error) => this.liveFailed(error, generation)));
       // Everything up to fromSeq (and more) comes from the stored cursor.
       void this.syncMessages().catch((e: unknown) => {
         if (!(e instanceof NoAnswerError)) this.report(e);
-      }).finally(() => {
-        catchingUp = false;
-        const waiting = held;
-        held = [];
-        if (waiting.length && live()) void this.ingest(waiting, undefined, false).catch((e: unknown) => this.report(e));
-      });
+      }).finally(done);
     };
     const head = doc(db, "users", this.userId, "inboxHead", "current");
     this.liveUnsubs.push(onSnapshot(head, { includeMetadataChanges: true }, (snap) => {
