@@ -90,7 +90,7 @@ export function ChatScreen({ chat, userId }: { chat: ChatInfo; userId: string })
         <h2 id="chat-title">{chat.title}</h2>
         <p className="muted">
           {chat.participants.length} members
-          {big && <> · a large group: each message reaches its members by fan-out</>}
+          {big && <> · a large group: messages reach it by fan-out</>}
         </p>
         {failedMessagesCount > 0 && (
           <button type="button" onClick={() => void retryFailedMessages()}>

@@ -67,7 +67,26 @@ export async function person(world, name, { context, email } = {}) {
   const ctx = context ?? (await world.browser.newContext({ viewport: { width: 1100, height: 720 } }));
   const page = await ctx.newPage();
   page.on("pageerror", (error) => console.error(`[${name} page error]`, error.message));
-  await page.goto(world.url);
+  page.on("console", (message) => {
+    // Offline on purpose is not news: the failed loads and Firestore's "could not reach" are expected.
+    const text = message.text();
+    if (message.type() === "error" && !/net::ERR_INTERNET_DISCONNECTED|Could not reach Cloud Firestore/.test(text)) {
+      console.error(`[${name} console]`, text);
+    }
+  });
+  try {
+    await signIn(page, world.url, name, email);
+  } catch (error) {
+    // What the page showed instead: its text and a picture, for the failure's reader.
+    const text = await page.evaluate(() => document.body?.innerText ?? "").catch(() => "(no page)");
+    await page.screenshot({ path: join(SHOTS, `failure-sign-in-${name.replace(/\W/g, "")}.png`) }).catch(() => undefined);
+    throw new Error(`${name} could not sign in: ${error.message}\npage text: ${text.slice(0, 500)}`);
+  }
+  return { name, page, context: ctx };
+}
+
+async function signIn(page, url, name, email) {
+  await page.goto(url);
   if (email) {
     await page.getByRole("textbox", { name: "Email" }).fill(email);
     await page.getByLabel("Password", { exact: true }).fill("password123");
@@ -76,7 +95,6 @@ export async function person(world, name, { context, email } = {}) {
     await page.getByRole("button", { name: `Sign in as ${name}` }).click();
   }
   await page.getByTestId("me").filter({ hasText: name }).waitFor({ timeout: 30_000 });
-  return { name, page, context: ctx };
 }
 
 /** Open a chat from the chat list (its link's name starts with the chat's title). */
