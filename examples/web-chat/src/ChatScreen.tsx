@@ -43,6 +43,19 @@ export function ChatScreen({ chat, userId }: { chat: ChatInfo; userId: string })
     if (unread > 0 && isOnline) void markChatAsRead().catch(() => undefined);
   }, [unread, isOnline, markChatAsRead]);
 
+  // This device's store has what reached its inbox and what it sent itself. The chat's whole
+  // record (its own messages from other devices and scheduled ones included) comes from
+  // refreshChat(): once when the chat opens, and whenever the chat's last message (live, from
+  // the chat list) is one this device does not have.
+  useEffect(() => {
+    if (isOnline) void refreshChat().catch(() => undefined);
+  }, [isOnline, refreshChat]);
+  const lastId = chat.lastMessage?.messageId ?? null;
+  const lastKnown = lastId === null || messages.some((m) => m.messageId === lastId);
+  useEffect(() => {
+    if (!lastKnown && isOnline) void refreshChat().catch(() => undefined);
+  }, [lastKnown, lastId, isOnline, refreshChat]);
+
   // An own message is "sent" once accepted; whether a device of the recipient has it comes from
   // the engine's chat list (refreshChat). Asked a few times, backing off, after each new one.
   const lastOwnSent = [...messages].reverse().find((m) => m.own && m.messageId !== null);
@@ -142,7 +155,7 @@ export function ChatScreen({ chat, userId }: { chat: ChatInfo; userId: string })
         />
         <button type="submit" disabled={!draft.trim()}>Send</button>
       </form>
-      <Scheduled chatId={chatId} userId={userId} isOnline={isOnline} />
+      <Scheduled chatId={chatId} userId={userId} isOnline={isOnline} lastMessageId={lastId} />
     </main>
   );
 }

@@ -14,7 +14,13 @@ function when(ms: number): string {
 }
 
 /** Send later: schedule (pack427_sendMessage with deliverAt), list and cancel this chat's scheduled messages. */
-export function Scheduled({ chatId, userId, isOnline }: { chatId: string; userId: string; isOnline: boolean }) {
+export function Scheduled({ chatId, userId, isOnline, lastMessageId }: {
+  chatId: string;
+  userId: string;
+  isOnline: boolean;
+  /** The chat's last message: a new one may be a scheduled message that went, so the list is read again. */
+  lastMessageId: string | null;
+}) {
   const client = usePack427Client(userId);
   const [items, setItems] = useState<readonly ScheduledMessageItem[]>([]);
   const [text, setText] = useState("");
@@ -37,7 +43,7 @@ export function Scheduled({ chatId, userId, isOnline }: { chatId: string; userId
     void refresh();
     const timer = setInterval(() => void refresh(), 30_000);
     return () => clearInterval(timer);
-  }, [isOnline, refresh]);
+  }, [isOnline, refresh, lastMessageId]);
 
   const schedule = async (e: FormEvent) => {
     e.preventDefault();

@@ -81,8 +81,10 @@ test("offline: three messages written, the page reloaded offline, back online: t
   await cy.page.getByTestId("me").filter({ hasText: "Cy" }).waitFor({ timeout: 30_000 });
   const banner = cy.page.getByRole("status", { name: "Offline" });
   await banner.getByText("3 messages wait in the outbox").waitFor({ timeout: 30_000 });
-  assert.deepEqual(await banner.getByRole("list", { name: "Outbox" }).locator("li").allTextContents(),
-    texts.map((t) => `Cy and Dan: ${t}`));
+  // Each outbox line names its chat (from Firestore's persistent cache, read a moment after the outbox).
+  const outbox = texts.map((t) => `Cy and Dan: ${t}`).join("|");
+  await waitFor(async () => (await banner.getByRole("list", { name: "Outbox" }).locator("li").allTextContents()).join("|") === outbox,
+    { timeout: 15_000, what: `the outbox listing ${outbox}` });
   await waitFor(async () => {
     const shown = (await messages(cy.page)).filter((m) => texts.includes(m.text));
     return shown.length === 3 && shown.every((m) => m.state === "queued") && shown.map((m) => m.text).join() === texts.join();
