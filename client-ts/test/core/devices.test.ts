@@ -61,6 +61,8 @@ it("gives each of two devices every message, live and after a gap through sync, 
   await sender.start();
   for (const text of ["live 1", "live 2", "live 3"]) await sender.send(chatId, text);
   await waitFor("both to get the live ones", () => got.phone.length >= 3 && got.laptop.length >= 3);
+  // The receivers can have the third before the sender has handled its answer.
+  await waitFor("the sender to store its three", () => sender.storedMessages(chatId).length >= 3);
   const live = sender.storedMessages(chatId).map((m) => m.messageId);
   expect(live).toHaveLength(3);
   // Through the listeners: no sync page carried them.
