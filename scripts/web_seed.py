@@ -4,10 +4,10 @@ and by the browser tests, examples/web-chat/test).
     web_seed.py seed --config OUT [--reset] [--conversation]
     web_seed.py scheduler          # the one-minute pack427_processMessageQueue, every 15 s, until stopped
 
-seed: Auth emulator accounts with passwords (Ann, Bea, Cy, Dan, Eve, and member01..member55,
+seed: Auth emulator accounts with passwords (Ann, Bea, Cy, Dan, Eve, Fay, and member01..member55,
 the other members of the Town square), their users/{uid} profiles (displayName,
-ageVerified18Plus, region, online), and four chats: Ann and Bea (1:1), Cy and Dan (1:1),
-Team (the five), Town square (all 60, delivered by fan-out). Each chat document also
+ageVerified18Plus, except Fay's, region, online), and five chats: Ann and Bea (1:1), Cy and Dan
+(1:1), Team (the five), Town square (60, delivered by fan-out), Ann and Fay (1:1). Each chat document also
 carries what the app shows: `title` and `memberNames` (the chat core's fields; the engine
 ignores them). --conversation: a few messages through pack427_sendMessage, as apps send
 them. Then it calls the callables the app uses once, so that their function workers are
@@ -46,12 +46,16 @@ FIRESTORE = os.environ["FIRESTORE_EMULATOR_HOST"]
 FUNCTIONS = os.environ["PACK427_FUNCTIONS_URL"]
 PASSWORD = "password123"
 NAMED = ["Ann", "Bea", "Cy", "Dan", "Eve"]
+UNVERIFIED = "Fay"
+"""Not verified 18+ (ageVerified18Plus false): the engine refuses her sends, which the app shows as
+failed with a Retry button; once her profile says 18+, Retry sends them."""
 MEMBERS = [f"Member {i:02d}" for i in range(1, 56)]
 CHATS = {
     "ann-bea": ("Ann and Bea", ["Ann", "Bea"]),
     "cy-dan": ("Cy and Dan", ["Cy", "Dan"]),
     "team": ("Team", NAMED),
     "town-square": ("Town square", NAMED + MEMBERS),
+    "ann-fay": ("Ann and Fay", ["Ann", UNVERIFIED]),
 }
 
 
@@ -84,11 +88,13 @@ def seed(config_out: Path, *, conversation: bool) -> None:
     db = firestore.Client(project=PROJECT)
     started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
-        auths = dict(zip(NAMED + MEMBERS, pool.map(account, NAMED + MEMBERS)))
+        people = NAMED + [UNVERIFIED] + MEMBERS
+        auths = dict(zip(people, pool.map(account, people), strict=True))
     uid = {name: auth.uid for name, auth in auths.items()}
     batch = db.batch()
     for name, user_id in uid.items():
-        batch.set(paths.user(db, user_id), {"displayName": name, "ageVerified18Plus": True, "region": "EU", "online": True})
+        batch.set(paths.user(db, user_id), {"displayName": name, "ageVerified18Plus": name != UNVERIFIED, "region": "EU",
+                                            "online": True})
     batch.commit()
     for chat_id, (title, people) in CHATS.items():
         # merge: the engine's own fields (lastMessage, deliveryQueued...) stay on a second run.
@@ -127,7 +133,9 @@ def seed(config_out: Path, *, conversation: bool) -> None:
         "functionsHost": functions.hostname,
         "functionsPort": functions.port,
         "region": functions.path.rstrip("/").rsplit("/", 1)[-1],
-        "accounts": [{"email": email_of(n), "password": PASSWORD, "name": n} for n in NAMED],
+        "accounts": [{"email": email_of(n), "password": PASSWORD, "name": n, "uid": uid[n],
+                      **({"note": "not verified 18+: her messages are refused"} if n == UNVERIFIED else {})}
+                     for n in NAMED + [UNVERIFIED]],
         "otherAccounts": f"The Town square's other 55 members: member01@example.com to member55@example.com, password {PASSWORD}.",
     }
     config_out.write_text(json.dumps(config, indent=2))

@@ -1,6 +1,6 @@
 // The web chat in the real browser (Debian's Chromium), on the bench's emulator suite:
 //   - first render of the chat list after sign-in: from the click on "Sign in as Ann" in a
-//     fresh window (no storage, no cache) until her chats are listed;
+//     fresh window (no storage, no cache) until her four chats are listed;
 //   - send to render: from the Send in Ann's window until the message is on Bea's page.
 // Both timed inside the pages (performance.timeOrigin + performance.now(): one clock for the
 // two pages of one browser). Prints one JSON line. Run by scripts/bench (section web_chat).
@@ -26,7 +26,7 @@ try {
     await page.getByRole("button", { name: "Sign in as Ann" }).waitFor();
     const ms = await page.evaluate(() => new Promise((resolve) => {
       const button = [...document.querySelectorAll("button")].find((b) => b.textContent === "Sign in as Ann");
-      const listed = () => document.querySelectorAll(".chat-list li[data-chat]").length >= 3;
+      const listed = () => document.querySelectorAll(".chat-list li[data-chat]").length >= 4;
       const started = performance.now();
       const observer = new MutationObserver(() => {
         if (listed()) {

@@ -33,7 +33,7 @@ export function SignIn({ auth, config }: { auth: Auth; config: AppConfig }) {
             <button type="button" disabled={busy} onClick={() => void signIn(a.email, a.password)}>
               Sign in as {a.name}
             </button>
-            <span className="muted">{a.email}</span>
+            <span className="muted">{a.email}{a.note && ` (${a.note})`}</span>
           </li>
         ))}
       </ul>

@@ -5,6 +5,8 @@ export interface DemoAccount {
   readonly email: string;
   readonly password: string;
   readonly name: string;
+  /** Said beside the account (Fay: not verified 18+, her messages are refused). */
+  readonly note?: string;
 }
 
 export interface AppConfig {

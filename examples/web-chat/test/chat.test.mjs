@@ -253,3 +253,44 @@ test("keyboard alone: sign in, open a chat, write and send, schedule and cancel;
   await scheduled.getByText("Nothing scheduled in this chat.").waitFor({ timeout: 30_000 });
   await context.close();
 });
+
+/** Set a field of a profile as the chat core would (the emulator's owner access, which rules do not bind). */
+async function setProfile(uid, field, value) {
+  const host = process.env.FIRESTORE_EMULATOR_HOST;
+  const project = world.config.projectId;
+  const url = `http://${host}/v1/projects/${project}/databases/(default)/documents/users/${uid}?updateMask.fieldPaths=${field}`;
+  const response = await fetch(url, {
+    method: "PATCH",
+    headers: { authorization: "Bearer owner", "content-type": "application/json" },
+    body: JSON.stringify({ fields: { [field]: { booleanValue: value } } }),
+  });
+  assert.equal(response.status, 200, await response.text());
+}
+
+test("refused: an unverified sender's message shows not sent, with the reason and Retry; once verified, Retry sends it", { timeout: 120_000 }, async () => {
+  const fay = await person(world, "Fay");
+  const ann = await person(world, "Ann");
+  await openChat(fay.page, "Ann and Fay");
+  await openChat(ann.page, "Ann and Fay");
+  const text = "Hello Ann, it's Fay";
+  await send(fay.page, text);
+  const retry = fay.page.getByRole("button", { name: `Retry sending: ${text}` });
+  await retry.waitFor({ timeout: 30_000 });
+  const failed = (await messages(fay.page)).find((m) => m.text === text);
+  assert.equal(failed?.state, "failed");
+  assert.match(await fay.page.locator("ol.messages > li.mine .error").first().textContent() ?? "", /\S/, "the reason is shown");
+  await shot(fay.page, "failed-retry");
+  assert.deepEqual(await counts(ann.page, [text]), [0]);
+
+  const uid = world.config.accounts.find((a) => a.name === "Fay")?.uid;
+  assert.ok(uid, "Fay's uid in the seeded config");
+  await setProfile(uid, "ageVerified18Plus", true);
+  await retry.click();
+  await waitFor(async () => (await counts(ann.page, [text]))[0] === 1, { timeout: 30_000, what: "Fay's message on Ann's page" });
+  await waitFor(async () => {
+    const shown = (await messages(fay.page)).filter((m) => m.text === text);
+    return shown.length === 1 && !["queued", "failed"].includes(shown[0].state);
+  }, { timeout: 30_000, what: "Fay's message sent, once" });
+  assert.deepEqual(await counts(ann.page, [text]), [1]);
+  await Promise.all([fay.context.close(), ann.context.close()]);
+});
