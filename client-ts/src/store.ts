@@ -10,18 +10,9 @@ import type { ChatUnread, TypingUserState } from "./signals.js";
 export type MessageState = "queued" | "sent" | "delivered" | "read" | "failed";
 
 /** A chat's message with its state. `id` is the messageId, or the clientMessageId until accepted. */
-export interface ChatMessage {
+export interface ChatMessage extends Omit<StoredMessage, "messageId"> {
   readonly id: string;
   readonly messageId: string | null;
-  readonly clientMessageId: string | null;
-  readonly chatId: string;
-  readonly senderId: string;
-  readonly senderName: string | null;
-  readonly text: string | null;
-  readonly contentRef: string | null;
-  readonly createdAt: number;
-  readonly deliveredAt: number | null;
-  readonly systemNudge: boolean;
   readonly own: boolean;
   readonly state: MessageState;
   readonly error: string | null;
