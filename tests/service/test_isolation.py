@@ -147,13 +147,19 @@ def damage_head(db, uid: str) -> None:
     db.document(f"users/{uid}/inboxHead/current").set({"seq": "many", "chats": "oops"})
 
 
-def test_a_damaged_head_in_a_fanned_out_group_holds_back_only_its_owner_until_repaired(db, monkeypatch, capfd):
+def fanned_out_group(db, monkeypatch, size: int) -> list[str]:
+    """Chat `big` of `size` members, over the inline limit (2) and in chunks of 3: fanned out."""
     monkeypatch.setattr(constants, "FAN_OUT_CHUNK", 3)
     monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 2)
-    members = [f"m{n}" for n in range(8)]
+    members = [f"m{n}" for n in range(size)]
     for uid in members:
         make_user(db, uid)
     make_chat(db, "big", members)
+    return members
+
+
+def test_a_damaged_head_in_a_fanned_out_group_holds_back_only_its_owner_until_repaired(db, monkeypatch, capfd):
+    members = fanned_out_group(db, monkeypatch, 8)
     damage_head(db, "m3")
 
     first = send(db, "m0", "big", "one").messageId
@@ -337,12 +343,7 @@ def test_other_hand_edited_documents_get_a_clear_answer_or_are_read_around(db):
 
 
 def test_an_unusable_fan_out_job_is_set_aside_and_the_group_goes_on(db, monkeypatch, capfd):
-    monkeypatch.setattr(constants, "FAN_OUT_CHUNK", 3)
-    monkeypatch.setattr(constants, "INLINE_MAX_RECIPIENTS", 2)
-    members = [f"m{n}" for n in range(6)]
-    for uid in members:
-        make_user(db, uid)
-    make_chat(db, "big", members)
+    members = fanned_out_group(db, monkeypatch, 6)
     first = send(db, "m0", "big", "one").messageId
     job = db.document(f"chats/big/fanOuts/{first}")
     recipients = job.get().get("recipients")
