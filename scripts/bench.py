@@ -71,7 +71,17 @@ sys.path.insert(0, str(ROOT / "scripts"))
 # This checkout's client, not whichever one the shared virtualenv installed in editable mode.
 sys.path.insert(0, str(ROOT / "client"))
 
-from benchmarks import coldstart, fanout, lanes, lifecycle, opcount, report, tsclient, webchat  # noqa: E402
+from benchmarks import (  # noqa: E402
+    coldstart,
+    contention,  # noqa: E402
+    fanout,
+    lanes,
+    lifecycle,
+    opcount,
+    report,
+    tsclient,
+    webchat,
+)
 from benchmarks import load as load_run  # noqa: E402
 from benchmarks.stalls import StallProbe  # noqa: E402
 from firebase_functions import logger as functions_logger  # noqa: E402
@@ -413,14 +423,15 @@ def main() -> None:
                 for mode in [m for m in args.modes.split(",") if m]:
                     if mode == "suite":
                         db = firestore.Client(project=project)
-                        backend = lambda: load_run.SuiteBackend(os.environ["PACK427_FUNCTIONS_URL"], project)  # noqa: E731
+                        backend = lambda _world: load_run.SuiteBackend(os.environ["PACK427_FUNCTIONS_URL"], project)  # noqa: E731
                     else:  # a project of its own: the suite's triggers stay out of it
                         db = own_project()
-                        backend = lambda db=db: load_run.EngineBackend(db)  # noqa: E731
+                        backend = lambda world, db=db: load_run.EngineBackend(db, world)  # noqa: E731
                     results["load"][mode] = load_run.run(
                         db, backend, users=cfg["users"], offline_share=cfg["offline_share"], rates=cfg["rates"],
                         step_seconds=cfg["step_seconds"]) | {"load": load()}
-                results["load"]["hot_chat"] = load_run.hot_chat(own_project(), senders=[1, 2, 5, 10, 20])
+                results["load"]["hot_chat"] = contention.hot_chat(own_project(), senders=[1, 2, 5, 10, 20])
+                results["load"]["busy_recipient"] = contention.busy_recipient(own_project())
             elif section == "cold_start":
                 results["cold_start"] = coldstart.measure(ROOT / "functions", cfg["cold_repeats"]) | {"load": load()}
             elif section == "ts_client":
@@ -520,19 +531,44 @@ def print_summary(results: dict) -> None:
             print(f"\nLoad run, mode {mode}: {st['users']} users ({st['offline']} offline), {st['groups']} groups, "
                   f"load {run['load']}:")
             for step in run["steps"]:
+                nan = float("nan")
                 print(f"  {step['target_rate']}/s: {step['messages']} messages at {step['achieved_rate']:.1f}/s, "
-                      f"{step['deliveries']} deliveries, p50 {step.get('p50_ms', float('nan')):.0f} ms, "
-                      f"p95 {step.get('p95_ms', float('nan')):.0f} ms, undelivered {step['undelivered_after_wait']}, "
-                      f"errors {step['errors']}, held {step['held']}; {stall_line(step['stalls'])}")
+                      f"{step['deliveries']} deliveries, p50 {step.get('p50_ms', nan):.0f} ms, "
+                      f"p95 {step.get('p95_ms', nan):.0f} ms, p99 {step.get('p99_ms', nan):.0f} ms, "
+                      f"p99.9 {step.get('p999_ms', nan):.0f} ms, mean {step.get('mean_ms', nan):.0f} ms, "
+                      f"undelivered {step['undelivered_after_wait']}, errors {step['errors']}, "
+                      f"lost races {step.get('lost_races_per_message', nan):.2f} a message, held {step['held']}; "
+                      f"{stall_line(step['stalls'])}")
+                plain = step.get("plain_writer")
+                if plain:
+                    print(f"    a plain writer of the same documents at the same rate: p99 {plain['p99_ms']:.0f} ms,"
+                          f" mean {plain['mean_ms']:.0f} ms; engine over it: p99 {step['p99_ms'] / plain['p99_ms']:.2f},"
+                          f" mean {step['mean_ms'] / plain['mean_ms']:.2f}")
             print(f"  highest rate held: {run['highest_rate_held']}")
+            if run.get("paths"):
+                print("  deliveries by path: " + ", ".join(
+                    f"{p} {r['share']:.1%} (p99 {r['p99_ms']:.0f} ms)" for p, r in run["paths"].items()))
+                o = run["ops_per_delivery"]
+                print(f"  per delivered message over the whole mix: {o['reads']:.2f} reads, {o['writes']:.2f} writes,"
+                      f" {o['round_trips']:.2f} round trips, {o['failed_commits']:.2f} lost races")
             print("  checks (all must be 0): " + ", ".join(f"{k} {v[k]}" for k in load_run.ZERO_CHECKS)
                   + f" -> {'all zero' if run['all_checks_zero'] else 'NOT ALL ZERO'}")
             print(f"  {v['accepted_messages']} messages, {v['inbox_entries']} inbox entries, "
                   f"{v['unread_counts_checked']} unread counts checked, {v['offline_devices']} offline devices synced, "
                   f"{v['duplicate_sends']} duplicate sends; call errors {v['call_errors'] or 'none'}")
         for hot in results["load"].get("hot_chat", []):
+            plain = hot.get("plain_writer") or {}
             print(f"  one chat, {hot['senders']} senders on instances of their own: {hot['messages_per_s']:.1f} messages/s,"
-                  f" {hot['failed_commits_per_message']:.2f} lost races a message")
+                  f" {hot['failed_commits_per_message']:.2f} lost races a message; a plain writer's conditional updates"
+                  f" of one document from as many writers {plain.get('writes_per_s', float('nan')):.1f}/s"
+                  f" (ratio {hot.get('ratio_to_plain_writer', float('nan')):.2f}, target at least 0.5)")
+        busy = results["load"].get("busy_recipient")
+        if busy:
+            print(f"  busy recipient ({busy['chats']} chats x {busy['rate_per_chat']}/s, {busy['devices']} devices"
+                  f" acking): p95 {busy['busy']['p95_ms']:.0f} ms against {busy['quiet']['p95_ms']:.0f} ms from one"
+                  f" chat alone (ratio {busy['ratio_p95_to_quiet']:.2f}, target at most 2);"
+                  f" {busy['busy']['placed_by_send_share']:.0%} placed by their sends (target at least 80%),"
+                  f" {busy['busy']['lost_races_per_message']:.2f} lost races a message")
     if "ts_client" in results:
         ts = results["ts_client"]
         lat, size = ts["latency"], ts["size"]

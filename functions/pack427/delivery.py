@@ -46,12 +46,17 @@ class Outcome(StrEnum):
     """Not due any more, or another worker changed it first."""
     DEFERRED = "deferred"
     """Waits for an older message of its chat that is waiting for a retry."""
+    BUSY = "busy"
+    """Lost every race for the recipient's inbox head (INBOX_HEAD_RETRIES) to its other writers:
+    left due as it was, no attempt counted and no back-off (nothing failed); the next worker takes it."""
 
 
 def deliver(
     db: Client, loaded: LoadedEntry, notifier: Notifier, *, actor: str, now: datetime | None = None
 ) -> Outcome:
-    """Attempt one delivery of a due entry; a failure is recorded, never raised.
+    """Attempt one delivery of a due entry; a failure is recorded, never raised. A lost race for
+    the inbox head is not a failure: it is retried at once, and after INBOX_HEAD_RETRIES the entry
+    is left due (Outcome.BUSY).
 
     Args:
         loaded: the entry as read; the change is conditional on it.
@@ -78,6 +83,9 @@ def deliver(
             return Outcome.DELIVERED if delivered else Outcome.SKIPPED
         notifier.notify(entry)
         return Outcome.DELIVERED if queue.mark_delivered(db, loaded, actor=actor, now=now) else Outcome.SKIPPED
+    except inbox.InboxBusy as err:
+        logger.info(f"delivery of {entry.id} left due: {err}", entryId=entry.id, actor=actor)
+        return Outcome.BUSY
     except Exception as err:  # noqa: BLE001 - any failure is a failed attempt, retried later
         logger.warn(f"delivery of {entry.id} failed: {err!r}", entryId=entry.id, actor=actor)
         status = queue.mark_failed(db, loaded, f"{type(err).__name__}: {err}", actor=actor, now=now)
@@ -249,10 +257,12 @@ def on_enqueued(
     """The first attempt, made by the trigger the moment an entry is created.
 
     An entry whose message the send placed in the inbox itself carries the
-    push to an offline recipient: it is attempted as the event gives it. An
-    entry awaiting the inbox is delivered after the older due messages of
-    its chat (normally none). If a worker got there first, the update-time
-    precondition makes this a no-op.
+    push to an offline recipient: it is attempted as the event gives it, and
+    so is one whose send knew that no older message of its chat waited in a
+    queue (`behind_queue` false: nothing to ask the queue). Any other entry
+    awaiting the inbox is delivered after the older due messages of its chat
+    to its recipient (one query of the queues). If a worker got there first,
+    the update-time precondition makes this a no-op.
 
     Returns:
         The outcome for the event's own entry.
@@ -264,7 +274,7 @@ def on_enqueued(
         return Outcome.SKIPPED  # unusable: quarantined, with its alert
     loaded = found[0]
     entry = loaded.entry
-    if not entry.awaiting_inbox:
+    if not entry.awaiting_inbox or not entry.behind_queue:
         outcome = deliver(db, loaded, notifier, actor="trigger", now=now)
     else:
         outcomes = deliver_in_order(

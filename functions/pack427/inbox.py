@@ -42,7 +42,8 @@ from .models import ChatInbox, InboxEntry, InboxHead, problems
 
 
 class InboxBusy(Exception):
-    """The head kept moving for INBOX_HEAD_RETRIES attempts; the delivery is retried later."""
+    """The head kept moving for INBOX_HEAD_RETRIES attempts: other writers won every race (not a
+    failure of the delivery, which stays due for the next worker)."""
 
 
 HEAD_UNUSABLE = "INBOX_HEAD_UNUSABLE"

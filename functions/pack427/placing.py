@@ -33,7 +33,8 @@ def push_tokens(recipient: UserProfile) -> list[str]:
 
 
 def queue_entry(
-    db: Client, message: ChatMessage, recipient_id: str, recipient: UserProfile, *, origin: Region
+    db: Client, message: ChatMessage, recipient_id: str, recipient: UserProfile, *, origin: Region,
+    behind_queue: bool = True,
 ) -> QueuedMessage:
     """The queue entry taking `message` to one recipient, awaiting the inbox.
 
@@ -43,6 +44,8 @@ def queue_entry(
         recipient_id: whose inbox it goes to.
         recipient: their profile as read (home region, presence, push tokens).
         origin: the sender's home region.
+        behind_queue: an older message of the chat may still wait in a queue
+            (default: the writer does not know that none does).
     """
     return QueuedMessage(
         id=QueuedMessage.entry_id(message.id, recipient_id),
@@ -59,6 +62,7 @@ def queue_entry(
         transport_metadata=TransportMetadata(push_tokens=push_tokens(recipient), sender_name=message.sender_name),
         system_nudge=message.system_nudge,
         priority=message.priority,
+        behind_queue=behind_queue,
         created_at=message.created_at,
         updated_at=message.created_at,
     )

@@ -27,11 +27,14 @@ class DeliveryPlan:
         placed: recipients whose inbox entries the send's commit creates.
         queued: recipients who get a queue entry awaiting their inbox.
         chat_queued: the chat's `deliveryQueued` after the send.
+        queue_clear: no older message of the chat waits in a queue: the queued
+            ones can go to their inboxes at once, without asking the queue.
     """
 
     placed: list[str]
     queued: list[str]
     chat_queued: bool
+    queue_clear: bool
 
 
 def plan_delivery(
@@ -54,10 +57,11 @@ def plan_delivery(
     """
     queue_clear = not chat.delivery_queued or queue_checked_empty
     if not (place and queue_clear and len(recipients) <= constants.INLINE_MAX_RECIPIENTS):
-        return DeliveryPlan(placed=[], queued=list(recipients), chat_queued=bool(recipients) or not queue_clear)
+        return DeliveryPlan(placed=[], queued=list(recipients), chat_queued=bool(recipients) or not queue_clear,
+                            queue_clear=queue_clear)
     placed = [uid for uid in recipients if uid not in needs_read_position]
     queued = [uid for uid in recipients if uid in needs_read_position]
-    return DeliveryPlan(placed=placed, queued=queued, chat_queued=bool(queued))
+    return DeliveryPlan(placed=placed, queued=queued, chat_queued=bool(queued), queue_clear=True)
 
 
 def next_message_id(chat: Chat, now: datetime) -> str:

@@ -323,7 +323,8 @@ def _add_delivery(
         placing.add_placed(db, batch, message, heads[uid], users[uid], origin=origin, via="send", actor=actor,
                            now=message.created_at)
     for uid in plan.queued:
-        queue.add_enqueue(db, batch, placing.queue_entry(db, message, uid, users[uid], origin=origin), actor=actor)
+        entry = placing.queue_entry(db, message, uid, users[uid], origin=origin, behind_queue=not plan.queue_clear)
+        queue.add_enqueue(db, batch, entry, actor=actor)
 
 
 def _admit(

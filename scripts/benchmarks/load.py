@@ -42,7 +42,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from google.cloud import firestore
-from google.cloud.firestore_v1.base_query import FieldFilter
 from ulid import ULID
 
 from pack427 import callables, chat_list, constants, delivery, paths, processor, sending, sync, typing_state, unread
@@ -51,6 +50,8 @@ from pack427.models import (
     AckMessagesRequest,
     GetChatListRequest,
     MarkAsReadRequest,
+    QueuedMessage,
+    Region,
     RegisterDeviceRequest,
     SendMessageRequest,
     SyncMessagesRequest,
@@ -59,6 +60,7 @@ from pack427.models import (
 from pack427.notifier import EmulatorNotifier
 from pack427_client import CallableClient, ClientError
 
+from . import opcount
 from .stalls import StallProbe
 
 P95_TARGET_S = 1.0
@@ -125,19 +127,23 @@ class EngineBackend:
     """The callables' services in process on INSTANCES threads, and the queue trigger's service on
     TRIGGER_INSTANCES threads.
 
-    After each accepted send, the queue entries it created (found by their
-    messageId) are handed to `delivery.on_enqueued`, as the document-created
+    After each accepted send, the queue entries it may have created (one id per
+    recipient, in the recipient's home region) are read in one round trip and the
+    ones that exist are handed to `delivery.on_enqueued`, as the document-created
     trigger would be. (A Firestore listener on the queues, tried first, missed
-    about one creation in ten under load on the emulator.)
+    about one creation in ten under load on the emulator; a query by messageId,
+    used next, is a scan of every queue on the emulator, which grows with the run.)
+    The bench's own reads are not counted by the op counter.
     """
 
     name = "engine"
 
-    def __init__(self, db: firestore.Client):
-        self.db = db
+    def __init__(self, db: firestore.Client, world: World):
+        self.db, self.world, self.counter = db, world, opcount.install()
         self.instances = ThreadPoolExecutor(INSTANCES, thread_name_prefix="instance")
         self.triggers = ThreadPoolExecutor(TRIGGER_INSTANCES, thread_name_prefix="trigger")
         self.trigger_runs = 0
+        self.trigger_times: list[tuple[float, float, str]] = []
 
     def call(self, uid: str, function: str, data: dict) -> dict:
         model, service = SERVICES[function]
@@ -150,12 +156,30 @@ class EngineBackend:
 
         result = self.instances.submit(run).result()
         if function == "pack427_sendMessage" and not result["duplicate"]:
-            created = self.db.collection_group("messageQueue").where(
-                filter=FieldFilter("messageId", "==", result["messageId"]))
-            for snapshot in created.stream():
+            refs = [paths.queue_entry(self.db, self.world.regions[r], QueuedMessage.entry_id(result["messageId"], r))
+                    for r in self.world.chats[data["chatId"]] if r != uid]
+            with self.counter.paused():
+                created = [s for s in self.db.get_all(refs) if s.exists]
+            for snapshot in created:
                 self.trigger_runs += 1
-                self.triggers.submit(delivery.on_enqueued, self.db, snapshot, EmulatorNotifier())
+                self.triggers.submit(self._trigger, snapshot, time.perf_counter())
         return result
+
+    def _trigger(self, snapshot, submitted: float) -> None:
+        started = time.perf_counter()
+        outcome = delivery.on_enqueued(self.db, snapshot, EmulatorNotifier())
+        with self.world.lock:
+            self.trigger_times.append((started - submitted, time.perf_counter() - started, str(outcome)))
+
+    def trigger_summary(self) -> dict:
+        """How long entries waited for a free trigger instance, how long a trigger ran, and its outcomes."""
+        if not self.trigger_times:
+            return {}
+        waits, runs, outcomes = zip(*self.trigger_times, strict=True)
+        return {"runs": len(runs), "wait_p99_ms": percentile(list(waits), 99) * 1000,
+                "wait_max_ms": max(waits) * 1000, "run_p50_ms": percentile(list(runs), 50) * 1000,
+                "run_p99_ms": percentile(list(runs), 99) * 1000, "run_max_ms": max(runs) * 1000,
+                "outcomes": dict(Counter(outcomes))}
 
     def close(self) -> None:
         self.triggers.shutdown(wait=True)
@@ -174,6 +198,8 @@ class Sent:
     issued_at: float
     step: int
     latencies: list[float] = field(default_factory=list)
+    arrived: dict[str, float] = field(default_factory=dict)
+    """recipient -> latency."""
 
 
 @dataclass
@@ -185,6 +211,8 @@ class World:
     direct: dict[str, str]
     """uid -> the chat id of their direct chat."""
     groups: list[str]
+    regions: dict[str, Region]
+    """uid -> home region."""
     sent: list[Sent] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
     calls: Counter = field(default_factory=Counter)
@@ -204,10 +232,11 @@ def setup(db: firestore.Client, users: int, offline_share: float, *, prefix: str
     uids = [f"{prefix}{n:05d}" for n in range(users - users % 2)]
     offline = [uid for uid in uids if rng.random() < offline_share]
     offline_set = set(offline)
-    regions = ["EU"] * 6 + ["US"] * 3 + ["APAC"]
+    regions = [Region.EU] * 6 + [Region.US] * 3 + [Region.APAC]
+    home: dict[str, Region] = {}
     writes = []
     for uid in uids:
-        doc = {"region": rng.choice(regions), "online": uid not in offline_set, "ageVerified18Plus": True,
+        doc = {"region": home.setdefault(uid, rng.choice(regions)).value, "online": uid not in offline_set, "ageVerified18Plus": True,
                "displayName": uid}
         if uid in offline_set:
             doc["fcmTokens"] = [f"token-{uid}"]
@@ -233,7 +262,7 @@ def setup(db: firestore.Client, users: int, offline_share: float, *, prefix: str
     request = RegisterDeviceRequest(deviceId="phone", platform="android", appVersion="1.0")
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda uid: sync.register_device(db, uid, request), uids))
-    world = World(uids, offline, chats, direct, groups, cursors={uid: None for uid in offline})
+    world = World(uids, offline, chats, direct, groups, home, cursors={uid: None for uid in offline})
     return world, {"users": len(uids), "offline": len(offline), "direct_chats": len(direct) // 2,
                    "groups": len(groups), "group_members": sum(len(chats[g]) for g in groups),
                    "documents_s": documents_s, "register_devices_s": time.perf_counter() - started}
@@ -356,7 +385,13 @@ def run_step(world: World, backend, *, rate: float, seconds: float, step: int) -
 
 
 def collect_latencies(db: firestore.Client, world: World, step: int, *, timeout_s: float = 120) -> dict:
-    """Wait for the step's messages to reach every recipient's inbox; their latencies."""
+    """Wait for the step's messages to reach every recipient's inbox; their latencies (the bench's
+    reads are not counted by the op counter)."""
+    with opcount.install().paused():
+        return _collect_latencies(db, world, step, timeout_s=timeout_s)
+
+
+def _collect_latencies(db: firestore.Client, world: World, step: int, *, timeout_s: float) -> dict:
     pending = [(s, uid) for s in world.sent if s.step == step for uid in s.recipients]
     deadline = time.monotonic() + timeout_s
     while pending and time.monotonic() < deadline:
@@ -370,6 +405,7 @@ def collect_latencies(db: firestore.Client, world: World, step: int, *, timeout_
         for (s, uid), ref in zip(pending, refs, strict=True):
             if ref.path in created:
                 s.latencies.append(created[ref.path] - s.issued_at)
+                s.arrived[uid] = created[ref.path] - s.issued_at
             else:
                 still.append((s, uid))
         pending = still
@@ -380,7 +416,8 @@ def collect_latencies(db: firestore.Client, world: World, step: int, *, timeout_
     out = {"messages": messages, "deliveries": len(latencies), "undelivered_after_wait": len(pending)}
     if latencies:
         out |= {"p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
-                "p99_ms": percentile(latencies, 99) * 1000, "mean_ms": statistics.mean(latencies) * 1000}
+                "p99_ms": percentile(latencies, 99) * 1000, "p999_ms": percentile(latencies, 99.9) * 1000,
+                "max_ms": max(latencies) * 1000, "mean_ms": statistics.mean(latencies) * 1000}
     return out
 
 
@@ -458,6 +495,109 @@ def verify(db: firestore.Client, world: World, workload: Workload, *, prefix: st
     }
 
 
+def plain_writer(db: firestore.Client, world: World, step: int) -> dict:
+    """The emulator's own floor at a step: the documents the step's sends placed, written by a plain writer.
+
+    For each message of the step, at the same moment after the step's start as it was
+    issued (so at the same rate, with the same bursts), one unconditional commit of what a
+    send that places it writes: the chat message, the idempotency record, the chat's last
+    message, the sender's rate window, and for every recipient an inbox entry and the
+    inbox head. On documents of their own (users `plain-...`, deleted afterwards), in
+    the same collections, so the emulator's work per query and per write is the same.
+    Latency: the commit's time (the emulator's clock, as the engine's inbox entries) minus
+    the moment it was due.
+    """
+    messages = sorted((s for s in world.sent if s.step == step), key=lambda s: s.issued_at)
+    if not messages:
+        return {}
+    tag = f"plain-{str(ULID())[-6:].lower()}"
+    written: list = []
+    lock = threading.Lock()
+    latencies: list[float] = []
+    start, first = time.time(), messages[0].issued_at
+
+    def write(s: Sent) -> None:
+        due = start + (s.issued_at - first)
+        delay = due - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        chat = db.collection("chats").document(f"{tag}-{s.chat_id}")
+        sender = f"{tag}-{s.sender}"
+        refs = [(chat.collection("messages").document(s.message_id),
+                 {"senderId": sender, "text": s.data["text"], "createdAt": firestore.SERVER_TIMESTAMP}),
+                (paths.idempotency_key(db, sender, s.data["clientMessageId"]), {"messageId": s.message_id}),
+                (chat, {"lastMessage": {"messageId": s.message_id, "senderId": sender}}),
+                (paths.rate_window(db, sender), {"sends": [s.message_id]})]
+        for uid in s.recipients:
+            refs.append((paths.inbox_entry(db, f"{tag}-{uid}", s.message_id),
+                         {"messageId": s.message_id, "chatId": s.chat_id, "seq": 1, "senderId": sender}))
+            refs.append((paths.inbox_head(db, f"{tag}-{uid}"), {"seq": 1, "messageId": s.message_id}))
+        batch = db.batch()
+        for ref, doc in refs:
+            batch.set(ref, doc)
+        committed = batch.commit()[0].update_time.timestamp()
+        with lock:
+            latencies.append(committed - due)
+            written.extend(ref for ref, _ in refs)
+
+    with opcount.install().paused(), ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(write, messages))
+        for begin in range(0, len(written), 400):  # leave the engine's next step the database it had
+            batch = db.batch()
+            for ref in written[begin:begin + 400]:
+                batch.delete(ref)
+            batch.commit()
+    return {"messages": len(latencies), "p50_ms": percentile(latencies, 50) * 1000,
+            "p95_ms": percentile(latencies, 95) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
+            "mean_ms": statistics.mean(latencies) * 1000}
+
+
+def delivery_paths(db: firestore.Client, world: World, *, prefix: str, slowest: int = 30) -> dict:
+    """How each delivery reached its inbox, with the latencies of each path, and the slowest ones' stories.
+
+    Paths: `send` (the send's own commit placed it; an offline recipient's queue entry then
+    carries only the push), `trigger` and `processor` (a queue entry awaiting its inbox,
+    delivered by that worker; `bulk` when the processor's bulk commit did it). Read from the
+    queue entries after the run (DELIVERED ones are kept for days).
+    """
+    entries: dict[tuple[str, str], dict] = {}
+    for snapshot in db.collection_group("messageQueue").stream():
+        data = snapshot.to_dict()
+        if str(data.get("recipientId", "")).startswith(prefix):
+            entries[(data["messageId"], data["recipientId"])] = data
+    by_path: dict[str, list[float]] = defaultdict(list)
+    stories = []
+    for s in world.sent:
+        if s.step < 0:
+            continue
+        for uid, latency in s.arrived.items():
+            data = entries.get((s.message_id, uid))
+            path = "send"
+            if data is not None and not data.get("placedBySend"):
+                delivered = [e for e in data.get("history", []) if e.get("action") == "DELIVERED"]
+                path = delivered[-1]["actor"] if delivered else "undelivered"
+                path = {"scheduler": "processor"}.get(path, path)
+            by_path[path].append(latency)
+            stories.append((latency, s, uid, path, data))
+    total = sum(len(v) for v in by_path.values()) or 1
+    paths_out = {path: {"deliveries": len(v), "share": len(v) / total, "p50_ms": percentile(v, 50) * 1000,
+                        "p99_ms": percentile(v, 99) * 1000, "max_ms": max(v) * 1000}
+                 for path, v in sorted(by_path.items())}
+    stories.sort(key=lambda x: -x[0])
+    slow = []
+    for latency, s, uid, path, data in stories[:slowest]:
+        story = {"latency_ms": latency * 1000, "path": path, "chat": s.chat_id, "recipient": uid,
+                 "recipients": len(s.recipients), "step": s.step}
+        if data is not None:
+            created = data.get("createdAt")
+            story |= {"attempts": data.get("attempts"), "last_error": (data.get("lastError") or "")[:160],
+                      "history": [f"{e.get('action')}/{e.get('actor')}@{(e['at'] - created).total_seconds():+.2f}s"
+                                  for e in data.get("history", [])],
+                      "created_after_issue_s": created.timestamp() - s.issued_at if created else None}
+        slow.append(story)
+    return {"paths": paths_out, "slowest": slow}
+
+
 ZERO_CHECKS = ("lost", "duplicated", "unexpected", "users_with_seq_gap_or_repeat", "chat_order_breaks",
                "unread_counts_wrong", "offline_devices_behind", "synced_twice", "senders_over_rate_limit",
                "duplicate_sends_not_idempotent")
@@ -471,15 +611,17 @@ def percentile(values: list[float], p: float) -> float:
 WARMUP_S = 10
 
 
-def run(db: firestore.Client, backend_factory: Callable[[], object], *, users: int, offline_share: float,
+def run(db: firestore.Client, backend_factory: Callable[[World], object], *, users: int, offline_share: float,
         rates: list[float], step_seconds: float, warmup_seconds: float = WARMUP_S, log=print) -> dict:
     """The load run in one mode: setup, rate steps until one is not held, one processor pass, checks."""
     prefix = f"load{str(ULID())[-6:].lower()}-"
     world, timing = setup(db, users, offline_share, prefix=prefix)
-    backend = backend_factory()
+    backend = backend_factory(world)
     log(f"  load ({backend.name}): {timing['users']} users ({timing['offline']} offline), "
         f"{timing['groups']} groups, devices registered in {timing['register_devices_s']:.0f} s")
     steps = []
+    counter = opcount.install()
+    before = counter.snapshot()
     try:
         for step, rate in enumerate(rates):
             # Untimed warm-up at the step's rate: the functions emulator starts a Python worker (an
@@ -488,75 +630,53 @@ def run(db: firestore.Client, backend_factory: Callable[[], object], *, users: i
             run_step(world, backend, rate=rate, seconds=warmup_seconds, step=-1 - step)
             collect_latencies(db, world, -1 - step)
             errors_before = sum(world.errors.values())
+            spent_before = counter.snapshot()
             with StallProbe() as stalls:
                 issued = run_step(world, backend, rate=rate, seconds=step_seconds, step=step)
                 latency = collect_latencies(db, world, step)
+            spent = counter.snapshot() - spent_before
+            plain = plain_writer(db, world, step)
             errors = sum(world.errors.values()) - errors_before
             achieved = latency["messages"] / max(issued["issue_seconds"], 1e-9)
             held = (latency.get("p95_ms", float("inf")) < P95_TARGET_S * 1000
                     and latency["undelivered_after_wait"] == 0 and errors == 0)
             steps.append(issued | latency | {"target_rate": rate, "achieved_rate": achieved, "errors": errors,
-                                             "held": held, "stalls": stalls.summary()})
+                                             "held": held, "stalls": stalls.summary(), "plain_writer": plain,
+                                             "lost_races_per_message": spent["failed_commits"] / max(latency["messages"], 1)})
             log(f"  load step {step}: {rate}/s, {latency['messages']} messages ({achieved:.1f}/s), "
-                f"p95 {latency.get('p95_ms', float('nan')):.0f} ms, errors {errors}, held {held}; "
-                f"stalls {stalls.summary().get('lost_share', 0):.0%}")
+                f"p95 {latency.get('p95_ms', float('nan')):.0f} ms, p99 {latency.get('p99_ms', float('nan')):.0f} ms, "
+                f"p99.9 {latency.get('p999_ms', float('nan')):.0f} ms, mean {latency.get('mean_ms', float('nan')):.0f} ms, "
+                f"errors {errors}, held {held}; stalls {stalls.summary().get('lost_share', 0):.0%}; a plain writer of"
+                f" the same documents: p99 {plain.get('p99_ms', float('nan')):.0f} ms,"
+                f" mean {plain.get('mean_ms', float('nan')):.0f} ms")
             if not held:
                 break
+        spent = counter.snapshot() - before
         # The emulator runs no schedules: what pack427_processMessageQueue does every minute.
         processed = processor.drain(db, EmulatorNotifier(), actor="scheduler", time_budget_s=120)
-        checks = verify(db, world, Workload(world, backend, random.Random(3)), prefix=prefix)
+        with counter.paused():
+            routes = delivery_paths(db, world, prefix=prefix)
+            checks = verify(db, world, Workload(world, backend, random.Random(3)), prefix=prefix)
     finally:
         backend.close()
     checks["delivered_by_the_scheduled_processor"] = sum(r.get("delivered", 0) for r in processed.values())
+    deliveries = sum(len(s.latencies) for s in world.sent)
+    ops = {k: spent[k] / max(deliveries, 1) for k in ("reads", "writes", "round_trips", "failed_commits")}
+    log("  paths: " + ", ".join(f"{p} {r['share']:.1%} (p99 {r['p99_ms']:.0f} ms)" for p, r in routes["paths"].items()))
+    if hasattr(backend, "trigger_summary"):
+        log(f"  triggers: {backend.trigger_summary()}")
+    log(f"  per delivered message over the mix: {ops['reads']:.2f} reads, {ops['writes']:.2f} writes, "
+        f"{ops['round_trips']:.2f} round trips, {ops['failed_commits']:.2f} lost races")
+    queries = {shape: n / max(len(world.sent), 1) for shape, n in spent.queries.most_common()}
+    log("  queries per message over the mix: " + "; ".join(f"{n:.2f} {shape}" for shape, n in queries.items()))
+    for story in routes["slowest"][:10]:
+        log(f"  slow: {json.dumps(story, default=str)}")
     return {"mode": backend.name, "setup": timing, "steps": steps, "step_seconds": step_seconds,
             "warmup_seconds": warmup_seconds, "mix": MIX,
             "highest_rate_held": max((s["achieved_rate"] for s in steps if s["held"]), default=None),
             "trigger_runs": getattr(backend, "trigger_runs", None),
+            "triggers": backend.trigger_summary() if hasattr(backend, "trigger_summary") else None,
+            "paths": routes["paths"], "slowest": routes["slowest"],
+            "ops_per_delivery": ops | {"deliveries": deliveries, "messages": len(world.sent)},
+            "queries_per_message": queries,
             "verification": checks, "all_checks_zero": all(checks[k] == 0 for k in ZERO_CHECKS)}
-
-
-def hot_chat(db: firestore.Client, *, senders: list[int], messages_each: int = 10, log=print) -> list[dict]:
-    """One chat, N members sending at once (engine, in process): what a hot chat document costs.
-
-    Every send writes the chat conditionally (its lastMessage orders the ids), so
-    concurrent sends to one chat serialise on it: each round one commits and the
-    others read again (the conflicts counted here as failed commits). Measured
-    for each N in `senders`, `messages_each` messages per sender, as fast as they
-    go, each sender on an instance of its own (the local turn-taking of one
-    instance's sends, locks.held, is switched off: it would hide the races).
-    """
-    from contextlib import nullcontext
-    from unittest import mock
-
-    from pack427 import locks
-
-    from . import opcount
-
-    counter = opcount.install()
-    results = []
-    for n in senders:
-        prefix = f"hot{n}-{str(ULID())[-6:].lower()}-"
-        members = [f"{prefix}{k:03d}" for k in range(n)]
-        for uid in members:
-            paths.user(db, uid).set({"region": "EU", "online": True, "ageVerified18Plus": True})
-        chat_id = f"{prefix}chat"
-        paths.chat(db, chat_id).set({"participants": members})
-        before = counter.snapshot()
-        started = time.perf_counter()
-
-        def sender(uid: str, chat_id: str = chat_id) -> None:
-            for _ in range(messages_each):
-                request = SendMessageRequest(chatId=chat_id, clientMessageId=str(ULID()), text="hot")
-                sending.send_message(db, uid, request)
-
-        with ThreadPoolExecutor(n) as pool, mock.patch.object(locks, "held", lambda *keys: nullcontext()):
-            list(pool.map(sender, members))
-        seconds = time.perf_counter() - started
-        spent = counter.snapshot() - before
-        sent = n * messages_each
-        results.append({"senders": n, "messages": sent, "seconds": seconds, "messages_per_s": sent / seconds,
-                        "failed_commits_per_message": spent["failed_commits"] / sent,
-                        "round_trips_per_message": spent["round_trips"] / sent})
-        log(f"  hot chat, {n} senders: {sent / seconds:.1f} messages/s, "
-            f"{spent['failed_commits'] / sent:.2f} lost races a message")
-    return results

@@ -45,11 +45,14 @@ class Ops:
     by_collection: Counter = field(default_factory=Counter)
     """"reads:inbox", "writes:messageQueue", "creates:messageQueue"...: documents by the
     collection they belong to (creates: writes that create a document, counted among writes too)."""
+    queries: Counter = field(default_factory=Counter)
+    """Queries and aggregations by their shape (query_shape)."""
 
     def __sub__(self, other: Ops) -> Ops:
-        by_collection = Counter(self.by_collection)
+        by_collection, queries = Counter(self.by_collection), Counter(self.queries)
         by_collection.subtract(other.by_collection)
-        return Ops(Counter({k: self.counts[k] - other.counts[k] for k in FIELDS}), +by_collection)
+        queries.subtract(other.queries)
+        return Ops(Counter({k: self.counts[k] - other.counts[k] for k in FIELDS}), +by_collection, +queries)
 
     def __getitem__(self, name: str) -> int:
         return self.counts[name]
@@ -64,32 +67,43 @@ class OpCounter:
     def __init__(self) -> None:
         self._counts: Counter = Counter()
         self._by_collection: Counter = Counter()
+        self._queries: Counter = Counter()
         self._lock = threading.Lock()
-        self._paused = False
+        self._local = threading.local()
+
+    def _counting(self) -> bool:
+        return not getattr(self._local, "paused", False)
 
     def add(self, **counts: int) -> None:
-        with self._lock:
-            if not self._paused:
+        if self._counting():
+            with self._lock:
                 self._counts.update(counts)
 
     def add_document(self, kind: str, name: str) -> None:
         """One read or write of document `name` (full resource name), by its collection."""
-        with self._lock:
-            if not self._paused:
+        if self._counting():
+            with self._lock:
                 self._by_collection[f"{kind}:{collection_of(name)}"] += 1
+
+    def add_query(self, shape: str) -> None:
+        """One query (or aggregation) of `shape` (see query_shape)."""
+        if self._counting():
+            with self._lock:
+                self._queries[shape] += 1
 
     @contextmanager
     def paused(self) -> Iterator[None]:
-        """Count nothing in the block (the bench's own reads, e.g. a trigger's event snapshot)."""
-        self._paused = True
+        """Count nothing this thread does in the block (the bench's own reads, e.g. a trigger's
+        event snapshot); other threads' operations still count."""
+        self._local.paused = True
         try:
             yield
         finally:
-            self._paused = False
+            self._local.paused = False
 
     def snapshot(self) -> Ops:
         with self._lock:
-            return Ops(Counter(self._counts), Counter(self._by_collection))
+            return Ops(Counter(self._counts), Counter(self._by_collection), Counter(self._queries))
 
 
 _counter: OpCounter | None = None
@@ -99,6 +113,32 @@ def collection_of(name: str) -> str:
     """The collection id of a document's resource name (".../documents/users/u1/inbox/m1" -> "inbox")."""
     parts = name.split("/documents/", 1)[-1].split("/")
     return parts[-2] if len(parts) >= 2 else "?"
+
+
+def query_shape(request) -> str:
+    """What a query asks, without its values: `group:messageQueue[chatId==,awaitingInbox==] order messageId`
+    (`group:` for a collection-group query, which the emulator answers by scanning every document)."""
+    query = _request_field(request, "structured_query") or getattr(
+        _request_field(request, "structured_aggregation_query"), "structured_query", None)
+    if query is None:
+        return "?"
+    source = query.from_[0] if query.from_ else None
+    kind = "group" if source is not None and source.all_descendants else "collection"
+    filters: list[str] = []
+
+    def walk(f) -> None:
+        if "composite_filter" in f:
+            for sub in f.composite_filter.filters:
+                walk(sub)
+        elif "field_filter" in f:
+            filters.append(f"{f.field_filter.field.field_path}{f.field_filter.op.name}")
+        elif "unary_filter" in f:
+            filters.append(f"{f.unary_filter.field.field_path}:{f.unary_filter.op.name}")
+
+    if "where" in query:
+        walk(query.where)
+    order = ",".join(o.field.field_path for o in query.order_by)
+    return f"{kind}:{source.collection_id if source else '?'}[{','.join(filters)}]" + (f" order {order}" if order else "")
 
 
 def _request_field(request, name: str, default=None):
@@ -121,6 +161,8 @@ def install() -> OpCounter:
 
         def wrapped(self, request=None, *args, **kwargs):
             counter.add(round_trips=1)
+            if name != "batch_get_documents":
+                counter.add_query(query_shape(request))
             responses = original(self, request, *args, **kwargs)
 
             def counted():

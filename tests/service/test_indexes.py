@@ -243,9 +243,11 @@ def run_every_query(db, monkeypatch) -> None:
     sending.send_message(db, "alice", later, now=now)  # scheduled: listed, then delivered at its time
     scheduling.list_scheduled(db, "alice")
     scheduling.deliver_due(db, now=now + timedelta(minutes=5))
-    # The trigger's path (one chat and recipient), then the processor's (a batch of them).
-    first_to_bob = paths.queue_entry(db, Region.US, QueuedMessage.entry_id(sent[0], "bob")).get()
-    delivery.on_enqueued(db, first_to_bob, notifier, now=now + timedelta(seconds=1))
+    # The trigger's path behind an older queued message (one chat and recipient: it asks the queue),
+    # then the processor's (a batch of them).
+    behind_to_bob = paths.queue_entry(db, Region.US, QueuedMessage.entry_id(sent[2], "bob")).get()
+    assert behind_to_bob.get("behindQueue") is True
+    delivery.on_enqueued(db, behind_to_bob, notifier, now=now + timedelta(seconds=1))
     for region in Region:
         processor.process_batch(db, region, notifier, now=now + timedelta(seconds=1))
     processor.drain(db, notifier, regions=tuple(Region), actor="test", time_budget_s=30)

@@ -7,10 +7,11 @@ import threading
 from datetime import timedelta
 
 from google.cloud import firestore
-from support.chatcore import inbox, queue_entries
+from support.chatcore import inbox as inbox_entries
+from support.chatcore import queue_entries
 from support.entries import T0, enqueue, load, make_entry
 
-from pack427 import audit, backlog, delivery, paths, processor, queue
+from pack427 import audit, backlog, constants, delivery, inbox, paths, processor, queue
 from pack427.models import QueueStatus, Region
 from pack427.notifier import EmulatorNotifier
 
@@ -44,7 +45,7 @@ def test_delivery_puts_the_message_in_the_inbox_once(db):
     assert delivery.deliver(db, load(db, entry), EmulatorNotifier(), actor="test", now=T0) == "skipped"
     assert queue.mark_delivered(db, load(db, entry), actor="test") is False
 
-    [received] = inbox(db, "bob")
+    [received] = inbox_entries(db, "bob")
     assert received["messageId"] == entry.message_id and received["text"] == "hello"
     stored = load(db, entry).entry
     assert stored.status == "DELIVERED" and stored.attempts == 1 and stored.delivered_at == T0
@@ -76,7 +77,7 @@ def test_failing_delivery_backs_off_then_drops_with_an_alert(db, capfd):
     alerts = [json.loads(line) for line in capfd.readouterr().err.splitlines() if '"alert"' in line]
     assert [(a["alert"], a["severity"], a["messageId"]) for a in alerts] == [("MESSAGE_DROPPED", "ERROR", entry.message_id)]
     # The push failed, the message did not get lost: it is in the inbox.
-    assert [m["messageId"] for m in inbox(db, "bob")] == [entry.message_id]
+    assert [m["messageId"] for m in inbox_entries(db, "bob")] == [entry.message_id]
 
 
 def test_delivery_that_fails_twice_succeeds_on_the_third_attempt(db):
@@ -91,7 +92,37 @@ def test_delivery_that_fails_twice_succeeds_on_the_third_attempt(db):
     assert outcomes == ["failed", "failed", "delivered"]
     stored = load(db, entry).entry
     assert stored.status == "DELIVERED" and stored.attempts == 3 and stored.last_error is None
-    assert len(inbox(db, "bob")) == 1
+    assert len(inbox_entries(db, "bob")) == 1
+
+
+def test_a_delivery_that_loses_every_race_for_the_head_is_not_a_failed_attempt(db, monkeypatch):
+    entry = make_entry()
+    enqueue(db, entry)
+    monkeypatch.setattr(constants, "INBOX_HEAD_RETRIES", 3)
+    read_heads = inbox.heads
+    moves = []
+
+    def moving(db_, uids):
+        found = read_heads(db_, uids)
+        # Between the delivery's read of the head and its commit, bob's device acks.
+        paths.inbox_head(db, "bob").set({"ackedSeq": len(moves)}, merge=True)
+        moves.append(True)
+        return found
+
+    monkeypatch.setattr(inbox, "heads", moving)
+    snapshot = paths.queue_entry(db, entry.target_region, entry.id).get()
+    assert delivery.on_enqueued(db, snapshot, EmulatorNotifier(), now=T0) == "busy"
+    assert len(moves) == 3
+    stored = load(db, entry).entry
+    # Nothing failed: no attempt counted, no back-off, still due now for the next worker.
+    assert (stored.status, stored.attempts, stored.next_attempt_at, stored.last_error) == (
+        "PENDING", 0, entry.next_attempt_at, None)
+    assert inbox_entries(db, "bob") == []
+
+    monkeypatch.setattr(inbox, "heads", read_heads)
+    assert processor.process_batch(db, Region.US, EmulatorNotifier(), now=T0).outcomes["delivered"] == 1
+    assert [e["messageId"] for e in inbox_entries(db, "bob")] == [entry.message_id]
+    assert load(db, entry).entry.attempts == 1
 
 
 def test_a_batch_takes_at_most_batch_size_and_only_due_entries(db):
@@ -131,7 +162,7 @@ def test_two_processors_draining_one_backlog_deliver_each_message_once(db, fires
     stored = queue_entries(db)
     assert len(stored) == 1000
     assert {(e["status"], e["attempts"]) for e in stored} == {("DELIVERED", 1)}
-    inbox_total = sum(len(inbox(db, f"user{u}")) for u in range(20))
+    inbox_total = sum(len(inbox_entries(db, f"user{u}")) for u in range(20))
     assert inbox_total == 1000
     assert all([h["action"] for h in e["history"]] == ["ENQUEUED", "DELIVERED"] for e in stored)
 
@@ -189,4 +220,4 @@ def test_duplicated_trigger_events_racing_deliver_once(db):
     per_entry = list(zip(*outcomes, strict=False))
     assert all(sorted(pair) == ["delivered", "skipped"] for pair in per_entry), per_entry
     assert {(e["status"], e["attempts"]) for e in queue_entries(db)} == {("DELIVERED", 1)}
-    assert sum(len(inbox(db, e.recipient_id)) for e in entries) == 30
+    assert sum(len(inbox_entries(db, e.recipient_id)) for e in entries) == 30

@@ -8,7 +8,7 @@ import pytest
 from support.chatcore import all_documents, billing_requests, count, head, inbox, make_chat, make_user, queue_entries
 from ulid import ULID
 
-from pack427 import chat_core, constants, processor, sending, sync, unread
+from pack427 import backlog, chat_core, constants, delivery, processor, sending, sync, unread
 from pack427.errors import InvalidArgument, NotFound, PermissionDenied
 from pack427.models import AckMessagesRequest, MarkAsReadRequest, Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
@@ -138,6 +138,42 @@ def test_user_without_document_or_with_unknown_region_uses_the_default_region(db
 
     [entry] = inbox(db, "ghost")
     assert entry["region"] == "APAC"
+
+
+def test_a_message_queued_with_nothing_ahead_is_placed_by_its_trigger_without_asking_the_queue(db, monkeypatch):
+    monkeypatch.setattr(constants, "INLINE_ATTEMPTS", 0)  # every send through the queue
+    make_user(db, "alice")
+    make_user(db, "bob")
+    make_chat(db, "c1", ["alice", "bob"])
+    first = sending.send_message(db, "alice", request(text="one")).messageId
+    second = sending.send_message(db, "alice", request(text="two")).messageId  # queued behind the first
+    entries = {e["messageId"]: e for e in queue_entries(db)}
+    assert (entries[first]["behindQueue"], entries[second]["behindQueue"]) == (False, True)
+    asked = []
+    awaiting_inbox = backlog.awaiting_inbox
+    monkeypatch.setattr(backlog, "awaiting_inbox", lambda *a, **k: asked.append(a[1:]) or awaiting_inbox(*a, **k))
+
+    def trigger(message_id):
+        snapshot = db.document(f"regions/EU/messageQueue/{message_id}_bob").get()
+        return delivery.on_enqueued(db, snapshot, EmulatorNotifier())
+
+    # The second's trigger fires first: it asks the queue and delivers the first before itself.
+    assert trigger(second) == "delivered"
+    assert [e["messageId"] for e in inbox(db, "bob")] == [first, second]
+    assert asked == [("c1", "bob")]
+    # The first's own trigger, late: nothing to do, and no query for it.
+    assert trigger(first) == "skipped"
+    assert asked == [("c1", "bob")]
+    # Nothing waits any more: the next send that may place finds the queue empty, clears the flag,
+    # and a message queued after it (a lost race) has nothing ahead again.
+    monkeypatch.setattr(constants, "INLINE_ATTEMPTS", 1)
+    third = sending.send_message(db, "alice", request(text="three")).messageId
+    assert db.document("chats/c1").get().get("deliveryQueued") is False
+    monkeypatch.setattr(constants, "INLINE_ATTEMPTS", 0)
+    fourth = sending.send_message(db, "alice", request(text="four")).messageId
+    assert trigger(fourth) == "delivered"
+    assert [e["messageId"] for e in inbox(db, "bob")] == [first, second, third, fourth]
+    assert len(asked) == 1 and head(db, "bob")["chats"]["c1"]["unread"] == 4
 
 
 def test_a_send_that_loses_a_race_for_a_head_goes_through_the_queue_and_keeps_the_chat_in_order(db, monkeypatch):

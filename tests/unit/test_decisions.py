@@ -100,21 +100,26 @@ def chat(queued: bool = False) -> Chat:
 def test_a_small_chat_with_nothing_queued_is_placed_by_the_send():
     plan = send_plan.plan_delivery(chat(), ["bob", "carol"], place=True, queue_checked_empty=False,
                                  needs_read_position=set())
-    assert plan == send_plan.DeliveryPlan(placed=["bob", "carol"], queued=[], chat_queued=False)
+    assert plan == send_plan.DeliveryPlan(placed=["bob", "carol"], queued=[], chat_queued=False, queue_clear=True)
 
 
 def test_a_chat_with_queued_messages_is_queued_unless_the_queue_was_found_empty():
     queued = send_plan.plan_delivery(chat(queued=True), ["bob"], place=True, queue_checked_empty=False,
                                    needs_read_position=set())
-    assert queued == send_plan.DeliveryPlan(placed=[], queued=["bob"], chat_queued=True)
+    # Behind a queued message of the chat: its trigger must deliver the older ones first.
+    assert queued == send_plan.DeliveryPlan(placed=[], queued=["bob"], chat_queued=True, queue_clear=False)
     cleared = send_plan.plan_delivery(chat(queued=True), ["bob"], place=True, queue_checked_empty=True,
                                     needs_read_position=set())
-    assert cleared == send_plan.DeliveryPlan(placed=["bob"], queued=[], chat_queued=False)
+    assert cleared == send_plan.DeliveryPlan(placed=["bob"], queued=[], chat_queued=False, queue_clear=True)
 
 
 def test_a_retry_or_a_large_chat_goes_through_the_queue_and_an_unchecked_flag_stays_set():
     retry = send_plan.plan_delivery(chat(), ["bob"], place=False, queue_checked_empty=False, needs_read_position=set())
-    assert retry == send_plan.DeliveryPlan(placed=[], queued=["bob"], chat_queued=True)
+    # Queued after lost races, with nothing of the chat queued before: nothing for its trigger to wait for.
+    assert retry == send_plan.DeliveryPlan(placed=[], queued=["bob"], chat_queued=True, queue_clear=True)
+    behind = send_plan.plan_delivery(chat(queued=True), ["bob"], place=False, queue_checked_empty=False,
+                                     needs_read_position=set())
+    assert behind.queue_clear is False
     many = [f"u{i}" for i in range(sending.constants.INLINE_MAX_RECIPIENTS + 1)]
     large = send_plan.plan_delivery(chat(), many, place=True, queue_checked_empty=False, needs_read_position=set())
     assert (large.placed, large.queued, large.chat_queued) == ([], many, True)
@@ -129,7 +134,7 @@ def test_a_retry_or_a_large_chat_goes_through_the_queue_and_an_unchecked_flag_st
 def test_a_recipient_whose_head_needs_a_read_position_is_queued_alone():
     plan = send_plan.plan_delivery(chat(), ["bob", "carol"], place=True, queue_checked_empty=False,
                                  needs_read_position={"carol"})
-    assert plan == send_plan.DeliveryPlan(placed=["bob"], queued=["carol"], chat_queued=True)
+    assert plan == send_plan.DeliveryPlan(placed=["bob"], queued=["carol"], chat_queued=True, queue_clear=True)
 
 
 # ------------------------------------------------------------ queue entries

@@ -92,6 +92,11 @@ class QueuedMessage(Document):
     """A nudge of the engine's own (see nudges): marked so in the inbox."""
     priority: bool = False
     """In the processor's priority lane (see processor.drain): the message's priority."""
+    behind_queue: bool = True
+    """An older message of the chat may still await an inbox in a queue: the first attempt
+    delivers the recipient's older ones first (delivery.deliver_in_order). False when the
+    send found none waiting (the chat's `deliveryQueued` clear): the trigger places the
+    message at once, without asking the queue."""
     requeues: int = 0
     """Times an operator put the entry back on the queue after it was dropped
     (`attempts` starts again at 0 each time)."""
