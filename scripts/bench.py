@@ -73,7 +73,8 @@ sys.path.insert(0, str(ROOT / "client"))
 
 from benchmarks import (  # noqa: E402
     coldstart,
-    contention,  # noqa: E402
+    compare,
+    contention,
     fanout,
     lanes,
     lifecycle,
@@ -389,7 +390,7 @@ def main() -> None:
         "mode": mode, "config": cfg, "sections": sections, "started": f"{started_at:%Y-%m-%d %H:%M} UTC",
         "machine": f"{os.cpu_count()} CPUs, {platform.system()} {platform.machine()}, Python {platform.python_version()}",
         "json": str(json_path.relative_to(ROOT) if json_path.is_relative_to(ROOT) else json_path),
-        "load_at_start": load(),
+        "load_at_start": load(), "commit": compare.commit(ROOT),
     }}
     t0 = time.perf_counter()
     project = os.environ.get("PACK427_PROJECT", "demo-pack427")
@@ -444,6 +445,8 @@ def main() -> None:
     results["meta"]["load_at_end"] = load()
 
     print_summary(results)
+    results["meta"]["compared"] = compare.summary(compare.previous(ROOT / "docs"), results)
+    print("\n" + "\n".join(results["meta"]["compared"]))
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2))
     print(f"\nresults: {json_path}")

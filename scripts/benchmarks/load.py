@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 import statistics
 import threading
@@ -495,6 +496,25 @@ def verify(db: firestore.Client, world: World, workload: Workload, *, prefix: st
     }
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by the Firestore emulator's JVM and by this process (the engine in
+    process, its simulated clients and the bench): what a step costs, whatever the machine's speed."""
+    emulator = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+            if b"java" in cmdline and b"firestore" in cmdline:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                emulator += (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            continue
+    own = os.times()
+    return {"emulator": emulator, "bench_process": own.user + own.system}
+
+
 def plain_writer(db: firestore.Client, world: World, step: int) -> dict:
     """The emulator's own floor at a step: the documents the step's sends placed, written by a plain writer.
 
@@ -514,7 +534,7 @@ def plain_writer(db: firestore.Client, world: World, step: int) -> dict:
     written: list = []
     lock = threading.Lock()
     latencies: list[float] = []
-    start, first = time.time(), messages[0].issued_at
+    start, first, cpu_before = time.time(), messages[0].issued_at, cpu_seconds()["emulator"]
 
     def write(s: Sent) -> None:
         due = start + (s.issued_at - first)
@@ -542,6 +562,7 @@ def plain_writer(db: firestore.Client, world: World, step: int) -> dict:
 
     with opcount.install().paused(), ThreadPoolExecutor(CLIENTS) as pool:
         list(pool.map(write, messages))
+        cpu = cpu_seconds()["emulator"] - cpu_before
         for begin in range(0, len(written), 400):  # leave the engine's next step the database it had
             batch = db.batch()
             for ref in written[begin:begin + 400]:
@@ -549,7 +570,7 @@ def plain_writer(db: firestore.Client, world: World, step: int) -> dict:
             batch.commit()
     return {"messages": len(latencies), "p50_ms": percentile(latencies, 50) * 1000,
             "p95_ms": percentile(latencies, 95) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
-            "mean_ms": statistics.mean(latencies) * 1000}
+            "mean_ms": statistics.mean(latencies) * 1000, "emulator_cpu_ms_per_message": cpu * 1000 / len(latencies)}
 
 
 def delivery_paths(db: firestore.Client, world: World, *, prefix: str, slowest: int = 30) -> dict:
@@ -630,25 +651,29 @@ def run(db: firestore.Client, backend_factory: Callable[[World], object], *, use
             run_step(world, backend, rate=rate, seconds=warmup_seconds, step=-1 - step)
             collect_latencies(db, world, -1 - step)
             errors_before = sum(world.errors.values())
-            spent_before = counter.snapshot()
+            spent_before, cpu_before = counter.snapshot(), cpu_seconds()
             with StallProbe() as stalls:
                 issued = run_step(world, backend, rate=rate, seconds=step_seconds, step=step)
                 latency = collect_latencies(db, world, step)
-            spent = counter.snapshot() - spent_before
+            spent, cpu_after = counter.snapshot() - spent_before, cpu_seconds()
+            cpu = {f"{k}_ms_per_message": (cpu_after[k] - cpu_before[k]) * 1000 / max(latency["messages"], 1)
+                   for k in cpu_after}
             plain = plain_writer(db, world, step)
             errors = sum(world.errors.values()) - errors_before
             achieved = latency["messages"] / max(issued["issue_seconds"], 1e-9)
             held = (latency.get("p95_ms", float("inf")) < P95_TARGET_S * 1000
                     and latency["undelivered_after_wait"] == 0 and errors == 0)
             steps.append(issued | latency | {"target_rate": rate, "achieved_rate": achieved, "errors": errors,
-                                             "held": held, "stalls": stalls.summary(), "plain_writer": plain,
+                                             "held": held, "stalls": stalls.summary(), "plain_writer": plain, "cpu": cpu,
                                              "lost_races_per_message": spent["failed_commits"] / max(latency["messages"], 1)})
             log(f"  load step {step}: {rate}/s, {latency['messages']} messages ({achieved:.1f}/s), "
                 f"p95 {latency.get('p95_ms', float('nan')):.0f} ms, p99 {latency.get('p99_ms', float('nan')):.0f} ms, "
                 f"p99.9 {latency.get('p999_ms', float('nan')):.0f} ms, mean {latency.get('mean_ms', float('nan')):.0f} ms, "
                 f"errors {errors}, held {held}; stalls {stalls.summary().get('lost_share', 0):.0%}; a plain writer of"
                 f" the same documents: p99 {plain.get('p99_ms', float('nan')):.0f} ms,"
-                f" mean {plain.get('mean_ms', float('nan')):.0f} ms")
+                f" mean {plain.get('mean_ms', float('nan')):.0f} ms, emulator CPU"
+                f" {plain.get('emulator_cpu_ms_per_message', float('nan')):.0f} ms a message; CPU a message: emulator"
+                f" {cpu['emulator_ms_per_message']:.0f} ms, engine and bench {cpu['bench_process_ms_per_message']:.0f} ms")
             if not held:
                 break
         spent = counter.snapshot() - before

@@ -14,6 +14,9 @@ TARGETS = {
     "writes": 10, "reads": 12, "round_trips": 14, "triggers": 1, "group_writes_per_recipient": 4,
     # issue 17: a load run counts only with real traffic: half the users sent a message, on average
     "load_users": 10_000, "load_min_messages": 5_000,
+    # issue 28: the load run's tail, a busy recipient, a hot chat
+    "load_p99_ms": 1000, "load_mean_ms": 100, "load_min_rate_held": 80, "load_to_plain_writer": 1.5,
+    "busy_p95_to_quiet": 2.0, "busy_placed_by_send": 0.8, "hot_chat_to_plain_writer": 0.5, "hot_chat_lost_races": 1.0,
 }
 SEED = {"p95_same_region_ms": 2000, "p95_cross_region_ms": 5000, "drain_per_minute": 200, "sync_1000_s": 10.0}
 STAGE_FUNCTIONS = {"send": "pack427_sendMessage", "deliver": "pack427_onMessageEnqueued (each queue entry)",
@@ -136,6 +139,28 @@ def targets(results: dict) -> list[str]:
                          f" held {_f(held, '{:.1f}/s', 'none')}",
                          run["setup"]["users"] >= t["load_users"] and messages >= t["load_min_messages"]
                          and run["all_checks_zero"] and held is not None))
+            if mode == "engine":
+                rows += _tail_rows(run)
+    load = results.get("load") or {}
+    hot = next((h for h in load.get("hot_chat", []) if h["senders"] == 20), None)
+    if hot and hot.get("plain_writer"):
+        rows.append(("hot chat, 20 senders: messages/s over a plain writer's conditional updates of one document from"
+                     " 20 writers; lost races a message",
+                     f"at least {t['hot_chat_to_plain_writer']}; at most {t['hot_chat_lost_races']:.0f}",
+                     f"{hot['ratio_to_plain_writer']:.2f} ({hot['messages_per_s']:.1f}/s /"
+                     f" {hot['plain_writer']['writes_per_s']:.1f}/s); {hot['failed_commits_per_message']:.1f}",
+                     hot["ratio_to_plain_writer"] >= t["hot_chat_to_plain_writer"]
+                     and hot["failed_commits_per_message"] <= t["hot_chat_lost_races"]))
+    busy = load.get("busy_recipient")
+    if busy:
+        b = busy["busy"]
+        rows.append((f"busy recipient ({busy['chats']} chats x {busy['rate_per_chat']:g}/s, {busy['devices']} devices"
+                     " acking): p95 over one chat alone's; placed by their sends",
+                     f"at most {t['busy_p95_to_quiet']:.0f}; at least {t['busy_placed_by_send']:.0%}",
+                     f"{busy['ratio_p95_to_quiet']:.2f} ({b['p95_ms']:,.0f} ms / {busy['quiet']['p95_ms']:,.0f} ms);"
+                     f" {b['placed_by_send_share']:.0%}",
+                     busy["ratio_p95_to_quiet"] <= t["busy_p95_to_quiet"]
+                     and b["placed_by_send_share"] >= t["busy_placed_by_send"]))
     ts = results.get("ts_client")
     if ts:
         lat, core = ts["latency"], ts["size"]["core"]
@@ -153,13 +178,36 @@ def targets(results: dict) -> list[str]:
     return out + [""]
 
 
+def _tail_rows(run: dict) -> list[tuple[str, str, str, bool]]:
+    """Issue 28's targets for the engine mode's load run: the highest rate held, and at every step
+    held, p99 under 1 s and mean under 100 ms, or within 1.5 times the plain writer's at that step."""
+    t = TARGETS
+    held = run.get("highest_rate_held") or 0
+    rows = [("load run, mode engine: the highest rate held", f"at least {t['load_min_rate_held']}/s",
+             f"{held:.1f}/s", held >= t["load_min_rate_held"])]
+    for step in run["steps"]:
+        if not step["held"] or "p99_ms" not in step:
+            continue
+        plain = step.get("plain_writer") or {}
+        near_floor = bool(plain) and (step["p99_ms"] <= t["load_to_plain_writer"] * plain["p99_ms"]
+                                      and step["mean_ms"] <= t["load_to_plain_writer"] * plain["mean_ms"])
+        rows.append((f"load run, mode engine, {step['target_rate']:g}/s: p99 and mean send-to-inbox",
+                     f"under {t['load_p99_ms']:,} ms and {t['load_mean_ms']} ms, or within"
+                     f" {t['load_to_plain_writer']} times the plain writer's",
+                     f"{step['p99_ms']:,.0f} ms, {step['mean_ms']:,.0f} ms (plain writer"
+                     f" {_f(plain.get('p99_ms'))} ms, {_f(plain.get('mean_ms'))} ms)",
+                     (step["p99_ms"] < t["load_p99_ms"] and step["mean_ms"] < t["load_mean_ms"]) or near_floor))
+    return rows
+
+
 def markdown(results: dict, image: str | None) -> str:
     meta = results["meta"]
     out = [
         "# Benchmarks",
         "",
         f"Rendered by `scripts/bench` from `{meta['json']}` ({meta['mode']} mode, started {meta['started']},"
-        f" {meta['seconds']:.0f} s). Machine: {meta['machine']}.",
+        f" {meta['seconds']:.0f} s), commit {meta.get('commit', 'unknown')}; its figures are in"
+        f" `docs/BENCHMARKS.json`, which the next run compares itself with. Machine: {meta['machine']}.",
         "Load average (1/5/15 min) when each section finished is noted next to it (the machine has 2 cores: a load of 20 means",
         "ten times more work waiting than cores); these machines are shared,",
         "and the emulators are slower than Firestore. Compare ratios rather than absolute figures.",
@@ -168,6 +216,8 @@ def markdown(results: dict, image: str | None) -> str:
         "What the engine changed because of these numbers, with before and after: `docs/BENCHMARK-CHANGES.md`.",
         "",
     ]
+    if meta.get("compared"):
+        out += ["## Against the previous page", "", *meta["compared"], ""]
     out += targets(results)
     out += stalls(results)
     lat = results.get("latency")
@@ -385,9 +435,13 @@ def load_section(load: dict) -> list[str]:
            "emulator starts a Python worker, seconds each, whenever all of a function's are busy). A step is held",
            "when its send-to-inbox p95 (every recipient) is under 1 s, every message reached every inbox and no",
            "call failed; the run stops at the first step not held.",
-           "Mode `engine`: the callables' services in process on 20 simulated instances, queue entries handed",
-           "to the trigger's service by a Firestore listener. Mode `suite`: real callables over HTTP and the",
-           "suite's real trigger.", ""]
+           "Mode `engine`: the callables' services in process on 20 simulated instances, each queue entry a send",
+           "created (read by its id) handed to the trigger's service on 8 more. Mode `suite`: real callables over",
+           "HTTP and the suite's real trigger. After each step, a plain writer writes the documents the step's sends",
+           "placed (message, idempotency record, chat, rate window, each recipient's inbox entry and head) at the",
+           "same moments, on the same emulator: where the engine comes near it, the emulator is the limit. CPU a",
+           "message: what the emulator's JVM and the bench's own process (engine, clients, bench) used in the step,",
+           "over its messages (comparable between machines and commits where times are not).", ""]
     for mode, run in load.items():
         if not isinstance(run, dict) or "steps" not in run:
             continue
@@ -396,12 +450,19 @@ def load_section(load: dict) -> list[str]:
                 f"{st['users']:,} users ({st['offline']:,} offline), {st['direct_chats']:,} direct chats, {st['groups']}"
                 f" groups ({st['group_members']:,} memberships); devices registered in {st['register_devices_s']:.0f} s."
                 f" Load: {run.get('load', '?')}.", "",
-                "| rate (messages/s) | messages | achieved | deliveries | p50 | p95 | p99 | undelivered | errors | held | time lost to stalls |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+                "| rate (messages/s) | messages | achieved | deliveries | p50 | p95 | p99 | p99.9 | mean"
+                " | plain writer p99 / mean | lost races a message | CPU a message: emulator / engine and bench"
+                " | undelivered | errors | held | time lost to stalls |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for step in run["steps"]:
-            stalls = step.get("stalls") or {}
+            stalls, plain, cpu = step.get("stalls") or {}, step.get("plain_writer") or {}, step.get("cpu") or {}
             out.append(f"| {step['target_rate']} | {step['messages']:,} | {step['achieved_rate']:.1f}/s | {step['deliveries']:,}"
                        f" | {_f(step.get('p50_ms'))} ms | {_f(step.get('p95_ms'))} ms | {_f(step.get('p99_ms'))} ms"
+                       f" | {_f(step.get('p999_ms'))} ms | {_f(step.get('mean_ms'))} ms"
+                       f" | {_f(plain.get('p99_ms'), missing='-')} / {_f(plain.get('mean_ms'), missing='-')} ms"
+                       f" | {_f(step.get('lost_races_per_message'), '{:.2f}', '-')}"
+                       f" | {_f(cpu.get('emulator_ms_per_message'), missing='-')} / "
+                       f"{_f(cpu.get('bench_process_ms_per_message'), missing='-')} ms"
                        f" | {step['undelivered_after_wait']} | {step['errors']} | {'yes' if step['held'] else '**no**'}"
                        f" | {_f(stalls.get('lost_share'), '{:.0%}', '-')} |")
         top = " (every step of the ladder held: the limit is above it)" if all(x["held"] for x in run["steps"]) else ""
@@ -413,22 +474,60 @@ def load_section(load: dict) -> list[str]:
                 f" devices caught up by sync, {v['duplicate_sends']:,} sends repeated with their clientMessageId; call errors:"
                 f" {v['call_errors'] or 'none'}; one scheduled-processor pass delivered"
                 f" {v['delivered_by_the_scheduled_processor']:,} before the checks.", ""]
+        if run.get("paths"):
+            o = run["ops_per_delivery"]
+            out += ["Deliveries by path (send: the send's own commit; trigger and processor: a queue entry awaiting"
+                    " its inbox): " + ", ".join(f"{p} {r['share']:.1%} (p99 {r['p99_ms']:,.0f} ms)"
+                                                for p, r in run["paths"].items()) + ".",
+                    f"The whole mix per delivered message ({o['deliveries']:,} deliveries of {o['messages']:,} messages,"
+                    f" the op counter over every operation of the steps): {o['reads']:.2f} reads, {o['writes']:.2f}"
+                    f" writes, {o['round_trips']:.2f} round trips, {o['failed_commits']:.2f} lost races.", ""]
+            if run.get("queries_per_message"):
+                out += ["Queries per message over the mix, by shape (on the emulator each one scans every document"
+                        " of its collection id; Firestore answers them from indexes): "
+                        + "; ".join(f"{n:.2f} `{shape}`" for shape, n in run["queries_per_message"].items()) + ".", ""]
     if load.get("hot_chat"):
         out += ["### One hot chat", "",
                 "N members of one chat send 10 messages each, as fast as they go, each on an instance of its own",
-                "(engine, in process): every send writes the chat conditionally, so they serialise on it.", "",
-                "| senders | messages/s | lost races a message | round trips a message |", "|---|---|---|---|"]
-        out += [f"| {h['senders']} | {h['messages_per_s']:.1f} | {h['failed_commits_per_message']:.2f} |"
-                f" {h['round_trips_per_message']:.1f} |" for h in load["hot_chat"]]
+                "(engine, in process): every send writes the chat conditionally, so they serialise on it. Beside it,",
+                "the floor of any design that orders a chat on one document: a plain writer's conditional updates of",
+                "one document from N writers, as many, on the same emulator.", "",
+                "| senders | messages/s | lost races a message | round trips a message | plain writer: updates/s"
+                " | its lost races an update | engine over plain writer |", "|---|---|---|---|---|---|---|"]
+        for h in load["hot_chat"]:
+            plain = h.get("plain_writer") or {}
+            out.append(f"| {h['senders']} | {h['messages_per_s']:.1f} | {h['failed_commits_per_message']:.2f} |"
+                       f" {h['round_trips_per_message']:.1f} | {_f(plain.get('writes_per_s'), '{:.1f}', '-')} |"
+                       f" {_f(plain.get('lost_races_per_write'), '{:.2f}', '-')} |"
+                       f" {_f(h.get('ratio_to_plain_writer'), '{:.2f}', '-')} |")
         out.append("")
+    busy = load.get("busy_recipient")
+    if busy:
+        q, b = busy["quiet"], busy["busy"]
+        out += ["### A busy recipient", "",
+                f"One recipient receives from {busy['chats']} direct chats at once, {busy['rate_per_chat']:g} messages/s"
+                f" each (Poisson), for {busy['seconds']:.0f} s, while {busy['devices']} of their devices sync and ack"
+                " every 200 ms; before it, the same recipient from one chat alone, without devices.", "",
+                "| | messages | p50 | p95 | p99 | mean | placed by their sends | lost races a message |",
+                "|---|---|---|---|---|---|---|---|"]
+        for label, r in (("one chat alone", q), ("busy", b)):
+            out.append(f"| {label} | {r['messages']} | {r['p50_ms']:,.0f} ms | {r['p95_ms']:,.0f} ms |"
+                       f" {r['p99_ms']:,.0f} ms | {r['mean_ms']:,.0f} ms | {r['placed_by_send_share']:.0%} |"
+                       f" {r['lost_races_per_message']:.2f} |")
+        out += ["", f"p95 busy over alone: {busy['ratio_p95_to_quiet']:.2f}.", ""]
     return out
 
 
 def render(results: dict, docs: Path) -> None:
-    """Write docs/BENCHMARKS.md and docs/bench-latency.png (when there are latency samples)."""
+    """Write docs/BENCHMARKS.md, the figures it was rendered from (docs/BENCHMARKS.json, which the next
+    run compares itself with: benchmarks/compare.py) and docs/bench-latency.png (when there are samples)."""
+    from benchmarks import compare
+
     docs.mkdir(parents=True, exist_ok=True)
     image = "bench-latency.png" if histogram(results, docs / "bench-latency.png") else None
-    (docs / "BENCHMARKS.md").write_text(markdown(results, image))
+    figures = compare.digest(results)
+    (docs / "BENCHMARKS.json").write_text(json.dumps(figures, indent=1) + "\n")
+    (docs / "BENCHMARKS.md").write_text(markdown(figures, image))
 
 
 def merge(files: list[Path]) -> dict:

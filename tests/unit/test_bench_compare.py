@@ -1,0 +1,65 @@
+"""The benchmark page's guard: it is what its figures render to, and a run says what got worse against them."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+
+from support.emulator import ROOT
+
+sys.path[:0] = [str(ROOT / "scripts")]
+from benchmarks import compare, report  # noqa: E402
+
+
+def results(p99_ms: float = 400, held_80: bool = True, writes: float = 10, hot_20: float = 5.0) -> dict:
+    step = lambda rate, p99, held: {"target_rate": rate, "p95_ms": p99 / 2, "p99_ms": p99, "mean_ms": p99 / 10,  # noqa: E731
+                                    "held": held}
+    return {"meta": {"commit": "abc1234", "started": "2026-12-02 00:00 UTC"},
+            "ops": {"per_message": {"reads": 10.0, "writes": writes, "round_trips": 10.0}},
+            "load": {"engine": {"highest_rate_held": 80.0 if held_80 else 40.0,
+                                "steps": [step(40, 300, True), step(80, p99_ms, held_80)]},
+                     "hot_chat": [{"senders": 20, "messages_per_s": hot_20}]}}
+
+
+def worse(before: dict, after: dict) -> list[str]:
+    return [c.figure for c in compare.compare(before, after) if c.worse]
+
+
+def test_a_run_like_the_pages_figures_changes_nothing_and_noise_is_not_a_change():
+    assert compare.compare(results(), results()) == []
+    assert compare.compare(results(p99_ms=400), results(p99_ms=450)) == []  # 12%: within the noise
+
+
+def test_a_slower_tail_a_step_no_longer_held_and_one_more_write_are_worse():
+    assert worse(results(), results(p99_ms=8000)) == ["load engine at 80/s mean ms", "load engine at 80/s p95 ms",
+                                                       "load engine at 80/s p99 ms"]
+    assert set(worse(results(), results(held_80=False))) == {"load engine at 80/s held",
+                                                             "load engine highest rate held"}
+    assert worse(results(), results(writes=11)) == ["1:1 message writes"]  # counts: exact
+    assert worse(results(), results(hot_20=2.0)) == ["hot chat 20 senders messages/s"]
+    better = [c.figure for c in compare.compare(results(p99_ms=8000), results()) if not c.worse]
+    assert "load engine at 80/s p99 ms" in better
+
+
+def test_the_summary_names_the_pages_commit_and_the_figures_that_got_worse():
+    lines = compare.summary(results(), results(p99_ms=8000))
+    assert "commit abc1234" in lines[0]
+    assert lines[1].startswith("- worse: ") and "load engine at 80/s p99 ms: 400.00 -> 8,000.00 (20.00x)" in lines[1]
+    assert compare.summary(None, results())[0].startswith("No figures")
+
+
+def test_the_digest_keeps_every_figure_but_the_raw_samples():
+    full = results() | {"latency": {"same_region": {"p95_ms": 70.0, "samples_ms": [1.0] * 200}}}
+    kept = compare.digest(full)
+    assert "samples_ms" not in kept["latency"]["same_region"] and kept["latency"]["same_region"]["p95_ms"] == 70.0
+    assert "samples_ms" in full["latency"]["same_region"]  # the run's own results are left whole
+    assert compare.figures(kept) == compare.figures(copy.deepcopy(full))
+
+
+def test_the_benchmark_page_is_what_its_figures_render_to():
+    # No hand edit, no splice of another run's sections: the page is rendered from docs/BENCHMARKS.json whole.
+    figures = json.loads((ROOT / "docs" / "BENCHMARKS.json").read_text())
+    image = "bench-latency.png" if (ROOT / "docs" / "bench-latency.png").exists() else None
+    assert report.markdown(figures, image) == (ROOT / "docs" / "BENCHMARKS.md").read_text()
+    assert figures["meta"].get("commit"), "the page names the commit it was measured on"
