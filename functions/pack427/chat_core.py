@@ -3,10 +3,17 @@
 The chat core owns these documents; this engine only reads them, except the
 chat's `lastMessage`, which each send writes. Their shape is documented in
 README.md.
+
+An instance remembers the participants of the small chats it read
+(`known_participants`), so that a send can read the chat and what it needs of
+its participants in one round trip: a guess, always checked against the chat
+as read in that same round trip (see sending).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +41,40 @@ class LoadedChat:
 def load_chat(db: Client, chat_id: str) -> LoadedChat:
     """The chat, or NotFound."""
     return chat_of(chat_id, store.Read.of(paths.chat(db, chat_id).get()))
+
+
+KNOWN_CHATS = 10_000
+"""Chats whose participants one instance remembers (least recently read forgotten first)."""
+KNOWN_PARTICIPANTS = 51
+"""Only chats of at most this many participants are remembered (a send reads a larger one's
+recipients chunk by chunk, in its fan-out)."""
+
+_known: OrderedDict[tuple[str, str], tuple[str, ...]] = OrderedDict()
+"""(project, chat id) -> participants."""
+_known_lock = threading.Lock()
+
+
+def known_participants(db: Client, chat_id: str) -> tuple[str, ...] | None:
+    """The participants of `chat_id` when this instance last read it (None: not known here)."""
+    with _known_lock:
+        found = _known.get((db.project, chat_id))
+        if found is not None:
+            _known.move_to_end((db.project, chat_id))
+        return found
+
+
+def remember(db: Client, loaded: LoadedChat, chat_id: str) -> LoadedChat:
+    """Note the participants of `loaded` (a small chat) for `known_participants`; returns `loaded`."""
+    participants, key = tuple(loaded.chat.participants), (db.project, chat_id)
+    with _known_lock:
+        if len(participants) <= KNOWN_PARTICIPANTS:
+            _known[key] = participants
+            _known.move_to_end(key)
+            while len(_known) > KNOWN_CHATS:
+                _known.popitem(last=False)
+        else:
+            _known.pop(key, None)
+    return loaded
 
 
 def chat_of(chat_id: str, doc: store.Read) -> LoadedChat:

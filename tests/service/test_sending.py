@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from support.chatcore import all_documents, billing_requests, count, head, inbox, make_chat, make_user, queue_entries
+from support.emulator import ROOT
 from ulid import ULID
 
-from pack427 import backlog, chat_core, constants, delivery, processor, sending, sync, unread
+from pack427 import backlog, chat_core, constants, delivery, processor, sending, settings, sync, unread
 from pack427.errors import InvalidArgument, NotFound, PermissionDenied
-from pack427.models import AckMessagesRequest, MarkAsReadRequest, Region, SendMessageRequest
+from pack427.models import AckMessagesRequest, EngineSettings, MarkAsReadRequest, Region, SendMessageRequest
 from pack427.notifier import EmulatorNotifier
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from benchmarks import opcount  # noqa: E402  the bench's counter of Firestore RPCs
 
 
 def request(chat_id: str = "c1", text: str = "hello", client_id: str | None = None) -> SendMessageRequest:
@@ -138,6 +143,50 @@ def test_user_without_document_or_with_unknown_region_uses_the_default_region(db
 
     [entry] = inbox(db, "ghost")
     assert entry["region"] == "APAC"
+
+
+def round_trips(work) -> int:
+    """Firestore RPCs `work` makes (batch gets, queries, commits), counted at the client's generated methods."""
+    counter = opcount.install()
+    before = counter.snapshot()
+    work()
+    return (counter.snapshot() - before)["round_trips"]
+
+
+def test_a_second_send_to_a_chat_reads_it_with_its_participants_in_one_round_trip(db, monkeypatch):
+    # config/engine is read once every few seconds per instance: not what this counts.
+    monkeypatch.setattr(settings, "current", lambda db_, **_: EngineSettings())
+    make_user(db, "alice")
+    make_user(db, "bob")
+    make_chat(db, "one-trip", ["alice", "bob"])
+    sent = []
+    first = round_trips(lambda: sent.append(sending.send_message(db, "alice", request("one-trip", "one")).messageId))
+    second = round_trips(lambda: sent.append(sending.send_message(db, "bob", request("one-trip", "two")).messageId))
+    third = round_trips(lambda: sent.append(sending.send_message(db, "alice", request("one-trip", "three")).messageId))
+    # The chat, then profiles and heads, then the commit; after that the instance knows the chat.
+    assert (first, second, third) == (3, 2, 2)
+    assert [e["messageId"] for e in inbox(db, "bob")] == [sent[0], sent[2]]
+    assert [e["messageId"] for e in inbox(db, "alice")] == [sent[1]]
+    assert head(db, "bob")["chats"]["one-trip"]["unread"] == 2
+
+
+def test_members_added_or_removed_since_the_instance_last_read_the_chat_count_at_the_next_send(db):
+    for uid in ("alice", "bob", "carol"):
+        make_user(db, uid)
+    make_chat(db, "c1", ["alice", "bob"])
+    one = sending.send_message(db, "alice", request(text="one")).messageId  # the instance now knows [alice, bob]
+    db.document("chats/c1").update({"participants": ["alice", "bob", "carol"]})  # the chat core adds carol
+    two = sending.send_message(db, "alice", request(text="two")).messageId
+    assert [e["messageId"] for e in inbox(db, "carol")] == [two]
+    db.document("chats/c1").update({"participants": ["alice", "carol"]})  # and removes bob
+    three = sending.send_message(db, "alice", request(text="three")).messageId
+    assert [e["messageId"] for e in inbox(db, "bob")] == [one, two]
+    assert [e["messageId"] for e in inbox(db, "carol")] == [two, three]
+    db.document("chats/c1").update({"participants": ["bob", "carol"]})  # alice is out
+    with pytest.raises(PermissionDenied):
+        sending.send_message(db, "alice", request(text="four"))
+    assert count(db, "chats/c1/messages") == 3 and [e["messageId"] for e in inbox(db, "carol")] == [two, three]
+    assert db.document("chats/c1").get().get("lastMessage")["messageId"] == three
 
 
 def test_a_message_queued_with_nothing_ahead_is_placed_by_its_trigger_without_asking_the_queue(db, monkeypatch):
