@@ -552,8 +552,9 @@ def print_summary(results: dict) -> None:
                 print("  deliveries by path: " + ", ".join(
                     f"{p} {r['share']:.1%} (p99 {r['p99_ms']:.0f} ms)" for p, r in run["paths"].items()))
                 o = run["ops_per_delivery"]
-                print(f"  per delivered message over the whole mix: {o['reads']:.2f} reads, {o['writes']:.2f} writes,"
-                      f" {o['round_trips']:.2f} round trips, {o['failed_commits']:.2f} lost races")
+                if o:  # mode engine: the engine's calls are this process's
+                    print(f"  per delivered message over the whole mix: {o['reads']:.2f} reads, {o['writes']:.2f}"
+                          f" writes, {o['round_trips']:.2f} round trips, {o['failed_commits']:.2f} lost races")
             print("  checks (all must be 0): " + ", ".join(f"{k} {v[k]}" for k in load_run.ZERO_CHECKS)
                   + f" -> {'all zero' if run['all_checks_zero'] else 'NOT ALL ZERO'}")
             print(f"  {v['accepted_messages']} messages, {v['inbox_entries']} inbox entries, "

@@ -56,9 +56,15 @@ def plain_conditional_writes(db: firestore.Client, *, writers: int, writes_each:
     lost = 0
     lock = threading.Lock()
 
+    counter = opcount.install()
+
     def writer(_: int) -> None:
+        with counter.paused():  # not the engine's (paused per thread)
+            write(writes_each)
+
+    def write(times: int) -> None:
         nonlocal lost
-        for _ in range(writes_each):
+        for _ in range(times):
             while True:
                 snapshot = ref.get()
                 try:
