@@ -84,6 +84,7 @@ from benchmarks import (  # noqa: E402
     webchat,
 )
 from benchmarks import load as load_run  # noqa: E402
+from benchmarks.load import percentile  # noqa: E402
 from benchmarks.stalls import StallProbe  # noqa: E402
 from firebase_functions import logger as functions_logger  # noqa: E402
 from google.cloud import firestore  # noqa: E402
@@ -101,11 +102,6 @@ SEED_P95_SAME_REGION_S = 2.0
 SEED_P95_CROSS_REGION_S = 5.0
 SEED_DRAIN_PER_MINUTE = 200
 SEED_SYNC_1000_S = 10.0
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 class InboxClock:

@@ -41,11 +41,7 @@ from pack427.models import (
 from pack427.notifier import EmulatorNotifier
 
 from . import opcount
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+from .load import percentile
 
 
 def plain_conditional_writes(db: firestore.Client, *, writers: int, writes_each: int) -> dict:
@@ -133,9 +129,9 @@ class _Harness:
         self.lock = threading.Lock()
 
     def send(self, uid: str, chat_id: str) -> None:
-        issued = time.time()
-        result = sending.send_message(db := self.db, uid, SendMessageRequest(
-            chatId=chat_id, clientMessageId=str(ULID()), text="busy"))
+        db, issued = self.db, time.time()
+        result = sending.send_message(db, uid, SendMessageRequest(chatId=chat_id, clientMessageId=str(ULID()),
+                                                                  text="busy"))
         with self.lock:
             self.sent.append((result.messageId, issued))
         entry = paths.queue_entry(db, Region.EU, QueuedMessage.entry_id(result.messageId, self.recipient)).get()
