@@ -19,7 +19,6 @@ from pack427 import (
     fan_out,
     metrics,
     processor,
-    queue,
     scheduling,
     sync,
     typing_state,
@@ -117,11 +116,6 @@ def pack427_processMessageQueue(event: scheduler_fn.ScheduledEvent) -> None:
     processor.drain(db.client(), default_notifier())
 
 
-@scheduler_fn.on_schedule(schedule="every day 03:00", timeout_sec=540, **SCHEDULED_JOB)
-def pack427_cleanupMessages(event: scheduler_fn.ScheduledEvent) -> None:
-    queue.cleanup_delivered(db.client())
-
-
 @scheduler_fn.on_schedule(schedule="every 5 minutes", timeout_sec=120, **SCHEDULED_JOB)
 def pack427_exportQueueStats(event: scheduler_fn.ScheduledEvent) -> None:
     metrics.export_queue_stats(db.client())
@@ -153,7 +147,3 @@ def pack427_getUnreadCounts(req: https_fn.CallableRequest) -> dict:
 def pack427_recalculateUnreadCounters(req: https_fn.CallableRequest) -> dict:
     return callables.handle_without_arguments(req, unread.recalculate)
 
-
-@scheduler_fn.on_schedule(schedule="every 5 minutes", timeout_sec=120, **SCHEDULED_JOB)
-def pack427_cleanupTypingEvents(event: scheduler_fn.ScheduledEvent) -> None:
-    typing_state.cleanup_expired(db.client())

@@ -135,8 +135,8 @@ def show_entry(region: Region, entry_id: str) -> None:
     say(f"  {entry.target_region.value}/{entry.id}: {entry.status.value}, attempts={entry.attempts}{error}")
 
 
-def show_history(message_id: str) -> None:
-    for event in audit.history(db, message_id):
+def show_history(chat_id: str, message_id: str) -> None:
+    for event in audit.history(db, chat_id, message_id):
         how = " (placed by the send)" if event.details.get("placedBySend") else ""
         say(f"    {event.at:%H:%M:%S.%f}"[:-3] + f"  {event.action:<9} by {event.actor:<9} attempts={event.attempts}{how}")
 
@@ -188,11 +188,11 @@ def main() -> None:
     show_entry(*carol_entry)
 
     say("\n4. Audit trail of the first message, of the retried push (to Dave) and of the dropped one (to Carol):")
-    show_history(first["messageId"])
+    show_history("alice-bob", first["messageId"])
     say("    --")
-    show_history(to_dave["messageId"])
+    show_history("alice-dave", to_dave["messageId"])
     say("    --")
-    show_history(to_carol["messageId"])
+    show_history("alice-carol", to_carol["messageId"])
 
     say("\n5. Inboxes:")
     for name, uid in (("Alice", alice), ("Bob", bob), ("Dave", dave), ("Carol", carol)):

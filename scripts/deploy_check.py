@@ -9,7 +9,9 @@
 2. firestore.rules compiles, with no issue at all (warnings included), in a
    private Firestore emulator on a free port.
 3. firestore.indexes.json has the shape `firebase deploy` accepts and no
-   duplicate. That it declares every index the engine's queries need is
+   duplicate, a TTL policy on each field of pack427.paths.TTL_FIELDS and on no
+   other, and the single-field index exemptions of pack427.paths.INDEX_EXEMPTIONS
+   (and no other). That it declares every index the engine's queries need is
    tests/service/test_indexes.py's job: it derives the need from the queries the
    code runs.
 4. Cursors would be signed with a deployment secret, never the development
@@ -72,9 +74,7 @@ EXPECTED: dict[str, dict] = {
         "eventType": "google.cloud.firestore.document.v1.created",
         "document": "chats/{chatId}/messages/{messageId}"}},
     "pack427_processMessageQueue": {"scheduleTrigger": {"schedule": "every 1 minutes"}},
-    "pack427_cleanupMessages": {"scheduleTrigger": {"schedule": "every day 03:00"}},
     "pack427_exportQueueStats": {"scheduleTrigger": {"schedule": "every 5 minutes"}},
-    "pack427_cleanupTypingEvents": {"scheduleTrigger": {"schedule": "every 5 minutes"}},
 }
 """The deployed functions (shared/DESIGN.md: names are the public API)."""
 
@@ -93,9 +93,7 @@ OPTIONS: dict[str, dict] = {
     "pack427_onFanOut": _options(1024, 540, 1, 1, 0, 20),
     "pack427_onChatCoreMessage": _options(512, 60, 40, 1, 0, 100),
     "pack427_processMessageQueue": _options(1024, 120, 1, 1, 0, 1),
-    "pack427_cleanupMessages": _options(512, 540, 1, 1, 0, 1),
     "pack427_exportQueueStats": _options(512, 120, 1, 1, 0, 1),
-    "pack427_cleanupTypingEvents": _options(512, 120, 1, 1, 0, 1),
 }
 """What each function runs with (functions/main.py; docs/CAPACITY.md, "Function options", says why)."""
 
@@ -295,6 +293,33 @@ def _wait(url: str, seconds: float) -> None:
     raise RuntimeError(f"the Firestore emulator did not start within {seconds} s")
 
 
+DEPLOY_CONFIG = "firebase.deploy.json"
+"""What `scripts/deploy` hands `firebase deploy --config`: firebase.json with the indexes of the mode
+being deployed (write_deploy_config). Written at the root, so that its paths mean what firebase.json's do."""
+
+
+def deploy_indexes(root: Path, manifest: dict) -> dict:
+    """firestore.indexes.json, and in chat-core mode (the functions have pack427_onChatCoreMessage)
+    the index of the chat-core sweep (pack427.chat_core_intake.SWEEP_FIELD_OVERRIDES)."""
+    from pack427 import chat_core_intake
+
+    spec = json.loads((root / "firestore.indexes.json").read_text())
+    if ONLY_IN_CHAT_CORE_MODE & set(manifest.get("endpoints", {})):
+        spec["fieldOverrides"] = spec.get("fieldOverrides", []) + chat_core_intake.SWEEP_FIELD_OVERRIDES
+    return spec
+
+
+def write_deploy_config(root: Path, manifest: dict) -> Path:
+    """Write DEPLOY_CONFIG and the indexes it names (.firebase/firestore.indexes.deploy.json); its path."""
+    indexes = root / ".firebase" / "firestore.indexes.deploy.json"
+    indexes.parent.mkdir(exist_ok=True)
+    indexes.write_text(json.dumps(deploy_indexes(root, manifest), indent=2) + "\n")
+    config = json.loads((root / "firebase.json").read_text())
+    config["firestore"]["indexes"] = str(indexes.relative_to(root))
+    (root / DEPLOY_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    return root / DEPLOY_CONFIG
+
+
 def check_indexes(path: Path) -> list[str]:
     """Problems with the shape and content of firestore.indexes.json."""
     try:
@@ -320,6 +345,7 @@ def check_indexes(path: Path) -> list[str]:
         if key in seen:
             problems.append(f"{where}: duplicate index")
         seen.add(key)
+    problems += _ttl_and_exemption_problems(path.name, spec.get("fieldOverrides", []))
     for i, override in enumerate(spec.get("fieldOverrides", [])):
         where = f"{path.name}: fieldOverrides[{i}]"
         if not isinstance(override, dict) or not all(isinstance(override.get(k), str)
@@ -330,6 +356,32 @@ def check_indexes(path: Path) -> list[str]:
             problems.append(f"{where}: ttl must be true or false")
         for j, f in enumerate(override.get("indexes", [])):
             problems += [f"{where}.indexes[{j}]: {p}" for p in _field_problems(f, needs_path=False)]
+    return problems
+
+
+def _ttl_and_exemption_problems(name: str, overrides: list) -> list[str]:
+    """The TTL policies and index exemptions the engine relies on (pack427.paths.TTL_FIELDS,
+    INDEX_EXEMPTIONS) are declared, and no other override turns indexing off or on TTL."""
+    from pack427 import paths
+
+    declared = {(o.get("collectionGroup"), o.get("fieldPath")): o for o in overrides if isinstance(o, dict)}
+    problems = []
+    for group, field in paths.TTL_FIELDS.items():
+        override = declared.get((group, field))
+        if override is None or override.get("ttl") is not True:
+            problems.append(f"{name}: no TTL policy on {group}.{field} (pack427.paths.TTL_FIELDS)")
+    ttl = {(group, field) for (group, field), o in declared.items() if o.get("ttl") is True}
+    problems += [f"{name}: TTL policy on {g}.{f}, which the engine does not set (pack427.paths.TTL_FIELDS)"
+                 for g, f in sorted(ttl - set(paths.TTL_FIELDS.items()))]
+    exempt = {(group, field) for group, fields in paths.INDEX_EXEMPTIONS.items() for field in fields}
+    for group, field in sorted(exempt):
+        override = declared.get((group, field))
+        if override is None or override.get("indexes") != []:
+            problems.append(f"{name}: {group}.{field} must have its single-field indexes exempted (\"indexes\": [];"
+                            " pack427.paths.INDEX_EXEMPTIONS)")
+    off = {key for key, o in declared.items() if o.get("indexes") == []}
+    problems += [f"{name}: {g}.{f} is exempted from indexing, but not in pack427.paths.INDEX_EXEMPTIONS"
+                 for g, f in sorted(off - exempt)]
     return problems
 
 
@@ -364,6 +416,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
     parser.add_argument("--render-alerts", action="store_true", help="write monitoring/ from the code, then check")
+    parser.add_argument("--write-deploy-config", action="store_true",
+                        help=f"after the checks pass, write {DEPLOY_CONFIG} for `firebase deploy --config`")
     args = parser.parse_args()
     root = args.root.resolve()
     # No credentials, no project of anyone's: nothing here may reach Google.
@@ -394,6 +448,13 @@ def main() -> int:
         for problem in problems:
             print(f"  {problem}")
         failed = failed or bool(problems)
+    if args.write_deploy_config and not failed:
+        written = write_deploy_config(root, manifest())
+        problems = check_indexes(root / json.loads(written.read_text())["firestore"]["indexes"])
+        print(f"deploy config: {written.name} ({'ok' if not problems else 'FAILED'})")
+        for problem in problems:
+            print(f"  {problem}")
+        failed = bool(problems)
     return 1 if failed else 0
 
 

@@ -58,6 +58,20 @@ REFUSED = "refused"
 CATCH_UP = 50
 """Older messages not yet taken that one trigger takes before its own."""
 
+SWEEP_FIELD_OVERRIDES: list[dict] = [{
+    "collectionGroup": "messages", "fieldPath": "createdAt", "indexes": [
+        {"order": "ASCENDING", "queryScope": "COLLECTION"},  # a chat's own, as Firestore makes by default
+        {"order": "DESCENDING", "queryScope": "COLLECTION"},
+        {"arrayConfig": "CONTAINS", "queryScope": "COLLECTION"},
+        {"order": "ASCENDING", "queryScope": "COLLECTION_GROUP"},  # the sweep's, across every chat
+    ],
+}]
+"""The index the sweep needs, deployed only in chat-core mode (scripts/deploy adds it to
+firestore.indexes.json when the functions have pack427_onChatCoreMessage). Its collection-group
+entries are the messages' creation times across every chat: a sequential index that caps message
+creation at about 500 a second for the whole database (docs/CAPACITY.md), which engine mode
+does not pay."""
+
 SWEEP_LAG_SECONDS = 60
 """A message younger than this is left to its own trigger by the sweep."""
 SWEEP_BATCH = 200

@@ -6,7 +6,7 @@ with application default credentials (`gcloud auth application-default login`).
 
     stats                      per-region figures of the last 5 minutes, as a table
     process                    run the queue processor now, with progress
-    history MESSAGE_ID         the message's full audit trail
+    history CHAT_ID MESSAGE_ID the message's full audit trail
     requeue-dropped [--region R]
                                dead letters back to PENDING (attempts reset), audited
     resync USER CHAT           bring every message of CHAT into USER's inbox
@@ -21,6 +21,8 @@ with application default credentials (`gcloud auth application-default login`).
     nudge USER KEY TEXT        send USER a system nudge (idempotent by KEY)
     rate-limit [N] [--reason TEXT]
                                show or set the sends allowed per user per minute
+    set-expiry                 give documents written before the TTL policies their expiresAt (once,
+                               after upgrading; docs/RUNBOOK.md)
     heatmap [--days N] [--out FILE]
                                a PNG of delivery latency by weekday and hour, per region
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
 from datetime import timedelta
@@ -44,7 +47,7 @@ from google.cloud.firestore import Client
 from . import audit, backlog, clock, fan_out, heatmap, metrics, nudges, processor, settings, unread
 from .models import EngineMode, Region
 from .notifier import Notifier, default_notifier
-from .ops import quarantined, release, repair_inbox, requeue_dropped, resync
+from .ops import quarantined, release, repair_inbox, requeue_dropped, resync, set_expiry
 
 
 def _print_stats(db: Client) -> None:
@@ -90,8 +93,8 @@ def _process(db: Client, notifier: Notifier) -> None:
     print("waiting now: " + ", ".join(f"{r} {n}" for r, n in left.items()))
 
 
-def _history(db: Client, message_id: str) -> None:
-    events = audit.history(db, message_id)
+def _history(db: Client, chat_id: str, message_id: str) -> None:
+    events = audit.history(db, chat_id, message_id)
     if not events:
         print(f"no audit events for message {message_id}")
         return
@@ -135,7 +138,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("stats", help="per-region figures of the last window")
     commands.add_parser("process", help="run the queue processor now")
-    commands.add_parser("history", help="a message's audit trail").add_argument("message_id")
+    history = commands.add_parser("history", help="a message's audit trail")
+    history.add_argument("chat_id")
+    history.add_argument("message_id")
     requeue_parser = commands.add_parser("requeue-dropped", help="dead letters back to PENDING")
     requeue_parser.add_argument("--region", choices=[r.value for r in Region])
     resync_parser = commands.add_parser("resync", help="bring a chat's messages into a user's inbox")
@@ -159,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     limit_parser = commands.add_parser("rate-limit", help="show or set the sends allowed per user per minute")
     limit_parser.add_argument("per_minute", nargs="?", type=int)
     limit_parser.add_argument("--reason")
+    commands.add_parser("set-expiry", help="give documents written before the TTL policies their expiresAt")
     heat_parser = commands.add_parser("heatmap", help="a PNG of send-to-inbox latency by weekday and hour, per region")
     heat_parser.add_argument("--days", type=int, default=28, help="the stored statistics of the last N days (28)")
     heat_parser.add_argument("--out", default="delivery-heatmap.png", help="the PNG to write")
@@ -178,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         case "process":
             _process(db, notifier)
         case "history":
-            _history(db, args.message_id)
+            _history(db, args.chat_id, args.message_id)
+        case "set-expiry":
+            print(json.dumps(set_expiry(db, progress=say)))
         case "requeue-dropped":
             regions = (Region(args.region),) if args.region else tuple(r for r in Region)
             requeued = requeue_dropped(db, regions=regions, progress=say)

@@ -36,8 +36,23 @@ by fan-out in chunks (see fan_out), whose job document lists the recipients:
 10,000 uids of 128 characters at most stay under Firestore's 1 MiB."""
 
 DELIVERED_RETENTION_DAYS = 7
-"""DELIVERED queue entries older than this are removed by the daily cleanup.
-DROPPED entries are dead letters and stay until an operator acts."""
+"""How long a DELIVERED queue entry (and the trail in its history) is kept: it carries
+`expiresAt` = deliveredAt + this, and Firestore's TTL policy on it deletes the entry
+within a day after that. DROPPED entries are dead letters: no expiresAt, they stay
+until an operator acts."""
+
+HISTORY_READ_CHUNK = 500
+"""Participants' inbox entries `ops history` reads a round trip (a fan-out's placements)."""
+
+IDEMPOTENCY_RETENTION_DAYS = 31
+"""How long an idempotency record is kept after its send (after its deliverAt, for a
+scheduled one): `expiresAt`, which Firestore's TTL policy deletes within a day after."""
+
+CLIENT_MESSAGE_ID_MAX_AGE_DAYS = 30
+"""A send whose clientMessageId (a ULID) was made longer ago than this, and whose record
+is not found, is refused (failed-precondition, reason client_message_id_expired): it may
+be a retry whose record TTL has deleted, and accepting it could duplicate the message.
+One day shorter than IDEMPOTENCY_RETENTION_DAYS, for clients whose clock runs ahead."""
 
 PROCESSOR_TIME_BUDGET_SECONDS = 50
 """How long one scheduled run keeps draining batches: it ends before the next
@@ -143,9 +158,6 @@ each attempt reads again; one writer wins each round."""
 
 RECALCULATE_PARALLELISM = 16
 """Counters one recalculation recounts at once: each is a few round trips."""
-
-TYPING_CLEANUP_PAGE = 500
-"""Expired typing events one cleanup query takes."""
 
 DEFAULT_CHAT_LIST_LIMIT = 20
 MAX_CHAT_LIST_LIMIT = 50

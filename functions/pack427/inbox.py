@@ -329,6 +329,12 @@ def seq_before_delivered_after(db: Client, uid: str, at: datetime) -> int:
     return heads(db, [uid])[uid].state.seq
 
 
+def entries_of_users(db: Client, uids: list[str], message_id: str) -> list[tuple[str, InboxEntry]]:
+    """(uid, entry) of each of `uids` whose inbox holds `message_id` (the others left out), one round trip."""
+    refs = [paths.inbox_entry(db, uid, message_id) for uid in uids]
+    return [(s.reference.parent.parent.id, _entry(s)) for s in db.get_all(refs) if s.exists]
+
+
 def entries(db: Client, uid: str, message_ids: list[str]) -> list[InboxEntry]:
     """The inbox entries of `uid` among `message_ids` (missing ones left out), one round trip."""
     refs = [paths.inbox_entry(db, uid, message_id) for message_id in message_ids]

@@ -9,10 +9,10 @@ message twice.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from google.api_core import exceptions as gexc
-from google.cloud.firestore import Client
+from google.cloud.firestore import Client, CollectionReference, Query
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.transforms import DELETE_FIELD
 from pydantic import ValidationError
@@ -21,10 +21,13 @@ from . import (
     audit,
     chat_core,
     clock,
+    constants,
     delivery,
     inbox,
+    nudges,
     paths,
     queue,
+    send_plan,
     store,
     unread,
 )
@@ -288,3 +291,71 @@ def repair_inbox(
         outcomes = delivery.deliver_in_order(db, chat_id, uid, notifier, actor=actor, now=now)
         delivered += sum(outcome is delivery.Outcome.DELIVERED for outcome in outcomes.values())
     return InboxRepairReport(recounted=recount.changes, requeued=requeued, retried=retried, delivered=delivered)
+
+
+EXPIRY_PAGE = 400
+"""Documents read per query (and updated per commit) by set_expiry."""
+
+
+def set_expiry(db: Client, *, now: datetime | None = None, progress: Progress | None = None) -> dict[str, int]:
+    """Give the documents written before their TTL field existed their `expiresAt` (once, after upgrading
+    from a deployment with the cleanup functions; see docs/RUNBOOK.md): DELIVERED queue entries
+    (delivered_expiry of their deliveredAt) and idempotency records (send_plan.record_expiry of their
+    createdAt, or, for a scheduled send, of the latest deliverAt it can have). Nudge records keep none.
+    Idempotent: a document that has one is left alone.
+
+    Returns:
+        How many documents got one, per collection (`messageQueue`, `idempotencyKeys`).
+    """
+    at_now: datetime = now or clock.now()
+    latest_schedule = timedelta(days=constants.MAX_SCHEDULE_DAYS)
+
+    def time_of(data: dict, field: str) -> datetime:
+        value = data.get(field)
+        return value if isinstance(value, datetime) else at_now  # a hand-edited one: dated from today
+
+    def entry_expiry(data: dict) -> datetime | None:
+        return queue.delivered_expiry(time_of(data, "deliveredAt"))
+
+    def record_expiry(data: dict) -> datetime | None:
+        created = time_of(data, "createdAt")
+        return send_plan.record_expiry(created, created + latest_schedule if data.get("scheduled") else None)
+
+    counts = {"messageQueue": 0, "idempotencyKeys": 0}
+    for region in Region:
+        delivered = paths.queue(db, region).where(filter=FieldFilter("status", "==", QueueStatus.DELIVERED.value))
+        counts["messageQueue"] += _expire_untimed(db, delivered, entry_expiry, progress)
+    records = paths.idempotency_keys(db)
+    counts["idempotencyKeys"] += _expire_untimed(
+        db, records, lambda data: None if data.get("senderId") == nudges.SENDER else record_expiry(data), progress)
+    return counts
+
+
+def _expire_untimed(db: Client, query: Query | CollectionReference, expiry: Callable[[dict], datetime | None],
+                    progress: Progress | None) -> int:
+    """Set `expiresAt` = expiry(document) on each document of `query` that has none, a commit per page,
+    each write conditional on the document as read; how many got one. A page whose commit meets a
+    change is written document by document, leaving out those changed meanwhile (a run again takes them)."""
+    updated, last = 0, None
+    while True:
+        page_query = query.order_by("__name__").limit(EXPIRY_PAGE)
+        page = list((page_query.start_after(last) if last is not None else page_query).stream())
+        if not page:
+            return updated
+        last = page[-1]
+        writes = [(s, at) for s in page if (s.to_dict() or {}).get("expiresAt") is None
+                  and (at := expiry(s.to_dict() or {})) is not None]
+        batch = db.batch()
+        for snapshot, at in writes:
+            store.update_if_unchanged(db, batch, snapshot.reference, snapshot.update_time, {"expiresAt": at})
+        if not writes:
+            continue
+        if store.commit_if_unchanged(batch):
+            updated += len(writes)
+        else:
+            for snapshot, at in writes:
+                one = db.batch()
+                store.update_if_unchanged(db, one, snapshot.reference, snapshot.update_time, {"expiresAt": at})
+                updated += store.commit_if_unchanged(one)
+        if progress is not None:
+            progress(f"expiresAt set on {updated} documents so far")

@@ -146,3 +146,34 @@ def engine_settings(db: Client) -> DocumentReference:
 def intake_sweep(db: Client) -> DocumentReference:
     """`config/intakeSweep`: how far the processor has swept the chat core's messages (chat_core_intake.sweep)."""
     return db.collection("config").document("intakeSweep")
+
+
+# ------------------------------------------------------------- indexes and TTL
+
+TTL_FIELDS: dict[str, str] = {
+    "messageQueue": "expiresAt",  # DELIVERED entries (queue.delivered_expiry)
+    "idempotencyKeys": "expiresAt",  # after IDEMPOTENCY_RETENTION_DAYS (send_plan.record_expiry)
+    "rateLimits": "expiresAt",  # idle windows (rate_limit)
+    "typingEvents": "expiresAt",  # expired events (typing_state)
+}
+"""Collection group -> the field Firestore's TTL policy deletes its documents by
+(firestore.indexes.json, `ttl: true`; `scripts/deploy --check` holds the two together).
+Deletion comes within a day after the time: nothing in the engine depends on it sooner."""
+
+INDEX_EXEMPTIONS: dict[str, tuple[str, ...]] = {
+    "idempotencyKeys": ("createdAt", "messageId", "expiresAt"),
+    "rateLimits": ("updatedAt", "expiresAt", "sends"),
+    "chats": ("lastMessage",),
+    "scheduledMessages": ("createdAt", "updatedAt"),
+    "messageQueue": ("createdAt", "updatedAt", "expiresAt"),
+    "deviceSyncStates": ("updatedAt", "registeredAt"),
+    "typingEvents": ("createdAt", "updatedAt", "expiresAt"),
+    "inboxHead": ("chats",),
+}
+"""Fields whose automatic single-field indexes are turned off (fieldOverrides with no
+indexes): sequential values (timestamps, ULIDs; a map or array of them: the chat's
+lastMessage, its id and time, and the rate window's sends) that no query reads through
+their own index, which would cap their collection at 500 writes a second
+(docs/CAPACITY.md), and the inbox head's `chats` map, whose index entries grow with the
+chats a user has. A map's exemption covers its fields. Composite indexes that hold such
+a field (the chat list's participants + lastMessage.createdAt) are not affected."""

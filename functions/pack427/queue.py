@@ -1,4 +1,4 @@
-"""A queue entry's life: its creation, its state changes (each with its history event), its cleanup.
+"""A queue entry's life: its creation, its state changes (each with its history event), its expiry.
 
 What waits in the queues (due entries, entries awaiting their inbox, depth)
 is read in backlog.
@@ -14,7 +14,8 @@ Every change is conditional on the entry being unchanged since it was read
 one entry, exactly one changes it and the other learns it lost. No
 transactions, so no locks are held while a delivery talks to the network.
 Each change appends its event to the entry's `history` in the same write
-(see audit).
+(see audit). A DELIVERED entry carries `expiresAt` (delivered_expiry): Firestore's
+TTL policy on it deletes the entry, and its trail, DELIVERED_RETENTION_DAYS later.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client, WriteBatch
 from google.cloud.firestore_v1 import DocumentSnapshot
-from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import ValidationError
 
 from . import alerts, audit, clock, constants, paths, store
@@ -167,13 +167,18 @@ class Change:
     action: str | None = None
 
 
+def delivered_expiry(delivered_at: datetime) -> datetime:
+    """When a DELIVERED entry's TTL comes (its `expiresAt`): DELIVERED_RETENTION_DAYS after delivery."""
+    return delivered_at + timedelta(days=constants.DELIVERED_RETENTION_DAYS)
+
+
 def delivered(
     entry: QueuedMessage, *, now: datetime, inbox_seq: int | None = None, details: dict[str, Any] | None = None
 ) -> Change:
     """`entry` delivered at `now` by an attempt (inbox entry placed at `inbox_seq` by the same commit, if given)."""
     attempts = entry.attempts + 1
     fields = {"status": QueueStatus.DELIVERED.value, "awaitingInbox": False, "attempts": attempts,
-              "deliveredAt": now, "lastError": None}
+              "deliveredAt": now, "expiresAt": delivered_expiry(now), "lastError": None}
     if inbox_seq is not None:
         fields["inboxSeq"] = inbox_seq
     return Change(fields, QueueStatus.DELIVERED, attempts, details or {})
@@ -197,7 +202,7 @@ def requeued(entry: QueuedMessage, *, now: datetime, placed_seq: int | None, pla
     or DELIVERED if its message reached the inbox at `placed_seq` (only its push kept failing)."""
     if placed_seq is not None:
         fields = {"status": QueueStatus.DELIVERED.value, "awaitingInbox": False, "deliveredAt": placed_at or now,
-                  "inboxSeq": placed_seq, "lastError": None}
+                  "expiresAt": delivered_expiry(placed_at or now), "inboxSeq": placed_seq, "lastError": None}
         return Change(fields, QueueStatus.DELIVERED, entry.attempts, {"requeued": True, "alreadyInInbox": True})
     fields = {"status": QueueStatus.PENDING.value, "awaitingInbox": True, "attempts": 0, "nextAttemptAt": now,
               "lastError": None, "requeues": entry.requeues + 1}
@@ -305,32 +310,3 @@ def defer(db: Client, loaded: LoadedEntry, *, until: datetime, now: datetime) ->
     store.update_if_unchanged(db, batch, paths.queue_entry(db, loaded.entry.target_region, loaded.entry.id),
                               loaded.update_time, {"nextAttemptAt": until, "updatedAt": now})
     return store.commit_if_unchanged(batch)
-
-
-def cleanup_delivered(db: Client, *, now: datetime | None = None) -> dict[str, int]:
-    """Delete DELIVERED entries older than DELIVERED_RETENTION_DAYS in every region.
-
-    DROPPED entries are dead letters and are kept; so is the audit trail.
-
-    Returns:
-        Per region, how many entries were deleted.
-    """
-    cutoff = (now or clock.now()) - timedelta(days=constants.DELIVERED_RETENTION_DAYS)
-    return {region.value: _delete_delivered_before(db, region, cutoff) for region in Region}
-
-
-def _delete_delivered_before(db: Client, region: Region, cutoff: datetime) -> int:
-    query = (
-        paths.queue(db, region)
-        .where(filter=FieldFilter("status", "==", QueueStatus.DELIVERED.value))
-        .where(filter=FieldFilter("deliveredAt", "<", cutoff))
-        .limit(500)
-    )
-    deleted = 0
-    while refs := [s.reference for s in query.select([]).stream()]:
-        batch = db.batch()
-        for ref in refs:
-            batch.delete(ref)
-        batch.commit()
-        deleted += len(refs)
-    return deleted

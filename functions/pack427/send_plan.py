@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from ulid import ULID
 
 from . import clock, constants
-from .errors import InvalidArgument
+from .errors import FailedPrecondition, InvalidArgument
 from .models import Chat, ChatMessage, LastMessage
 
 
@@ -95,6 +95,28 @@ def last_message(message: ChatMessage) -> LastMessage:
         has_content=message.content_ref is not None,
         created_at=message.created_at,
     )
+
+
+def record_expiry(sent_at: datetime, deliver_at: datetime | None = None) -> datetime:
+    """When a send's idempotency record may go (its `expiresAt`, a TTL field):
+    IDEMPOTENCY_RETENTION_DAYS after the send, or after its deliverAt when scheduled."""
+    return max(sent_at, deliver_at or sent_at) + timedelta(days=constants.IDEMPOTENCY_RETENTION_DAYS)
+
+
+def check_client_message_id_age(client_message_id: str, now: datetime) -> None:
+    """FailedPrecondition (reason client_message_id_expired) if `client_message_id` (a ULID) was
+    made more than CLIENT_MESSAGE_ID_MAX_AGE_DAYS before `now`.
+
+    Asked only when no record of it was found: a send that old may be a retry whose record
+    its TTL deleted, and accepting it could deliver the message twice. A client clock up to a
+    day ahead of the server's is covered (see constants)."""
+    made = ULID.from_str(client_message_id).datetime
+    if made < now - timedelta(days=constants.CLIENT_MESSAGE_ID_MAX_AGE_DAYS):
+        raise FailedPrecondition(
+            f"clientMessageId {client_message_id} was made on {made:%Y-%m-%d}, more than"
+            f" {constants.CLIENT_MESSAGE_ID_MAX_AGE_DAYS} days ago: a send that old may be a retry the"
+            " engine no longer remembers; send it again with a new clientMessageId if it is still wanted",
+            {"reason": "client_message_id_expired", "maxAgeDays": constants.CLIENT_MESSAGE_ID_MAX_AGE_DAYS})
 
 
 def check_deliver_at(deliver_at_ms: int, now: datetime) -> None:

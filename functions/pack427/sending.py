@@ -139,6 +139,8 @@ def send_message(
             in the last minute (details.retryAfterMs).
         InvalidArgument: the clientMessageId was already used for another message,
             or deliverAt is not in the next MAX_SCHEDULE_DAYS.
+        FailedPrecondition (reason client_message_id_expired): no record of the
+            clientMessageId, which was made more than CLIENT_MESSAGE_ID_MAX_AGE_DAYS ago.
         Aborted: the chat or the sender's rate window kept changing for
             SEND_CONFLICT_RETRIES attempts.
     """
@@ -280,6 +282,8 @@ def _commit_send(
         users, others = chat_core.load_users_with(db, uids, also)
     if others[record_ref.path].exists:  # a retry: the first result, before any check or hook
         return _first_result(others[record_ref.path].to_dict() or {}, request)
+    if admitted is None:  # a scheduled message's delivery key is the engine's own: never too old
+        send_plan.check_client_message_id_age(request.clientMessageId, now)
     if request.deliverAt is not None and admitted is None:
         send_plan.check_deliver_at(request.deliverAt, now)
     window = rate_limit.from_snapshot(db, sender_id, others[window_ref.path], now=now)
@@ -342,7 +346,8 @@ def _commit_schedule(
     )
     batch = db.batch()
     record_doc = IdempotencyRecord(message_id=request.clientMessageId, chat_id=request.chatId, sender_id=sender_id,
-                                   payload_hash=_payload_hash(request), scheduled=True, created_at=now)
+                                   payload_hash=_payload_hash(request), scheduled=True, created_at=now,
+                                   expires_at=send_plan.record_expiry(now, scheduled.deliver_at))
     batch.create(paths.idempotency_key(db, sender_id, request.clientMessageId), record_doc.to_firestore())
     batch.create(paths.scheduled_message(db, sender_id, request.clientMessageId), scheduled.to_firestore())
     rate_limit.add_send(db, batch, window, record)
@@ -355,7 +360,7 @@ def _add_message(db: Client, batch: WriteBatch, request: SendMessageRequest, mes
     """Add the message and its idempotency record (with the recipients the send `placed`) to `batch`."""
     record = IdempotencyRecord(message_id=message.id, chat_id=message.chat_id, sender_id=message.sender_id,
                                payload_hash=_payload_hash(request), placed_by_send=placed,
-                               created_at=message.created_at)
+                               created_at=message.created_at, expires_at=send_plan.record_expiry(message.created_at))
     batch.create(paths.idempotency_key(db, message.sender_id, request.clientMessageId), record.to_firestore())
     batch.create(paths.chat_message(db, message.chat_id, message.id), message.to_firestore())
 

@@ -4,8 +4,10 @@ A user typing in a chat is one document, `regions/{region}/typingEvents/
 {chatId}_{userId}` in the user's home region, with `expiresAt` = the last
 refresh + TYPING_TTL_SECONDS. Readers take an event whose `expiresAt` has
 passed as "not typing", so a lost "stopped" (app killed, network gone) ends
-the indicator within 10 s. Cleanup deletes expired events every 5 minutes;
-a Firestore TTL policy on `expiresAt` is the production backstop.
+the indicator within 10 s. Firestore's TTL policy on `expiresAt` deletes expired
+events (within a day): nothing depends on it sooner, since every reader, the
+engine's and the apps' listeners, goes by `expiresAt`, and a user has at most one
+event per chat, so what waits for deletion stays bounded.
 
 Write cost: clients send "typing" on keystrokes, many a second. An update
 rewrites the event only when less than TYPING_REFRESH_SECONDS of its TTL is
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from google.api_core import exceptions as gexc
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -126,43 +127,6 @@ def get_typing_users(
     policy.participant_chat(db, request.chatId, uid)
     events = typing_users(db, request.chatId, now=now, exclude=uid)
     return GetTypingUsersResult(typingUsers=[TypingUser(userId=e.user_id, expiresAt=e.expires_at) for e in events])
-
-
-def cleanup_expired(
-    db: Client, *, now: datetime | None = None, regions: tuple[Region, ...] = tuple(Region)
-) -> dict[str, int]:
-    """`pack427_cleanupTypingEvents`: delete events whose `expiresAt` has passed.
-
-    Each delete is conditional on the event being unchanged since the query
-    read it: an event refreshed meanwhile (the user typed again) stays.
-
-    Args:
-        now: events that expired before this are deleted (default: the clock).
-        regions: the regions to clean (default: all).
-
-    Returns:
-        Per region, how many events were deleted.
-    """
-    now = now or clock.now()
-    deleted: dict[str, int] = {}
-    for region in regions:
-        deleted[region.value] = 0
-        while True:
-            query = (
-                paths.typing_events(db, region)
-                .where(filter=FieldFilter("expiresAt", "<=", now))
-                .limit(constants.TYPING_CLEANUP_PAGE)
-            )
-            page = list(query.stream())
-            for snapshot in page:
-                try:
-                    snapshot.reference.delete(option=db.write_option(last_update_time=snapshot.update_time))
-                    deleted[region.value] += 1
-                except (gexc.FailedPrecondition, gexc.NotFound):
-                    continue  # refreshed or stopped meanwhile
-            if len(page) < constants.TYPING_CLEANUP_PAGE:
-                break
-    return deleted
 
 
 def _event(snapshot: DocumentSnapshot, chat_id: str, uid: str | None = None) -> TypingEvent | None:

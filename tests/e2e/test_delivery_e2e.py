@@ -49,7 +49,7 @@ def test_message_posted_to_the_callable_is_in_the_inbox_when_the_call_returns(su
     assert received["text"] == "hi Alice" and received["senderId"] == bob and received["region"] == "EU"
     assert inbox_ref(suite_db, bob, first["messageId"]).get().get("via") == "send"
     for message_id, recipient in ((first["messageId"], bob), (reply["messageId"], alice)):
-        [delivered] = audit.history(suite_db, message_id)
+        [delivered] = audit.history(suite_db, "ab", message_id)
         assert (delivered.action, delivered.entry_id, delivered.details["placedBySend"]) == (
             "DELIVERED", f"{message_id}_{recipient}", True)
     assert queue_entries(suite_db) == []  # both online: nothing queued, no trigger ran
@@ -140,7 +140,7 @@ def test_always_failing_delivery_is_retried_with_backoff_then_dropped(suite_db, 
 
     stored = queue.load(suite_db, Region.APAC, entry_id).entry
     assert stored.status == "DROPPED" and stored.attempts == 5
-    placed, *history = [e for e in audit.history(suite_db, sent["messageId"]) if e.action != "ENQUEUED"]
+    placed, *history = [e for e in audit.history(suite_db, "ac", sent["messageId"]) if e.action != "ENQUEUED"]
     assert (placed.action, placed.actor, placed.details["placedBySend"]) == ("DELIVERED", f"user:{alice}", True)
     assert [(e.action, e.actor) for e in history] == [("FAILED", "trigger")] + [("FAILED", "scheduler")] * 3 + [("DROPPED", "scheduler")]
     gaps = [(b.at - a.at).total_seconds() for a, b in zip(history, history[1:], strict=False)]

@@ -68,7 +68,7 @@ def test_a_large_group_send_commits_the_message_with_its_job_and_the_fan_out_rea
     [push] = queue_entries(db)  # only the offline member's push, the message already in their inbox
     assert (push["recipientId"], push["awaitingInbox"], push["inboxSeq"]) == ("m03", False, 1)
     assert jobs(db) == [] and db.document("chats/big").get().get("fanOutPending") is False
-    trail = {(e.entry_id, e.actor, e.action) for e in audit.history(db, result.messageId)}
+    trail = {(e.entry_id, e.actor, e.action) for e in audit.history(db, "big", result.messageId)}
     placed = {(f"{result.messageId}_{uid}", "fanOut", "DELIVERED") for uid in members[1:] if uid != "m07"}
     assert trail == placed | {(f"{result.messageId}_m03", "fanOut", "ENQUEUED")}  # and the push entry, not yet sent
 

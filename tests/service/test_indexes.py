@@ -52,7 +52,6 @@ from pack427 import (
     ops,
     paths,
     processor,
-    queue,
     rollback,
     scheduling,
     sending,
@@ -132,7 +131,10 @@ def shape_of(structured, where: str = "") -> Shape:
 
 def single_field_ok(shape: Shape, field: str, mode: str, overrides: list[dict]) -> bool:
     scope = "COLLECTION_GROUP" if shape.group else "COLLECTION"
-    override = next((o for o in overrides if o["collectionGroup"] == shape.collection and o["fieldPath"] == field), None)
+    # A map's override holds for its fields too (`lastMessage` for `lastMessage.createdAt`): the nearest wins.
+    enclosing = [field.rsplit(".", n)[0] for n in range(field.count(".") + 1)]
+    override = next((o for path in enclosing for o in overrides
+                     if o["collectionGroup"] == shape.collection and o["fieldPath"] == path), None)
     if override is None:
         return not shape.group  # automatic single-field indexes exist for collection scope only
     for index in override.get("indexes", []):
@@ -253,8 +255,8 @@ def run_every_query(db, monkeypatch) -> None:
     processor.drain(db, notifier, regions=tuple(Region), actor="test", time_budget_s=30)
     rollback.deliver_now(db, "g", sent[0], notifier, now=now)  # the rollback switch's delivery in the request
     sent.append(send("alice", 5))  # nothing waits any more: placed by the send
-    audit.history(db, sent[0])
-    audit.history(db, sent[-1])
+    audit.history(db, "g", sent[0])
+    audit.history(db, "g", sent[-1])
     metrics.export_queue_stats(db, now=now + timedelta(minutes=1))
     heatmap.load(db, now - timedelta(days=28))
     backlog.due_entries(db, Region.EU, now=now, limit=10, shard=0)  # the fanned-out drain's slice
@@ -262,6 +264,7 @@ def run_every_query(db, monkeypatch) -> None:
     ops.requeue_dropped(db, now=now)
     ops.resync(db, "carol", "g", notifier, now=now)
     ops.quarantined(db)
+    ops.set_expiry(db, now=now)
     db.document("users/dave/inboxHead/current").set({"seq": "damaged"})
     ops.repair_inbox(db, "dave", notifier, now=now)  # rebuilds the head from the inbox, retries what waited
 
@@ -286,8 +289,6 @@ def run_every_query(db, monkeypatch) -> None:
 
     typing_state.update_typing_state(db, "bob", UpdateTypingStateRequest(chatId="g", isTyping=True), now=now)
     typing_state.get_typing_users(db, "alice", GetTypingUsersRequest(chatId="g"), now=now)
-    typing_state.cleanup_expired(db, now=now + timedelta(minutes=1))
-    queue.cleanup_delivered(db, now=now + timedelta(days=30))
 
 
 # The queries apps run themselves (README, firestore.rules), not through the package.
@@ -301,6 +302,12 @@ CLIENT_QUERIES = [
 
 
 def declared() -> dict:
+    """What a chat-core mode deployment has: firestore.indexes.json and the sweep's index (scripts/deploy)."""
+    spec = engine_mode_declared()
+    return spec | {"fieldOverrides": spec["fieldOverrides"] + chat_core_intake.SWEEP_FIELD_OVERRIDES}
+
+
+def engine_mode_declared() -> dict:
     return json.loads((ROOT / "firestore.indexes.json").read_text())
 
 
@@ -313,6 +320,9 @@ def test_every_query_the_code_runs_has_its_index(db, recorded, monkeypatch):
     missing = sorted({(s.collection, s.group, tuple(sorted(s.equalities)), s.orders, s.where)
                       for s in shapes if missing_index(s, declared())})
     assert not missing, "queries without a declared index:\n" + "\n".join(map(str, missing))
+    # Engine mode deploys firestore.indexes.json alone: only the chat-core sweep needs more.
+    engine_mode = sorted({s.where for s in shapes if missing_index(s, engine_mode_declared())})
+    assert engine_mode and all("chat_core_intake.sweep" in where for where in engine_mode), engine_mode
 
     # And no composite index that nothing uses: each costs an index write on every write of its collection.
     needing = [s for s in shapes if len(s.fields) > 1]
@@ -330,12 +340,31 @@ def test_the_check_fails_when_an_index_is_missing(db, recorded, monkeypatch):
     full = declared()
     for kind in ("indexes", "fieldOverrides"):
         for n, dropped in enumerate(full[kind]):
-            if dropped.get("ttl"):
-                continue  # TTL policies are there for deletion (checked below), not for queries
+            if dropped.get("ttl") or dropped.get("indexes") == []:
+                continue  # TTL policies and exemptions serve no query (checked below)
             reduced = dict(full) | {kind: full[kind][:n] + full[kind][n + 1:]}
             assert any(missing_index(s, reduced) for s in shapes), f"nothing needs {kind}[{n}]: {dropped}"
 
 
 def test_ttl_policies_are_declared():
     ttl = {(o["collectionGroup"], o["fieldPath"]) for o in declared()["fieldOverrides"] if o.get("ttl")}
-    assert {("typingEvents", "expiresAt"), ("rateLimits", "expiresAt")} <= ttl
+    assert ttl == set(paths.TTL_FIELDS.items())
+
+
+def test_a_query_that_needs_an_exempted_index_fails_the_check():
+    """An exemption removes the field's automatic single-field indexes, for either scope: a query
+    the code would run through one (alone, or merged with another field's) has no index then."""
+    exempted = [(group, field) for group, fields in paths.INDEX_EXEMPTIONS.items() for field in fields]
+    assert exempted
+    for group, field in exempted:
+        alone = Shape(group, False, frozenset({(field, "ASCENDING")}), ())
+        ordered = Shape(group, False, frozenset(), ((field, "DESCENDING"),))
+        merged = Shape(group, False, frozenset({(field, "ASCENDING"), ("someOtherField", "ASCENDING")}), ())
+        assert all(missing_index(shape, declared()) for shape in (alone, ordered, merged)), (group, field)
+        without = dict(declared()) | {"fieldOverrides": [o for o in declared()["fieldOverrides"]
+                                                         if (o["collectionGroup"], o["fieldPath"]) != (group, field)]}
+        assert not missing_index(alone, without)  # the automatic index would have served it
+    # What history asked before it read the send's record by id: no index now, as production would say.
+    old_history = Shape("idempotencyKeys", False, frozenset({("messageId", "ASCENDING")}), ())
+    fan_out_lookup = Shape("inbox", True, frozenset({("messageId", "ASCENDING")}), ())
+    assert missing_index(old_history, declared()) and missing_index(fan_out_lookup, declared())

@@ -9,8 +9,8 @@ import pytest
 from support.chatcore import all_documents, inbox, make_chat, make_user
 from ulid import ULID
 
-from pack427 import admission, clock, sending, settings
-from pack427.errors import InvalidArgument
+from pack427 import admission, clock, constants, scheduling, sending, settings
+from pack427.errors import FailedPrecondition, InvalidArgument
 from pack427.fraud import Verdict
 from pack427.models import SendMessageRequest
 
@@ -132,3 +132,51 @@ def test_a_different_message_under_an_accepted_id_is_still_refused(chat):
         sending.send_message(chat, "alice", req.model_copy(update={"text": "other"}))
 
 
+
+
+def test_idempotency_records_carry_their_retention_and_a_retry_after_it_is_refused_not_duplicated(chat):
+    """Firestore's TTL policy on idempotencyKeys.expiresAt deletes a record IDEMPOTENCY_RETENTION_DAYS
+    after its send (after its deliverAt, if scheduled). A retry while it is there gets the first
+    result, however late; once it is gone, a clientMessageId that old is refused, so a retry can
+    never become a second message. The emulator does not run TTL: the test deletes the record."""
+    now = clock.now()
+    req = request()
+    first = sending.send_message(chat, "alice", req, now=now)
+    record = chat.document(f"idempotencyKeys/alice_{req.clientMessageId}")
+    assert record.get().get("expiresAt") == now + timedelta(days=constants.IDEMPOTENCY_RETENTION_DAYS)
+    scheduled = request(deliverAt=clock.to_millis(now + timedelta(days=20)))
+    sending.send_message(chat, "alice", scheduled, now=now)
+    assert chat.document(f"idempotencyKeys/alice_{scheduled.clientMessageId}").get().get("expiresAt") == (
+        clock.from_millis(scheduled.deliverAt) + timedelta(days=constants.IDEMPOTENCY_RETENTION_DAYS))
+
+    # Past its expiry but not yet deleted (TTL runs up to a day late): still the first result.
+    late = now + timedelta(days=constants.IDEMPOTENCY_RETENTION_DAYS, hours=12)
+    assert sending.send_message(chat, "alice", req, now=late) == first.model_copy(update={"duplicate": True})
+
+    record.delete()  # what the TTL policy does
+    before = all_documents(chat)
+    with pytest.raises(FailedPrecondition) as refused:
+        sending.send_message(chat, "alice", req, now=late)
+    assert refused.value.details == {"reason": "client_message_id_expired",
+                                     "maxAgeDays": constants.CLIENT_MESSAGE_ID_MAX_AGE_DAYS}
+    assert "send it again with a new clientMessageId" in refused.value.message
+    assert all_documents(chat) == before  # nothing written: no second message, no rate-window entry
+    assert [e["text"] for e in inbox(chat, "bob")] == ["hi"]
+
+    # A new message at that time, and one made offline up to the limit, are sent.
+    new = request(clientMessageId=str(ULID.from_datetime(late)), text="new")
+    assert not sending.send_message(chat, "alice", new, now=late).duplicate
+    made_offline = str(ULID.from_datetime(late - timedelta(days=constants.CLIENT_MESSAGE_ID_MAX_AGE_DAYS - 1)))
+    assert not sending.send_message(chat, "alice", request(clientMessageId=made_offline, text="from the plane"),
+                                    now=late).duplicate
+    assert [e["text"] for e in inbox(chat, "bob")] == ["hi", "new", "from the plane"]
+
+
+def test_a_scheduled_message_is_delivered_whatever_its_age_at_delivery(chat):
+    """Its delivery is sent under the engine's own key, made when it was scheduled, up to
+    MAX_SCHEDULE_DAYS earlier: never refused as too old."""
+    now = clock.now()
+    at = now + timedelta(days=constants.MAX_SCHEDULE_DAYS)
+    sending.send_message(chat, "alice", request(text="in a month", deliverAt=clock.to_millis(at)), now=now)
+    assert scheduling.deliver_due(chat, now=at + timedelta(days=2))["delivered"] == 1
+    assert [e["text"] for e in inbox(chat, "bob")] == ["in a month"]

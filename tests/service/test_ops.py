@@ -86,7 +86,7 @@ def test_requeue_dropped_puts_dead_letters_back_marks_placed_ones_delivered_and_
         broken_inbox(m)
         assert delivery.deliver(db, load(db, lost), EmulatorNotifier(), actor="test", now=now) is delivery.Outcome.FAILED
     assert delivery.deliver(db, load(db, lost), EmulatorNotifier(), actor="test", now=now) is delivery.Outcome.DELIVERED
-    actions = [e.action for e in audit.history(db, lost.message_id)]
+    actions = [e.action for e in audit.history(db, lost.chat_id, lost.message_id)]
     assert actions == ["ENQUEUED", "FAILED", "FAILED", "FAILED", "FAILED", "DROPPED", "REQUEUED", "FAILED", "DELIVERED"]
     assert len(list(paths.inbox(db, "bob").stream())) == 1
     assert len(list(paths.inbox(db, "carol").stream())) == 1
@@ -134,7 +134,7 @@ def test_cli_history_stats_recalc_and_process(db, capsys, monkeypatch):
     entry = make_entry("bob", chat="c1", created=T0)
     enqueue(db, entry)
     drop(db, entry, monkeypatch)
-    out = run_ops(capsys, "history", entry.message_id)
+    out = run_ops(capsys, "history", entry.chat_id, entry.message_id)
     assert [line.split()[3] for line in out.splitlines()[1:]] == ["ENQUEUED", *["FAILED"] * 4, "DROPPED"]
     assert "injected: inbox unavailable" in out
 
@@ -176,3 +176,36 @@ def test_cli_heatmap_renders_the_stored_statistics_as_a_png(db, capsys, tmp_path
     assert image.shape[0] > 300 and image.shape[1] > 1000  # a real PNG: three rows of two heatmaps
     cell = heatmap.grids(heatmap.load(db, now - timedelta(days=1)))[Region.US]["p50"][now.weekday()][now.hour]
     assert cell == 250
+
+
+def test_set_expiry_gives_what_was_written_before_the_ttl_policies_their_expiry_once(db, capsys):
+    """After an upgrade from the cleanup functions: delivered entries and idempotency records
+    written without `expiresAt` would never be deleted by TTL; `scripts/ops set-expiry` dates them."""
+    old = make_entry("bob", chat="c1", created=T0)
+    waiting = make_entry("carol", chat="c1", created=T0)
+    enqueue(db, old, waiting)
+    delivery.deliver(db, load(db, old), EmulatorNotifier(), actor="test", now=T0)
+    entry_ref = paths.queue_entry(db, old.target_region, old.id)
+    entry_ref.update({"expiresAt": None})  # as an entry delivered before the TTL field existed
+    records = paths.idempotency_keys(db)
+    records.document("alice_legacy").set({"messageId": "m1", "chatId": "c1", "senderId": "alice",
+                                          "payloadHash": "h", "createdAt": T0})
+    records.document("alice_scheduled").set({"messageId": "m2", "chatId": "c1", "senderId": "alice",
+                                             "payloadHash": "h", "scheduled": True, "createdAt": T0})
+    records.document("alice_new").set({"messageId": "m3", "chatId": "c1", "senderId": "alice",
+                                       "payloadHash": "h", "createdAt": T0, "expiresAt": T0})
+    records.document("system_weekly").set({"messageId": "m4", "chatId": "n", "senderId": "system",
+                                           "payloadHash": "h", "createdAt": T0})
+
+    out = run_ops(capsys, "set-expiry")
+    assert json.loads(out.splitlines()[-1]) == {"messageQueue": 1, "idempotencyKeys": 2}
+    retention = timedelta(days=constants.IDEMPOTENCY_RETENTION_DAYS)
+    assert entry_ref.get().get("expiresAt") == T0 + timedelta(days=constants.DELIVERED_RETENTION_DAYS)
+    assert records.document("alice_legacy").get().get("expiresAt") == T0 + retention
+    assert records.document("alice_scheduled").get().get("expiresAt") == (
+        T0 + timedelta(days=constants.MAX_SCHEDULE_DAYS) + retention)
+    assert records.document("alice_new").get().get("expiresAt") == T0  # had one: left alone
+    assert records.document("system_weekly").get().to_dict().get("expiresAt") is None  # a nudge's key is for good
+    assert load(db, waiting).entry.expires_at is None  # not delivered: no expiry
+
+    assert ops.set_expiry(db) == {"messageQueue": 0, "idempotencyKeys": 0}  # a second run changes nothing

@@ -11,7 +11,7 @@ from support.chatcore import inbox as inbox_entries
 from support.chatcore import queue_entries
 from support.entries import T0, enqueue, load, make_entry
 
-from pack427 import audit, backlog, constants, delivery, inbox, paths, processor, queue
+from pack427 import audit, backlog, constants, delivery, inbox, ops, paths, processor, queue
 from pack427.models import QueueStatus, Region
 from pack427.notifier import EmulatorNotifier
 
@@ -49,7 +49,7 @@ def test_delivery_puts_the_message_in_the_inbox_once(db):
     assert received["messageId"] == entry.message_id and received["text"] == "hello"
     stored = load(db, entry).entry
     assert stored.status == "DELIVERED" and stored.attempts == 1 and stored.delivered_at == T0
-    assert [e.action for e in audit.history(db, entry.message_id)] == ["ENQUEUED", "DELIVERED"]
+    assert [e.action for e in audit.history(db, entry.chat_id, entry.message_id)] == ["ENQUEUED", "DELIVERED"]
 
 
 def test_failing_delivery_backs_off_then_drops_with_an_alert(db, capfd):
@@ -70,7 +70,7 @@ def test_failing_delivery_backs_off_then_drops_with_an_alert(db, capfd):
     assert "fail-always" in stored.last_error
     gaps = [(b - a).total_seconds() for a, b in zip(attempt_times, attempt_times[1:], strict=False)]
     assert gaps == [1, 2, 4, 8]
-    history = audit.history(db, entry.message_id)
+    history = audit.history(db, entry.chat_id, entry.message_id)
     assert [e.action for e in history] == ["ENQUEUED", "FAILED", "FAILED", "FAILED", "FAILED", "DROPPED"]
     # Dead letters are never attempted again.
     assert processor.process_batch(db, Region.US, EmulatorNotifier(), now=now + timedelta(days=1)).attempted == 0
@@ -167,21 +167,36 @@ def test_two_processors_draining_one_backlog_deliver_each_message_once(db, fires
     assert all([h["action"] for h in e["history"]] == ["ENQUEUED", "DELIVERED"] for e in stored)
 
 
-def test_cleanup_removes_old_delivered_entries_only(db):
-    old = make_entry("a", created=T0)
-    recent = make_entry("b", created=T0)
+def test_delivered_entries_carry_their_ttl_and_dead_letters_none(db):
+    """Firestore's TTL policy on messageQueue.expiresAt (firestore.indexes.json) deletes what
+    the daily cleanup used to: DELIVERED entries, DELIVERED_RETENTION_DAYS after delivery.
+    The emulator does not run TTL, so what is checked is the field each state leaves."""
+    delivered_entry = make_entry("a", created=T0)
     dropped = make_entry("c", created=T0, tokens=["fail-always"])
-    enqueue(db, old, recent, dropped)
-    delivery.deliver(db, load(db, old), EmulatorNotifier(), actor="test", now=T0)
-    delivery.deliver(db, load(db, recent), EmulatorNotifier(), actor="test", now=T0 + timedelta(days=6))
+    waiting = make_entry("d", created=T0, tokens=["fail-always"])
+    enqueue(db, delivered_entry, dropped, waiting)
+    delivered_at = T0 + timedelta(days=6)
+    delivery.deliver(db, load(db, delivered_entry), EmulatorNotifier(), actor="test", now=delivered_at)
     for n in range(5):
         delivery.deliver(db, load(db, dropped), EmulatorNotifier(), actor="test", now=T0 + timedelta(hours=n))
+    delivery.deliver(db, load(db, waiting), EmulatorNotifier(), actor="test", now=T0)
 
-    assert queue.cleanup_delivered(db, now=T0 + timedelta(days=8)) == {"EU": 0, "US": 1, "APAC": 0}
-    assert {e["recipientId"]: e["status"] for e in queue_entries(db)} == {"b": "DELIVERED", "c": "DROPPED"}
-    # The trail lives on the entry: it goes with a delivered entry, and stays with a dead letter.
-    assert audit.history(db, old.message_id) == []
-    assert [e.action for e in audit.history(db, dropped.message_id)] == ["ENQUEUED"] + ["FAILED"] * 4 + ["DROPPED"]
+    stored = {e["recipientId"]: e for e in queue_entries(db)}
+    assert {uid: e["status"] for uid, e in stored.items()} == {"a": "DELIVERED", "c": "DROPPED", "d": "FAILED"}
+    assert stored["a"]["expiresAt"] == delivered_at + timedelta(days=constants.DELIVERED_RETENTION_DAYS)
+    # A dead letter stays until an operator acts; a retried entry is still on its way.
+    assert stored["c"].get("expiresAt") is None and stored["d"].get("expiresAt") is None
+
+    # Requeued by an operator after its message had reached the inbox: DELIVERED, with its TTL.
+    with_inbox = make_entry("e", created=T0, tokens=["fail-always"])
+    enqueue(db, with_inbox)
+    for n in range(5):
+        delivery.deliver(db, load(db, with_inbox), EmulatorNotifier(), actor="test", now=T0 + timedelta(hours=n))
+    requeued_at = T0 + timedelta(days=1)
+    ops.requeue_dropped(db, regions=(Region.US,), now=requeued_at)
+    again = load(db, with_inbox).entry
+    assert again.status == "DELIVERED" and again.expires_at is not None
+    assert again.expires_at == again.delivered_at + timedelta(days=constants.DELIVERED_RETENTION_DAYS)
 
 
 def test_stats_count_entries_by_status(db):

@@ -108,34 +108,3 @@ def test_only_participants_may_type_or_ask_who_is_typing(chat):
     with pytest.raises(NotFound):
         who(chat, "alice", at=T0, chat="nope")
     assert list(chat.collection_group("typingEvents").stream()) == []
-
-
-def test_cleanup_deletes_expired_events_only(chat):
-    typing(chat, "alice", at=T0)
-    typing(chat, "bob", at=T0 + timedelta(seconds=20))
-    typing(chat, "carol", at=T0 + timedelta(seconds=3))
-
-    deleted = typing_state.cleanup_expired(chat, now=T0 + timedelta(seconds=13))
-
-    assert deleted == {"EU": 1, "US": 0, "APAC": 1}
-    remaining = [s.id for s in chat.collection_group("typingEvents").stream()]
-    assert remaining == ["c1_bob"]
-    assert typing_state.cleanup_expired(chat, now=T0 + timedelta(seconds=13)) == {"EU": 0, "US": 0, "APAC": 0}
-
-
-def test_cleanup_keeps_an_event_refreshed_after_its_query(chat, monkeypatch):
-    typing(chat, "alice", at=T0)
-    original_stream = type(chat.collection("x").limit(1)).stream
-
-    def stream_then_refresh(query, *args, **kwargs):
-        snapshots = list(original_stream(query, *args, **kwargs))
-        if snapshots:
-            typing(chat, "alice", at=T0 + timedelta(seconds=12))  # the user types again meanwhile
-        return iter(snapshots)
-
-    monkeypatch.setattr(type(chat.collection("x").limit(1)), "stream", stream_then_refresh)
-    deleted = typing_state.cleanup_expired(chat, now=T0 + timedelta(seconds=11))
-    monkeypatch.undo()
-
-    assert deleted["EU"] == 0
-    assert event_ref(chat).get().to_dict()["expiresAt"] == T0 + timedelta(seconds=22)

@@ -9,7 +9,8 @@ import pytest
 from support.entries import make_entry
 from ulid import ULID
 
-from pack427 import chat_list, inbox, queue, send_plan, sending, unread
+from pack427 import chat_list, constants, inbox, queue, send_plan, sending, unread
+from pack427.errors import FailedPrecondition
 from pack427.models import Chat, ChatInbox, InboxEntry, InboxHead, QueueStatus, ReceiptStatus, Region
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
@@ -161,6 +162,7 @@ def test_delivered_counts_the_attempt_and_records_where_the_inbox_entry_went():
     change = queue.delivered(make_entry().model_copy(update={"attempts": 2}), now=T0, inbox_seq=7)
     assert (change.to_status, change.attempts, change.details) == (QueueStatus.DELIVERED, 3, {})
     assert change.fields == {"status": "DELIVERED", "awaitingInbox": False, "attempts": 3, "deliveredAt": T0,
+                             "expiresAt": T0 + timedelta(days=constants.DELIVERED_RETENTION_DAYS),
                              "lastError": None, "inboxSeq": 7}
     acked = queue.delivered(make_entry(), now=T0, details={"acknowledged": True})
     assert "inboxSeq" not in acked.fields and acked.details == {"acknowledged": True}
@@ -205,3 +207,19 @@ def test_a_page_is_cut_at_the_first_gap_in_its_seqs():
     assert [e.seq for e in inbox.contiguous(numbered(6, 7, 9, 10), 5)] == [6, 7]
     assert inbox.contiguous(numbered(7, 8), 5) == []
     assert inbox.contiguous([], 5) == []
+
+
+def test_a_send_record_is_kept_its_retention_after_the_send_or_after_its_scheduled_time():
+    days = timedelta(days=constants.IDEMPOTENCY_RETENTION_DAYS)
+    assert send_plan.record_expiry(T0) == T0 + days
+    assert send_plan.record_expiry(T0, T0 + timedelta(days=20)) == T0 + timedelta(days=20) + days
+
+
+def test_a_client_message_id_older_than_the_records_retention_is_refused_only_past_its_max_age():
+    limit = timedelta(days=constants.CLIENT_MESSAGE_ID_MAX_AGE_DAYS)
+    assert limit < timedelta(days=constants.IDEMPOTENCY_RETENTION_DAYS)  # room for a client clock ahead
+    send_plan.check_client_message_id_age(str(ULID.from_datetime(T0 - limit + timedelta(seconds=1))), T0)
+    send_plan.check_client_message_id_age(str(ULID.from_datetime(T0 + timedelta(days=3))), T0)  # clock ahead
+    with pytest.raises(FailedPrecondition) as refused:
+        send_plan.check_client_message_id_age(str(ULID.from_datetime(T0 - limit - timedelta(seconds=1))), T0)
+    assert refused.value.details["reason"] == "client_message_id_expired"

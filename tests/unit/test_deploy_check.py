@@ -111,3 +111,55 @@ def test_the_alerts_check_fails_on_a_threshold_that_is_not_the_engines(tmp_path)
     ]
     [parse] = found[3:]
     assert parse.startswith("monitoring/metrics/junk.json: not a LogMetric: ") and '"bogus"' in parse
+
+
+def _indexes_without(tmp_path, drop) -> list[str]:
+    spec = json.loads((ROOT / "firestore.indexes.json").read_text())
+    spec["fieldOverrides"] = [o for o in spec["fieldOverrides"] if not drop(o)]
+    path = tmp_path / "firestore.indexes.json"
+    path.write_text(json.dumps(spec))
+    return deploy_check.check_indexes(path)
+
+
+def test_the_indexes_check_fails_without_a_ttl_policy_or_an_exemption_the_engine_relies_on(tmp_path):
+    assert deploy_check.check_indexes(ROOT / "firestore.indexes.json") == []
+    assert _indexes_without(tmp_path, lambda o: (o["collectionGroup"], o["fieldPath"]) == (
+        "idempotencyKeys", "expiresAt")) == [
+        "firestore.indexes.json: no TTL policy on idempotencyKeys.expiresAt (pack427.paths.TTL_FIELDS)",
+        "firestore.indexes.json: idempotencyKeys.expiresAt must have its single-field indexes exempted"
+        " (\"indexes\": []; pack427.paths.INDEX_EXEMPTIONS)"]
+    assert _indexes_without(tmp_path, lambda o: (o["collectionGroup"], o["fieldPath"]) == (
+        "chats", "lastMessage")) == [
+        "firestore.indexes.json: chats.lastMessage must have its single-field indexes exempted"
+        " (\"indexes\": []; pack427.paths.INDEX_EXEMPTIONS)"]
+
+
+def test_the_indexes_check_fails_on_a_ttl_policy_or_exemption_the_engine_does_not_know(tmp_path):
+    spec = json.loads((ROOT / "firestore.indexes.json").read_text())
+    spec["fieldOverrides"] += [{"collectionGroup": "inbox", "fieldPath": "deliveredAt", "ttl": True, "indexes": []}]
+    path = tmp_path / "firestore.indexes.json"
+    path.write_text(json.dumps(spec))
+    assert deploy_check.check_indexes(path) == [
+        "firestore.indexes.json: TTL policy on inbox.deliveredAt, which the engine does not set"
+        " (pack427.paths.TTL_FIELDS)",
+        "firestore.indexes.json: inbox.deliveredAt is exempted from indexing, but not in"
+        " pack427.paths.INDEX_EXEMPTIONS"]
+
+
+def test_the_sweeps_sequential_index_is_deployed_only_in_chat_core_mode(tmp_path):
+    """messages.createdAt across every chat caps message creation at 500 a second for the whole
+    database (docs/CAPACITY.md): only a deployment whose functions take the chat core's messages has it."""
+    from pack427 import chat_core_intake
+
+    engine = deploy_check.deploy_indexes(ROOT, {"endpoints": {"pack427_sendMessage": {}}})
+    chat_core = deploy_check.deploy_indexes(ROOT, {"endpoints": {"pack427_onChatCoreMessage": {}}})
+    assert engine == json.loads((ROOT / "firestore.indexes.json").read_text())
+    assert not any(o["collectionGroup"] == "messages" for o in engine["fieldOverrides"])
+    assert chat_core["fieldOverrides"] == engine["fieldOverrides"] + chat_core_intake.SWEEP_FIELD_OVERRIDES
+    (tmp_path / "firebase.json").write_text((ROOT / "firebase.json").read_text())
+    (tmp_path / "firestore.indexes.json").write_text((ROOT / "firestore.indexes.json").read_text())
+    written = deploy_check.write_deploy_config(tmp_path, {"endpoints": {"pack427_onChatCoreMessage": {}}})
+    config = json.loads(written.read_text())
+    assert json.loads((tmp_path / config["firestore"]["indexes"]).read_text()) == chat_core
+    assert deploy_check.check_indexes(tmp_path / config["firestore"]["indexes"]) == []
+    assert config["functions"] == json.loads((ROOT / "firebase.json").read_text())["functions"]

@@ -164,6 +164,9 @@ class IdempotencyRecord(Document):
     scheduled: bool = False
     """The send was scheduled (`deliverAt`): `message_id` is its scheduled id (see scheduling)."""
     created_at: datetime
+    expires_at: datetime | None = None
+    """When Firestore's TTL policy may delete the record (IDEMPOTENCY_RETENTION_DAYS after the send,
+    or after its deliverAt). None on records written before the retention existed: kept for good."""
 
 
 class SendRecord(Document):

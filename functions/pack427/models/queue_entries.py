@@ -81,6 +81,9 @@ class QueuedMessage(Document):
     created_at: datetime
     updated_at: datetime
     delivered_at: datetime | None = None
+    expires_at: datetime | None = None
+    """Set when DELIVERED: deliveredAt + DELIVERED_RETENTION_DAYS, Firestore's TTL field
+    (the entry and its history are deleted within a day after). Never set on other states."""
     inbox_seq: int | None = None
     """The message's seq in the recipient's inbox, once placed."""
     last_failed_at: datetime | None = None
