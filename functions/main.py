@@ -9,21 +9,12 @@ import os
 from firebase_admin import initialize_app
 from firebase_functions import firestore_fn, https_fn, options, scheduler_fn
 
-from pack427 import (
-    callables,
-    chat_core_intake,
-    chat_list,
-    cursors,
-    db,
-    delivery,
-    fan_out,
-    metrics,
-    processor,
-    scheduling,
-    sync,
-    typing_state,
-    unread,
-)
+from pack427 import db
+from pack427.accepting import chat_core_intake, scheduling
+from pack427.accepting.sending import send_message
+from pack427.delivering import delivery, fan_out
+from pack427.delivering.notifier import default_notifier
+from pack427.guarding import callables
 from pack427.models import (
     AckMessagesRequest,
     CancelScheduledMessageRequest,
@@ -36,9 +27,10 @@ from pack427.models import (
     SyncMessagesRequest,
     UpdateTypingStateRequest,
 )
-from pack427.notifier import default_notifier
+from pack427.operating import metrics
 from pack427.paths import CHAT_MESSAGE_TRIGGER_DOCUMENT, FAN_OUT_TRIGGER_DOCUMENT, QUEUE_TRIGGER_DOCUMENT
-from pack427.sending import send_message
+from pack427.reading import chat_list, cursors, sync, typing_state, unread
+from pack427.workers import processor
 
 initialize_app()
 # Every function's options are explicit (docs/CAPACITY.md, "Function options", gives the reasons;

@@ -90,9 +90,12 @@ from firebase_functions import logger as functions_logger  # noqa: E402
 from google.cloud import firestore  # noqa: E402
 from ulid import ULID  # noqa: E402
 
-from pack427 import backlog, clock, constants, inbox, paths, processor, queue, sync  # noqa: E402
+from pack427 import clock, constants, inbox, paths  # noqa: E402
+from pack427.delivering import backlog, queue  # noqa: E402
+from pack427.delivering.notifier import EmulatorNotifier  # noqa: E402
 from pack427.models import QueuedMessage, Region, SyncMessagesRequest, TransportMetadata  # noqa: E402
-from pack427.notifier import EmulatorNotifier  # noqa: E402
+from pack427.reading import sync  # noqa: E402
+from pack427.workers import processor  # noqa: E402
 from pack427_client import CallableClient, ClientError, PasswordAuth  # noqa: E402
 
 # In-process service calls log a debug line per delivery: thousands of lines that would bury the figures.

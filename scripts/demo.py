@@ -27,9 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
 
 from google.cloud import firestore  # noqa: E402
 
-from pack427 import audit, backlog, clock, heatmap, metrics, paths, processor, queue  # noqa: E402
+from pack427 import audit, clock, paths  # noqa: E402
+from pack427.delivering import backlog, queue  # noqa: E402
+from pack427.delivering.notifier import EmulatorNotifier  # noqa: E402
 from pack427.models import DUE_STATUSES, Region  # noqa: E402
-from pack427.notifier import EmulatorNotifier  # noqa: E402
+from pack427.operating import heatmap, metrics  # noqa: E402
+from pack427.workers import processor  # noqa: E402
 from pack427_client import (  # noqa: E402
     CallableClient,
     LocalStore,

@@ -22,7 +22,7 @@
    refuses to sign with no key or with the development key.
 5. Every function runs with the options chosen for it (OPTIONS: memory, timeout, concurrency,
    CPU, min and max instances; docs/CAPACITY.md gives the reason for each).
-6. The alerts as code in monitoring/ are what pack427.alert_policies renders from the engine's
+6. The alerts as code in monitoring/ are what pack427.operating.alert_policies renders from the engine's
    own thresholds (none stale, missing or extra), and each parses into the official client type
    (a log-based metric, `google.cloud.logging_v2.types.LogMetric`; an alert policy,
    `google.cloud.monitoring_v3.AlertPolicy`), as `gcloud ... --config-from-file` and
@@ -99,7 +99,7 @@ OPTIONS: dict[str, dict] = {
 
 CURSOR_KEY = "PACK427_CURSOR_KEY"
 CURSOR_FUNCTIONS = {"pack427_syncMessages", "pack427_getChatList", "pack427_resyncChat"}
-"""The functions that sign or check cursors (pack427.cursors): each needs the cursor key secret."""
+"""The functions that sign or check cursors (pack427.reading.cursors): each needs the cursor key secret."""
 
 
 def check_functions(functions_dir: Path, manifest: dict | None = None) -> list[str]:
@@ -172,7 +172,7 @@ def check_alerts(root: Path) -> list[str]:
     from google.cloud import monitoring_v3
     from google.cloud.logging_v2.types import LogMetric
 
-    from pack427 import alert_policies
+    from pack427.operating import alert_policies
 
     folder = root / "monitoring"
     stored = {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*.json"))}
@@ -191,8 +191,8 @@ def check_alerts(root: Path) -> list[str]:
 
 
 def render_alerts(root: Path) -> None:
-    """Write monitoring/ as pack427.alert_policies renders it (stale files removed)."""
-    from pack427 import alert_policies
+    """Write monitoring/ as pack427.operating.alert_policies renders it (stale files removed)."""
+    from pack427.operating import alert_policies
 
     folder = root / "monitoring"
     for old in folder.rglob("*.json"):
@@ -225,11 +225,12 @@ def check_secrets(manifest: dict, functions_dir: Path) -> list[str]:
 
 
 def _signing_problems() -> list[str]:
-    """Whether pack427.cursors, in a deployed instance's environment, refuses a missing or the development key."""
+    """Whether pack427.reading.cursors, in a deployed instance's environment, refuses a missing or the development key."""
     import contextlib
     import io
 
-    from pack427 import cursors, errors
+    from pack427 import errors
+    from pack427.reading import cursors
 
     saved = {k: os.environ.pop(k) for k in ("FUNCTIONS_EMULATOR", "FIRESTORE_EMULATOR_HOST", CURSOR_KEY)
              if k in os.environ}
@@ -242,7 +243,7 @@ def _signing_problems() -> list[str]:
                     cursors.encode("check", "uid", {})  # the alert it logs is expected here
             except errors.Unavailable:
                 continue
-            problems.append(f"pack427.cursors: a deployed instance {what} signs cursors (with the development key)")
+            problems.append(f"pack427.reading.cursors: a deployed instance {what} signs cursors (with the development key)")
     finally:
         os.environ.pop(CURSOR_KEY, None)
         os.environ.update(saved)
@@ -300,8 +301,8 @@ being deployed (write_deploy_config). Written at the root, so that its paths mea
 
 def deploy_indexes(root: Path, manifest: dict) -> dict:
     """firestore.indexes.json, and in chat-core mode (the functions have pack427_onChatCoreMessage)
-    the index of the chat-core sweep (pack427.chat_core_intake.SWEEP_FIELD_OVERRIDES)."""
-    from pack427 import chat_core_intake
+    the index of the chat-core sweep (pack427.accepting.chat_core_intake.SWEEP_FIELD_OVERRIDES)."""
+    from pack427.accepting import chat_core_intake
 
     spec = json.loads((root / "firestore.indexes.json").read_text())
     if ONLY_IN_CHAT_CORE_MODE & set(manifest.get("endpoints", {})):

@@ -35,8 +35,9 @@ sys.path.insert(0, str(ROOT / "functions"))
 from google.cloud import firestore  # noqa: E402
 from ulid import ULID  # noqa: E402
 
-from pack427 import paths, processor  # noqa: E402
-from pack427.notifier import EmulatorNotifier  # noqa: E402
+from pack427 import paths  # noqa: E402
+from pack427.delivering.notifier import EmulatorNotifier  # noqa: E402
+from pack427.workers import processor  # noqa: E402
 from pack427_client import CallableClient, PasswordAuth  # noqa: E402
 from pack427_client.errors import CallableError  # noqa: E402
 

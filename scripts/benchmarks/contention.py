@@ -29,7 +29,10 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from ulid import ULID
 
-from pack427 import delivery, locks, paths, sending, sync
+from pack427 import locks, paths
+from pack427.accepting import sending
+from pack427.delivering import delivery
+from pack427.delivering.notifier import EmulatorNotifier
 from pack427.models import (
     AckMessagesRequest,
     QueuedMessage,
@@ -38,7 +41,7 @@ from pack427.models import (
     SendMessageRequest,
     SyncMessagesRequest,
 )
-from pack427.notifier import EmulatorNotifier
+from pack427.reading import sync
 
 from . import opcount
 from .load import percentile

@@ -26,7 +26,9 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from ulid import ULID
 
-from pack427 import constants, fan_out, paths, sending
+from pack427 import constants, paths
+from pack427.accepting import sending
+from pack427.delivering import fan_out
 from pack427.models import SendMessageRequest
 from pack427_client import CallableClient
 

@@ -17,9 +17,11 @@ from datetime import timedelta
 from google.cloud import firestore
 from ulid import ULID
 
-from pack427 import clock, processor, queue
+from pack427 import clock
+from pack427.delivering import queue
+from pack427.delivering.notifier import EmulatorNotifier
 from pack427.models import QueuedMessage, QueueStatus, Region, TransportMetadata
-from pack427.notifier import EmulatorNotifier
+from pack427.workers import processor
 
 
 def _entry(n: int, recipient: str, chat: str, *, at, priority: bool = False) -> QueuedMessage:

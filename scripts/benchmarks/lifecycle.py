@@ -20,7 +20,10 @@ from __future__ import annotations
 from google.cloud.firestore_v1.base_query import FieldFilter
 from ulid import ULID
 
-from pack427 import delivery, paths, sending, sync, unread
+from pack427 import paths
+from pack427.accepting import sending
+from pack427.delivering import delivery
+from pack427.delivering.notifier import EmulatorNotifier
 from pack427.models import (
     AckMessagesRequest,
     MarkAsReadRequest,
@@ -28,7 +31,7 @@ from pack427.models import (
     SendMessageRequest,
     SyncMessagesRequest,
 )
-from pack427.notifier import EmulatorNotifier
+from pack427.reading import sync, unread
 
 from . import opcount
 

@@ -45,8 +45,12 @@ from dataclasses import dataclass, field
 from google.cloud import firestore
 from ulid import ULID
 
-from pack427 import callables, chat_list, constants, delivery, paths, processor, sending, sync, typing_state, unread
+from pack427 import constants, paths
+from pack427.accepting import sending
+from pack427.delivering import delivery
+from pack427.delivering.notifier import EmulatorNotifier
 from pack427.errors import EngineError
+from pack427.guarding import callables
 from pack427.models import (
     AckMessagesRequest,
     GetChatListRequest,
@@ -58,7 +62,8 @@ from pack427.models import (
     SyncMessagesRequest,
     UpdateTypingStateRequest,
 )
-from pack427.notifier import EmulatorNotifier
+from pack427.reading import chat_list, sync, typing_state, unread
+from pack427.workers import processor
 from pack427_client import CallableClient, ClientError
 
 from . import opcount

@@ -26,9 +26,10 @@ from support.entries import enqueue, make_entry
 from ulid import ULID
 
 from e2e.calls import call_retrying
-from pack427 import clock, processor, settings
+from pack427 import clock, settings
+from pack427.delivering.notifier import EmulatorNotifier
 from pack427.models import QueueStatus, Region
-from pack427.notifier import EmulatorNotifier
+from pack427.workers import processor
 from pack427_client import LocalStore, OfflineAwareChat, OutboxStatus, RealtimeSignals
 from pack427_client.errors import (
     FailedPrecondition,
@@ -308,9 +309,9 @@ def test_s11_a_send_whose_reply_was_lost_is_repeated_and_stored_once(suite_db, a
 WORKER = """
 from datetime import datetime
 from google.cloud import firestore
-from pack427 import processor
+from pack427.workers import processor
 from pack427.models import Region
-from pack427.notifier import EmulatorNotifier
+from pack427.delivering.notifier import EmulatorNotifier
 db = firestore.Client(project={project!r})
 now = datetime.fromisoformat({now!r})
 while processor.process_batch(db, Region.EU, EmulatorNotifier(), actor={actor!r}, now=now, limit=10).attempted:

@@ -14,9 +14,11 @@ from support.entries import enqueue, make_entry
 from ulid import ULID
 
 from e2e.calls import call_retrying
-from pack427 import audit, clock, constants, processor, queue
+from pack427 import audit, clock, constants
+from pack427.delivering import queue
+from pack427.delivering.notifier import EmulatorNotifier
 from pack427.models import Region
-from pack427.notifier import EmulatorNotifier
+from pack427.workers import processor
 from pack427_client import CallableError
 
 FUNCTION_WAIT_S = 120

@@ -19,60 +19,26 @@ import threading
 import time
 from datetime import timedelta
 
-import flask
 import pytest
+from support.callables import app, emulator_id_token, firebase_admin, main  # noqa: F401  (sets up the environment)
 from support.chatcore import make_chat, make_user
-from test_callables import app, emulator_id_token, firebase_admin, main  # noqa: F401  (sets up the environment)
+from support.inprocess import NO_WAIT, URL, InProcessTransport, Tokens, chat_for, client_for, deliver  # noqa: F401
 
-from pack427 import clock, processor, scheduling, settings
+from pack427 import clock, settings
 from pack427 import db as service_db
-from pack427.notifier import EmulatorNotifier
+from pack427.accepting import scheduling
 from pack427_client import (
     CallableClient,
     FaultyTransport,
     LocalStore,
-    OfflineAwareChat,
     OutboxStatus,
     RealtimeSignals,
-    RetryPolicy,
 )
 from pack427_client.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from pack427_client.transport import HttpTransport
 
-URL = "http://in-process"
-
 FAULT_MESSAGES = int(os.environ.get("PACK427_FAULT_MESSAGES", "120"))
 """Messages of the fault-injection run: 120 in CI (minutes on a busy machine); 500 for the issue's figure."""
-
-
-class InProcessTransport:
-    """Hands the request to main's function of that name, as the Functions runtime would."""
-
-    def __init__(self):
-        self.calls: list[str] = []
-
-    def post(self, url, body, headers, timeout_s):
-        name = url.rsplit("/", 1)[1]
-        self.calls.append(name)
-        with app.test_request_context("/", method="POST", json=body, headers=headers):
-            response = getattr(main, name)(flask.request)
-        return response.status_code, response.get_json()
-
-
-class Tokens:
-    """Emulator ID tokens; `stale` first hands out one the server refuses."""
-
-    def __init__(self, uid: str, *, stale: bool = False):
-        self.uid, self.stale, self.refreshed = uid, stale, 0
-
-    def token(self, *, force_refresh: bool = False) -> str:
-        if force_refresh:
-            self.refreshed += 1
-            self.stale = False
-        return "not-a-token" if self.stale else emulator_id_token(self.uid, firebase_admin.get_app().project_id)
-
-
-NO_WAIT = RetryPolicy(base_delay_s=0, max_delay_s=0)
 
 
 @pytest.fixture
@@ -82,19 +48,6 @@ def engine(db, monkeypatch):
     make_user(db, "bob", region="US")
     make_chat(db, "ab", ["alice", "bob"])
     return db
-
-
-def client_for(uid: str, transport=None, tokens=None) -> CallableClient:
-    return CallableClient(URL, tokens or Tokens(uid), transport=transport or InProcessTransport())
-
-
-def chat_for(uid: str, store: LocalStore, transport=None, **options) -> OfflineAwareChat:
-    return OfflineAwareChat(client_for(uid, transport), store, user_id=uid, device_id=f"{uid}-device",
-                            retry=NO_WAIT, **options)
-
-
-def deliver(db) -> None:
-    processor.drain(db, EmulatorNotifier(), actor="test", time_budget_s=120)
 
 
 def stored_texts(db, chat_id="ab") -> list[str]:

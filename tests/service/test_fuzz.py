@@ -37,15 +37,18 @@ from google.cloud import firestore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from support.callables import call
 from support.chatcore import make_chat, make_user
 from support.emulator import UNIT_PROJECT, clear_project
-from test_callables import call
 from ulid import ULID
 
-from pack427 import clock, constants, cursors, processor, sending, sync
+from pack427 import clock, constants
 from pack427 import db as service_db
+from pack427.accepting import sending
+from pack427.delivering.notifier import EmulatorNotifier
 from pack427.models import SendMessageRequest, SyncMessagesRequest
-from pack427.notifier import EmulatorNotifier
+from pack427.reading import cursors, sync
+from pack427.workers import processor
 
 FUZZ_EXAMPLES = int(os.environ.get("PACK427_FUZZ_EXAMPLES", "50"))
 FIGURES: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)

@@ -22,13 +22,13 @@ import main  # noqa: F401  (test_callables set up the environment)
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.callables import call
 from support.chatcore import inbox
 from support.emulator import UNIT_PROJECT, clear_project
-from test_callables import call
 from ulid import ULID
 
 from pack427 import db as service_db
-from pack427 import fan_out
+from pack427.delivering import fan_out
 
 EXAMPLES = int(os.environ.get("PACK427_FUZZ_DOCUMENTS", "40"))
 ANSWERS: collections.Counter = collections.Counter()
@@ -152,8 +152,8 @@ def run_example(db, chat, alice, bob, bob_head, others):
         # Carol, a valid member with a plain profile, has it (unless a block of alice's names her).
         blocked = alice.get("blockedUsers") if isinstance(alice.get("blockedUsers"), list) else []
         if "carol" in chat["participants"] and "carol" not in blocked:
-            from pack427 import processor
-            from pack427.notifier import EmulatorNotifier
+            from pack427.delivering.notifier import EmulatorNotifier
+            from pack427.workers import processor
             processor.drain(db, EmulatorNotifier(), actor="fuzz", time_budget_s=10)
             assert [e["text"] for e in inbox(db, "carol")] == ["hi"]
 

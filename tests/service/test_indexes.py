@@ -38,27 +38,10 @@ from support.chatcore import make_chat, make_user
 from support.emulator import ROOT
 from ulid import ULID
 
-from pack427 import (
-    audit,
-    backlog,
-    chat_core_intake,
-    chat_list,
-    clock,
-    constants,
-    delivery,
-    fan_out,
-    heatmap,
-    metrics,
-    ops,
-    paths,
-    processor,
-    rollback,
-    scheduling,
-    sending,
-    sync,
-    typing_state,
-    unread,
-)
+from pack427 import audit, clock, constants, paths
+from pack427.accepting import chat_core_intake, scheduling, sending
+from pack427.delivering import backlog, delivery, fan_out, rollback
+from pack427.delivering.notifier import EmulatorNotifier
 from pack427.models import (
     AckMessagesRequest,
     GetChatListRequest,
@@ -72,7 +55,9 @@ from pack427.models import (
     SyncMessagesRequest,
     UpdateTypingStateRequest,
 )
-from pack427.notifier import EmulatorNotifier
+from pack427.operating import heatmap, metrics, ops
+from pack427.reading import chat_list, sync, typing_state, unread
+from pack427.workers import processor
 
 PACKAGE = ROOT / "functions" / "pack427"
 QUERY_METHODS = {"where", "order_by", "collection_group", "count", "stream", "limit", "start_after"}
@@ -182,7 +167,7 @@ def recorded(monkeypatch):
         callers, frame = set(), sys._getframe(1)
         while frame is not None:
             path = Path(frame.f_code.co_filename)
-            if path.parent == PACKAGE:
+            if PACKAGE in path.parents:
                 callers.add((path.stem, frame.f_code.co_name))
             frame = frame.f_back
         where = " <- ".join(sorted(f"{m}.{f}" for m, f in callers))
@@ -196,7 +181,7 @@ def recorded(monkeypatch):
 def query_functions() -> set[tuple[str, str]]:
     """(module, function) of every function in the package whose body builds or runs a query."""
     result = set()
-    for path in PACKAGE.glob("*.py"):
+    for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 calls = {

@@ -10,14 +10,19 @@ from datetime import timedelta
 
 import main  # noqa: F401  (test_callables set up the environment)
 import pytest
+from support.callables import call
 from support.chatcore import head, inbox, make_chat, make_user, queue_entries
-from test_callables import call
 from ulid import ULID
 
-from pack427 import chat_core_intake, clock, constants, fan_out, ops, processor, queue, sending, settings, unread
+from pack427 import clock, constants, settings
 from pack427 import db as service_db
+from pack427.accepting import chat_core_intake, sending
+from pack427.delivering import fan_out, queue
+from pack427.delivering.notifier import EmulatorNotifier
 from pack427.models import EngineMode, Region, SendMessageRequest
-from pack427.notifier import EmulatorNotifier
+from pack427.operating import ops
+from pack427.reading import unread
+from pack427.workers import processor
 
 
 @pytest.fixture(autouse=True)
@@ -331,7 +336,7 @@ def test_other_hand_edited_documents_get_a_clear_answer_or_are_read_around(db):
     status, body = call(main.pack427_getChatList, {}, uid="alice")
     assert status == 200 and body["result"]["chats"][0]["lastMessageStatus"] == {"bob": "sent"}
     # At its time the odd scheduled message fails with its problem; the good one is delivered.
-    from pack427 import scheduling
+    from pack427.accepting import scheduling
     assert scheduling.deliver_due(db, now=clock.now() + timedelta(hours=2)) == {
         "delivered": 1, "failed": 1, "skipped": 0}
     assert db.document(f"scheduledMessages/alice_{odd}").get().get("reason").startswith("unusable: deliveryKey")

@@ -16,13 +16,10 @@ os.environ.setdefault("GCLOUD_PROJECT", "demo-pack427")
 
 import main  # noqa: E402
 
-from pack427 import clock, constants, paths, sending  # noqa: E402
+from pack427 import clock, constants, paths  # noqa: E402
 from pack427 import db as service_db  # noqa: E402
-from pack427.models import (  # noqa: E402
-    QueueStatus,
-    Region,
-    SendMessageRequest,
-)
+from pack427.accepting import sending  # noqa: E402
+from pack427.models import QueueStatus, Region, SendMessageRequest
 
 app = flask.Flask(__name__)
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from google.cloud import firestore
 from ulid import ULID
 
-from pack427 import queue
+from pack427.delivering import queue
+from pack427.delivering.queue import LoadedEntry
 from pack427.models import QueuedMessage, QueueStatus, Region, TransportMetadata
-from pack427.queue import LoadedEntry
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""The alerts as code (monitoring/, rendered by pack427.alert_policies) parse into the official client
+"""The alerts as code (monitoring/, rendered by pack427.operating.alert_policies) parse into the official client
 types, carry the engine's own thresholds, cover every alert the package logs, and are up to date."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from google.cloud import monitoring_v3
 from google.cloud.logging_v2.types import LogMetric
 from support.emulator import ROOT
 
-from pack427 import alert_policies, metrics
+from pack427.operating import alert_policies, metrics
 
 MONITORING = ROOT / "monitoring"
 PACKAGE = ROOT / "functions" / "pack427"

@@ -9,9 +9,12 @@ import pytest
 from support.entries import make_entry
 from ulid import ULID
 
-from pack427 import chat_list, constants, inbox, queue, send_plan, sending, unread
+from pack427 import constants, inbox
+from pack427.accepting import send_plan, sending
+from pack427.delivering import queue
 from pack427.errors import FailedPrecondition
 from pack427.models import Chat, ChatInbox, InboxEntry, InboxHead, QueueStatus, ReceiptStatus, Region
+from pack427.reading import chat_list, unread
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ from support.emulator import ROOT
 sys.path.insert(0, str(ROOT / "scripts"))
 import deploy_check  # noqa: E402
 
-from pack427 import cursors  # noqa: E402
+from pack427.reading import cursors  # noqa: E402
 
 PYTHON = ROOT / "functions" / "venv" / "bin" / "python"
 SECRET = "PACK427_CURSOR_KEY"
@@ -75,8 +75,8 @@ def test_a_key_that_is_not_a_secret_param_fails(tmp_path, declared):
 def test_an_engine_that_would_sign_with_the_development_key_when_deployed_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(cursors, "keys", lambda: cursors.Keys(cursors.DEVELOPMENT_KEY.encode()))
     assert deploy_check.check_secrets(manifest(), tmp_path) == [
-        "pack427.cursors: a deployed instance without the secret signs cursors (with the development key)",
-        "pack427.cursors: a deployed instance with the development key signs cursors (with the development key)",
+        "pack427.reading.cursors: a deployed instance without the secret signs cursors (with the development key)",
+        "pack427.reading.cursors: a deployed instance with the development key signs cursors (with the development key)",
     ]
 
 
@@ -149,7 +149,7 @@ def test_the_indexes_check_fails_on_a_ttl_policy_or_exemption_the_engine_does_no
 def test_the_sweeps_sequential_index_is_deployed_only_in_chat_core_mode(tmp_path):
     """messages.createdAt across every chat caps message creation at 500 a second for the whole
     database (docs/CAPACITY.md): only a deployment whose functions take the chat core's messages has it."""
-    from pack427 import chat_core_intake
+    from pack427.accepting import chat_core_intake
 
     engine = deploy_check.deploy_indexes(ROOT, {"endpoints": {"pack427_sendMessage": {}}})
     chat_core = deploy_check.deploy_indexes(ROOT, {"endpoints": {"pack427_onChatCoreMessage": {}}})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from pack427 import heatmap
 from pack427.models import LatencyPercentiles, Region, RegionMetrics
+from pack427.operating import heatmap
 
 MONDAY_9 = datetime(2026, 11, 23, 9, 2, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from firebase_admin import exceptions, messaging
 
+from pack427.delivering.notifier import EmulatorNotifier, FcmNotifier, PushError
 from pack427.models import QueuedMessage, Region, TransportMetadata
-from pack427.notifier import EmulatorNotifier, FcmNotifier, PushError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -12,9 +12,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from ulid import ULID
 
-from pack427 import fraud, metrics, processor, queue, rate_limit, send_plan
+from pack427.accepting import send_plan
+from pack427.delivering import queue
 from pack427.errors import ResourceExhausted
+from pack427.guarding import fraud, rate_limit
 from pack427.models import Chat, LastMessage, LatencyPercentiles, Region, RegionMetrics, SendRecord
+from pack427.operating import metrics
+from pack427.workers import processor
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -1,0 +1,449 @@
+"""Accepting a message: the creation seam that stands in for the chat core.
+
+One accepted message is, in a single atomic commit: the chat message (which
+is also its one billing request), its idempotency record, the chat's
+`lastMessage`, the sender's rate window, and its delivery to every
+recipient. A retried send with the same clientMessageId finds the
+idempotency record and gets the first result back, marked duplicate.
+
+Delivery in the same commit. When the chat has at most
+INLINE_MAX_RECIPIENTS recipients and none of its messages still waits in a
+queue, the commit creates each recipient's inbox entry itself, conditional
+on the recipient's inbox head (see inbox): the message is in every inbox the
+moment the send returns, and no trigger runs for it. An offline recipient
+also gets a queue entry that carries only the push (its trigger sends it;
+retries and back-off as for any entry). Otherwise, or when that commit lost
+INLINE_ATTEMPTS races (a recipient's head, or the chat, moved first), the
+send goes again with one queue entry per recipient awaiting the inbox,
+delivered by the trigger and the processor (see delivery). A chat of more
+than INLINE_MAX_RECIPIENTS recipients, or one whose fan-out is under way
+(`fanOutPending`), is accepted with a fan-out job instead (see fan_out), and
+the send reads only the sender's profile. The pure decisions (the id, what
+the chat keeps, the plan) are send_plan's. The chat's `deliveryQueued` says that one of its messages may
+still wait in a queue; while it may, no send places a message of the chat
+directly, which would overtake it. A send that finds the flag set asks the
+queue once (`backlog.chat_awaits_inbox`) and clears it when nothing waits.
+Per-chat order in every inbox follows: a chat's messages reach an inbox
+either in their own send's commit, after every older one, or through the
+queue, which keeps their order (delivery.deliver_in_order).
+
+Message order: the commit is conditional on the chat being unchanged since it
+was read, and the new id is greater than the chat's last one. Of two
+concurrent sends to a chat, the second to commit therefore read the first's
+id and took a greater one: within a chat, message ids increase in the order
+sends were accepted, whatever the senders' clocks. Delivery and sync rely on it.
+
+A send of a chat this instance read before reads the chat, the profiles, the
+idempotency record, the rate window and the heads in one round trip (the
+participants it remembers, chat_core.known_participants, checked against the
+chat as read; what a wrong guess missed is read after): two round trips to
+the inbox instead of three.
+
+Before anything is written, a send passes, in this order: participation,
+age verification and blocks (policy), the per-user rate limit (rate_limit:
+its window document is written in the same commit, which is what makes the
+limit exact under concurrency), the spam/fraud hook (fraud) and the
+paid-chat admission hook (admission). A refused
+send writes nothing of the message and bills nothing; a retry of a send
+that was already accepted still gets its first result back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+
+from firebase_functions import logger
+from google.api_core import exceptions as gexc
+from google.cloud.firestore import Client, DocumentReference, WriteBatch
+from google.cloud.firestore_v1 import DocumentSnapshot
+from pydantic import ValidationError
+from ulid import ULID
+
+from .. import chat_core, clock, constants, inbox, locks, paths, routing, settings, store
+from ..delivering import backlog, fan_out, notifier, placing, queue, rollback
+from ..errors import Aborted, EngineError, FailedPrecondition, InvalidArgument
+from ..guarding import admission, fraud, policy, rate_limit
+from ..models import (
+    Chat,
+    ChatMessage,
+    IdempotencyRecord,
+    Region,
+    ScheduledMessage,
+    SendMessageRequest,
+    SendMessageResult,
+    SendRecord,
+    UserProfile,
+)
+from . import send_plan
+
+ACCEPTED = "QUEUED"
+"""`status` of an accepted message: its queue entries are on their way."""
+SCHEDULED = "SCHEDULED"
+"""`status` of a message accepted for later delivery (see scheduling)."""
+
+
+def send_message(
+    db: Client,
+    sender_id: str,
+    request: SendMessageRequest,
+    *,
+    now: datetime | None = None,
+    fraud_checker: fraud.FraudChecker | None = None,
+    admitted: AdmittedEarlier | None = None,
+) -> SendMessageResult:
+    """Accept a message from `sender_id` and deliver it, or queue it for delivery;
+    with `request.deliverAt`, accept it now for delivery then (see scheduling).
+
+    Args:
+        sender_id: the authenticated caller.
+        request: the validated request.
+        now: the acceptance time (default: the clock).
+        fraud_checker: reviews the send (default: the installed one, see fraud).
+        admitted: the send was admitted earlier (a scheduled message at its time):
+            no rate limit, spam or admission check again; it adds the caller's own
+            conditional writes to the send's commit (default: none, a send of now).
+
+    Raises:
+        NotFound: the chat does not exist.
+        PermissionDenied: the sender is not a participant.
+        FailedPrecondition: the sender is not age-verified 18+, a block
+            stands between sender and recipient in a direct chat, the fraud
+            hook or the admission hook refused the send (details.reason says
+            which, e.g. insufficient_tokens), or the chat has more than
+            MAX_RECIPIENTS recipients.
+        Unavailable: the admission hook failed; the send may be repeated.
+        ResourceExhausted: the sender sent MAX_MESSAGES_PER_MINUTE messages
+            in the last minute (details.retryAfterMs).
+        InvalidArgument: the clientMessageId was already used for another message,
+            or deliverAt is not in the next MAX_SCHEDULE_DAYS.
+        FailedPrecondition (reason client_message_id_expired): no record of the
+            clientMessageId, which was made more than CLIENT_MESSAGE_ID_MAX_AGE_DAYS ago.
+        Aborted: the chat or the sender's rate window kept changing for
+            SEND_CONFLICT_RETRIES attempts.
+    """
+    now = now or clock.now()
+    screened: dict[str, bool] = {}  # the hooks' verdict, asked once however many attempts it takes
+
+    def attempt(n: int) -> SendMessageResult:
+        try:
+            # Sends of this instance to the chat, or by this sender, take turns (see locks).
+            with locks.held(f"chat:{request.chatId}", f"user:{sender_id}"):
+                try:
+                    # Placing in inboxes is tried INLINE_ATTEMPTS times; then the send goes through the queue.
+                    place = n < constants.INLINE_ATTEMPTS
+                    loaded, prefetched = _read_chat(db, sender_id, request, place=place)
+                    return _commit_send(db, sender_id, request, loaded, now, fraud_checker, place=place,
+                                        admitted=admitted, screened=screened, prefetched=prefetched)
+                except EngineError:
+                    # A retry of a send accepted before gets its first result, whatever changed since
+                    # (the sender left, deliverAt passed, the window filled): never a refusal.
+                    if (first := _recorded_result(db, sender_id, request)) is not None:
+                        return first
+                    raise
+        except gexc.AlreadyExists:
+            if (first := _recorded_result(db, sender_id, request)) is not None:
+                return first
+            # A concurrent send took the same next id (same chat, same instant), or created a head or the window.
+            raise store.Conflict("a concurrent send created a document first") from None
+        except (gexc.FailedPrecondition, gexc.Aborted):
+            # Another send to this chat, or by this sender, or a delivery to a recipient, committed first.
+            raise store.Conflict("a concurrent change") from None
+
+    result = store.retry_on_conflict(
+        attempt,
+        attempts=constants.SEND_CONFLICT_RETRIES,
+        pause_s=constants.SEND_CONFLICT_BACKOFF_SECONDS,
+        pause_cap_s=constants.SEND_CONFLICT_BACKOFF_CAP_SECONDS,
+        give_up=lambda: Aborted(f"chat {request.chatId!r} is too busy right now; retry with the same clientMessageId"),
+    )
+    if settings.direct_delivery(db) and result.status == ACCEPTED:
+        # Rollback switch: what was queued is delivered in this request (a duplicate too:
+        # the first request may have died before it did), a large group's fan-out first.
+        fan_out.run_chat(db, request.chatId, now=now)
+        rollback.deliver_now(db, request.chatId, result.messageId, notifier.default_notifier(), now=now)
+    return result
+
+
+@dataclass(frozen=True)
+class AdmittedEarlier:
+    """A send admitted earlier (a scheduled message at its time).
+
+    Attributes:
+        priority: its lane, decided when it was admitted.
+        add_writes: adds, given the new message's id, the writes of whoever admitted it
+            to the send's commit (conditional ones included; called at each attempt).
+    """
+
+    priority: bool
+    add_writes: Callable[[WriteBatch, str], None]
+
+_QUEUE_CHECKS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="send-queue-check")
+"""Asks the queue about a chat while the send reads the profiles (one round trip less)."""
+
+
+@dataclass(frozen=True)
+class _Prefetched:
+    """What a send read beside the chat, in the same round trip: profiles by uid, other documents by path."""
+
+    users: dict[str, UserProfile]
+    others: dict[str, DocumentSnapshot]
+
+
+def _send_refs(
+    db: Client, sender_id: str, request: SendMessageRequest, recipients: list[str], *, place: bool
+) -> tuple[DocumentReference, DocumentReference, dict[str, DocumentReference]]:
+    """What a send reads besides profiles: its idempotency record, the sender's rate window, and the
+    recipients' inbox heads if it may place the message itself."""
+    return (paths.idempotency_key(db, sender_id, request.clientMessageId), paths.rate_window(db, sender_id),
+            {uid: paths.inbox_head(db, uid) for uid in recipients} if place else {})
+
+
+def _read_chat(
+    db: Client, sender_id: str, request: SendMessageRequest, *, place: bool
+) -> tuple[chat_core.LoadedChat, _Prefetched | None]:
+    """The chat (the sender a participant) and, when this instance knows its participants from an
+    earlier read (chat_core.known_participants), in the same round trip what the send will read of
+    them: profiles, the idempotency record, the rate window, the heads. The guess is checked against
+    the chat as read: `_commit_send` reads again whatever the chat's real participants need that the
+    guess did not read. Otherwise the chat alone, nothing prefetched.
+
+    Raises:
+        NotFound, PermissionDenied, FailedPrecondition: as policy.participant_chat.
+    """
+    known = chat_core.known_participants(db, request.chatId)
+    if known is None or sender_id not in known:
+        return chat_core.remember(db, policy.participant_chat(db, request.chatId, sender_id), request.chatId), None
+    recipients = [uid for uid in dict.fromkeys(known) if uid != sender_id]
+    may_place = place and request.deliverAt is None and len(recipients) <= constants.INLINE_MAX_RECIPIENTS
+    record_ref, window_ref, head_refs = _send_refs(db, sender_id, request, recipients, place=may_place)
+    chat_ref = paths.chat(db, request.chatId)
+    users, others = chat_core.load_users_with(db, [sender_id, *recipients],
+                                              [chat_ref, record_ref, window_ref, *head_refs.values()])
+    loaded = chat_core.chat_of(request.chatId, store.Read.of(others[chat_ref.path]))
+    return chat_core.remember(db, policy.require_participant(loaded, request.chatId, sender_id),
+                              request.chatId), _Prefetched(users, others)
+
+
+def _commit_send(
+    db: Client,
+    sender_id: str,
+    request: SendMessageRequest,
+    loaded: chat_core.LoadedChat,
+    now: datetime,
+    fraud_checker: fraud.FraudChecker | None,
+    *,
+    place: bool,
+    admitted: AdmittedEarlier | None,
+    screened: dict[str, bool],
+    prefetched: _Prefetched | None = None,
+) -> SendMessageResult:
+    chat = loaded.chat
+    recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != sender_id]
+    if len(recipients) > constants.MAX_RECIPIENTS:
+        raise FailedPrecondition(f"chat {request.chatId!r} has more than {constants.MAX_RECIPIENTS} recipients")
+    small = len(recipients) <= constants.INLINE_MAX_RECIPIENTS
+    fanning_out = chat.fan_out_pending or not small
+    # A scheduled message is only recorded now: nothing to place, no head or queue to ask.
+    place = place and not fanning_out and request.deliverAt is None
+    checking = (_QUEUE_CHECKS.submit(backlog.chat_awaits_inbox, db, request.chatId)
+                if place and chat.delivery_queued else None)
+    # The idempotency record, the rate window and the heads come in the same round trip as the
+    # profiles (or as the chat: _read_chat). A large group's profiles are read by its fan-out,
+    # chunk by chunk, blocks included.
+    record_ref, window_ref, head_refs = _send_refs(db, sender_id, request, recipients, place=place)
+    uids, also = [sender_id, *(recipients if small else [])], [record_ref, window_ref, *head_refs.values()]
+    if prefetched is not None and set(uids) <= prefetched.users.keys() and all(
+            ref.path in prefetched.others for ref in also):
+        users, others = prefetched.users, prefetched.others
+    else:
+        users, others = chat_core.load_users_with(db, uids, also)
+    if others[record_ref.path].exists:  # a retry: the first result, before any check or hook
+        return _first_result(others[record_ref.path].to_dict() or {}, request)
+    if admitted is None:  # a scheduled message's delivery key is the engine's own: never too old
+        send_plan.check_client_message_id_age(request.clientMessageId, now)
+    if request.deliverAt is not None and admitted is None:
+        send_plan.check_deliver_at(request.deliverAt, now)
+    window = rate_limit.from_snapshot(db, sender_id, others[window_ref.path], now=now)
+    if admitted is not None:  # only what may have changed since: 18+ and blocks
+        policy.require_adult(users[sender_id])
+        recipients = policy.deliverable_recipients(sender_id, recipients, users) if small else recipients
+        priority = admitted.priority
+    else:
+        recipients, record, priority = _admit(db, sender_id, request, chat, recipients, users, window, now,
+                                              fraud_checker, blocks=small, screened=screened)
+
+    if request.deliverAt is not None and admitted is None:
+        return _commit_schedule(db, sender_id, request, window, record, now, priority=priority)
+    message = ChatMessage(
+        id=send_plan.next_message_id(chat, now), chat_id=request.chatId, sender_id=sender_id,
+        sender_name=users[sender_id].display_name, client_message_id=request.clientMessageId,
+        text=request.text, content_ref=request.contentRef, billing_state=chat.billing, priority=priority,
+        created_at=now,
+    )
+    heads = {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()}
+    # A damaged head (see inbox.Head) or a pruned chat's position: that recipient goes through the queue.
+    unknown = {uid for uid in recipients if uid in heads and (
+        not heads[uid].usable or inbox.unknown_read_positions(heads[uid].state, [message.chat_id]))}
+    plan = send_plan.plan_delivery(chat, recipients, place=place, needs_read_position=unknown,
+                         queue_checked_empty=checking is not None and not checking.result())
+    batch = db.batch()
+    _add_message(db, batch, request, message, placed=plan.placed)
+    chat_fields = {"lastMessage": send_plan.last_message(message).to_firestore(), "deliveryQueued": plan.chat_queued}
+    origin = routing.home_region(sender_id, users[sender_id])
+    if fanning_out:
+        chat_fields.update(deliveryQueued=True, fanOutPending=True)
+        fan_out.add_job(db, batch, message, recipients, origin=origin)
+    else:
+        _add_delivery(db, batch, plan, message, users, heads, origin=origin)
+    store.update_if_unchanged(db, batch, paths.chat(db, request.chatId), loaded.update_time, chat_fields)
+    if admitted is None:
+        rate_limit.add_send(db, batch, window, record)
+    else:
+        admitted.add_writes(batch, message.id)
+    batch.commit()
+    return SendMessageResult(messageId=message.id, status=ACCEPTED, duplicate=False)
+
+
+def _commit_schedule(
+    db: Client,
+    sender_id: str,
+    request: SendMessageRequest,
+    window: rate_limit.LoadedWindow,
+    record: SendRecord,
+    now: datetime,
+    *,
+    priority: bool,
+) -> SendMessageResult:
+    """Accept a scheduled message: its ScheduledMessage, its idempotency record and the sender's rate
+    window, in one commit; nothing of the chat changes until its time (see scheduling)."""
+    scheduled = ScheduledMessage(
+        sender_id=sender_id, chat_id=request.chatId, client_message_id=request.clientMessageId,
+        text=request.text, content_ref=request.contentRef, deliver_at=clock.from_millis(request.deliverAt or 0),
+        delivery_key=str(ULID()), priority=priority, created_at=now, updated_at=now,
+    )
+    batch = db.batch()
+    record_doc = IdempotencyRecord(message_id=request.clientMessageId, chat_id=request.chatId, sender_id=sender_id,
+                                   payload_hash=_payload_hash(request), scheduled=True, created_at=now,
+                                   expires_at=send_plan.record_expiry(now, scheduled.deliver_at))
+    batch.create(paths.idempotency_key(db, sender_id, request.clientMessageId), record_doc.to_firestore())
+    batch.create(paths.scheduled_message(db, sender_id, request.clientMessageId), scheduled.to_firestore())
+    rate_limit.add_send(db, batch, window, record)
+    batch.commit()
+    return SendMessageResult(messageId=request.clientMessageId, status=SCHEDULED, duplicate=False)
+
+
+def _add_message(db: Client, batch: WriteBatch, request: SendMessageRequest, message: ChatMessage, *,
+                 placed: list[str]) -> None:
+    """Add the message and its idempotency record (with the recipients the send `placed`) to `batch`."""
+    record = IdempotencyRecord(message_id=message.id, chat_id=message.chat_id, sender_id=message.sender_id,
+                               payload_hash=_payload_hash(request), placed_by_send=placed,
+                               created_at=message.created_at, expires_at=send_plan.record_expiry(message.created_at))
+    batch.create(paths.idempotency_key(db, message.sender_id, request.clientMessageId), record.to_firestore())
+    batch.create(paths.chat_message(db, message.chat_id, message.id), message.to_firestore())
+
+
+def _add_delivery(
+    db: Client,
+    batch: WriteBatch,
+    plan: send_plan.DeliveryPlan,
+    message: ChatMessage,
+    users: dict[str, UserProfile],
+    heads: dict[str, inbox.Head],
+    *,
+    origin: Region,
+) -> None:
+    """Add to the send's batch what `plan` says: inbox entries and head moves for the
+    recipients placed (with a push-only queue entry for an offline one), queue entries
+    awaiting the inbox for the others."""
+    actor = f"user:{message.sender_id}"
+    for uid in plan.placed:
+        placing.add_placed(db, batch, message, heads[uid], users[uid], origin=origin, via="send", actor=actor,
+                           now=message.created_at)
+    for uid in plan.queued:
+        entry = placing.queue_entry(db, message, uid, users[uid], origin=origin, behind_queue=not plan.queue_clear)
+        queue.add_enqueue(db, batch, entry, actor=actor)
+
+
+def _admit(
+    db: Client,
+    sender_id: str,
+    request: SendMessageRequest,
+    chat: Chat,
+    recipients: list[str],
+    users: dict[str, UserProfile],
+    window: rate_limit.LoadedWindow,
+    now: datetime,
+    fraud_checker: fraud.FraudChecker | None,
+    *,
+    blocks: bool,
+    screened: dict[str, bool],
+) -> tuple[list[str], SendRecord, bool]:
+    """The policy checks of a send, in order: 18+, blocks (if `blocks`: else the fan-out
+    applies them), the rate limit, the spam hook, the paid-chat admission hook. The
+    recipients after blocks, the send's record for the sender's rate window, and its
+    priority (admission.priority_of). Raises EngineError.
+
+    The hooks are asked once per send: their verdict is kept in `screened` for the send's
+    further attempts after a conflict (a duplicate never reaches them: see _commit_send)."""
+    policy.require_adult(users[sender_id])
+    if blocks:
+        recipients = policy.deliverable_recipients(sender_id, recipients, users)
+    rate_limit.check(window, now=now)
+    record = SendRecord(
+        at=now, chat_id=request.chatId, content_hash=rate_limit.content_hash(request.text, request.contentRef)
+    )
+    attempt = fraud.SendAttempt(
+        sender_id=sender_id,
+        chat_id=request.chatId,
+        client_message_id=request.clientMessageId,
+        text=request.text,
+        content_ref=request.contentRef,
+        content_hash=record.content_hash,
+        recipients=recipients,
+        recent=window.recent,
+        now=now,
+    )
+    if "priority" not in screened:
+        fraud.screen(db, attempt, fraud_checker)
+        admission.screen(db, attempt, chat.billing)
+        screened["priority"] = admission.priority_of(attempt, chat.billing)
+    return recipients, record, screened["priority"]
+
+
+def _payload_hash(request: SendMessageRequest) -> str:
+    payload: dict = {"chatId": request.chatId, "text": request.text, "contentRef": request.contentRef}
+    if request.deliverAt is not None:
+        payload["deliverAt"] = request.deliverAt
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _recorded_result(db: Client, sender_id: str, request: SendMessageRequest) -> SendMessageResult | None:
+    """The first result of this clientMessageId if a send of it was accepted (one read), else None."""
+    first = paths.idempotency_key(db, sender_id, request.clientMessageId).get()
+    return _first_result(first.to_dict() or {}, request) if first.exists else None
+
+
+def _first_result(stored: dict, request: SendMessageRequest) -> SendMessageResult:
+    """The result of the send that first used this clientMessageId (its idempotency record as stored).
+
+    Raises:
+        InvalidArgument: the clientMessageId was used for a different message.
+    """
+    try:
+        record = IdempotencyRecord.model_validate(stored)
+    except ValidationError:
+        logger.error(f"the idempotency record of {request.clientMessageId} is unusable", alert="SEND_RECORD_UNUSABLE",
+                     clientMessageId=request.clientMessageId)
+        raise FailedPrecondition(f"clientMessageId {request.clientMessageId} was accepted before, but its record is"
+                                 " damaged; an operator must look at it", {"reason": "send_record_damaged"}) from None
+    if record.payload_hash != _payload_hash(request):
+        raise InvalidArgument(
+            f"clientMessageId {request.clientMessageId} was already used for a different message"
+        )
+    return SendMessageResult(messageId=record.message_id, status=SCHEDULED if record.scheduled else ACCEPTED,
+                             duplicate=True)

@@ -1,0 +1,280 @@
+"""Fan-out: a message's delivery to a large group, in chunks, resumable after a crash at any point.
+
+A send to a chat with more than INLINE_MAX_RECIPIENTS recipients, every send
+to a chat whose `fanOutPending` is set, and every message the chat core
+creates in chat-core mode (chat_core_intake) is accepted with a fan-out job
+(`chats/{chatId}/fanOuts/{messageId}`, FanOut) in the same atomic commit as
+the message, listing its recipients. Its trigger (`pack427_onFanOut`) works
+the chat's jobs, and the processor resumes a job nobody moved for
+FAN_OUT_STALLED_SECONDS (`resume_stalled`).
+
+A worker takes the chat's oldest job and handles its recipients FAN_OUT_CHUNK
+at a time, each chunk in one commit that also moves the job's cursor,
+conditional on the job as read (the last chunk deletes the job):
+
+- a recipient with no older message of the chat waiting in a queue gets the
+  message placed in their inbox, as a send places it (placing.add_placed:
+  entry and head move, conditional on the head; a push-only queue entry if
+  offline);
+- the others, a recipient whose head needs a read position (inbox) or is
+  damaged (inbox.Head: set aside with an alert, delivered once repaired), and
+  a whole chunk that lost FAN_OUT_PLACE_ATTEMPTS races for heads, get a queue
+  entry awaiting the inbox, which the queue delivers behind the older ones;
+- a recipient who blocked the sender, or whom the sender blocked, gets
+  nothing (policy: a group's blocks), decided on profiles read with the chunk.
+
+Exactly once: a chunk's writes and the cursor's move are one commit, so of
+any number of workers and replays exactly one writes each chunk, and a crash
+leaves the cursor where the last commit put it. Per-chat order: a chat's
+jobs are worked one at a time, oldest message first; while a chat has jobs
+(`fanOutPending`), each new message of it gets a job too, behind them; the
+worker that finds no job left clears the flag. The send set `deliveryQueued`
+too, so a later small send asks the queue before it places (see sending).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from firebase_functions import logger
+from google.cloud.firestore import Client, WriteBatch
+from google.cloud.firestore_v1 import DocumentSnapshot
+from google.cloud.firestore_v1.base_query import FieldFilter
+from pydantic import ValidationError
+
+from .. import chat_core, clock, constants, inbox, paths, store
+from ..guarding import policy
+from ..models import ChatMessage, FanOut, Region, UserProfile, problems
+from . import backlog, placing, queue
+
+ACTOR = "fanOut"
+
+RESUME_BUDGET_SECONDS = 20
+"""Of a processor run (50 s), the time stalled fan-outs may take before the queues' drain."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A fan-out job as read, with the update time its next move is conditional on."""
+
+    doc: store.Read
+    fan_out: FanOut
+
+    @classmethod
+    def of(cls, doc: store.Read) -> Job:
+        return cls(doc, FanOut.model_validate(doc.data))
+
+    @property
+    def chunk(self) -> list[str]:
+        """The recipients the job's next commit handles."""
+        return self.fan_out.recipients[self.fan_out.next:self.fan_out.next + constants.FAN_OUT_CHUNK]
+
+
+def add_job(db: Client, batch: WriteBatch, message: ChatMessage, recipients: list[str], *, origin: Region) -> None:
+    """Add to the accepting commit the creation of `message`'s fan-out job.
+
+    Args:
+        recipients: who the message goes to, ids that can key documents (chat_core.parse_chat);
+            blocks are applied chunk by chunk.
+        origin: the sender's home region.
+    """
+    job = FanOut(chat_id=message.chat_id, message=message, recipients=recipients, origin=origin,
+                 created_at=message.created_at, updated_at=message.created_at)
+    batch.create(paths.fan_out(db, message.chat_id, message.id), job.to_firestore())
+
+
+def on_created(db: Client, snapshot: DocumentSnapshot | None) -> None:
+    """The trigger of a new job: work its chat's jobs (a replayed event finds nothing left)."""
+    if snapshot is not None and snapshot.exists:
+        run_chat(db, snapshot.reference.parent.parent.id)
+
+
+def run_chat(db: Client, chat_id: str, *, now: datetime | None = None) -> int:
+    """Work `chat_id`'s fan-out jobs, oldest message first, until none is left; then clear `fanOutPending`.
+
+    Safe to run in several workers at once (see the module docstring).
+
+    Args:
+        now: the deliveries' time (default: the clock at each chunk).
+
+    Returns:
+        Recipients this call handled (placed, queued or left out for a block).
+    """
+    handled = 0
+    while True:
+        chat_doc = store.read(db, [paths.chat(db, chat_id)])[paths.chat(db, chat_id).path]
+        oldest = list(paths.fan_outs(db, chat_id).order_by("__name__").limit(1).stream())
+        if oldest:
+            doc = store.Read.of(oldest[0])
+            try:
+                job = Job.of(doc)
+            except ValidationError as err:
+                _set_aside(db, doc, problems(err))  # the chat's later messages go on
+                continue
+            handled += _run_job(db, job, now=now)
+            continue
+        if not chat_doc.exists or not chat_doc.data.get("fanOutPending"):
+            return handled
+        batch = db.batch()
+        store.update_if_unchanged(db, batch, chat_doc.ref, chat_doc.time, {"fanOutPending": False})
+        if store.commit_if_unchanged(batch):
+            return handled
+        # A send changed the chat (maybe with a new job): look again.
+
+
+def _set_aside(db: Client, doc: store.Read, problem: str) -> None:
+    """Move an unusable job (a hand edit) to `quarantinedFanOuts`, with the problem, conditional on it as
+    read; logged as the FAN_OUT_QUARANTINED alert. `scripts/ops release-fan-out` puts a repaired one back."""
+    chat_id = doc.ref.parent.parent.id
+    batch = db.batch()
+    batch.delete(doc.ref, option=db.write_option(last_update_time=doc.time))
+    batch.set(paths.quarantined_fan_out(db, chat_id, doc.ref.id),
+              {**doc.data, "quarantine": {"problem": problem[:1000], "at": clock.now()}})
+    if store.commit_if_unchanged(batch):
+        logger.error(f"fan-out job {doc.ref.path} QUARANTINED: {problem} (scripts/ops quarantined; "
+                     f"scripts/ops release-fan-out {chat_id} {doc.ref.id})", alert="FAN_OUT_QUARANTINED",
+                     chatId=chat_id, messageId=doc.ref.id, problem=problem[:1000])
+
+
+def release(db: Client, chat_id: str, message_id: str) -> str | None:
+    """Put a quarantined job, repaired by hand, back: its chat's fan-out goes on from its cursor (the
+    job's trigger fires again; a member it already placed is never placed twice, their inbox entry
+    exists). Returns None if it is back, otherwise why not."""
+    held = store.Read.of(paths.quarantined_fan_out(db, chat_id, message_id).get())
+    if not held.exists:
+        return f"no quarantined fan-out {chat_id}/{message_id}"
+    data = {k: v for k, v in held.data.items() if k != "quarantine"}
+    try:
+        FanOut.model_validate(data)
+    except ValidationError as err:
+        return f"still unusable: {problems(err)}"
+    batch = db.batch()
+    batch.delete(held.ref, option=db.write_option(last_update_time=held.time))
+    batch.create(paths.fan_out(db, chat_id, message_id), data | {"updatedAt": clock.now()})
+    batch.update(paths.chat(db, chat_id), {"fanOutPending": True, "deliveryQueued": True})
+    return None if store.commit_if_unchanged(batch) else f"{chat_id}/{message_id} changed meanwhile; look again"
+
+
+def resume_stalled(
+    db: Client, *, now: datetime | None = None, limit: int = 100, budget_s: float = RESUME_BUDGET_SECONDS
+) -> int:
+    """Work the chats of jobs nobody moved for FAN_OUT_STALLED_SECONDS (a crashed or timed-out worker).
+
+    Called by the processor each run; after `budget_s` (default RESUME_BUDGET_SECONDS) no
+    further chat is started (the first always is), so the queues' drain keeps most of the
+    run. Returns the recipients handled.
+    """
+    now = now or clock.now()
+    cutoff = now - timedelta(seconds=constants.FAN_OUT_STALLED_SECONDS)
+    query = db.collection_group("fanOuts").where(filter=FieldFilter("updatedAt", "<", cutoff)).limit(limit)
+    chats = dict.fromkeys(snapshot.get("chatId") for snapshot in query.select(["chatId"]).stream())
+    handled, deadline = 0, time.monotonic() + budget_s
+    for chat_id in chats:
+        logger.warn(f"resuming the stalled fan-out of chat {chat_id}", alert="FAN_OUT_STALLED", chatId=chat_id)
+        try:
+            handled += run_chat(db, chat_id)
+        except Exception as err:  # noqa: BLE001 - one chat's trouble must not hold the others back
+            logger.error(f"the stalled fan-out of chat {chat_id} failed again: {err!r}", chatId=chat_id)
+        if time.monotonic() > deadline:
+            break  # the next run goes on: the jobs keep their cursors
+    return handled
+
+
+def _run_job(db: Client, first: Job, *, now: datetime | None) -> int:
+    """Handle `job`'s recipients chunk by chunk until its last commit deletes it (or another worker's does).
+
+    The next chunk's profiles and heads are read while the current one commits
+    (other members: the commit does not change them); after a conflict they are read again.
+    """
+    job: Job | None = first
+    message = first.fan_out.message
+    sender_ref = paths.user(db, message.sender_id)
+    sender = chat_core.profile_of(store.read(db, [sender_ref])[sender_ref.path])
+    # Older messages of the chat cannot start waiting later: their queue entries were
+    # created before this job was (by their sends, or by earlier jobs).
+    waiting = backlog.recipients_awaiting(db, message.chat_id, limit=constants.FAN_OUT_WAITING_LOOKUP)
+    handled, lost_races = 0, 0
+    reads = _read_chunk(db, first.chunk, waiting, place=True)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fan-out-prefetch") as prefetch:
+        while job is not None:
+            following = job.fan_out.recipients[job.fan_out.next + len(job.chunk):][:constants.FAN_OUT_CHUNK]
+            upcoming = prefetch.submit(_read_chunk, db, following, waiting, place=True) if following else None
+            try:
+                moved = _commit_chunk(db, job, sender, reads, now=now or clock.now())
+            except store.Conflict:
+                if upcoming is not None:
+                    upcoming.cancel()
+                fresh = store.read(db, [job.doc.ref])[job.doc.ref.path]
+                # The job unchanged: a head moved under the chunk. Changed: another worker moved it.
+                lost_races = lost_races + 1 if fresh.update_time == job.doc.update_time else 0
+                job = Job.of(fresh) if fresh.exists else None
+                if job is not None:
+                    reads = _read_chunk(db, job.chunk, waiting, place=lost_races < constants.FAN_OUT_PLACE_ATTEMPTS)
+                continue
+            handled += len(job.chunk)
+            job, lost_races = moved, 0
+            if job is not None and upcoming is not None:  # more members: `following` was read meanwhile
+                reads = upcoming.result()
+    return handled
+
+
+@dataclass(frozen=True)
+class ChunkReads:
+    """What a chunk's commit is decided on: the members' profiles, and the heads of those it may place."""
+
+    users: dict[str, UserProfile]
+    heads: dict[str, inbox.Head]
+
+
+def _read_chunk(db: Client, chunk: list[str], waiting: set[str] | None, *, place: bool) -> ChunkReads:
+    """Profiles of `chunk` and the heads of its members who may be placed, in one round trip.
+
+    Args:
+        waiting: members with an older message of the chat in a queue (None: maybe all): they are not placed.
+        place: False after FAN_OUT_PLACE_ATTEMPTS lost races: nobody is placed, every member is queued.
+    """
+    placeable = [uid for uid in chunk if waiting is not None and uid not in waiting] if place else []
+    head_refs = {uid: paths.inbox_head(db, uid) for uid in placeable}
+    users, others = chat_core.load_users_with(db, chunk, list(head_refs.values()))
+    heads = {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()}
+    return ChunkReads(users, heads)
+
+
+def _commit_chunk(db: Client, job: Job, sender: UserProfile, reads: ChunkReads, *, now: datetime) -> Job | None:
+    """Commit the job's next chunk and the move of its cursor (or its deletion after the last).
+
+    Args:
+        sender: the sender's profile (blocks).
+        reads: the chunk's profiles and heads; a member without a head read gets a queue entry.
+        now: the delivery time.
+
+    Returns:
+        The job as this commit left it; None if it was the last chunk.
+
+    Raises:
+        store.Conflict: the job or a head changed since it was read; nothing was written.
+    """
+    fan_out, message, chunk = job.fan_out, job.fan_out.message, job.chunk
+    allowed = [uid for uid in chunk if not policy.blocked_between(message.sender_id, sender, uid, reads.users[uid])]
+    moved = fan_out.model_copy(update={"next": fan_out.next + len(chunk), "updated_at": now})
+    last = moved.next >= len(fan_out.recipients)
+    batch = db.batch()
+    if last:
+        batch.delete(job.doc.ref, option=db.write_option(last_update_time=job.doc.update_time))
+    else:
+        store.update_if_unchanged(db, batch, job.doc.ref, job.doc.time, {"next": moved.next, "updatedAt": now})
+    for uid in allowed:
+        head = reads.heads.get(uid)
+        if head is not None and head.usable and not inbox.unknown_read_positions(head.state, [fan_out.chat_id]):
+            placing.add_placed(db, batch, message, head, reads.users[uid], origin=fan_out.origin, via="fanOut",
+                               actor=ACTOR, now=now)
+        else:
+            entry = placing.queue_entry(db, message, uid, reads.users[uid], origin=fan_out.origin)
+            queue.add_enqueue(db, batch, entry, actor=ACTOR)
+    results = store.commit(batch)
+    if last:
+        return None
+    return Job(store.Read(job.doc.ref, moved.to_firestore(), results[0].update_time), moved)

@@ -1,0 +1,254 @@
+"""Unread counts and read positions, kept on each user's inbox head.
+
+The truth is the inbox: the unread count of (user, chat) is the number of
+the user's inbox entries of that chat newer than the user's read position
+(never the user's own messages: a sender is not a recipient). The inbox head
+holds that number per chat (`InboxHead.chats`, see inbox), with the read
+position and the chat's newest entry:
+
+- a delivery counts its entries in the commit that creates them, conditional
+  on the head (inbox.placed), so a message is counted exactly when it becomes
+  visible, once, whatever the duplicated events or racing workers;
+- markAsRead moves the position forward and stores the count after it, in a
+  commit conditional on the head too. The count is 0 when the position is
+  at or past the chat's newest entry, which the head knows; otherwise one
+  count aggregation of the inbox, read after the head, so a delivery in
+  between fails the commit and the read goes again;
+- the read receipt (`chats/{chatId}/readReceipts/{uid}`, for the other
+  participants) is written in the same commit, so it moves forward only: the
+  head serialises every read of the user.
+
+Every change of an inbox or a read position is a conditional write of the
+head that decided on the state it changes: the counts are exact at every
+moment, never negative. Recalculation recounts from the inbox and repairs a
+head that drifted (a damaged or deleted document).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from firebase_functions import logger
+from google.cloud.firestore import Client
+from google.cloud.firestore_v1.base_query import FieldFilter
+from ulid import ULID
+
+from .. import clock, constants, inbox, paths, store
+from ..errors import Aborted, InvalidArgument
+from ..guarding import policy
+from ..models import (
+    ChatInbox,
+    CounterChange,
+    InboxHead,
+    MarkAsReadRequest,
+    MarkAsReadResult,
+    ReadReceipt,
+    RecalculateUnreadCountersResult,
+    UnreadCountsResult,
+)
+
+
+def count_unread(db: Client, uid: str, chat_id: str, read_up_to: str | None) -> int:
+    """Entries of `uid`'s inbox from `chat_id`, newer than `read_up_to`, not sent by `uid`.
+
+    One count aggregation: no document is read.
+
+    Args:
+        uid: the reader.
+        chat_id: the chat.
+        read_up_to: the read position (None: nothing read; every ULID is > "").
+    """
+    query = (
+        paths.inbox(db, uid)
+        .where(filter=FieldFilter("chatId", "==", chat_id))
+        .where(filter=FieldFilter("messageId", ">", read_up_to or ""))
+        .where(filter=FieldFilter("senderId", "!=", uid))
+    )
+    return int(query.count().get()[0][0].value)  # the emulator answers 0.0 for none
+
+
+def unread_after(state: ChatInbox | None, position: str) -> int | None:
+    """The unread count of a chat read up to `position`, if the head alone tells it; None if
+    the inbox must be counted.
+
+    A chat the head does not track has no unread entry (never had one, or was
+    pruned fully read), and none is newer than its newest entry.
+    """
+    if state is None or (state.last is not None and position >= state.last):
+        return 0
+    return None
+
+
+def mark_as_read(
+    db: Client, uid: str, request: MarkAsReadRequest, *, now: datetime | None = None
+) -> MarkAsReadResult:
+    """`pack427_markAsRead`: move the caller's read position forward and store the count after it.
+
+    Args:
+        uid: the authenticated caller.
+        request: the chat and the newest message read.
+        now: stored as `readAt` and `updatedAt` (default: the clock).
+
+    Returns:
+        The chat's unread count after the move (every device of the user
+        sees it on the head). An older position than the stored one is
+        accepted, ignored, and writes nothing.
+
+    Raises:
+        NotFound: no such chat (and none the caller's inbox counts).
+        PermissionDenied: the caller is not a participant, nor a former one whose inbox counts the chat.
+        InvalidArgument: readUpToMessageId is not a message of this chat.
+        Aborted: the head kept changing for UNREAD_WRITE_RETRIES attempts.
+    """
+    now = now or clock.now()
+    chat_id, position = request.chatId, request.readUpToMessageId
+
+    def attempt(_: int) -> MarkAsReadResult:
+        head = inbox.heads(db, [uid])[uid]
+        state = head.state.chats.get(chat_id)
+        if state is None:  # a chat the inbox does not count: the caller must take part in it
+            policy.participant_chat(db, chat_id, uid)
+        # else a chat their inbox counts (they received its messages): no read of the chat, and a
+        # member who left it, or whose chat is gone, still clears what they had.
+        if (state is None or state.last != position) and not _message_of_chat(db, chat_id, uid, position):
+            message = f"readUpToMessageId: {position} is not a message of chat {chat_id!r}"
+            raise InvalidArgument(message, {"fields": [{"field": "readUpToMessageId", "problem": message}]})
+        current = state.read_up_to if state is not None else inbox.read_positions(db, uid, {chat_id})[chat_id]
+        if current is not None and current >= position:
+            return MarkAsReadResult(success=True, unreadCount=state.unread if state is not None else 0)
+        unread = unread_after(state, position)
+        if unread is None:
+            unread = count_unread(db, uid, chat_id, position)
+        batch = db.batch()
+        batch.set(paths.read_receipt(db, chat_id, uid), ReadReceipt(
+            chat_id=chat_id, user_id=uid, read_up_to_message_id=position,
+            read_up_to_timestamp=_time_of(position, now), read_at=now,
+        ).to_firestore())
+        moved = inbox.read_to(head.state, chat_id, position, unread, now=now)
+        store.write_if_unchanged(db, batch, head.doc, moved.to_firestore())
+        store.commit(batch)
+        return MarkAsReadResult(success=True, unreadCount=unread)
+
+    return store.retry_on_conflict(
+        attempt, attempts=constants.UNREAD_WRITE_RETRIES,
+        give_up=lambda: Aborted(f"the read position of chat {chat_id!r} is changing too fast; try again"),
+    )
+
+
+def unread_counts(db: Client, uid: str) -> UnreadCountsResult:
+    """`pack427_getUnreadCounts`: the user's unread count of every chat their inbox head tracks,
+    and their total (one read)."""
+    chats = inbox.heads(db, [uid])[uid].state.chats
+    counts = {chat_id: state.unread for chat_id, state in chats.items()}
+    return UnreadCountsResult(unreadCounts=counts, totalUnread=sum(counts.values()))
+
+
+def recalculate(
+    db: Client, uid: str, *, now: datetime | None = None
+) -> RecalculateUnreadCountersResult:
+    """`pack427_recalculateUnreadCounters`: recount the caller's unread counts and repair any drift.
+
+    Covers every chat the user takes part in and every chat their head
+    tracks; a chat they left (its document no longer lists them) is dropped
+    from the head, its count with it. A damaged head is rebuilt from the inbox
+    (`_rebuilt`). The new counts are written in one commit conditional on the
+    head, recounted again if a delivery or read changed it meanwhile.
+
+    Args:
+        uid: the authenticated caller.
+        now: stored as the head's `updatedAt` if anything changed (default: the clock).
+
+    Returns:
+        How many chats were checked and how many counts changed, with before and after.
+    """
+    now = now or clock.now()
+    member_of = paths.chats(db).where(filter=FieldFilter("participants", "array_contains", uid)).select([])
+    member_chats = {s.id for s in member_of.stream()}
+
+    def attempt(_: int) -> RecalculateUnreadCountersResult:
+        head = inbox.heads(db, [uid])[uid]
+        state = head.parsed or _rebuilt(db, head)
+        tracked = state.chats
+        left = _chats_left(db, uid, set(tracked) - member_chats)
+        chat_ids = sorted((member_chats | tracked.keys()) - left)
+        untracked = {chat_id for chat_id in chat_ids if chat_id not in tracked}
+        positions = {chat_id: s.read_up_to for chat_id, s in tracked.items()}
+        positions |= inbox.read_positions(db, uid, untracked) if untracked else {}
+        with ThreadPoolExecutor(max_workers=constants.RECALCULATE_PARALLELISM) as pool:
+            counted = pool.map(lambda c: count_unread(db, uid, c, positions[c]), chat_ids)
+            counts = dict(zip(chat_ids, counted, strict=True)) | dict.fromkeys(left, 0)
+        changes = [
+            CounterChange(chatId=chat_id, before=tracked[chat_id].unread if chat_id in tracked else None, after=count)
+            for chat_id, count in counts.items()
+            if (tracked[chat_id].unread if chat_id in tracked else 0) != count
+        ]
+        if changes or left or not head.usable:
+            chats = {chat_id: s for chat_id, s in tracked.items() if chat_id not in left}
+            for change in changes:
+                if change.chatId not in left:
+                    s = chats.get(change.chatId) or ChatInbox(read_up_to=positions[change.chatId])
+                    chats[change.chatId] = s.model_copy(update={"unread": change.after})
+            batch = db.batch()
+            moved = state.model_copy(update={"chats": chats, "updated_at": now})
+            # Every field of a head is written: a damaged one is replaced, conditional on it as read.
+            store.write_if_unchanged(db, batch, head.doc, moved.to_firestore())
+            store.commit(batch)
+            logger.info(f"repaired {len(changes)} unread counts of {uid}" + ("" if head.usable else
+                        " and rebuilt their damaged inbox head"), uid=uid, changes=[c.model_dump() for c in changes],
+                        left=sorted(left))
+        return RecalculateUnreadCountersResult(
+            success=True, recalculated=len(changes), checked=len(chat_ids) + len(left), changes=changes
+        )
+
+    return store.retry_on_conflict(
+        attempt, attempts=constants.UNREAD_WRITE_RETRIES,
+        give_up=lambda: Aborted("the inbox kept changing during the recount; try again"),
+    )
+
+
+def _message_of_chat(db: Client, chat_id: str, uid: str, message_id: str) -> bool:
+    """Whether the message is the chat's: in its messages, or in the reader's inbox under that chat
+    (one round trip).
+
+    The inbox is checked too because it is what the reader has seen (and what
+    counts); a chat core that keeps messages elsewhere still works.
+    """
+    message, entry = paths.chat_message(db, chat_id, message_id), paths.inbox_entry(db, uid, message_id)
+    found = store.read(db, [message, entry])
+    placed = found[entry.path]
+    return found[message.path].exists or (placed.exists and placed.data.get("chatId") == chat_id)
+
+
+def _chats_left(db: Client, uid: str, candidates: set[str]) -> set[str]:
+    """Of `candidates` (chats the head counts but the user is not listed in), those the user left:
+    the chat exists and does not list them. (A nudge chat has no document, and stays.)"""
+    if not candidates:
+        return set()
+    found = store.read(db, [paths.chat(db, chat_id) for chat_id in sorted(candidates)])
+    left = set()
+    for doc in found.values():
+        if doc.exists:
+            participants = doc.data.get("participants")
+            if not isinstance(participants, list) or uid not in participants:
+                left.add(doc.ref.id)
+    return left
+
+
+def _rebuilt(db: Client, head: inbox.Head) -> InboxHead:
+    """A head to replace a damaged one: its seq the inbox's newest entry's (so no seq is given twice),
+    its delivery receipt kept if it is readable, its chats to be recounted (`pruned`: a chat it does not
+    track takes its read position from its receipt)."""
+    newest = list(paths.inbox(db, head.uid).order_by("seq", direction="DESCENDING").limit(1).stream())
+    seq = max(newest[0].get("seq") if newest else 0, 0)
+    acked = head.doc.data.get("ackedSeq")
+    acked_seq = acked if isinstance(acked, int) and not isinstance(acked, bool) and 0 <= acked <= seq else 0
+    return InboxHead(seq=seq, message_id=newest[0].id if newest else None, acked_seq=acked_seq, pruned=True)
+
+
+def _time_of(message_id: str, now: datetime) -> datetime:
+    """The time in a ULID message id; `now` for a chat core's id of another scheme."""
+    try:
+        return ULID.from_str(message_id).datetime
+    except ValueError:
+        return now
