@@ -144,6 +144,19 @@ each attempt reads again; one writer wins each round."""
 RECALCULATE_PARALLELISM = 16
 """Counters one recalculation recounts at once: each is a few round trips."""
 
+RECALCULATE_PAGE = 200
+"""Chats one pack427_recalculateUnreadCounters call recounts (`hasMore` and a
+`cursor` for the rest): at most 3 reads a chat (its document in the member
+query, a count aggregation, and its read receipt or the check that the user
+left it) and 4 more (one more member, the head, the newest inbox entry when the
+head is rebuilt, the caller's call window): at most 604 reads and 2 writes a
+call, whatever the number of chats the user is in."""
+
+MAX_RECALCULATIONS_PER_MINUTE = 10
+"""pack427_recalculateUnreadCounters calls (pages) one user may make in any
+RATE_WINDOW_SECONDS; the next is resource-exhausted. 10 pages of
+RECALCULATE_PAGE: 2,000 chats a minute, at most about 6,000 reads a minute per user."""
+
 TYPING_CLEANUP_PAGE = 500
 """Expired typing events one cleanup query takes."""
 

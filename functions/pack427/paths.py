@@ -115,6 +115,11 @@ def rate_window(db: Client, uid: str) -> DocumentReference:
     return db.collection("rateLimits").document(uid)
 
 
+def recalculation_window(db: Client, uid: str) -> DocumentReference:
+    """`recalculationWindows/{uid}`: the user's recount calls of the last minute (rate_limit.admit_recalculation)."""
+    return db.collection("recalculationWindows").document(uid)
+
+
 # ------------------------------------------------------------ real-time signals
 
 

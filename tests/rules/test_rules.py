@@ -34,6 +34,7 @@ DOCUMENTS = {
     "idempotencyKeys/alice_01J": {"messageId": "m1", "senderId": "alice"},
     "auditLog/rejected_alice_01K": {"senderId": "alice", "actor": "user:alice", "reason": "spam_suspected"},
     "rateLimits/alice": {"userId": "alice", "sends": []},
+    "recalculationWindows/alice": {"userId": "alice", "calls": []},
     "scheduledMessages/alice_01J": {"senderId": "alice", "chatId": "c1", "text": "later", "status": "SCHEDULED"},
 }
 
@@ -57,6 +58,7 @@ CLOSED = [
     ("idempotencyKeys/alice_01J", "alice"),
     ("auditLog/rejected_alice_01K", "alice"),
     ("rateLimits/alice", "alice"),
+    ("recalculationWindows/alice", "alice"),
     ("regions/EU/deviceSyncStates/bobby_phone", "bob"),
     ("chats/c1/fanOuts/m2", "bob"),  # a participant: the recipients list is the engine's
     ("scheduledMessages/alice_01J", "alice"),  # its sender reads it through pack427_listScheduledMessages
@@ -131,7 +133,8 @@ def test_lists_of_typing_events_by_participants_only(api):
 
 
 @pytest.mark.parametrize("collection", [
-    "regions/EU/messageQueue", "regions/EU/queueStats", "idempotencyKeys", "auditLog", "rateLimits", "chats/c1/fanOuts",
+    "regions/EU/messageQueue", "regions/EU/queueStats", "idempotencyKeys", "auditLog", "rateLimits", "recalculationWindows",
+    "chats/c1/fanOuts",
     "scheduledMessages",
 ])
 def test_engine_collections_cannot_be_listed(api, collection):

@@ -30,6 +30,7 @@ from .api import (
     MarkAsReadRequest,
     MarkAsReadResult,
     NoArgumentsRequest,
+    RecalculateUnreadCountersRequest,
     RecalculateUnreadCountersResult,
     ReceiptStatus,
     RegisterDeviceRequest,
@@ -51,6 +52,7 @@ from .api import (
 )
 from .base import DUE_STATUSES, Document, QueueStatus, Region, problems, salvage
 from .chats import (
+    CallWindow,
     Chat,
     ChatMessage,
     FanOut,
@@ -103,6 +105,7 @@ __all__ = [
     "IdempotencyRecord",
     "SendRecord",
     "RateWindow",
+    "CallWindow",
     "SendRejection",
     "TransportMetadata",
     "QueueEvent",
@@ -148,6 +151,7 @@ __all__ = [
     "NoArgumentsRequest",
     "UnreadCountsResult",
     "CounterChange",
+    "RecalculateUnreadCountersRequest",
     "RecalculateUnreadCountersResult",
     "GetChatListRequest",
     "ReceiptStatus",

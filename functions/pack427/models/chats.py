@@ -202,6 +202,23 @@ class RateWindow(Document):
     expires_at: datetime
 
 
+class CallWindow(Document):
+    """`recalculationWindows/{uid}`: the user's pack427_recalculateUnreadCounters calls of the last
+    minute (a sliding log; rate_limit.admit_recalculation).
+
+    Attributes:
+        calls: their times, oldest first; never more than MAX_RECALCULATIONS_PER_MINUTE.
+        expires_at: when the newest call leaves the window; a TTL policy on it deletes idle windows.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    user_id: str
+    calls: list[datetime] = Field(default_factory=list)
+    updated_at: datetime
+    expires_at: datetime
+
+
 class SendRejection(Document):
     """`auditLog/rejected_{senderId}_{clientMessageId}`: a send that a policy refused.
 

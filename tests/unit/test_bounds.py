@@ -1,0 +1,78 @@
+"""The pure decisions behind the bounds of issue 27: recount pages, call windows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from pack427 import rate_limit, unread
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+# ------------------------------------------------------------ a sliding window of calls
+
+
+def test_a_window_holding_fewer_calls_than_the_limit_takes_one_more():
+    calls = [T0 + timedelta(seconds=s) for s in range(9)]
+    assert rate_limit.retry_after_ms(calls, 10, now=T0 + timedelta(seconds=10)) is None
+
+
+def test_a_full_window_says_when_its_oldest_call_leaves_it():
+    calls = [T0 + timedelta(seconds=s) for s in range(10)]
+    assert rate_limit.retry_after_ms(calls, 10, now=T0 + timedelta(seconds=10)) == 50_000
+    # At the instant the oldest leaves, the next call fits; calls older than the window never count.
+    assert rate_limit.retry_after_ms(calls, 10, now=T0 + timedelta(seconds=60)) is None
+    assert rate_limit.retry_after_ms(calls * 3, 10, now=T0 + timedelta(seconds=70)) is None
+
+
+def test_a_full_window_never_answers_a_wait_of_zero():
+    calls = [T0] * 10
+    assert rate_limit.retry_after_ms(calls, 10, now=T0 + timedelta(seconds=60) - timedelta(microseconds=1)) == 1
+
+
+# ------------------------------------------------------------ recount pages
+
+
+def chats(*numbers: int) -> list[str]:
+    return [f"c{n:03}" for n in numbers]
+
+
+def test_a_user_in_fewer_chats_than_a_page_is_recounted_in_one_call():
+    page, more = unread.page_of_chats(chats(1, 2, 3), chats(2, 9), after=None, limit=4)
+    assert (page, more) == (chats(1, 2, 3, 9), False)
+
+
+def test_at_the_bound_one_call_and_past_it_two():
+    assert unread.page_of_chats(chats(1, 2, 3, 4), [], after=None, limit=4) == (chats(1, 2, 3, 4), False)
+    # Five chats listing the user: the member query (limit + 1 rows) is cut after the fourth.
+    assert unread.page_of_chats(chats(1, 2, 3, 4, 5), [], after=None, limit=4) == (chats(1, 2, 3, 4), True)
+    assert unread.page_of_chats(chats(5), [], after="c004", limit=4) == (chats(5), False)
+
+
+def test_tracked_chats_count_toward_the_page_and_push_the_rest_to_the_next():
+    # Three members and two tracked chats (one the user left): five chats, a page of four.
+    page, more = unread.page_of_chats(chats(1, 3, 5), chats(2, 4), after=None, limit=4)
+    assert (page, more) == (chats(1, 2, 3, 4), True)
+    assert unread.page_of_chats(chats(5), chats(2, 4), after="c004", limit=4) == (chats(5), False)
+
+
+def test_a_tracked_chat_past_a_cut_member_query_waits_for_a_later_page():
+    # The member query was cut at c004, so chats between c004 and c009 it has not looked at yet:
+    # a tracked c007 must not be recounted before c005 and c006 are, or a page would skip them.
+    page, more = unread.page_of_chats(chats(1, 2, 3, 4, 5), chats(7), after=None, limit=4)
+    assert (page, more) == (chats(1, 2, 3, 4), True)
+    page, more = unread.page_of_chats(chats(5, 6), chats(7), after="c004", limit=4)
+    assert (page, more) == (chats(5, 6, 7), False)
+
+
+def test_pages_cover_every_chat_once_whatever_the_mix():
+    members = {f"c{n:03}" for n in range(0, 60, 2)}
+    tracked = {f"c{n:03}" for n in range(0, 60, 3)}
+    seen: list[str] = []
+    after, more = None, True
+    while more:
+        listed = sorted(c for c in members if after is None or c > after)[:8]
+        page, more = unread.page_of_chats(listed, tracked, after=after, limit=7)
+        seen += page
+        after = page[-1] if page else after
+    assert seen == sorted(members | tracked)
