@@ -123,8 +123,15 @@ the whole fan-out goes through the queue."""
 MAX_SCHEDULE_DAYS = 30
 """How far ahead a message can be scheduled (`deliverAt`)."""
 
-SCHEDULED_BATCH = 200
-"""Due scheduled messages one processor run delivers per query."""
+SCHEDULED_BATCH = 50
+"""Due scheduled messages one processor round delivers (one query), before that round's queue
+batches: scheduled messages and retries take turns (processor.drain). Sent one after the other,
+a few round trips each: about 1-3 s a batch."""
+
+SCHEDULED_SHARE = 0.5
+"""Of a processor run's time budget, the part scheduled deliveries may take while any region's
+queue still has due entries: 25 of PROCESSOR_TIME_BUDGET_SECONDS' 50 s. Once the queues are
+drained, scheduled deliveries may use the rest of the run; what is left goes next run."""
 
 MAX_LISTED_SCHEDULED = 200
 """Scheduled messages pack427_listScheduledMessages returns (the soonest; `hasMore` says if there are more)."""

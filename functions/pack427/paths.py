@@ -5,6 +5,8 @@ Every other module asks here for a reference; none spells a path itself.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from google.cloud.firestore import Client, CollectionReference, DocumentReference
 
 from .models import Region
@@ -103,6 +105,12 @@ def scheduled_messages(db: Client) -> CollectionReference:
 
 def scheduled_message(db: Client, sender_id: str, client_message_id: str) -> DocumentReference:
     return scheduled_messages(db).document(f"{sender_id}_{client_message_id}")
+
+
+def schedule_slot(db: Client, sender_id: str, minute: datetime) -> DocumentReference:
+    """`scheduleSlots/{senderId}_{YYYYMMDDTHHMM}`: how many of the sender's messages fall due in that
+    UTC minute (sending; the suffix has a fixed length, so no two senders' slots share an id)."""
+    return db.collection("scheduleSlots").document(f"{sender_id}_{minute:%Y%m%dT%H%M}")
 
 
 def audit_log(db: Client) -> CollectionReference:

@@ -35,6 +35,7 @@ DOCUMENTS = {
     "auditLog/rejected_alice_01K": {"senderId": "alice", "actor": "user:alice", "reason": "spam_suspected"},
     "rateLimits/alice": {"userId": "alice", "sends": []},
     "recalculationWindows/alice": {"userId": "alice", "calls": []},
+    "scheduleSlots/alice_20260301T0900": {"senderId": "alice", "scheduled": 1},
     "scheduledMessages/alice_01J": {"senderId": "alice", "chatId": "c1", "text": "later", "status": "SCHEDULED"},
 }
 
@@ -59,6 +60,7 @@ CLOSED = [
     ("auditLog/rejected_alice_01K", "alice"),
     ("rateLimits/alice", "alice"),
     ("recalculationWindows/alice", "alice"),
+    ("scheduleSlots/alice_20260301T0900", "alice"),
     ("regions/EU/deviceSyncStates/bobby_phone", "bob"),
     ("chats/c1/fanOuts/m2", "bob"),  # a participant: the recipients list is the engine's
     ("scheduledMessages/alice_01J", "alice"),  # its sender reads it through pack427_listScheduledMessages
@@ -134,7 +136,7 @@ def test_lists_of_typing_events_by_participants_only(api):
 
 @pytest.mark.parametrize("collection", [
     "regions/EU/messageQueue", "regions/EU/queueStats", "idempotencyKeys", "auditLog", "rateLimits", "recalculationWindows",
-    "chats/c1/fanOuts",
+    "scheduleSlots", "chats/c1/fanOuts",
     "scheduledMessages",
 ])
 def test_engine_collections_cannot_be_listed(api, collection):

@@ -338,4 +338,5 @@ def test_the_check_fails_when_an_index_is_missing(db, recorded, monkeypatch):
 
 def test_ttl_policies_are_declared():
     ttl = {(o["collectionGroup"], o["fieldPath"]) for o in declared()["fieldOverrides"] if o.get("ttl")}
-    assert {("typingEvents", "expiresAt"), ("rateLimits", "expiresAt"), ("recalculationWindows", "expiresAt")} <= ttl
+    assert {("typingEvents", "expiresAt"), ("rateLimits", "expiresAt"), ("recalculationWindows", "expiresAt"),
+            ("scheduleSlots", "expiresAt")} <= ttl

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from pack427 import rate_limit, unread
+import pytest
+
+from pack427 import clock, processor, rate_limit, send_plan, unread
+from pack427.errors import FailedPrecondition
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -76,3 +79,31 @@ def test_pages_cover_every_chat_once_whatever_the_mix():
         seen += page
         after = page[-1] if page else after
     assert seen == sorted(members | tracked)
+
+
+# ------------------------------------------------------------ scheduled messages of one minute
+
+
+def test_a_scheduled_message_falls_in_the_utc_minute_of_its_deliver_at():
+    at = T0 + timedelta(seconds=59, milliseconds=999)
+    assert send_plan.schedule_minute(clock.to_millis(at)) == T0
+    assert send_plan.schedule_minute(clock.to_millis(T0 + timedelta(minutes=1))) == T0 + timedelta(minutes=1)
+
+
+def test_a_minute_takes_the_rate_limit_s_worth_of_scheduled_messages_and_no_more():
+    send_plan.check_schedule_minute(59, 60, T0)
+    with pytest.raises(FailedPrecondition) as full:
+        send_plan.check_schedule_minute(60, 60, T0)
+    assert full.value.details == {"reason": "schedule_minute_full", "limit": 60, "minute": clock.to_millis(T0)}
+    assert "60 messages scheduled for 2026-03-01 09:00 UTC" in full.value.message
+
+
+# ------------------------------------------------------------ scheduled deliveries' turn in a run
+
+
+def test_scheduled_deliveries_take_turns_within_their_share_while_queues_wait():
+    assert processor.scheduled_turn(True, True, 0.0, 50.0, 0.5)
+    assert processor.scheduled_turn(True, True, 24.9, 50.0, 0.5)
+    assert not processor.scheduled_turn(True, True, 25.0, 50.0, 0.5)  # half the run: the queues' turn only
+    assert processor.scheduled_turn(True, False, 49.0, 50.0, 0.5)  # nothing waits in the queues: the rest is theirs
+    assert not processor.scheduled_turn(False, False, 0.0, 50.0, 0.5)  # none due

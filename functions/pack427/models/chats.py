@@ -249,6 +249,27 @@ class ScheduledStatus(StrEnum):
     """At its time the sender could no longer send there (left the chat, blocked, not 18+)."""
 
 
+class ScheduleSlot(Document):
+    """`scheduleSlots/{senderId}_{YYYYMMDDTHHMM}`: the sender's messages falling due in one UTC minute.
+
+    Written in the commit that accepts each scheduled message, conditional on it as read (sending):
+    never more than the rate limit in force when it was written.
+
+    Attributes:
+        minute: the minute's start.
+        scheduled: messages accepted for it (a cancelled one keeps its place).
+        expires_at: the minute's end; a TTL policy on it deletes past slots.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    sender_id: str
+    minute: datetime
+    scheduled: Annotated[int, Field(ge=0)] = 0
+    updated_at: datetime
+    expires_at: datetime
+
+
 class ScheduledMessage(Document):
     """`scheduledMessages/{senderId}_{clientMessageId}`: a message accepted now for delivery at `deliver_at`
     (see scheduling).
