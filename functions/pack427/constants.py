@@ -32,8 +32,10 @@ MAX_ID_LENGTH = 128
 
 MAX_RECIPIENTS = 10_000
 """Recipients of one message. A chat over INLINE_MAX_RECIPIENTS is delivered
-by fan-out in chunks (see fan_out), whose job document lists the recipients:
-10,000 uids of 128 characters at most stay under Firestore's 1 MiB."""
+by fan-out in chunks (see fan_out), whose job lists the recipients in the job
+document and, past FAN_OUT_INLINE_BYTES, in part documents of at most
+FAN_OUT_PART_BYTES: 10,000 ids of 128 characters (up to 5.1 MB of UTF-8) fit
+whatever they are made of."""
 
 DELIVERED_RETENTION_DAYS = 7
 """DELIVERED queue entries older than this are removed by the daily cleanup.
@@ -106,6 +108,16 @@ the queue."""
 FAN_OUT_CHUNK = 150
 """Recipients one fan-out commit handles: up to three writes each (inbox
 entry, head, push entry) and the job's cursor, under 500 writes a commit."""
+
+FAN_OUT_INLINE_BYTES = 256 * 1024
+"""Bytes of recipient ids (Firestore's size of a string: its UTF-8 bytes and 1) a fan-out job
+document holds itself, beside the message (at most about 20 KB of text and contentRef): about
+9,000 Firebase uids (28 characters), 2,000 ids of 128 ASCII characters. The rest go in parts."""
+
+FAN_OUT_PART_BYTES = 512 * 1024
+"""Bytes of recipient ids one part document of a fan-out job holds: half of Firestore's 1 MiB.
+10,000 ids of the longest the engine accepts (128 characters of 4 UTF-8 bytes) take 10 parts,
+and the accepting commit (about 5.1 MB) stays under Firestore's 10 MiB."""
 
 FAN_OUT_PLACE_ATTEMPTS = 2
 """Attempts of a fan-out chunk to place its messages in inboxes (conditional

@@ -50,6 +50,11 @@ def fan_out(db: Client, chat_id: str, message_id: str) -> DocumentReference:
     return fan_outs(db, chat_id).document(message_id)
 
 
+def fan_out_part(db: Client, chat_id: str, message_id: str, k: int) -> DocumentReference:
+    """`chats/{chatId}/fanOuts/{messageId}/parts/{k}`: the k-th part (from 1) of a job's recipients (FanOutPart)."""
+    return fan_out(db, chat_id, message_id).collection("parts").document(str(k))
+
+
 def quarantined_fan_out(db: Client, chat_id: str, message_id: str) -> DocumentReference:
     """`chats/{chatId}/quarantinedFanOuts/{messageId}`: a fan-out job set aside as unusable (fan_out)."""
     return chat(db, chat_id).collection("quarantinedFanOuts").document(message_id)

@@ -24,6 +24,7 @@ DOCUMENTS = {
     "chats/c1/messages/m1": {"id": "m1", "chatId": "c1", "senderId": "alice", "text": "hi"},
     "chats/c1/readReceipts/bob": {"chatId": "c1", "userId": "bob", "readUpToMessageId": "m1"},
     "chats/c1/fanOuts/m2": {"chatId": "c1", "recipients": ["bob"], "next": 0},
+    "chats/c1/fanOuts/m2/parts/1": {"recipients": ["carol"]},
     "chats/c2": {"participants": ["carol", "mallory"]},
     "regions/EU/deviceSyncStates/bob_phone": {"userId": "bob", "deviceId": "phone"},
     # The seed's rule (`uid in syncStateId`) would let bob read bobby's state.
@@ -63,6 +64,7 @@ CLOSED = [
     ("scheduleSlots/alice_20260301T0900", "alice"),
     ("regions/EU/deviceSyncStates/bobby_phone", "bob"),
     ("chats/c1/fanOuts/m2", "bob"),  # a participant: the recipients list is the engine's
+    ("chats/c1/fanOuts/m2/parts/1", "bob"),  # and so are its parts
     ("scheduledMessages/alice_01J", "alice"),  # its sender reads it through pack427_listScheduledMessages
 ]
 

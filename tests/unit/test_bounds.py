@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pack427 import clock, processor, rate_limit, send_plan, unread
+from pack427 import clock, constants, fan_out, processor, rate_limit, send_plan, unread
 from pack427.errors import FailedPrecondition
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -107,3 +107,27 @@ def test_scheduled_deliveries_take_turns_within_their_share_while_queues_wait():
     assert not processor.scheduled_turn(True, True, 25.0, 50.0, 0.5)  # half the run: the queues' turn only
     assert processor.scheduled_turn(True, False, 49.0, 50.0, 0.5)  # nothing waits in the queues: the rest is theirs
     assert not processor.scheduled_turn(False, False, 0.0, 50.0, 0.5)  # none due
+
+
+# ------------------------------------------------------------ a fan-out job's recipients, by bytes
+
+
+def test_recipients_that_fit_the_job_stay_in_it_and_one_more_byte_makes_a_part():
+    ids = ["a" * 9] * 4  # 10 bytes each, as Firestore counts a string
+    assert fan_out.split_recipients(ids, inline_bytes=40, part_bytes=20) == (ids, [])
+    assert fan_out.split_recipients([*ids, "b"], inline_bytes=40, part_bytes=20) == (ids, [["b"]])
+
+
+def test_ten_thousand_of_the_longest_ids_split_into_documents_far_under_a_mebibyte():
+    longest = "\U0001f600" * constants.MAX_ID_LENGTH  # 128 characters of 4 UTF-8 bytes: 513 bytes each
+    recipients = [f"{n:05d}" + longest[5:] for n in range(constants.MAX_RECIPIENTS)]
+    inline, parts = fan_out.split_recipients(recipients, inline_bytes=constants.FAN_OUT_INLINE_BYTES,
+                                             part_bytes=constants.FAN_OUT_PART_BYTES)
+
+    def size(ids):
+        return sum(len(uid.encode()) + 1 for uid in ids)
+
+    assert inline + [uid for part in parts for uid in part] == recipients  # all of them, in order
+    assert size(inline) <= constants.FAN_OUT_INLINE_BYTES and all(size(p) <= constants.FAN_OUT_PART_BYTES for p in parts)
+    assert constants.FAN_OUT_INLINE_BYTES + 20_000 < 2**20 and constants.FAN_OUT_PART_BYTES < 2**20
+    assert len(parts) == 10 and size(recipients) > 4_900_000  # one document would be 5 MB

@@ -129,19 +129,31 @@ class FanOut(Document):
     Attributes:
         message: the message as accepted (what every inbox entry is made of).
         recipients: the chat's participants but the sender, as the message
-            was accepted (blocks are applied chunk by chunk).
-        next: index in `recipients` of the first one not yet handled; every
-            chunk's commit moves it, conditional on the job as read.
+            was accepted (blocks are applied chunk by chunk): the first of them,
+            as many as FAN_OUT_INLINE_BYTES hold; the others in `parts` part
+            documents (FanOutPart), so that no document nears 1 MiB whatever the ids.
+        parts: how many part documents follow `recipients` (0: they are all here).
+        next: index, in `recipients` followed by the parts' recipients, of the first
+            one not yet handled; every chunk's commit moves it, conditional on the job as read.
         origin: the sender's home region.
     """
 
     chat_id: str
     message: ChatMessage
     recipients: list[str]
+    parts: Annotated[int, Field(ge=0)] = 0
     next: int = 0
     origin: Region
     created_at: datetime
     updated_at: datetime
+
+
+class FanOutPart(Document):
+    """`chats/{chatId}/fanOuts/{messageId}/parts/{k}` (k = 1, 2, ...): the next of a fan-out job's
+    recipients, at most FAN_OUT_PART_BYTES of ids. Written with the job, never changed, deleted
+    with it by its last chunk's commit."""
+
+    recipients: list[str]
 
 
 class IdempotencyRecord(Document):
