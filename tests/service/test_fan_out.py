@@ -7,6 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from google.cloud.firestore_v1.base_query import FieldFilter
 from support.chatcore import all_documents, head, inbox, make_chat, make_user, queue_entries
 from ulid import ULID
 
@@ -311,6 +312,6 @@ def test_a_group_as_large_as_a_chat_document_holds_with_the_longest_ids_fans_out
     [job] = jobs(db, "huge")
     assert job["parts"] == 2 and len(job["recipients"]) + sum(map(len, parts(db, result.messageId, "huge"))) == 8_099
     assert fan_out.run_chat(db, "huge") == 8_099
-    delivered = db.collection_group("inbox").where("messageId", "==", result.messageId).count().get()[0][0].value
+    delivered = db.collection_group("inbox").where(filter=FieldFilter("messageId", "==", result.messageId)).count().get()[0][0].value
     assert delivered == 8_099
     assert jobs(db, "huge") == [] and parts(db, result.messageId, "huge") == []

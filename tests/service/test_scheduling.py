@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from google.cloud.firestore_v1.base_query import FieldFilter
 from support.chatcore import all_documents, head, inbox, make_chat, make_user
 from support.entries import enqueue, make_entry
 from ulid import ULID
@@ -328,7 +329,7 @@ def test_one_sender_makes_at_most_the_rate_limit_fall_due_in_one_minute(chat):
     # The next minute, and another sender's same minute, are free; a retry of an accepted one is answered.
     assert schedule_for(db, due + timedelta(minutes=1), at=later).status == "SCHEDULED"
     assert schedule_for(db, due, at=later, sender="bob").status == "SCHEDULED"
-    first = db.collection("scheduledMessages").where("senderId", "==", "alice").limit(1).get()[0].get("clientMessageId")
+    first = db.collection("scheduledMessages").where(filter=FieldFilter("senderId", "==", "alice")).limit(1).get()[0].get("clientMessageId")
     assert schedule_for(db, due, at=later, client_id=first).duplicate is True
     slot = db.document(f"scheduleSlots/alice_{due:%Y%m%dT%H%M}").get().to_dict()
     assert (slot["scheduled"], slot["expiresAt"]) == (limit, due + timedelta(minutes=1))
