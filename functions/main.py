@@ -21,6 +21,7 @@ from pack427.models import (
     GetChatListRequest,
     GetTypingUsersRequest,
     MarkAsReadRequest,
+    RecalculateUnreadCountersRequest,
     RegisterDeviceRequest,
     ResyncChatRequest,
     SendMessageRequest,
@@ -135,7 +136,7 @@ def pack427_getUnreadCounts(req: https_fn.CallableRequest) -> dict:
     return callables.handle_without_arguments(req, unread.unread_counts)
 
 
-@https_fn.on_call()
+@https_fn.on_call(secrets=[cursors.SECRET])  # signs and checks cursors
 def pack427_recalculateUnreadCounters(req: https_fn.CallableRequest) -> dict:
-    return callables.handle_without_arguments(req, unread.recalculate)
+    return callables.handle(req, RecalculateUnreadCountersRequest, unread.recalculate_for_caller)
 

@@ -98,7 +98,8 @@ OPTIONS: dict[str, dict] = {
 """What each function runs with (functions/main.py; docs/CAPACITY.md, "Function options", says why)."""
 
 CURSOR_KEY = "PACK427_CURSOR_KEY"
-CURSOR_FUNCTIONS = {"pack427_syncMessages", "pack427_getChatList", "pack427_resyncChat"}
+CURSOR_FUNCTIONS = {"pack427_syncMessages", "pack427_getChatList", "pack427_resyncChat",
+                    "pack427_recalculateUnreadCounters"}
 """The functions that sign or check cursors (pack427.reading.cursors): each needs the cursor key secret."""
 
 

@@ -32,7 +32,7 @@ CALLABLES: list[tuple[str, type[BaseModel], type[BaseModel]]] = [
     ("pack427_getTypingUsers", api.GetTypingUsersRequest, api.GetTypingUsersResult),
     ("pack427_markAsRead", api.MarkAsReadRequest, api.MarkAsReadResult),
     ("pack427_getUnreadCounts", api.NoArgumentsRequest, api.UnreadCountsResult),
-    ("pack427_recalculateUnreadCounters", api.NoArgumentsRequest, api.RecalculateUnreadCountersResult),
+    ("pack427_recalculateUnreadCounters", api.RecalculateUnreadCountersRequest, api.RecalculateUnreadCountersResult),
 ]
 
 

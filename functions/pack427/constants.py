@@ -32,8 +32,10 @@ MAX_ID_LENGTH = 128
 
 MAX_RECIPIENTS = 10_000
 """Recipients of one message. A chat over INLINE_MAX_RECIPIENTS is delivered
-by fan-out in chunks (see fan_out), whose job document lists the recipients:
-10,000 uids of 128 characters at most stay under Firestore's 1 MiB."""
+by fan-out in chunks (see fan_out), whose job lists the recipients in the job
+document and, past FAN_OUT_INLINE_BYTES, in part documents of at most
+FAN_OUT_PART_BYTES: 10,000 ids of 128 characters (up to 5.1 MB of UTF-8) fit
+whatever they are made of."""
 
 DELIVERED_RETENTION_DAYS = 7
 """How long a DELIVERED queue entry (and the trail in its history) is kept: it carries
@@ -122,6 +124,16 @@ FAN_OUT_CHUNK = 150
 """Recipients one fan-out commit handles: up to three writes each (inbox
 entry, head, push entry) and the job's cursor, under 500 writes a commit."""
 
+FAN_OUT_INLINE_BYTES = 256 * 1024
+"""Bytes of recipient ids (Firestore's size of a string: its UTF-8 bytes and 1) a fan-out job
+document holds itself, beside the message (at most about 20 KB of text and contentRef): about
+9,000 Firebase uids (28 characters), 2,000 ids of 128 ASCII characters. The rest go in parts."""
+
+FAN_OUT_PART_BYTES = 512 * 1024
+"""Bytes of recipient ids one part document of a fan-out job holds: half of Firestore's 1 MiB.
+10,000 ids of the longest the engine accepts (128 characters of 4 UTF-8 bytes) take 10 parts,
+and the accepting commit (about 5.1 MB) stays under Firestore's 10 MiB."""
+
 FAN_OUT_PLACE_ATTEMPTS = 2
 """Attempts of a fan-out chunk to place its messages in inboxes (conditional
 on every head in it); a chunk that lost that many races goes through the queue."""
@@ -138,8 +150,15 @@ the whole fan-out goes through the queue."""
 MAX_SCHEDULE_DAYS = 30
 """How far ahead a message can be scheduled (`deliverAt`)."""
 
-SCHEDULED_BATCH = 200
-"""Due scheduled messages one processor run delivers per query."""
+SCHEDULED_BATCH = 50
+"""Due scheduled messages one processor round delivers (one query), before that round's queue
+batches: scheduled messages and retries take turns (processor.drain). Sent one after the other,
+a few round trips each: about 1-3 s a batch."""
+
+SCHEDULED_SHARE = 0.5
+"""Of a processor run's time budget, the part scheduled deliveries may take while any region's
+queue still has due entries: 25 of PROCESSOR_TIME_BUDGET_SECONDS' 50 s. Once the queues are
+drained, scheduled deliveries may use the rest of the run; what is left goes next run."""
 
 MAX_LISTED_SCHEDULED = 200
 """Scheduled messages pack427_listScheduledMessages returns (the soonest; `hasMore` says if there are more)."""
@@ -158,6 +177,19 @@ each attempt reads again; one writer wins each round."""
 
 RECALCULATE_PARALLELISM = 16
 """Counters one recalculation recounts at once: each is a few round trips."""
+
+RECALCULATE_PAGE = 200
+"""Chats one pack427_recalculateUnreadCounters call recounts (`hasMore` and a
+`cursor` for the rest): at most 3 reads a chat (its document in the member
+query, a count aggregation, and its read receipt or the check that the user
+left it) and 4 more (one more member, the head, the newest inbox entry when the
+head is rebuilt, the caller's call window): at most 604 reads and 2 writes a
+call, whatever the number of chats the user is in."""
+
+MAX_RECALCULATIONS_PER_MINUTE = 10
+"""pack427_recalculateUnreadCounters calls (pages) one user may make in any
+RATE_WINDOW_SECONDS; the next is resource-exhausted. 10 pages of
+RECALCULATE_PAGE: 2,000 chats a minute, at most about 6,000 reads a minute per user."""
 
 DEFAULT_CHAT_LIST_LIMIT = 20
 MAX_CHAT_LIST_LIMIT = 50

@@ -5,6 +5,8 @@ Every other module asks here for a reference; none spells a path itself.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from google.cloud.firestore import Client, CollectionReference, DocumentReference
 
 from .models import Region
@@ -46,6 +48,11 @@ def fan_outs(db: Client, chat_id: str) -> CollectionReference:
 
 def fan_out(db: Client, chat_id: str, message_id: str) -> DocumentReference:
     return fan_outs(db, chat_id).document(message_id)
+
+
+def fan_out_part(db: Client, chat_id: str, message_id: str, k: int) -> DocumentReference:
+    """`chats/{chatId}/fanOuts/{messageId}/parts/{k}`: the k-th part (from 1) of a job's recipients (FanOutPart)."""
+    return fan_out(db, chat_id, message_id).collection("parts").document(str(k))
 
 
 def quarantined_fan_out(db: Client, chat_id: str, message_id: str) -> DocumentReference:
@@ -105,6 +112,12 @@ def scheduled_message(db: Client, sender_id: str, client_message_id: str) -> Doc
     return scheduled_messages(db).document(f"{sender_id}_{client_message_id}")
 
 
+def schedule_slot(db: Client, sender_id: str, minute: datetime) -> DocumentReference:
+    """`scheduleSlots/{senderId}_{YYYYMMDDTHHMM}`: how many of the sender's messages fall due in that
+    UTC minute (sending; the suffix has a fixed length, so no two senders' slots share an id)."""
+    return db.collection("scheduleSlots").document(f"{sender_id}_{minute:%Y%m%dT%H%M}")
+
+
 def audit_log(db: Client) -> CollectionReference:
     """`auditLog`: refused sends (queue state changes live on the entries, see audit)."""
     return db.collection("auditLog")
@@ -113,6 +126,11 @@ def audit_log(db: Client) -> CollectionReference:
 def rate_window(db: Client, uid: str) -> DocumentReference:
     """`rateLimits/{uid}`: the user's sends of the last minute (see rate_limit)."""
     return db.collection("rateLimits").document(uid)
+
+
+def recalculation_window(db: Client, uid: str) -> DocumentReference:
+    """`recalculationWindows/{uid}`: the user's recount calls of the last minute (rate_limit.admit_recalculation)."""
+    return db.collection("recalculationWindows").document(uid)
 
 
 # ------------------------------------------------------------ real-time signals
@@ -155,6 +173,8 @@ TTL_FIELDS: dict[str, str] = {
     "idempotencyKeys": "expiresAt",  # after IDEMPOTENCY_RETENTION_DAYS (send_plan.record_expiry)
     "rateLimits": "expiresAt",  # idle windows (rate_limit)
     "typingEvents": "expiresAt",  # expired events (typing_state)
+    "recalculationWindows": "expiresAt",  # idle recount windows (rate_limit)
+    "scheduleSlots": "expiresAt",  # minutes of deliverAt past (scheduling)
 }
 """Collection group -> the field Firestore's TTL policy deletes its documents by
 (firestore.indexes.json, `ttl: true`; `scripts/deploy --check` holds the two together).
@@ -169,6 +189,8 @@ INDEX_EXEMPTIONS: dict[str, tuple[str, ...]] = {
     "deviceSyncStates": ("updatedAt", "registeredAt"),
     "typingEvents": ("createdAt", "updatedAt", "expiresAt"),
     "inboxHead": ("chats",),
+    "recalculationWindows": ("calls", "updatedAt", "expiresAt"),
+    "scheduleSlots": ("minute", "updatedAt", "expiresAt"),
 }
 """Fields whose automatic single-field indexes are turned off (fieldOverrides with no
 indexes): sequential values (timestamps, ULIDs; a map or array of them: the chat's

@@ -24,6 +24,7 @@ DOCUMENTS = {
     "chats/c1/messages/m1": {"id": "m1", "chatId": "c1", "senderId": "alice", "text": "hi"},
     "chats/c1/readReceipts/bob": {"chatId": "c1", "userId": "bob", "readUpToMessageId": "m1"},
     "chats/c1/fanOuts/m2": {"chatId": "c1", "recipients": ["bob"], "next": 0},
+    "chats/c1/fanOuts/m2/parts/1": {"recipients": ["carol"]},
     "chats/c2": {"participants": ["carol", "mallory"]},
     "regions/EU/deviceSyncStates/bob_phone": {"userId": "bob", "deviceId": "phone"},
     # The seed's rule (`uid in syncStateId`) would let bob read bobby's state.
@@ -34,6 +35,8 @@ DOCUMENTS = {
     "idempotencyKeys/alice_01J": {"messageId": "m1", "senderId": "alice"},
     "auditLog/rejected_alice_01K": {"senderId": "alice", "actor": "user:alice", "reason": "spam_suspected"},
     "rateLimits/alice": {"userId": "alice", "sends": []},
+    "recalculationWindows/alice": {"userId": "alice", "calls": []},
+    "scheduleSlots/alice_20260301T0900": {"senderId": "alice", "scheduled": 1},
     "scheduledMessages/alice_01J": {"senderId": "alice", "chatId": "c1", "text": "later", "status": "SCHEDULED"},
 }
 
@@ -57,8 +60,11 @@ CLOSED = [
     ("idempotencyKeys/alice_01J", "alice"),
     ("auditLog/rejected_alice_01K", "alice"),
     ("rateLimits/alice", "alice"),
+    ("recalculationWindows/alice", "alice"),
+    ("scheduleSlots/alice_20260301T0900", "alice"),
     ("regions/EU/deviceSyncStates/bobby_phone", "bob"),
     ("chats/c1/fanOuts/m2", "bob"),  # a participant: the recipients list is the engine's
+    ("chats/c1/fanOuts/m2/parts/1", "bob"),  # and so are its parts
     ("scheduledMessages/alice_01J", "alice"),  # its sender reads it through pack427_listScheduledMessages
 ]
 
@@ -131,7 +137,8 @@ def test_lists_of_typing_events_by_participants_only(api):
 
 
 @pytest.mark.parametrize("collection", [
-    "regions/EU/messageQueue", "regions/EU/queueStats", "idempotencyKeys", "auditLog", "rateLimits", "chats/c1/fanOuts",
+    "regions/EU/messageQueue", "regions/EU/queueStats", "idempotencyKeys", "auditLog", "rateLimits", "recalculationWindows",
+    "scheduleSlots", "chats/c1/fanOuts",
     "scheduledMessages",
 ])
 def test_engine_collections_cannot_be_listed(api, collection):

@@ -236,7 +236,7 @@ def strategies(world: World) -> dict[str, st.SearchStrategy]:
         "markAsRead": payload({"chatId": field(chat_ids), "readUpToMessageId": field(message_ids)},
                               {"chatId": chats, "readUpToMessageId": message_ids}),
         "getUnreadCounts": payload({}, {}),
-        "recalculateUnreadCounters": payload({}, {}),
+        "recalculateUnreadCounters": payload({"cursor": field(cursor_values)}, {"cursor": some_cursor}),
     }
 
 
@@ -249,7 +249,7 @@ REQUEST_MODELS = {
         ("getChatList", "GetChatListRequest"), ("resyncChat", "ResyncChatRequest"),
         ("updateTypingState", "UpdateTypingStateRequest"), ("getTypingUsers", "GetTypingUsersRequest"),
         ("markAsRead", "MarkAsReadRequest"), ("getUnreadCounts", "NoArgumentsRequest"),
-        ("recalculateUnreadCounters", "NoArgumentsRequest"),
+        ("recalculateUnreadCounters", "RecalculateUnreadCountersRequest"),
         ("cancelScheduledMessage", "CancelScheduledMessageRequest"),
         ("listScheduledMessages", "NoArgumentsRequest"),
     ]
@@ -265,7 +265,7 @@ def may_write(name: str, uid: str, data: dict, path: str, world: World) -> bool:
         "ackMessages": [rf"users/{u}/inboxHead/current"],
         "updateTypingState": [rf"regions/\w+/typingEvents/[^/]+_{u}"],
         "markAsRead": [rf"chats/[^/]+/readReceipts/{u}", rf"users/{u}/inboxHead/current"],
-        "recalculateUnreadCounters": [rf"users/{u}/inboxHead/current"],
+        "recalculateUnreadCounters": [rf"users/{u}/inboxHead/current", rf"recalculationWindows/{u}"],
         "cancelScheduledMessage": [rf"scheduledMessages/{u}_[^/]+"],
     }
     if name == "sendMessage":  # a message fans out to the chat's members' inboxes and queues: only from a member

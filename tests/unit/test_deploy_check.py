@@ -17,7 +17,7 @@ from pack427.reading import cursors  # noqa: E402
 
 PYTHON = ROOT / "functions" / "venv" / "bin" / "python"
 SECRET = "PACK427_CURSOR_KEY"
-CURSOR_FUNCTIONS = ["pack427_syncMessages", "pack427_getChatList", "pack427_resyncChat"]
+CURSOR_FUNCTIONS = ["pack427_syncMessages", "pack427_getChatList", "pack427_resyncChat", "pack427_recalculateUnreadCounters"]
 
 
 def problems_of(functions_dir) -> dict[str, list[str]]:
@@ -47,7 +47,7 @@ def test_the_repository_passes():
 
 def test_a_function_that_signs_cursors_without_the_secret_fails(tmp_path):
     main = (ROOT / "functions" / "main.py").read_text()
-    assert main.count("@https_fn.on_call(secrets=[cursors.SECRET])") == 3
+    assert main.count("@https_fn.on_call(secrets=[cursors.SECRET])") == len(CURSOR_FUNCTIONS) == 4
     (tmp_path / "main.py").write_text(main.replace(
         "@https_fn.on_call(secrets=[cursors.SECRET])  # signs and checks cursors\ndef pack427_getChatList",
         "@https_fn.on_call()\ndef pack427_getChatList"))

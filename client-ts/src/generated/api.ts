@@ -139,11 +139,24 @@ export interface MarkAsReadResult {
  */
 export interface NoArgumentsRequest {}
 /**
- * `recalculated` counters changed out of `checked`; `changes` says which and how.
+ * `pack427_recalculateUnreadCounters` data.
+ *
+ * Attributes:
+ *     cursor: the `cursor` of the previous call, to recount the next RECALCULATE_PAGE chats
+ *         (default: from the first chat).
+ */
+export interface RecalculateUnreadCountersRequest {
+  cursor?: string | null;
+}
+/**
+ * `recalculated` counters changed out of the `checked` chats of this call; `changes` says which
+ * and how. `hasMore`: the user is in more chats than one call recounts; call again with `cursor`.
  */
 export interface RecalculateUnreadCountersResult {
   changes: CounterChange[];
   checked: number;
+  cursor: string | null;
+  hasMore: boolean;
   recalculated: number;
   success: boolean;
 }
@@ -281,7 +294,7 @@ export interface Callables {
   pack427_getTypingUsers: { request: GetTypingUsersRequest; response: GetTypingUsersResult };
   pack427_markAsRead: { request: MarkAsReadRequest; response: MarkAsReadResult };
   pack427_getUnreadCounts: { request: NoArgumentsRequest; response: UnreadCountsResult };
-  pack427_recalculateUnreadCounters: { request: NoArgumentsRequest; response: RecalculateUnreadCountersResult };
+  pack427_recalculateUnreadCounters: { request: RecalculateUnreadCountersRequest; response: RecalculateUnreadCountersResult };
 }
 
 export type CallableName = keyof Callables;

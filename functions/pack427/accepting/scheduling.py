@@ -7,7 +7,12 @@ record and a ScheduledMessage (`scheduledMessages/{senderId}_{clientMessageId}`)
 in one commit (sending). Nothing of the chat changes: a scheduled message
 holds nothing back.
 
-At its time the processor (`deliver_due`, each run) sends it as a send of
+The sender may have at most the rate limit's worth falling due in one UTC minute
+(`scheduleSlots`, checked at acceptance: sending, send_plan.check_schedule_minute), so one
+user cannot make a recipient receive more at one instant than live sends could.
+
+At its time the processor (`deliver_due_batch`, a batch a round, taking turns with the
+queues' batches: processor.drain) sends it as a send of
 that moment, through sending with the `admitted` hook: it takes the next id
 of its chat then, so it takes its place in the chat's order when it is
 delivered, and every ordering, sync and unread guarantee is a send's. What
@@ -25,6 +30,7 @@ wins, and the other sees it. Recurring messages are not offered.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 from firebase_functions import logger
@@ -54,7 +60,8 @@ class NoLongerScheduled(Exception):
 
 
 def deliver_due(db: Client, *, now: datetime | None = None) -> dict[str, int]:
-    """Deliver every scheduled message whose time has come (SCHEDULED_BATCH per query, until none is left).
+    """Deliver every scheduled message whose time has come (batch after batch, until none is left;
+    the processor takes one batch a round instead, see processor.drain).
 
     Returns:
         How many were delivered, failed (the sender could no longer send there), or lost a race.
@@ -62,17 +69,39 @@ def deliver_due(db: Client, *, now: datetime | None = None) -> dict[str, int]:
     now = now or clock.now()
     counts = {"delivered": 0, "failed": 0, "skipped": 0}
     while True:
-        query = (paths.scheduled_messages(db)
-                 .where(filter=FieldFilter("status", "==", ScheduledStatus.SCHEDULED.value))
-                 .where(filter=FieldFilter("deliverAt", "<=", now))
-                 .order_by("deliverAt").limit(constants.SCHEDULED_BATCH))
-        due = [store.Read.of(s) for s in query.stream()]
-        outcomes = [deliver(db, doc, now=now) for doc in due]
-        for outcome in outcomes:
-            counts[outcome] += 1
-        # A full batch of messages all left for the next run would come back at once: stop.
-        if len(due) < constants.SCHEDULED_BATCH or all(o == "skipped" for o in outcomes):
+        batch, more = deliver_due_batch(db, now=now)
+        counts = {outcome: counts[outcome] + batch[outcome] for outcome in counts}
+        if not more:
             return counts
+
+
+def deliver_due_batch(
+    db: Client, *, now: datetime | None = None, deadline: float | None = None
+) -> tuple[dict[str, int], bool]:
+    """Deliver one batch of due scheduled messages: the SCHEDULED_BATCH whose deliverAt is oldest,
+    one after the other, until `deadline`.
+
+    Args:
+        now: the time they are due by, and are sent at (default: the clock).
+        deadline: a `time.monotonic()` after which no further message of the batch is sent (default: none).
+
+    Returns:
+        How many were delivered, failed or skipped (left for the next run), and whether more may be
+        due: the batch was full or cut by the deadline, and not all of it was left for the next run (a
+        batch that made no progress would only come back at once).
+    """
+    now = now or clock.now()
+    counts = {"delivered": 0, "failed": 0, "skipped": 0}
+    query = (paths.scheduled_messages(db)
+             .where(filter=FieldFilter("status", "==", ScheduledStatus.SCHEDULED.value))
+             .where(filter=FieldFilter("deliverAt", "<=", now))
+             .order_by("deliverAt").limit(constants.SCHEDULED_BATCH))
+    due = [store.Read.of(s) for s in query.stream()]
+    for n, doc in enumerate(due):
+        if deadline is not None and n and time.monotonic() >= deadline:
+            return counts, True  # the first is always sent, so a run always moves on
+        counts[deliver(db, doc, now=now)] += 1
+    return counts, len(due) == constants.SCHEDULED_BATCH and counts["skipped"] < len(due)
 
 
 def deliver(db: Client, doc: store.Read, *, now: datetime) -> str:

@@ -125,3 +125,27 @@ def check_deliver_at(deliver_at_ms: int, now: datetime) -> None:
         raise InvalidArgument("deliverAt: must be in the future (Unix ms)")
     if deliver_at_ms > clock.to_millis(now + timedelta(days=constants.MAX_SCHEDULE_DAYS)):
         raise InvalidArgument(f"deliverAt: must be at most {constants.MAX_SCHEDULE_DAYS} days ahead")
+
+
+SCHEDULE_MINUTE_FULL = "schedule_minute_full"
+
+
+def schedule_minute(deliver_at_ms: int) -> datetime:
+    """The UTC minute a message scheduled for `deliver_at_ms` (Unix ms) falls due in: its start."""
+    return clock.from_millis(deliver_at_ms - deliver_at_ms % 60_000)
+
+
+def check_schedule_minute(scheduled: int, limit: int, minute: datetime) -> None:
+    """FailedPrecondition (reason schedule_minute_full) if the sender has `limit` messages falling due
+    in `minute` already.
+
+    Args:
+        scheduled: the sender's messages scheduled for that minute so far (cancelled ones too).
+        limit: the rate limit in force (MAX_MESSAGES_PER_MINUTE): what a sender may send in a minute.
+        minute: the minute's start (schedule_minute).
+    """
+    if scheduled >= limit:
+        raise FailedPrecondition(
+            f"deliverAt: you have {limit} messages scheduled for {minute:%Y-%m-%d %H:%M} UTC already, the most "
+            f"that may fall due in one minute (the rate limit: {limit} a minute); choose another minute",
+            {"reason": SCHEDULE_MINUTE_FULL, "limit": limit, "minute": clock.to_millis(minute)})

@@ -55,7 +55,7 @@ import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from firebase_functions import logger
 from google.api_core import exceptions as gexc
@@ -74,6 +74,7 @@ from ..models import (
     IdempotencyRecord,
     Region,
     ScheduledMessage,
+    ScheduleSlot,
     SendMessageRequest,
     SendMessageResult,
     SendRecord,
@@ -194,13 +195,27 @@ class _Prefetched:
     others: dict[str, DocumentSnapshot]
 
 
-def _send_refs(
-    db: Client, sender_id: str, request: SendMessageRequest, recipients: list[str], *, place: bool
-) -> tuple[DocumentReference, DocumentReference, dict[str, DocumentReference]]:
-    """What a send reads besides profiles: its idempotency record, the sender's rate window, and the
-    recipients' inbox heads if it may place the message itself."""
-    return (paths.idempotency_key(db, sender_id, request.clientMessageId), paths.rate_window(db, sender_id),
-            {uid: paths.inbox_head(db, uid) for uid in recipients} if place else {})
+@dataclass(frozen=True)
+class _SendRefs:
+    """What a send reads besides profiles: its idempotency record, the sender's rate window, the
+    recipients' inbox heads if it may place the message itself, and for a scheduled message the
+    slot of its minute."""
+
+    record: DocumentReference
+    window: DocumentReference
+    heads: dict[str, DocumentReference]
+    slot: DocumentReference | None
+
+    @classmethod
+    def of(cls, db: Client, sender_id: str, request: SendMessageRequest, recipients: list[str], *,
+           place: bool) -> _SendRefs:
+        slot = (paths.schedule_slot(db, sender_id, send_plan.schedule_minute(request.deliverAt))
+                if request.deliverAt is not None else None)
+        return cls(paths.idempotency_key(db, sender_id, request.clientMessageId), paths.rate_window(db, sender_id),
+                   {uid: paths.inbox_head(db, uid) for uid in recipients} if place else {}, slot)
+
+    def all(self) -> list[DocumentReference]:
+        return [self.record, self.window, *self.heads.values(), *([self.slot] if self.slot else [])]
 
 
 def _read_chat(
@@ -220,10 +235,9 @@ def _read_chat(
         return chat_core.remember(db, policy.participant_chat(db, request.chatId, sender_id), request.chatId), None
     recipients = [uid for uid in dict.fromkeys(known) if uid != sender_id]
     may_place = place and request.deliverAt is None and len(recipients) <= constants.INLINE_MAX_RECIPIENTS
-    record_ref, window_ref, head_refs = _send_refs(db, sender_id, request, recipients, place=may_place)
+    refs = _SendRefs.of(db, sender_id, request, recipients, place=may_place)
     chat_ref = paths.chat(db, request.chatId)
-    users, others = chat_core.load_users_with(db, [sender_id, *recipients],
-                                              [chat_ref, record_ref, window_ref, *head_refs.values()])
+    users, others = chat_core.load_users_with(db, [sender_id, *recipients], [chat_ref, *refs.all()])
     loaded = chat_core.chat_of(request.chatId, store.Read.of(others[chat_ref.path]))
     return chat_core.remember(db, policy.require_participant(loaded, request.chatId, sender_id),
                               request.chatId), _Prefetched(users, others)
@@ -255,8 +269,9 @@ def _commit_send(
     # The idempotency record, the rate window and the heads come in the same round trip as the
     # profiles (or as the chat: _read_chat). A large group's profiles are read by its fan-out,
     # chunk by chunk, blocks included.
-    record_ref, window_ref, head_refs = _send_refs(db, sender_id, request, recipients, place=place)
-    uids, also = [sender_id, *(recipients if small else [])], [record_ref, window_ref, *head_refs.values()]
+    refs = _SendRefs.of(db, sender_id, request, recipients, place=place)
+    record_ref, window_ref, head_refs = refs.record, refs.window, refs.heads
+    uids, also = [sender_id, *(recipients if small else [])], refs.all()
     if prefetched is not None and set(uids) <= prefetched.users.keys() and all(
             ref.path in prefetched.others for ref in also):
         users, others = prefetched.users, prefetched.others
@@ -277,8 +292,9 @@ def _commit_send(
         recipients, record, priority = _admit(db, sender_id, request, chat, recipients, users, window, now,
                                               fraud_checker, blocks=small, screened=screened)
 
-    if request.deliverAt is not None and admitted is None:
-        return _commit_schedule(db, sender_id, request, window, record, now, priority=priority)
+    if refs.slot is not None and admitted is None:  # a message scheduled now (deliverAt)
+        slot = store.Read.of(others[refs.slot.path])
+        return _commit_schedule(db, sender_id, request, window, record, slot, now, priority=priority)
     message = ChatMessage(
         id=send_plan.next_message_id(chat, now), chat_id=request.chatId, sender_id=sender_id,
         sender_name=users[sender_id].display_name, client_message_id=request.clientMessageId,
@@ -315,12 +331,24 @@ def _commit_schedule(
     request: SendMessageRequest,
     window: rate_limit.LoadedWindow,
     record: SendRecord,
+    slot: store.Read,
     now: datetime,
     *,
     priority: bool,
 ) -> SendMessageResult:
-    """Accept a scheduled message: its ScheduledMessage, its idempotency record and the sender's rate
-    window, in one commit; nothing of the chat changes until its time (see scheduling)."""
+    """Accept a scheduled message: its ScheduledMessage, its idempotency record, the sender's rate
+    window and the slot of its minute, in one commit conditional on the window and the slot as read;
+    nothing of the chat changes until its time (see scheduling).
+
+    The slot bounds what one sender can make fall due at one instant to the rate limit in force
+    (`window.limit`): FailedPrecondition (reason schedule_minute_full) past it, nothing written.
+    """
+    minute = send_plan.schedule_minute(request.deliverAt or 0)
+    try:
+        taken = ScheduleSlot.model_validate(slot.data).scheduled if slot.exists else 0
+    except ValidationError:
+        taken = 0  # a damaged slot (a hand edit) is rewritten, as a damaged rate window is
+    send_plan.check_schedule_minute(taken, window.limit, minute)
     scheduled = ScheduledMessage(
         sender_id=sender_id, chat_id=request.chatId, client_message_id=request.clientMessageId,
         text=request.text, content_ref=request.contentRef, deliver_at=clock.from_millis(request.deliverAt or 0),
@@ -333,6 +361,9 @@ def _commit_schedule(
     batch.create(paths.idempotency_key(db, sender_id, request.clientMessageId), record_doc.to_firestore())
     batch.create(paths.scheduled_message(db, sender_id, request.clientMessageId), scheduled.to_firestore())
     rate_limit.add_send(db, batch, window, record)
+    store.write_if_unchanged(db, batch, slot, ScheduleSlot(
+        sender_id=sender_id, minute=minute, scheduled=taken + 1, updated_at=now,
+        expires_at=minute + timedelta(minutes=1)).to_firestore())
     batch.commit()
     return SendMessageResult(messageId=request.clientMessageId, status=SCHEDULED, duplicate=False)
 

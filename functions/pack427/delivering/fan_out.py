@@ -4,7 +4,10 @@ A send to a chat with more than INLINE_MAX_RECIPIENTS recipients, every send
 to a chat whose `fanOutPending` is set, and every message the chat core
 creates in chat-core mode (chat_core_intake) is accepted with a fan-out job
 (`chats/{chatId}/fanOuts/{messageId}`, FanOut) in the same atomic commit as
-the message, listing its recipients. Its trigger (`pack427_onFanOut`) works
+the message, listing its recipients: in the job document up to
+FAN_OUT_INLINE_BYTES of ids, the rest in part documents of at most
+FAN_OUT_PART_BYTES (`split_recipients`), so that no document nears Firestore's
+1 MiB whatever the ids (10,000 of 128 characters). Its trigger (`pack427_onFanOut`) works
 the chat's jobs, and the processor resumes a job nobody moved for
 FAN_OUT_STALLED_SECONDS (`resume_stalled`).
 
@@ -47,7 +50,7 @@ from pydantic import ValidationError
 
 from .. import chat_core, clock, constants, inbox, paths, store
 from ..guarding import policy
-from ..models import ChatMessage, FanOut, Region, UserProfile, problems
+from ..models import ChatMessage, FanOut, FanOutPart, Region, UserProfile, problems
 from . import backlog, placing, queue
 
 ACTOR = "fanOut"
@@ -56,34 +59,100 @@ RESUME_BUDGET_SECONDS = 20
 """Of a processor run (50 s), the time stalled fan-outs may take before the queues' drain."""
 
 
+class UnusableParts(Exception):
+    """A part document of a job is missing or not a FanOutPart (a hand edit): the job is set aside."""
+
+
 @dataclass(frozen=True)
 class Job:
-    """A fan-out job as read, with the update time its next move is conditional on."""
+    """A fan-out job as read, with the update time its next move is conditional on, and all its
+    recipients (the job's own, then its parts', which never change)."""
 
     doc: store.Read
     fan_out: FanOut
+    recipients: list[str]
 
     @classmethod
-    def of(cls, doc: store.Read) -> Job:
-        return cls(doc, FanOut.model_validate(doc.data))
+    def load(cls, db: Client, doc: store.Read) -> Job:
+        """The job of `doc` with its parts' recipients (one more round trip if it has parts).
+
+        Raises:
+            ValidationError: the job document is not a FanOut.
+            UnusableParts: a part is missing or unusable.
+        """
+        fan_out = FanOut.model_validate(doc.data)
+        chat_id, message_id = doc.ref.parent.parent.id, doc.ref.id
+        return cls(doc, fan_out, fan_out.recipients + _part_recipients(db, chat_id, message_id, fan_out.parts))
+
+    def moved(self, doc: store.Read) -> Job:
+        """The same job as `doc` (read again, or as a commit left it) has it now."""
+        return Job(doc, FanOut.model_validate(doc.data), self.recipients)
 
     @property
     def chunk(self) -> list[str]:
         """The recipients the job's next commit handles."""
-        return self.fan_out.recipients[self.fan_out.next:self.fan_out.next + constants.FAN_OUT_CHUNK]
+        return self.recipients[self.fan_out.next:self.fan_out.next + constants.FAN_OUT_CHUNK]
+
+
+def _part_recipients(db: Client, chat_id: str, message_id: str, parts: int) -> list[str]:
+    """The recipients of a job's `parts` part documents, in order (one round trip); UnusableParts if one is
+    missing or unusable."""
+    refs = [paths.fan_out_part(db, chat_id, message_id, k) for k in range(1, parts + 1)]
+    found = store.read(db, refs)
+    recipients: list[str] = []
+    for k, ref in enumerate(refs, start=1):
+        doc = found[ref.path]
+        if not doc.exists:
+            raise UnusableParts(f"part {k} of {parts} is missing")
+        try:
+            recipients += FanOutPart.model_validate(doc.data).recipients
+        except ValidationError as err:
+            raise UnusableParts(f"part {k} of {parts}: {problems(err)}") from None
+    return recipients
+
+
+def split_recipients(
+    recipients: list[str], *, inline_bytes: int, part_bytes: int
+) -> tuple[list[str], list[list[str]]]:
+    """The recipients a job document holds itself and those of each of its parts, in order.
+
+    An id takes its Firestore size (UTF-8 bytes and 1). The job holds the first ones, as many as
+    `inline_bytes` hold; each part the next ones, as many as `part_bytes` hold (an id is never
+    split: one larger than a part would get a part of its own, which no accepted id is).
+
+    Args:
+        recipients: all of them, in the order the fan-out handles them.
+        inline_bytes: the job document's share (FAN_OUT_INLINE_BYTES).
+        part_bytes: a part's (FAN_OUT_PART_BYTES).
+    """
+    groups: list[list[str]] = [[]]
+    budget, used = inline_bytes, 0
+    for uid in recipients:
+        size = len(uid.encode()) + 1
+        if used + size > budget and (groups[-1] or len(groups) == 1):
+            groups.append([])
+            budget, used = part_bytes, 0
+        groups[-1].append(uid)
+        used += size
+    return groups[0], groups[1:]
 
 
 def add_job(db: Client, batch: WriteBatch, message: ChatMessage, recipients: list[str], *, origin: Region) -> None:
-    """Add to the accepting commit the creation of `message`'s fan-out job.
+    """Add to the accepting commit the creation of `message`'s fan-out job, and of its parts if its
+    recipients' ids take more than FAN_OUT_INLINE_BYTES.
 
     Args:
         recipients: who the message goes to, ids that can key documents (chat_core.parse_chat);
             blocks are applied chunk by chunk.
         origin: the sender's home region.
     """
-    job = FanOut(chat_id=message.chat_id, message=message, recipients=recipients, origin=origin,
+    inline, parts = split_recipients(recipients, inline_bytes=constants.FAN_OUT_INLINE_BYTES,
+                                     part_bytes=constants.FAN_OUT_PART_BYTES)
+    job = FanOut(chat_id=message.chat_id, message=message, recipients=inline, parts=len(parts), origin=origin,
                  created_at=message.created_at, updated_at=message.created_at)
     batch.create(paths.fan_out(db, message.chat_id, message.id), job.to_firestore())
+    for k, part in enumerate(parts, start=1):
+        batch.create(paths.fan_out_part(db, message.chat_id, message.id, k), FanOutPart(recipients=part).to_firestore())
 
 
 def on_created(db: Client, snapshot: DocumentSnapshot | None) -> None:
@@ -110,9 +179,9 @@ def run_chat(db: Client, chat_id: str, *, now: datetime | None = None) -> int:
         if oldest:
             doc = store.Read.of(oldest[0])
             try:
-                job = Job.of(doc)
-            except ValidationError as err:
-                _set_aside(db, doc, problems(err))  # the chat's later messages go on
+                job = Job.load(db, doc)
+            except (ValidationError, UnusableParts) as err:  # the chat's later messages go on
+                _set_aside(db, doc, problems(err) if isinstance(err, ValidationError) else str(err))
                 continue
             handled += _run_job(db, job, now=now)
             continue
@@ -127,7 +196,8 @@ def run_chat(db: Client, chat_id: str, *, now: datetime | None = None) -> int:
 
 def _set_aside(db: Client, doc: store.Read, problem: str) -> None:
     """Move an unusable job (a hand edit) to `quarantinedFanOuts`, with the problem, conditional on it as
-    read; logged as the FAN_OUT_QUARANTINED alert. `scripts/ops release-fan-out` puts a repaired one back."""
+    read; logged as the FAN_OUT_QUARANTINED alert. Its parts stay where they are, under the job's path,
+    where a released job finds them. `scripts/ops release-fan-out` puts a repaired one back."""
     chat_id = doc.ref.parent.parent.id
     batch = db.batch()
     batch.delete(doc.ref, option=db.write_option(last_update_time=doc.time))
@@ -148,9 +218,11 @@ def release(db: Client, chat_id: str, message_id: str) -> str | None:
         return f"no quarantined fan-out {chat_id}/{message_id}"
     data = {k: v for k, v in held.data.items() if k != "quarantine"}
     try:
-        FanOut.model_validate(data)
+        _part_recipients(db, chat_id, message_id, FanOut.model_validate(data).parts)
     except ValidationError as err:
         return f"still unusable: {problems(err)}"
+    except UnusableParts as err:
+        return f"still unusable: {err}"
     batch = db.batch()
     batch.delete(held.ref, option=db.write_option(last_update_time=held.time))
     batch.create(paths.fan_out(db, chat_id, message_id), data | {"updatedAt": clock.now()})
@@ -200,7 +272,7 @@ def _run_job(db: Client, first: Job, *, now: datetime | None) -> int:
     reads = _read_chunk(db, first.chunk, waiting, place=True)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fan-out-prefetch") as prefetch:
         while job is not None:
-            following = job.fan_out.recipients[job.fan_out.next + len(job.chunk):][:constants.FAN_OUT_CHUNK]
+            following = job.recipients[job.fan_out.next + len(job.chunk):][:constants.FAN_OUT_CHUNK]
             upcoming = prefetch.submit(_read_chunk, db, following, waiting, place=True) if following else None
             try:
                 moved = _commit_chunk(db, job, sender, reads, now=now or clock.now())
@@ -210,7 +282,7 @@ def _run_job(db: Client, first: Job, *, now: datetime | None) -> int:
                 fresh = store.read(db, [job.doc.ref])[job.doc.ref.path]
                 # The job unchanged: a head moved under the chunk. Changed: another worker moved it.
                 lost_races = lost_races + 1 if fresh.update_time == job.doc.update_time else 0
-                job = Job.of(fresh) if fresh.exists else None
+                job = first.moved(fresh) if fresh.exists else None
                 if job is not None:
                     reads = _read_chunk(db, job.chunk, waiting, place=lost_races < constants.FAN_OUT_PLACE_ATTEMPTS)
                 continue
@@ -260,10 +332,12 @@ def _commit_chunk(db: Client, job: Job, sender: UserProfile, reads: ChunkReads, 
     fan_out, message, chunk = job.fan_out, job.fan_out.message, job.chunk
     allowed = [uid for uid in chunk if not policy.blocked_between(message.sender_id, sender, uid, reads.users[uid])]
     moved = fan_out.model_copy(update={"next": fan_out.next + len(chunk), "updated_at": now})
-    last = moved.next >= len(fan_out.recipients)
+    last = moved.next >= len(job.recipients)
     batch = db.batch()
     if last:
         batch.delete(job.doc.ref, option=db.write_option(last_update_time=job.doc.update_time))
+        for k in range(1, fan_out.parts + 1):  # done with the job; nothing reads them once it is gone
+            batch.delete(paths.fan_out_part(db, fan_out.chat_id, message.id, k))
     else:
         store.update_if_unchanged(db, batch, job.doc.ref, job.doc.time, {"next": moved.next, "updatedAt": now})
     for uid in allowed:
@@ -277,4 +351,4 @@ def _commit_chunk(db: Client, job: Job, sender: UserProfile, reads: ChunkReads, 
     results = store.commit(batch)
     if last:
         return None
-    return Job(store.Read(job.doc.ref, moved.to_firestore(), results[0].update_time), moved)
+    return job.moved(store.Read(job.doc.ref, moved.to_firestore(), results[0].update_time))

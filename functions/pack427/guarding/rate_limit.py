@@ -47,8 +47,8 @@ from google.cloud.firestore_v1 import DocumentSnapshot
 from pydantic import ValidationError
 
 from .. import constants, paths, settings, store
-from ..errors import ResourceExhausted
-from ..models import RateWindow, SendRecord
+from ..errors import Aborted, ResourceExhausted
+from ..models import CallWindow, RateWindow, SendRecord
 
 WINDOW = timedelta(seconds=constants.RATE_WINDOW_SECONDS)
 RATE_LIMITED = "rate_limited"
@@ -98,17 +98,81 @@ def check(window: LoadedWindow, *, now: datetime) -> None:
         now: the time of the send.
     """
     limit = window.limit
-    if len(window.recent) < limit:
+    wait_ms = retry_after_ms([s.at for s in window.recent], limit, now=now)
+    if wait_ms is None:
         return
-    frees_at = window.recent[-limit].at + WINDOW
-    wait_ms = max(1, round((frees_at - now).total_seconds() * 1000))
     logger.warn(f"rate limit: {window.uid} sent {len(window.recent)} messages in the last minute",
                 event=RATE_LIMITED, uid=window.uid, retryAfterMs=wait_ms)
-    raise ResourceExhausted(
-        f"You can send at most {limit} messages a minute. Try again in {-(-wait_ms // 1000)} s.",
-        {"reason": RATE_LIMITED, "retryAfterMs": wait_ms, "limit": limit,
-         "windowSeconds": constants.RATE_WINDOW_SECONDS},
+    raise refusal(f"You can send at most {limit} messages a minute.", RATE_LIMITED, limit, wait_ms)
+
+
+def retry_after_ms(times: list[datetime], limit: int, *, now: datetime) -> int | None:
+    """How long until one more call fits a sliding window that holds `times`; None if it fits now.
+
+    Args:
+        times: the times of the accepted calls, oldest first (those older than the window are ignored).
+        limit: calls allowed in any RATE_WINDOW_SECONDS.
+        now: the time of the call being checked.
+    """
+    recent = [t for t in times if t > now - WINDOW]
+    if len(recent) < limit:
+        return None
+    frees_at = recent[-limit] + WINDOW
+    return max(1, round((frees_at - now).total_seconds() * 1000))
+
+
+def refusal(message: str, reason: str, limit: int, wait_ms: int) -> ResourceExhausted:
+    """The resource-exhausted answer to a call over a limit: `message` and the wait, in words and in
+    `details` (reason, retryAfterMs, limit, windowSeconds)."""
+    return ResourceExhausted(
+        f"{message} Try again in {-(-wait_ms // 1000)} s.",
+        {"reason": reason, "retryAfterMs": wait_ms, "limit": limit, "windowSeconds": constants.RATE_WINDOW_SECONDS},
     )
+
+
+RECALCULATION_RATE_LIMITED = "recalculation_rate_limited"
+
+
+def admit_recalculation(db: Client, uid: str, *, now: datetime) -> None:
+    """Count one pack427_recalculateUnreadCounters call of `uid`, or refuse it as resource-exhausted
+    if the user made MAX_RECALCULATIONS_PER_MINUTE in the last RATE_WINDOW_SECONDS.
+
+    The window (`recalculationWindows/{uid}`) is written in a commit of its own, before the recount,
+    conditional on it as read: racing calls cannot get past the limit together (as sends, above).
+    A refused call writes nothing.
+
+    Args:
+        uid: the caller.
+        now: the call's time.
+
+    Raises:
+        ResourceExhausted: over the limit; `details.retryAfterMs` says when the next call fits.
+        Aborted: the window kept changing (the user's own calls racing) for UNREAD_WRITE_RETRIES attempts.
+    """
+    ref = paths.recalculation_window(db, uid)
+    limit = constants.MAX_RECALCULATIONS_PER_MINUTE
+
+    def attempt(_: int) -> None:
+        doc = store.read(db, [ref])[ref.path]
+        try:
+            calls = CallWindow.model_validate(doc.data).calls if doc.exists else []
+        except ValidationError:
+            calls = []  # a damaged window is rewritten
+        recent = sorted(t for t in calls if t > now - WINDOW)
+        wait_ms = retry_after_ms(recent, limit, now=now)
+        if wait_ms is not None:
+            logger.warn(f"rate limit: {uid} recounted their unread counters {len(recent)} times in the last minute",
+                        event=RECALCULATION_RATE_LIMITED, uid=uid, retryAfterMs=wait_ms)
+            raise refusal(f"You can recount your unread counters (pack427_recalculateUnreadCounters) at most "
+                          f"{limit} times a minute.", RECALCULATION_RATE_LIMITED, limit, wait_ms)
+        kept = [*recent, now][-limit:]
+        window = CallWindow(user_id=uid, calls=kept, updated_at=now, expires_at=max(kept) + WINDOW)
+        batch = db.batch()
+        store.write_if_unchanged(db, batch, doc, window.to_firestore())
+        store.commit(batch)
+
+    store.retry_on_conflict(attempt, attempts=constants.UNREAD_WRITE_RETRIES,
+                            give_up=lambda: Aborted("your recount calls are racing each other; try again"))
 
 
 def add_send(db: Client, batch: WriteBatch, window: LoadedWindow, record: SendRecord) -> None:

@@ -305,13 +305,27 @@ class CounterChange(Response):
     after: int
 
 
+class RecalculateUnreadCountersRequest(Request):
+    """`pack427_recalculateUnreadCounters` data.
+
+    Attributes:
+        cursor: the `cursor` of the previous call, to recount the next RECALCULATE_PAGE chats
+            (default: from the first chat).
+    """
+
+    cursor: Cursor | None = None
+
+
 class RecalculateUnreadCountersResult(Response):
-    """`recalculated` counters changed out of `checked`; `changes` says which and how."""
+    """`recalculated` counters changed out of the `checked` chats of this call; `changes` says which
+    and how. `hasMore`: the user is in more chats than one call recounts; call again with `cursor`."""
 
     success: bool
     recalculated: int
     checked: int
     changes: list[CounterChange]
+    hasMore: bool = False
+    cursor: str | None = None
 
 
 class GetChatListRequest(Request):

@@ -129,19 +129,31 @@ class FanOut(Document):
     Attributes:
         message: the message as accepted (what every inbox entry is made of).
         recipients: the chat's participants but the sender, as the message
-            was accepted (blocks are applied chunk by chunk).
-        next: index in `recipients` of the first one not yet handled; every
-            chunk's commit moves it, conditional on the job as read.
+            was accepted (blocks are applied chunk by chunk): the first of them,
+            as many as FAN_OUT_INLINE_BYTES hold; the others in `parts` part
+            documents (FanOutPart), so that no document nears 1 MiB whatever the ids.
+        parts: how many part documents follow `recipients` (0: they are all here).
+        next: index, in `recipients` followed by the parts' recipients, of the first
+            one not yet handled; every chunk's commit moves it, conditional on the job as read.
         origin: the sender's home region.
     """
 
     chat_id: str
     message: ChatMessage
     recipients: list[str]
+    parts: Annotated[int, Field(ge=0)] = 0
     next: int = 0
     origin: Region
     created_at: datetime
     updated_at: datetime
+
+
+class FanOutPart(Document):
+    """`chats/{chatId}/fanOuts/{messageId}/parts/{k}` (k = 1, 2, ...): the next of a fan-out job's
+    recipients, at most FAN_OUT_PART_BYTES of ids. Written with the job, never changed, deleted
+    with it by its last chunk's commit."""
+
+    recipients: list[str]
 
 
 class IdempotencyRecord(Document):
@@ -205,6 +217,23 @@ class RateWindow(Document):
     expires_at: datetime
 
 
+class CallWindow(Document):
+    """`recalculationWindows/{uid}`: the user's pack427_recalculateUnreadCounters calls of the last
+    minute (a sliding log; rate_limit.admit_recalculation).
+
+    Attributes:
+        calls: their times, oldest first; never more than MAX_RECALCULATIONS_PER_MINUTE.
+        expires_at: when the newest call leaves the window; a TTL policy on it deletes idle windows.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    user_id: str
+    calls: list[datetime] = Field(default_factory=list)
+    updated_at: datetime
+    expires_at: datetime
+
+
 class SendRejection(Document):
     """`auditLog/rejected_{senderId}_{clientMessageId}`: a send that a policy refused.
 
@@ -233,6 +262,27 @@ class ScheduledStatus(StrEnum):
     CANCELLED = "CANCELLED"
     FAILED = "FAILED"
     """At its time the sender could no longer send there (left the chat, blocked, not 18+)."""
+
+
+class ScheduleSlot(Document):
+    """`scheduleSlots/{senderId}_{YYYYMMDDTHHMM}`: the sender's messages falling due in one UTC minute.
+
+    Written in the commit that accepts each scheduled message, conditional on it as read (sending):
+    never more than the rate limit in force when it was written.
+
+    Attributes:
+        minute: the minute's start.
+        scheduled: messages accepted for it (a cancelled one keeps its place).
+        expires_at: the minute's end; a TTL policy on it deletes past slots.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    sender_id: str
+    minute: datetime
+    scheduled: Annotated[int, Field(ge=0)] = 0
+    updated_at: datetime
+    expires_at: datetime
 
 
 class ScheduledMessage(Document):

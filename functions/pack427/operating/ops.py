@@ -1,6 +1,6 @@
 """Operator operations that repair: dead letters back to the queue, a chat resynced into an inbox.
 
-`scripts/ops` (pack427/cli.py) calls these, as any backend code may. Every
+`scripts/ops` (pack427/operating/cli.py) calls these, as any backend code may. Every
 change goes through the same conditional writes as the functions: an
 operation can run while the functions run, and twice, without delivering a
 message twice.

@@ -26,17 +26,19 @@ head that drifted (a damaged or deleted document).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from firebase_functions import logger
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 from ulid import ULID
 
 from .. import clock, constants, inbox, paths, store
 from ..errors import Aborted, InvalidArgument
-from ..guarding import policy
+from ..guarding import policy, rate_limit
 from ..models import (
     ChatInbox,
     CounterChange,
@@ -44,9 +46,11 @@ from ..models import (
     MarkAsReadRequest,
     MarkAsReadResult,
     ReadReceipt,
+    RecalculateUnreadCountersRequest,
     RecalculateUnreadCountersResult,
     UnreadCountsResult,
 )
+from . import cursors
 
 
 def count_unread(db: Client, uid: str, chat_id: str, read_up_to: str | None) -> int:
@@ -144,67 +148,171 @@ def unread_counts(db: Client, uid: str) -> UnreadCountsResult:
     return UnreadCountsResult(unreadCounts=counts, totalUnread=sum(counts.values()))
 
 
-def recalculate(
-    db: Client, uid: str, *, now: datetime | None = None
-) -> RecalculateUnreadCountersResult:
-    """`pack427_recalculateUnreadCounters`: recount the caller's unread counts and repair any drift.
+RECALCULATE_CURSOR = "recalculate"
+"""The cursors' kind (see cursors) of pack427_recalculateUnreadCounters."""
 
-    Covers every chat the user takes part in and every chat their head
-    tracks; a chat they left (its document no longer lists them) is dropped
-    from the head, its count with it. A damaged head is rebuilt from the inbox
-    (`_rebuilt`). The new counts are written in one commit conditional on the
-    head, recounted again if a delivery or read changed it meanwhile.
+
+def recalculate_for_caller(
+    db: Client, uid: str, request: RecalculateUnreadCountersRequest, *, now: datetime | None = None
+) -> RecalculateUnreadCountersResult:
+    """`pack427_recalculateUnreadCounters`: recount the next RECALCULATE_PAGE of the caller's chats.
+
+    Each call is counted against MAX_RECALCULATIONS_PER_MINUTE first (rate_limit.admit_recalculation);
+    a call past it is resource-exhausted and recounts nothing. A user in more chats than one call
+    recounts gets `hasMore` and a `cursor`: the calls from no cursor until `hasMore` is false
+    recount every chat, each exactly on the state it was committed on, so the counts are then exact.
 
     Args:
         uid: the authenticated caller.
+        request: the cursor of the previous call (default: from the first chat).
+        now: the call's time, and the head's `updatedAt` if anything changed (default: the clock).
+
+    Raises:
+        ResourceExhausted: the caller made MAX_RECALCULATIONS_PER_MINUTE calls in the last minute.
+        InvalidArgument: a cursor that is not one this callable gave the caller.
+    """
+    now = now or clock.now()
+    after = cursors.decode(RECALCULATE_CURSOR, uid, request.cursor)["after"] if request.cursor else None
+    if after is not None and not isinstance(after, str):
+        raise InvalidArgument("cursor is not a cursor this service returned")
+    rate_limit.admit_recalculation(db, uid, now=now)
+    result, last = recalculate_page(db, uid, after=after, limit=constants.RECALCULATE_PAGE, now=now)
+    cursor = cursors.encode(RECALCULATE_CURSOR, uid, {"after": last}) if result.hasMore else None
+    return result.model_copy(update={"cursor": cursor})
+
+
+def recalculate(db: Client, uid: str, *, now: datetime | None = None) -> RecalculateUnreadCountersResult:
+    """Recount every chat of `uid`, page after page (the operators' `scripts/ops recalc-unread`, and
+    `repair-inbox`): no rate limit; what every page checked and changed, together.
+
+    Args:
+        uid: the user.
+        now: stored as the head's `updatedAt` if anything changed (default: the clock).
+    """
+    now = now or clock.now()
+    after: str | None = None
+    checked, changes = 0, list[CounterChange]()
+    while True:
+        page, after = recalculate_page(db, uid, after=after, now=now)
+        checked, changes = checked + page.checked, changes + page.changes
+        if not page.hasMore:
+            return RecalculateUnreadCountersResult(success=True, recalculated=len(changes), checked=checked,
+                                                   changes=changes)
+
+
+def page_of_chats(
+    members: list[str], tracked: Iterable[str], *, after: str | None, limit: int
+) -> tuple[list[str], bool]:
+    """The chats one recount call covers, in id order, and whether more follow.
+
+    A chat is recounted if the user is listed in it (`members`, from the member query) or their
+    head tracks it. When the member query was cut off (it returned `limit` + 1), a tracked chat past
+    its last row is left to a later call: every chat of a page was looked for in both sources.
+
+    Args:
+        members: ids of the chats listing the user after `after`, in id order, at most `limit` + 1.
+        tracked: the chats the user's head tracks, any order, any position.
+        after: the last chat of the previous call (None: from the first).
+        limit: chats a call covers.
+    """
+    cut = len(members) > limit
+    members = members[:limit]
+    candidates = set(members) | {chat_id for chat_id in tracked if after is None or chat_id > after}
+    if cut:
+        candidates = {chat_id for chat_id in candidates if chat_id <= members[-1]}
+    ordered = sorted(candidates)
+    return ordered[:limit], cut or len(ordered) > limit
+
+
+class _Restart(Exception):
+    """The head was damaged during a paged recount: it is rebuilt, and every chat recounted from the first."""
+
+
+def recalculate_page(
+    db: Client, uid: str, *, after: str | None = None, limit: int = constants.RECALCULATE_PAGE,
+    now: datetime | None = None,
+) -> tuple[RecalculateUnreadCountersResult, str | None]:
+    """Recount up to `limit` of `uid`'s chats after `after` (by id) and repair any drift.
+
+    Covers the chats the user takes part in and those their head tracks (page_of_chats); a chat
+    they left (its document no longer lists them) is dropped from the head, its count with it. A
+    damaged head is rebuilt from the inbox (`_rebuilt`), and then the page starts from the first
+    chat whatever `after` says (the rebuilt head tracks nothing). The new counts are written in one
+    commit conditional on the head; if a delivery or a read changed it meanwhile, the chats whose
+    state on the head changed are recounted (the others' counts still hold: every change of a
+    chat's entries or read position changes its state on the head) and the commit goes again.
+
+    Args:
+        uid: the user.
+        after: the last chat id of the previous page (default: from the first).
+        limit: chats this page covers (default RECALCULATE_PAGE).
         now: stored as the head's `updatedAt` if anything changed (default: the clock).
 
     Returns:
-        How many chats were checked and how many counts changed, with before and after.
+        What was checked and changed (`hasMore` if chats follow), and the chat to continue after.
     """
     now = now or clock.now()
-    member_of = paths.chats(db).where(filter=FieldFilter("participants", "array_contains", uid)).select([])
-    member_chats = {s.id for s in member_of.stream()}
+    head = inbox.heads(db, [uid])[uid]
+    start = after if head.usable else None
+    member_of = (paths.chats(db).where(filter=FieldFilter("participants", "array_contains", uid))
+                 .order_by(FieldPath.document_id()))
+    if start is not None:
+        member_of = member_of.start_after({FieldPath.document_id(): paths.chat(db, start)})
+    members = [s.id for s in member_of.select([]).limit(limit + 1).stream()]
+    # Kept across attempts, so that a retry reads only what changed: per chat, its state on the head
+    # when it was counted, its read position and its count; and which chats the user left.
+    counted: dict[str, tuple[ChatInbox | None, str | None, int]] = {}
+    gone: dict[str, bool] = {}
 
-    def attempt(_: int) -> RecalculateUnreadCountersResult:
-        head = inbox.heads(db, [uid])[uid]
-        state = head.parsed or _rebuilt(db, head)
+    def attempt(n: int) -> tuple[RecalculateUnreadCountersResult, str | None]:
+        current = head if n == 0 else inbox.heads(db, [uid])[uid]
+        if not current.usable and start is not None:
+            raise _Restart()
+        state = current.parsed or _rebuilt(db, current)
         tracked = state.chats
-        left = _chats_left(db, uid, set(tracked) - member_chats)
-        chat_ids = sorted((member_chats | tracked.keys()) - left)
-        untracked = {chat_id for chat_id in chat_ids if chat_id not in tracked}
-        positions = {chat_id: s.read_up_to for chat_id, s in tracked.items()}
+        page, more = page_of_chats(members, tracked, after=start, limit=limit)
+        unlisted = {c for c in page if c not in members and c in tracked and c not in gone}
+        found_left = _chats_left(db, uid, unlisted)
+        gone.update({c: c in found_left for c in unlisted})
+        left = {c for c in page if gone.get(c)}
+        stale = [c for c in page if c not in left and (c not in counted or counted[c][0] != tracked.get(c))]
+        positions = {c: tracked[c].read_up_to for c in stale if c in tracked}
+        untracked = {c for c in stale if c not in tracked}
         positions |= inbox.read_positions(db, uid, untracked) if untracked else {}
         with ThreadPoolExecutor(max_workers=constants.RECALCULATE_PARALLELISM) as pool:
-            counted = pool.map(lambda c: count_unread(db, uid, c, positions[c]), chat_ids)
-            counts = dict(zip(chat_ids, counted, strict=True)) | dict.fromkeys(left, 0)
+            recounted = pool.map(lambda c: count_unread(db, uid, c, positions[c]), stale)
+            counted.update({c: (tracked.get(c), positions[c], k) for c, k in zip(stale, recounted, strict=True)})
+        counts = {c: counted[c][2] for c in page if c not in left} | dict.fromkeys(left, 0)
         changes = [
             CounterChange(chatId=chat_id, before=tracked[chat_id].unread if chat_id in tracked else None, after=count)
-            for chat_id, count in counts.items()
+            for chat_id, count in sorted(counts.items())
             if (tracked[chat_id].unread if chat_id in tracked else 0) != count
         ]
-        if changes or left or not head.usable:
+        if changes or left or not current.usable:
             chats = {chat_id: s for chat_id, s in tracked.items() if chat_id not in left}
             for change in changes:
                 if change.chatId not in left:
-                    s = chats.get(change.chatId) or ChatInbox(read_up_to=positions[change.chatId])
+                    s = chats.get(change.chatId) or ChatInbox(read_up_to=counted[change.chatId][1])
                     chats[change.chatId] = s.model_copy(update={"unread": change.after})
             batch = db.batch()
             moved = state.model_copy(update={"chats": chats, "updated_at": now})
             # Every field of a head is written: a damaged one is replaced, conditional on it as read.
-            store.write_if_unchanged(db, batch, head.doc, moved.to_firestore())
+            store.write_if_unchanged(db, batch, current.doc, moved.to_firestore())
             store.commit(batch)
-            logger.info(f"repaired {len(changes)} unread counts of {uid}" + ("" if head.usable else
+            logger.info(f"repaired {len(changes)} unread counts of {uid}" + ("" if current.usable else
                         " and rebuilt their damaged inbox head"), uid=uid, changes=[c.model_dump() for c in changes],
                         left=sorted(left))
-        return RecalculateUnreadCountersResult(
-            success=True, recalculated=len(changes), checked=len(chat_ids) + len(left), changes=changes
-        )
+        result = RecalculateUnreadCountersResult(
+            success=True, recalculated=len(changes), checked=len(page), changes=changes, hasMore=more)
+        return result, page[-1] if page else None
 
-    return store.retry_on_conflict(
-        attempt, attempts=constants.UNREAD_WRITE_RETRIES,
-        give_up=lambda: Aborted("the inbox kept changing during the recount; try again"),
-    )
+    try:
+        return store.retry_on_conflict(
+            attempt, attempts=constants.UNREAD_WRITE_RETRIES,
+            give_up=lambda: Aborted("the inbox kept changing during the recount; try again"),
+        )
+    except _Restart:
+        return recalculate_page(db, uid, limit=limit, now=now)
 
 
 def _message_of_chat(db: Client, chat_id: str, uid: str, message_id: str) -> bool:

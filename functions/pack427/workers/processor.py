@@ -251,10 +251,16 @@ def drain(
     fan_out_depth: int = constants.FAN_OUT_DEPTH,
     progress: Callable[[Region, dict[str, int | str]], None] | None = None,
 ) -> dict[str, dict[str, int | str]]:
-    """Resume stalled fan-outs (fan_out.resume_stalled), deliver due scheduled messages
-    (scheduling.deliver_due), take chat-core messages whose trigger did not
-    (chat_core_intake.sweep, chat-core mode), then process batches until nothing is
-    due or the time budget is spent.
+    """Resume stalled fan-outs (fan_out.resume_stalled), take chat-core messages whose trigger did
+    not (chat_core_intake.sweep, chat-core mode), then take rounds until nothing is due or the time
+    budget is spent: each round delivers a batch of due scheduled messages
+    (scheduling.deliver_due_batch, SCHEDULED_BATCH, oldest deliverAt first), then a batch of each
+    busy region's queue.
+
+    Scheduled messages and retries take turns, so neither waits for the other to run out: at one
+    instant thousands of due scheduled messages cannot take the run while retries wait. While any
+    region's queue has due entries, scheduled deliveries stop for this run once they have taken
+    SCHEDULED_SHARE of the budget (`scheduled_turn`); the rest go next run, a minute late.
 
     Under the rollback switch (mode direct) too: the sends deliver what they
     queue in their own requests, and the processor still drains what was
@@ -295,8 +301,9 @@ def drain(
         Per region, the counts by outcome, the number of batches, and the
         last round's `mode` (`normal`, `large` or `fan-out`).
     """
-    deadline = time.monotonic() + time_budget_s
-    for step in (fan_out.resume_stalled, scheduling.deliver_due, chat_core_intake.sweep):
+    started = time.monotonic()
+    deadline = started + time_budget_s
+    for step in (fan_out.resume_stalled, chat_core_intake.sweep):
         try:
             step(db)
         except Exception as err:  # noqa: BLE001 - neither may stop the queues' drain
@@ -305,7 +312,20 @@ def drain(
     modes = {region: "normal" for region in regions}
     depths: dict[Region, int] = {}
     busy = list(regions)
-    while busy and time.monotonic() < deadline:
+    scheduled, scheduled_spent_s, scheduled_more = Counter[str](), 0.0, True
+    while (busy or scheduled_more) and time.monotonic() < deadline:
+        share = constants.SCHEDULED_SHARE
+        if scheduled_turn(scheduled_more, bool(busy), scheduled_spent_s, time_budget_s, share):
+            turn = time.monotonic()
+            # The turn ends at the deadline, or at the end of the share while queues wait.
+            until = min(deadline, turn + time_budget_s * share - scheduled_spent_s) if busy else deadline
+            try:
+                counts, scheduled_more = scheduling.deliver_due_batch(db, deadline=until)
+                scheduled.update(counts)
+            except Exception as err:  # noqa: BLE001 - it may not stop the queues' drain
+                logger.error(f"scheduling.deliver_due_batch failed: {err!r}")
+                scheduled_more = False
+            scheduled_spent_s += time.monotonic() - turn
         for region in list(busy):
             if reports[region].batches % DEPTH_RECOUNT_ROUNDS == 0:
                 depths[region] = backlog.depth(db, region)
@@ -330,6 +350,20 @@ def drain(
                 progress(region, {**reports[region].as_dict(), "depth": depth, "mode": modes[region]})
     summary: dict[str, dict[str, int | str]] = {
         region.value: {**report.as_dict(), "mode": modes[region]} for region, report in reports.items()}
-    if any(report.attempted for report in reports.values()):
-        logger.info(f"{actor} processed the queues", actor=actor, regions=summary)
+    if any(report.attempted for report in reports.values()) or scheduled:
+        logger.info(f"{actor} processed the queues", actor=actor, regions=summary, scheduled=dict(scheduled))
     return summary
+
+
+def scheduled_turn(more: bool, queues_busy: bool, spent_s: float, budget_s: float, share: float) -> bool:
+    """Whether a drain round starts with a batch of due scheduled messages.
+
+    Args:
+        more: scheduled messages may still be due (the last batch was full and made progress).
+        queues_busy: some region's queue still has due entries this run.
+        spent_s: the time scheduled deliveries took so far in this run.
+        budget_s: the run's time budget.
+        share: the part of the budget scheduled deliveries may take while queues wait
+            (SCHEDULED_SHARE); with none waiting they may take the rest.
+    """
+    return more and (not queues_busy or spent_s < budget_s * share)

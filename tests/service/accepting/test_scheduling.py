@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from google.cloud.firestore_v1.base_query import FieldFilter
 from support.chatcore import all_documents, head, inbox, make_chat, make_user
+from support.entries import enqueue, make_entry
 from ulid import ULID
 
-from pack427 import clock, settings
+from pack427 import clock, constants, locks, settings
 from pack427.accepting import scheduling, sending
 from pack427.delivering.notifier import EmulatorNotifier
 from pack427.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from pack427.models import (
     CancelScheduledMessageRequest,
+    QueueStatus,
+    Region,
     ResyncChatRequest,
     SendMessageRequest,
     SyncMessagesRequest,
@@ -295,3 +301,124 @@ def test_a_message_that_cannot_be_sent_this_run_holds_back_neither_the_others_no
     assert scheduling.deliver_due(db, now=t0 + timedelta(minutes=3)) == {"delivered": 1, "failed": 0, "skipped": 1}
     assert [e["text"] for e in inbox(db, "bob")] == ["second"]
     assert db.document(f"scheduledMessages/alice_{first.messageId}").get().get("status") == "SCHEDULED"
+
+
+# ------------------------------------------------------------ the instant's bound (issue 27)
+
+
+def schedule_for(db, due, *, at, sender="alice", client_id=None):
+    """Schedule a message of `sender` for the instant `due`, sent at `at`."""
+    request = SendMessageRequest(chatId="c1", clientMessageId=client_id or str(ULID()), text=f"at {due}",
+                                 deliverAt=clock.to_millis(due))
+    return sending.send_message(db, sender, request, now=at)
+
+
+def test_one_sender_makes_at_most_the_rate_limit_fall_due_in_one_minute(chat):
+    db, t0 = chat, whole_ms_now()
+    due = clock.from_millis(clock.to_millis(t0 + timedelta(days=2)) // 60_000 * 60_000)  # a minute's start
+    limit = settings.current(db).max_messages_per_minute
+    # The limit's worth, all for the same instant (sent over a minute: each send is rate-limited now too).
+    for i in range(limit):
+        assert schedule_for(db, due, at=t0 + timedelta(milliseconds=900 * i)).status == "SCHEDULED"
+    later = t0 + timedelta(minutes=2)  # the rate window is empty again
+    before = all_documents(db)
+
+    with pytest.raises(FailedPrecondition) as full:
+        schedule_for(db, due + timedelta(seconds=59), at=later)  # the same minute, another instant
+    assert f"{limit} messages scheduled for" in full.value.message and "choose another minute" in full.value.message
+    assert full.value.details == {"reason": "schedule_minute_full", "limit": limit, "minute": clock.to_millis(due)}
+    assert all_documents(db) == before  # refused: nothing written, not even to the rate window
+
+    # The next minute, and another sender's same minute, are free; a retry of an accepted one is answered.
+    assert schedule_for(db, due + timedelta(minutes=1), at=later).status == "SCHEDULED"
+    assert schedule_for(db, due, at=later, sender="bob").status == "SCHEDULED"
+    first = db.collection("scheduledMessages").where(filter=FieldFilter("senderId", "==", "alice")).limit(1).get()[0].get("clientMessageId")
+    assert schedule_for(db, due, at=later, client_id=first).duplicate is True
+    slot = db.document(f"scheduleSlots/alice_{due:%Y%m%dT%H%M}").get().to_dict()
+    assert (slot["scheduled"], slot["expiresAt"]) == (limit, due + timedelta(minutes=1))
+
+    # At that instant bob receives the limit's worth from alice, and no more (alice gets bob's one).
+    assert scheduling.deliver_due(db, now=due + timedelta(seconds=30))["delivered"] == limit + 1
+    assert len(inbox(db, "bob")) == limit and len(inbox(db, "alice")) == 1
+
+
+def test_racing_schedules_for_a_nearly_full_minute_take_its_last_place_once(chat, monkeypatch):
+    db, t0 = chat, whole_ms_now()
+    # Without this instance's locks: the conditional write of the minute's slot alone decides, as between instances.
+    monkeypatch.setattr(locks, "held", lambda *keys: contextlib.nullcontext())
+    settings.set_rate_limit(db, 3, actor="test")
+    try:
+        due = t0 + timedelta(hours=1)
+        for i in range(2):
+            schedule_for(db, due, at=t0 + timedelta(seconds=i))
+        barrier = threading.Barrier(3)
+
+        def one():
+            barrier.wait()
+            try:
+                return schedule_for(db, due, at=t0 + timedelta(minutes=2)).status
+            except FailedPrecondition as err:
+                return err.details["reason"]
+
+        with ThreadPoolExecutor(3) as pool:
+            outcomes = sorted(pool.map(lambda _: one(), range(3)))
+        assert outcomes == ["SCHEDULED", "schedule_minute_full", "schedule_minute_full"]
+        assert db.document(f"scheduleSlots/alice_{due:%Y%m%dT%H%M}").get().get("scheduled") == 3
+    finally:  # as above: leave neither the limit nor the cache behind
+        settings.set_rate_limit(db, 60, actor="test")
+        settings.forget()
+
+
+# ------------------------------------------------------------ scheduled deliveries share the run (issue 27)
+
+
+def due_now_and_a_retry(db, scheduled: int) -> str:
+    """`scheduled` messages of alice's to bob due now, and carol's failed delivery in another chat due
+    for its retry; carol's queue entry id."""
+    make_user(db, "carol")
+    make_chat(db, "c2", ["alice", "carol"])
+    t0 = whole_ms_now()
+    for i in range(scheduled):
+        send(db, f"due {i}", at=t0 - timedelta(minutes=2), deliver_in=timedelta(minutes=1))
+    retry = make_entry("carol", region=Region.EU, chat="c2", created=t0 - timedelta(minutes=5),
+                       status=QueueStatus.FAILED, next_attempt_at=t0 - timedelta(seconds=1))
+    enqueue(db, retry)
+    return retry.id
+
+
+def drain_watching_round_one(db) -> dict:
+    """Drain EU; what was delivered when its first round ended: scheduled messages, and whether the retry."""
+    seen: dict = {}
+
+    def progress(region, totals):
+        if not seen:
+            seen["scheduled"] = sum(1 for s in db.collection("scheduledMessages").stream()
+                                    if s.get("status") == "DELIVERED")
+            seen["retried"] = [e.get("status") for e in db.collection("regions/EU/messageQueue").stream()]
+    processor.drain(db, EmulatorNotifier(), regions=(Region.EU,), time_budget_s=30, progress=progress)
+    return seen
+
+
+@pytest.mark.parametrize("extra", [0, 1], ids=["at the bound", "past the bound"])
+def test_a_round_takes_one_batch_of_scheduled_messages_then_the_retries(chat, monkeypatch, extra):
+    monkeypatch.setattr(constants, "SCHEDULED_BATCH", 3)
+    due_now_and_a_retry(chat, 3 + extra)
+
+    seen = drain_watching_round_one(chat)
+
+    # Round 1: one batch of scheduled messages (all of them at the bound), then the retry.
+    assert seen == {"scheduled": 3, "retried": ["DELIVERED"]}
+    # Past the bound the rest went in the next round: every one is in bob's inbox once, in order.
+    assert [e["text"] for e in inbox(chat, "bob")] == [f"due {i}" for i in range(3 + extra)]
+    assert [e["text"] for e in inbox(chat, "carol")] == ["hello"]
+
+
+def test_past_their_share_of_the_run_scheduled_messages_wait_for_the_queues(chat, monkeypatch):
+    monkeypatch.setattr(constants, "SCHEDULED_SHARE", 0.0)  # the share spent before the run starts
+    due_now_and_a_retry(chat, 2)
+
+    seen = drain_watching_round_one(chat)
+
+    assert seen == {"scheduled": 0, "retried": ["DELIVERED"]}
+    # The queues drained, the scheduled messages take the rest of the run.
+    assert [e["text"] for e in inbox(chat, "bob")] == ["due 0", "due 1"]

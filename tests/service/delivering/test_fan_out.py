@@ -7,6 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from google.cloud.firestore_v1.base_query import FieldFilter
 from support.chatcore import all_documents, head, inbox, make_chat, make_user, queue_entries
 from ulid import ULID
 
@@ -46,6 +47,23 @@ def message_ids(db, uid: str) -> list[str]:
     return [e["messageId"] for e in inbox(db, uid)]
 
 
+def killed_on_the_third_chunk(db, monkeypatch) -> None:
+    """Work the chat's fan-out until its worker dies before committing the third chunk."""
+    commit_chunk = fan_out._commit_chunk
+    commits = []
+
+    def crash_on_the_third(*args, **kwargs):
+        if len(commits) == 2:
+            raise RuntimeError("the instance died")
+        commits.append(commit_chunk(*args, **kwargs))
+        return commits[-1]
+
+    monkeypatch.setattr(fan_out, "_commit_chunk", crash_on_the_third)
+    with pytest.raises(RuntimeError):
+        fan_out.run_chat(db, "big")
+    monkeypatch.setattr(fan_out, "_commit_chunk", commit_chunk)
+
+
 def test_a_large_group_send_commits_the_message_with_its_job_and_the_fan_out_reaches_every_member(db):
     members = group(db, 11)
     make_user(db, "m03", online=False, tokens=["phone-of-m03"])
@@ -79,19 +97,7 @@ def test_a_large_group_send_commits_the_message_with_its_job_and_the_fan_out_rea
 def test_a_fan_out_killed_half_way_and_resumed_delivers_every_member_exactly_once(db, monkeypatch):
     members = group(db, 12)
     result = send(db, "m00")
-    commit_chunk = fan_out._commit_chunk
-    commits = []
-
-    def crash_on_the_third(*args, **kwargs):
-        if len(commits) == 2:
-            raise RuntimeError("the instance died")
-        commits.append(commit_chunk(*args, **kwargs))
-        return commits[-1]
-
-    monkeypatch.setattr(fan_out, "_commit_chunk", crash_on_the_third)
-    with pytest.raises(RuntimeError):
-        fan_out.run_chat(db, "big")
-    monkeypatch.setattr(fan_out, "_commit_chunk", commit_chunk)
+    killed_on_the_third_chunk(db, monkeypatch)
     reached = [uid for uid in members[1:] if message_ids(db, uid)]
     assert reached == members[1:7] and jobs(db)[0]["next"] == 6  # two chunks of three, and the cursor
 
@@ -212,3 +218,103 @@ def test_resuming_stalled_fan_outs_starts_no_chat_after_its_budget(db):
     assert fan_out.resume_stalled(db, budget_s=0) == 3  # the first chat, then the budget is spent
     assert len(jobs(db, "s1")) + len(jobs(db, "s2")) == 1
     assert fan_out.resume_stalled(db) == 3
+
+
+# ------------------------------------------------------------ the job's size (issue 27)
+
+
+def parts(db, message_id: str, chat_id: str = "big") -> list[list[str]]:
+    found = db.collection(f"chats/{chat_id}/fanOuts/{message_id}/parts").stream()
+    return [s.get("recipients") for s in sorted(found, key=lambda s: int(s.id))]
+
+
+@pytest.fixture
+def tiny_jobs(monkeypatch):
+    """A job holds 2 ids of 3 characters (4 bytes each), a part 3: 11 recipients take the job and 3 parts."""
+    monkeypatch.setattr(constants, "FAN_OUT_INLINE_BYTES", 8)
+    monkeypatch.setattr(constants, "FAN_OUT_PART_BYTES", 12)
+
+
+def test_recipients_past_the_job_s_bytes_go_in_parts_and_every_member_gets_the_message_once(db, tiny_jobs):
+    members = group(db, 12)
+    result = send(db, "m00")
+
+    [job] = jobs(db)
+    assert (job["recipients"], job["parts"]) == (members[1:3], 3)
+    assert parts(db, result.messageId) == [members[3:6], members[6:9], members[9:12]]
+    assert fan_out.run_chat(db, "big") == 11
+    assert all(message_ids(db, uid) == [result.messageId] for uid in members[1:])
+    assert jobs(db) == [] and parts(db, result.messageId) == []  # the last chunk deleted the job and its parts
+
+
+def test_a_job_at_its_bytes_has_no_part(db, monkeypatch):
+    monkeypatch.setattr(constants, "FAN_OUT_INLINE_BYTES", 4 * 11)  # exactly the 11 recipients' ids
+    members = group(db, 12)
+    result = send(db, "m00")
+    assert (jobs(db)[0]["recipients"], jobs(db)[0]["parts"]) == (members[1:], 0)
+    assert parts(db, result.messageId) == []
+    fan_out.run_chat(db, "big")
+    assert all(message_ids(db, uid) == [result.messageId] for uid in members[1:])
+
+
+def test_a_job_with_parts_killed_half_way_resumes_from_its_cursor_and_races_place_nobody_twice(
+        db, tiny_jobs, monkeypatch):
+    members = group(db, 12)
+    result = send(db, "m00")
+    killed_on_the_third_chunk(db, monkeypatch)
+    assert [uid for uid in members[1:] if message_ids(db, uid)] == members[1:7] and jobs(db)[0]["next"] == 6
+
+    # Three workers resume it at once (the processor, a replayed event, another), reading the parts again.
+    barrier = threading.Barrier(3)
+
+    def worker():
+        barrier.wait()
+        fan_out.run_chat(db, "big")
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(message_ids(db, uid) == [result.messageId] for uid in members[1:])
+    assert all(head(db, uid)["seq"] == 1 for uid in members[1:])
+    assert jobs(db) == [] and parts(db, result.messageId) == []
+
+
+def test_a_job_whose_part_is_missing_is_set_aside_and_released_once_repaired(db, tiny_jobs):
+    members = group(db, 12)
+    first = send(db, "m00", "one").messageId
+    part = db.document(f"chats/big/fanOuts/{first}/parts/2")
+    kept = part.get().to_dict()
+    part.delete()  # a hand edit
+    second = send(db, "m00", "two").messageId
+
+    fan_out.run_chat(db, "big")
+    assert all(message_ids(db, uid) == [second] for uid in members[1:])  # the chat's next message went on
+    assert db.document(f"chats/big/quarantinedFanOuts/{first}").get().get("quarantine")["problem"] == (
+        "part 2 of 3 is missing")
+    assert fan_out.release(db, "big", first) == "still unusable: part 2 of 3 is missing"
+
+    part.set(kept)
+    assert fan_out.release(db, "big", first) is None
+    fan_out.run_chat(db, "big")  # its trigger
+    assert all(sorted(message_ids(db, uid)) == sorted([first, second]) for uid in members[1:])
+    assert jobs(db) == [] and parts(db, first) == []
+
+
+def test_a_group_as_large_as_a_chat_document_holds_with_the_longest_ids_fans_out(db, monkeypatch):
+    # The emulator refuses a document over 1 MiB, as Firestore does. A chat of 8,100 ids of 128
+    # characters is 1.04 MB: a job listing them all, beside a 4,000-character text, would not fit.
+    monkeypatch.setattr(constants, "FAN_OUT_CHUNK", 150)
+    members = [f"{n:05d}" + "u" * (constants.MAX_ID_LENGTH - 5) for n in range(8_100)]
+    make_user(db, members[0])
+    make_chat(db, "huge", members)
+    result = sending.send_message(db, members[0], SendMessageRequest(
+        chatId="huge", clientMessageId=str(ULID()), text="x" * constants.MAX_TEXT_LENGTH))
+
+    [job] = jobs(db, "huge")
+    assert job["parts"] == 2 and len(job["recipients"]) + sum(map(len, parts(db, result.messageId, "huge"))) == 8_099
+    assert fan_out.run_chat(db, "huge") == 8_099
+    delivered = db.collection_group("inbox").where(filter=FieldFilter("messageId", "==", result.messageId)).count().get()[0][0].value
+    assert delivered == 8_099
+    assert jobs(db, "huge") == [] and parts(db, result.messageId, "huge") == []

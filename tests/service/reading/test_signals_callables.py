@@ -9,6 +9,7 @@ from support.chatcore import all_documents, make_user
 from support.signals import Chat, counter, receipt
 from ulid import ULID
 
+from pack427 import constants
 from pack427 import db as service_db
 
 
@@ -43,7 +44,7 @@ def test_mark_as_read_then_counts_then_recalculate(chat):
     chat.document("users/bob/inboxHead/current").update({"chats.c1.unread": 9})
     status, body = call(main.pack427_recalculateUnreadCounters, {}, uid="bob")
     assert status == 200
-    assert body["result"] == {"success": True, "recalculated": 1, "checked": 1,
+    assert body["result"] == {"success": True, "recalculated": 1, "checked": 1, "hasMore": False, "cursor": None,
                               "changes": [{"chatId": "c1", "before": 9, "after": 2}]}
     assert counter(chat, "bob", "c1")["unread"] == 2
     status, body = call(main.pack427_markAsRead, {"chatId": "c1", "readUpToMessageId": last}, uid="bob")
@@ -98,6 +99,8 @@ BAD_INPUT = [
     ("recalculate no auth", RECALC, {}, None, 401, "UNAUTHENTICATED", "sign in"),
     ("recalculate unknown field", RECALC, {"uid": "alice"}, "bob", 400, "INVALID_ARGUMENT", "uid"),
     ("recalculate data a string", RECALC, "all", "bob", 400, "INVALID_ARGUMENT", "data must be an object"),
+    ("recalculate cursor not ours", RECALC, {"cursor": "e30.AAAA"}, "bob", 400, "INVALID_ARGUMENT", "cursor"),
+    ("recalculate cursor a number", RECALC, {"cursor": 3}, "bob", 400, "INVALID_ARGUMENT", "cursor"),
 ]
 
 
@@ -113,3 +116,32 @@ def test_bad_input_gets_a_clear_error_and_writes_nothing(chat, case, function, d
     assert (status, body["error"]["status"]) == (http, code)
     assert words in body["error"]["message"]
     assert all_documents(chat) == before
+
+
+def test_recalculate_past_its_limit_is_resource_exhausted_naming_the_limit(chat):
+    limit = constants.MAX_RECALCULATIONS_PER_MINUTE
+    for _ in range(limit):
+        status, body = call(main.pack427_recalculateUnreadCounters, {}, uid="bob")
+        assert status == 200 and body["result"]["success"] is True
+    chat.document("users/bob/inboxHead/current").update({"chats.c1.unread": 9})
+    before = all_documents(chat)
+
+    status, body = call(main.pack427_recalculateUnreadCounters, {}, uid="bob")
+    assert (status, body["error"]["status"]) == (429, "RESOURCE_EXHAUSTED")
+    assert f"pack427_recalculateUnreadCounters) at most {limit} times a minute" in body["error"]["message"]
+    details = body["error"]["details"]
+    assert (details["reason"], details["limit"], details["windowSeconds"]) == ("recalculation_rate_limited", limit, 60)
+    assert 0 < details["retryAfterMs"] <= 60_000
+    assert all_documents(chat) == before and counter(chat, "bob", "c1")["unread"] == 9
+
+
+def test_recalculate_pages_through_a_cursor_only_its_caller_can_use(chat, monkeypatch):
+    monkeypatch.setattr(constants, "RECALCULATE_PAGE", 1)
+    Chat(chat, "c3", ["bob", "carol"]).send("carol")
+    status, body = call(main.pack427_recalculateUnreadCounters, {}, uid="bob")
+    first = body["result"]
+    assert (first["checked"], first["hasMore"]) == (1, True) and first["cursor"]
+    status, body = call(main.pack427_recalculateUnreadCounters, {"cursor": first["cursor"]}, uid="mallory")
+    assert (status, body["error"]["status"]) == (400, "INVALID_ARGUMENT") and "cursor" in body["error"]["message"]
+    status, body = call(main.pack427_recalculateUnreadCounters, {"cursor": first["cursor"]}, uid="bob")
+    assert (body["result"]["checked"], body["result"]["hasMore"], body["result"]["cursor"]) == (1, False, None)

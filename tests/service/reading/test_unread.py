@@ -13,10 +13,11 @@ from support.chatcore import make_chat, make_user
 from support.signals import T0, Chat, counter, receipt, truth
 from ulid import ULID
 
+from pack427 import constants
 from pack427.accepting import sending
 from pack427.delivering.notifier import EmulatorNotifier
-from pack427.errors import InvalidArgument, NotFound, PermissionDenied
-from pack427.models import MarkAsReadRequest, Region, SendMessageRequest
+from pack427.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from pack427.models import MarkAsReadRequest, RecalculateUnreadCountersRequest, Region, SendMessageRequest
 from pack427.reading import unread
 from pack427.workers import processor
 
@@ -314,3 +315,132 @@ def test_a_random_workload_leaves_every_count_equal_to_the_inbox(db, seed):
             assert (stored["unread"] if stored else 0) == truth(db, uid, chat.id), (uid, chat.id)
     for uid in users:
         assert unread.recalculate(db, uid).recalculated == 0
+
+
+# ------------------------------------------------------------ the recount's bounds (issue 27)
+
+
+def many_chats(db, uid: str, n: int, *, drift: int = 5) -> list[str]:
+    """`n` chats of `uid` and alice, each with one message of alice's in `uid`'s inbox, and a head that
+    counts `drift` unread in each (the truth is 1). Written directly, 400 documents a commit."""
+    chat_ids = [f"chat{i:04}" for i in range(n)]
+    writes = []
+    for seq, chat_id in enumerate(chat_ids, start=1):
+        message_id = str(ULID.from_datetime(T0 + timedelta(milliseconds=seq)))
+        writes.append((f"chats/{chat_id}", {"participants": [uid, "alice"]}))
+        writes.append((f"users/{uid}/inbox/{message_id}", {
+            "seq": seq, "messageId": message_id, "chatId": chat_id, "senderId": "alice", "text": "x",
+            "contentRef": f"chats/{chat_id}/messages/{message_id}", "region": "EU", "via": "send",
+            "createdAt": T0, "deliveredAt": T0}))
+    head = {"seq": n, "ackedSeq": 0, "updatedAt": T0,
+            "chats": {chat_id: {"unread": drift, "readUpTo": None, "last": None} for chat_id in chat_ids}}
+    writes.append((f"users/{uid}/inboxHead/current", head))
+    for start in range(0, len(writes), 400):
+        batch = db.batch()
+        for path, data in writes[start:start + 400]:
+            batch.set(db.document(path), data)
+        batch.commit()
+    return chat_ids
+
+
+def recount_call(db, uid: str, cursor: str | None = None, *, now=None):
+    request = RecalculateUnreadCountersRequest(cursor=cursor)
+    return unread.recalculate_for_caller(db, uid, request, now=now or T0)
+
+
+@pytest.mark.parametrize("extra", [0, 1], ids=["at the bound", "past the bound"])
+def test_one_call_recounts_at_most_a_page_of_chats_and_a_cursor_the_rest(db, extra):
+    page = constants.RECALCULATE_PAGE
+    chat_ids = many_chats(db, "bob", page + extra)
+
+    first = recount_call(db, "bob")
+    assert (first.checked, first.recalculated, first.hasMore) == (page, page, bool(extra))
+    assert [c.chatId for c in first.changes] == chat_ids[:page]
+    if extra:
+        assert first.cursor is not None
+        # Past the bound the last chat still counts 5 until the next call, which recounts only it.
+        assert counter(db, "bob", chat_ids[-1])["unread"] == 5
+        second = recount_call(db, "bob", first.cursor)
+        assert (second.checked, second.recalculated, second.hasMore, second.cursor) == (1, 1, False, None)
+        assert second.changes[0].model_dump() == {"chatId": chat_ids[-1], "before": 5, "after": 1}
+    else:
+        assert first.cursor is None
+    assert all(counter(db, "bob", chat_id)["unread"] == 1 for chat_id in chat_ids)
+    assert unread.unread_counts(db, "bob").totalUnread == page + extra
+
+
+def test_paged_recounts_end_exact_with_deliveries_and_reads_racing_them(db):
+    chats = [Chat(db, f"r{i}", ["alice", "bob"]) for i in range(7)]
+    for chat in chats:
+        chat.send("alice")
+    head = db.document("users/bob/inboxHead/current")
+    head.update({f"chats.{chat.id}.unread": 9 for chat in chats})
+    sent = {chat.id: [chat.message("alice") for _ in range(3)] for chat in chats}
+
+    def deliveries():
+        for chat in chats:
+            for message_id in sent[chat.id]:
+                chat.deliver(message_id, "alice", "bob")
+            read(db, "bob", chat, sent[chat.id][0])
+
+    def pages():
+        after, more = None, True
+        while more:
+            result, after = unread.recalculate_page(db, "bob", after=after, limit=3, now=T0)
+            more = result.hasMore
+        return True
+
+    race(deliveries, pages)
+    for chat in chats:
+        assert counter(db, "bob", chat.id)["unread"] == truth(db, "bob", chat.id) == 2, chat.id
+
+
+def test_a_head_damaged_between_pages_is_rebuilt_and_recounted_from_the_first_chat(db):
+    chats = [Chat(db, f"d{i}", ["alice", "bob"]) for i in range(5)]
+    for chat in chats:
+        chat.send("alice")
+    first, after = unread.recalculate_page(db, "bob", limit=3, now=T0)
+    assert (first.checked, first.hasMore, after) == (3, True, "d2")
+    db.document("users/bob/inboxHead/current").update({"seq": "broken"})
+
+    second, after = unread.recalculate_page(db, "bob", after=after, limit=3, now=T0)
+    assert (second.checked, second.hasMore, after) == (3, True, "d2")  # from d0 again, not from d3
+    third, _ = unread.recalculate_page(db, "bob", after=after, limit=3, now=T0)
+    assert (third.checked, third.hasMore) == (2, False)
+    assert all(counter(db, "bob", chat.id)["unread"] == 1 for chat in chats)
+
+
+def test_recount_calls_past_the_limit_are_refused_and_recount_nothing(db, pair):
+    pair.send("alice")
+    limit = constants.MAX_RECALCULATIONS_PER_MINUTE
+    for i in range(limit):
+        assert recount_call(db, "bob", now=T0 + timedelta(seconds=i)).success
+    db.document("users/bob/inboxHead/current").update({"chats.c1.unread": 7})
+    before = head_time(db, "bob")
+
+    with pytest.raises(ResourceExhausted) as refused:
+        recount_call(db, "bob", now=T0 + timedelta(seconds=30))
+    assert f"at most {limit} times a minute" in refused.value.message
+    assert refused.value.details == {"reason": "recalculation_rate_limited", "retryAfterMs": 30_000,
+                                     "limit": limit, "windowSeconds": 60}
+    assert head_time(db, "bob") == before and counter(db, "bob", "c1")["unread"] == 7
+    assert len(db.document("recalculationWindows/bob").get().get("calls")) == limit
+
+    # Another user is not held back; bob is again once his first call left the window.
+    assert recount_call(db, "alice", now=T0 + timedelta(seconds=30)).success
+    assert recount_call(db, "bob", now=T0 + timedelta(seconds=60)).changes[0].after == 1
+
+
+def test_racing_recount_calls_cannot_pass_the_limit_together(db, pair):
+    limit = constants.MAX_RECALCULATIONS_PER_MINUTE
+    for i in range(limit - 3):
+        recount_call(db, "bob", now=T0 + timedelta(milliseconds=i))
+
+    def one():
+        try:
+            return recount_call(db, "bob", now=T0 + timedelta(seconds=1)).success
+        except ResourceExhausted:
+            return False
+
+    assert sorted(race(*[one] * 8)) == [False] * 5 + [True] * 3
+    assert len(db.document("recalculationWindows/bob").get().get("calls")) == limit
