@@ -193,8 +193,21 @@ RECALCULATE_PAGE: 2,000 chats a minute, at most about 6,000 reads a minute per u
 
 DEFAULT_CHAT_LIST_LIMIT = 20
 MAX_CHAT_LIST_LIMIT = 50
-"""Chats per chat-list page: each chat whose last message is the caller's
-costs a query and a read per participant for its receipts."""
+"""Chats per chat-list page."""
+
+RECEIPT_DETAIL_MAX_RECIPIENTS = 50
+"""A last message of the caller's to at most this many recipients gets each one's receipt
+status in the chat list (3 reads a recipient); to more, a summary (two count aggregations)."""
+
+RECEIPT_DETAIL_BUDGET = 200
+"""Recipients one chat-list page reads member by member (3 reads each): the chats of the page
+past it, newest first, get the summary instead. With the page's chats, head and counts, a
+call reads at most about 50 + 2 + 3 x 200 + 50 x 2 x 10 = 1,650 documents and index pages,
+whatever the groups' sizes."""
+
+CHAT_LIST_PARTICIPANTS = 50
+"""Participant ids a chat-list item carries (the first ones, as stored); `participantCount`
+has them all. A group of 10,000 would otherwise put 1.3 MB of ids in each item."""
 
 # ------------------------------------------------------------- operability
 

@@ -145,8 +145,12 @@ def typing_event(db: Client, name: Region, chat_id: str, uid: str) -> DocumentRe
     return typing_events(db, name).document(f"{chat_id}_{uid}")
 
 
+def read_receipts(db: Client, chat_id: str) -> CollectionReference:
+    return chat(db, chat_id).collection("readReceipts")
+
+
 def read_receipt(db: Client, chat_id: str, uid: str) -> DocumentReference:
-    return chat(db, chat_id).collection("readReceipts").document(uid)
+    return read_receipts(db, chat_id).document(uid)
 
 
 # ------------------------------------------------------------- operability

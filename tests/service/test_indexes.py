@@ -267,6 +267,9 @@ def run_every_query(db, monkeypatch) -> None:
         sending.send_message(db, "alice", SendMessageRequest(chatId="d", clientMessageId=str(ULID()), text="x"), now=now)
     chats = chat_list.get_chat_list(db, "alice", GetChatListRequest(limit=1))
     chat_list.get_chat_list(db, "alice", GetChatListRequest(limit=1, cursor=chats.cursor))
+    with monkeypatch.context() as large:  # a larger group's receipts: counted, not read member by member
+        large.setattr(constants, "RECEIPT_DETAIL_MAX_RECIPIENTS", 0)
+        chat_list.get_chat_list(db, "alice", GetChatListRequest())
 
     unread.mark_as_read(db, "bob", MarkAsReadRequest(chatId="g", readUpToMessageId=sent[0]), now=now)
     unread.unread_counts(db, "bob")

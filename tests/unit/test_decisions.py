@@ -226,3 +226,9 @@ def test_a_client_message_id_older_than_the_records_retention_is_refused_only_pa
     with pytest.raises(FailedPrecondition) as refused:
         send_plan.check_client_message_id_age(str(ULID.from_datetime(T0 - limit - timedelta(seconds=1))), T0)
     assert refused.value.details["reason"] == "client_message_id_expired"
+
+
+def test_the_chat_list_reads_receipts_member_by_member_only_for_small_chats_within_its_budget():
+    assert chat_list.detailed_chats({"a": 51, "b": 50, "c": 1}) == {"b", "c"}  # over the size: summarised
+    page = {"n1": 50, "n2": 50, "n3": 50, "n4": 50, "n5": 1, "n6": 0}
+    assert chat_list.detailed_chats(page) == {"n1", "n2", "n3", "n4", "n6"}  # 200 spent: n5 summarised

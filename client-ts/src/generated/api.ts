@@ -45,15 +45,19 @@ export interface CancelScheduledMessageResult {
 /**
  * One chat of the caller's list.
  *
- * `lastMessageStatus` is set when the caller sent the last message: each
- * other participant's receipt status for it.
+ * `participants` holds the first CHAT_LIST_PARTICIPANTS ids, `participantCount` all of them.
+ * When the caller sent the last message: `lastMessageStatus`, each other participant's
+ * receipt status for it, for a chat of at most RECEIPT_DETAIL_MAX_RECIPIENTS recipients
+ * (within the page's RECEIPT_DETAIL_BUDGET); else `lastMessageReceipts`, their summary.
  */
 export interface ChatListItem {
   chatId: string;
   lastMessage: ChatListLastMessage;
+  lastMessageReceipts: ReceiptSummary | null;
   lastMessageStatus: {
     [k: string]: ReceiptStatus | undefined;
   } | null;
+  participantCount: number;
   participants: string[];
   unreadCount: number;
 }
@@ -63,6 +67,20 @@ export interface ChatListLastMessage {
   messageId: string;
   senderId: string;
   text: string | null;
+}
+/**
+ * The receipts of a last message to a large group, counted rather than read member by member.
+ *
+ * Attributes:
+ *     recipients: the chat's other participants now.
+ *     reachedInbox: inbox entries of the message (it reached that many inboxes: sent,
+ *         delivered or read; a member who left since still counts).
+ *     read: read receipts of the chat at or past it (the sender's own left out).
+ */
+export interface ReceiptSummary {
+  reachedInbox: number;
+  read: number;
+  recipients: number;
 }
 export interface CounterChange {
   after: number;

@@ -33,6 +33,7 @@ from .api import (
     RecalculateUnreadCountersRequest,
     RecalculateUnreadCountersResult,
     ReceiptStatus,
+    ReceiptSummary,
     RegisterDeviceRequest,
     RegisterDeviceResult,
     Request,
@@ -161,5 +162,6 @@ __all__ = [
     "ReceiptStatus",
     "ChatListLastMessage",
     "ChatListItem",
+    "ReceiptSummary",
     "GetChatListResult",
 ]

@@ -363,18 +363,37 @@ class ChatListLastMessage(Response):
     createdAt: int
 
 
+class ReceiptSummary(Response):
+    """The receipts of a last message to a large group, counted rather than read member by member.
+
+    Attributes:
+        recipients: the chat's other participants now.
+        reachedInbox: inbox entries of the message (it reached that many inboxes: sent,
+            delivered or read; a member who left since still counts).
+        read: read receipts of the chat at or past it (the sender's own left out).
+    """
+
+    recipients: int
+    reachedInbox: int
+    read: int
+
+
 class ChatListItem(Response):
     """One chat of the caller's list.
 
-    `lastMessageStatus` is set when the caller sent the last message: each
-    other participant's receipt status for it.
+    `participants` holds the first CHAT_LIST_PARTICIPANTS ids, `participantCount` all of them.
+    When the caller sent the last message: `lastMessageStatus`, each other participant's
+    receipt status for it, for a chat of at most RECEIPT_DETAIL_MAX_RECIPIENTS recipients
+    (within the page's RECEIPT_DETAIL_BUDGET); else `lastMessageReceipts`, their summary.
     """
 
     chatId: str
     participants: list[str]
+    participantCount: int
     lastMessage: ChatListLastMessage
     unreadCount: int
     lastMessageStatus: dict[str, ReceiptStatus] | None
+    lastMessageReceipts: ReceiptSummary | None = None
 
 
 class GetChatListResult(Response):

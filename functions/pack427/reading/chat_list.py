@@ -7,6 +7,13 @@ inbox), delivered (a device acknowledged it, or a later entry of their
 inbox), read, or failed. One batched read for the whole page (each
 recipient's inbox entry, inbox head and read receipt), and a query of the
 queues only for messages some recipient does not have yet.
+
+What one call reads is bounded whatever the groups' sizes: member by member
+only for chats of at most RECEIPT_DETAIL_MAX_RECIPIENTS recipients, and at
+most RECEIPT_DETAIL_BUDGET recipients a page; any other chat's last message
+gets a ReceiptSummary, two count aggregations (inbox entries of the message,
+read receipts at or past it), which Firestore charges one read per 1,000
+index entries they match. An item carries CHAT_LIST_PARTICIPANTS ids at most.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from google.cloud.firestore import Client, Query
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from .. import chat_core, inbox, paths, store
+from .. import chat_core, constants, inbox, paths, store
 from ..delivering import queue
 from ..errors import InvalidArgument
 from ..models import (
@@ -30,6 +37,7 @@ from ..models import (
     QueuedMessage,
     QueueStatus,
     ReceiptStatus,
+    ReceiptSummary,
 )
 from . import cursors, unread
 
@@ -52,12 +60,15 @@ def get_chat_list(db: Client, uid: str, request: GetChatListRequest) -> GetChatL
     chats = {s.id: chat_core.parse_chat(s.id, s.to_dict() or {}) for s in snapshots[: request.limit]}
 
     counts = unread.unread_counts(db, uid)
-    statuses = _receipts(db, {chat_id: chat for chat_id, chat in chats.items()
-                              if _last(chat).sender_id == uid and _last(chat).message_id})
+    own = {chat_id: chat for chat_id, chat in chats.items() if _last(chat).sender_id == uid and _last(chat).message_id}
+    detailed = detailed_chats({chat_id: len(_recipients(chat)) for chat_id, chat in own.items()})
+    statuses = _receipts(db, {chat_id: own[chat_id] for chat_id in detailed})
+    summaries = {chat_id: _summary(db, chat_id, chat) for chat_id, chat in own.items() if chat_id not in detailed}
     items = [
         ChatListItem(
             chatId=chat_id,
-            participants=chat.participants,
+            participants=chat.participants[:constants.CHAT_LIST_PARTICIPANTS],
+            participantCount=len(chat.participants),
             lastMessage=ChatListLastMessage(
                 messageId=_last(chat).message_id,
                 senderId=_last(chat).sender_id,
@@ -67,6 +78,7 @@ def get_chat_list(db: Client, uid: str, request: GetChatListRequest) -> GetChatL
             ),
             unreadCount=counts.unreadCounts.get(chat_id, 0),
             lastMessageStatus=statuses.get(chat_id),
+            lastMessageReceipts=summaries.get(chat_id),
         )
         for chat_id, chat in chats.items()
     ]
@@ -101,16 +113,44 @@ def _position(uid: str, cursor: str) -> tuple[object, str]:
         raise InvalidArgument("cursor is not a cursor this service returned") from None
 
 
+def detailed_chats(recipients: dict[str, int]) -> set[str]:
+    """Of the page's chats whose last message is the caller's (chat id -> recipients, newest
+    first), those whose receipts are read member by member: at most RECEIPT_DETAIL_MAX_RECIPIENTS
+    recipients each, RECEIPT_DETAIL_BUDGET in all; the others get a summary."""
+    chosen, budget = set(), constants.RECEIPT_DETAIL_BUDGET
+    for chat_id, n in recipients.items():
+        if n <= constants.RECEIPT_DETAIL_MAX_RECIPIENTS and n <= budget:
+            chosen.add(chat_id)
+            budget -= n
+    return chosen
+
+
+def _recipients(chat: Chat) -> list[str]:
+    return [r for r in dict.fromkeys(chat.participants) if r != _last(chat).sender_id]
+
+
+def _summary(db: Client, chat_id: str, chat: Chat) -> ReceiptSummary:
+    """Counted, not read: the message's inbox entries, and the chat's read receipts at or past it
+    less the sender's own (one read, to know)."""
+    last = _last(chat)
+    reached = (db.collection_group("inbox").where(filter=FieldFilter("chatId", "==", chat_id))
+               .where(filter=FieldFilter("messageId", "==", last.message_id)))
+    receipts = paths.read_receipts(db, chat_id).where(
+        filter=FieldFilter("readUpToMessageId", ">=", last.message_id))
+    senders = store.read(db, [paths.read_receipt(db, chat_id, last.sender_id)])
+    own = inbox.receipt_position(next(iter(senders.values())))
+    read = int(receipts.count().get()[0][0].value) - (own is not None and own >= last.message_id)
+    return ReceiptSummary(recipients=len(_recipients(chat)), reachedInbox=int(reached.count().get()[0][0].value),
+                          read=max(read, 0))
+
+
 QUEUE_QUERY_IDS = 30
 """Message ids one `in` query of the queues takes (Firestore's limit for `in`)."""
 
 
 def _receipts(db: Client, chats: dict[str, Chat]) -> dict[str, dict[str, ReceiptStatus]]:
     """Each other participant's status for the last message of each of `chats`."""
-    wanted = {
-        chat_id: [r for r in dict.fromkeys(chat.participants) if r != _last(chat).sender_id]
-        for chat_id, chat in chats.items()
-    }
+    wanted = {chat_id: _recipients(chat) for chat_id, chat in chats.items()}
     refs = []
     for chat_id, recipients in wanted.items():
         message_id = _last(chats[chat_id]).message_id

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 
 import pytest
 from support.chatcore import make_chat, make_user
+from support.emulator import ROOT
 from support.entries import T0
 from ulid import ULID
 
-from pack427 import constants, inbox
+from pack427 import constants, inbox, settings
 from pack427.accepting import sending
+from pack427.delivering import fan_out
 from pack427.delivering.notifier import EmulatorNotifier
 from pack427.errors import InvalidArgument
 from pack427.models import (
     AckMessagesRequest,
+    EngineSettings,
     GetChatListRequest,
     MarkAsReadRequest,
     Region,
@@ -22,6 +26,9 @@ from pack427.models import (
 )
 from pack427.reading import chat_list, sync, unread
 from pack427.workers import processor
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from benchmarks import opcount  # noqa: E402  the bench's counter of Firestore RPCs
 
 
 def send(db, uid: str, chat: str, text: str, at) -> str:
@@ -123,3 +130,57 @@ def test_a_dropped_message_is_failed_unless_it_reached_the_inbox(chats, monkeypa
     assert chat_list.get_chat_list(db, "alice", GetChatListRequest()).chats[0].lastMessageStatus == {
         "carol": "sent", "dave": "failed"
     }
+
+
+def reads_of(work) -> tuple[object, int]:
+    """What `work` returns, and the documents (and aggregation pages) it read, as Firestore bills them."""
+    counter = opcount.install()
+    before = counter.snapshot()
+    result = work()
+    return result, (counter.snapshot() - before)["reads"]
+
+
+def test_a_large_groups_last_message_gets_a_summary_and_the_lists_reads_stay_bounded(db, monkeypatch):
+    """Member by member, a 10,000-member group would cost 30,000 reads on every refresh; counted,
+    its receipts cost two aggregations, whatever its size. The item carries a bounded id list."""
+    monkeypatch.setattr(settings, "current", lambda db_, **_: EngineSettings())  # not what this counts
+    make_user(db, "alice")
+    reads = {}
+    for size in (60, 120):
+        members = [f"g{size}-{n:03d}" for n in range(size)]
+        for uid in members:
+            make_user(db, uid)
+        chat_id = f"group{size}"
+        make_chat(db, chat_id, ["alice", *members])
+        at = T0 + timedelta(seconds=size)  # the newer group comes first in the list
+        message = send(db, "alice", chat_id, "to everyone", at)
+        fan_out.run_chat(db, chat_id, now=at)
+        for uid in members[:7]:  # seven have read it
+            unread.mark_as_read(db, uid, MarkAsReadRequest(chatId=chat_id, readUpToMessageId=message), now=at)
+        unread.mark_as_read(db, "alice", MarkAsReadRequest(chatId=chat_id, readUpToMessageId=message), now=at)
+        page, reads[size] = reads_of(lambda: chat_list.get_chat_list(db, "alice", GetChatListRequest(limit=1)))
+        [item] = page.chats
+        assert item.chatId == chat_id and item.lastMessageStatus is None
+        assert item.lastMessageReceipts.model_dump() == {"recipients": size, "reachedInbox": size, "read": 7}
+        assert item.participantCount == size + 1
+        assert item.participants == ["alice", *members][:constants.CHAT_LIST_PARTICIPANTS]
+    # The page's chats (limit + 1 to know hasMore), the head, the sender's receipt, two counts: under 10
+    # reads for either, where member by member they would be 3 a member (180 and 360).
+    assert max(reads.values()) < 10, reads
+
+
+def test_a_page_reads_at_most_its_budget_of_recipients_member_by_member(db, monkeypatch):
+    monkeypatch.setattr(constants, "RECEIPT_DETAIL_BUDGET", 5)
+    make_user(db, "alice")
+    for chat_id, others in (("three", ["b1", "b2", "b3"]), ("two", ["c1", "c2"]), ("one", ["d1"])):
+        for uid in others:
+            make_user(db, uid)
+        make_chat(db, chat_id, ["alice", *others])
+    for n, chat_id in enumerate(["one", "two", "three"]):  # "three" newest, then "two", then "one"
+        send(db, "alice", chat_id, "hi", T0 + timedelta(seconds=n))
+    page = chat_list.get_chat_list(db, "alice", GetChatListRequest())
+    by_id = {c.chatId: c for c in page.chats}
+    assert by_id["three"].lastMessageStatus == {"b1": "sent", "b2": "sent", "b3": "sent"}
+    assert by_id["two"].lastMessageStatus == {"c1": "sent", "c2": "sent"}  # 3 + 2: the budget is spent
+    assert by_id["one"].lastMessageStatus is None
+    assert by_id["one"].lastMessageReceipts.model_dump() == {"recipients": 1, "reachedInbox": 1, "read": 0}
