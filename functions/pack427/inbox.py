@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from . import constants, paths, store
 from .errors import FailedPrecondition
-from .models import ChatInbox, InboxEntry, InboxHead, problems
+from .models import ChatInbox, InboxAcks, InboxEntry, InboxHead, problems
 
 
 class InboxBusy(Exception):
@@ -327,6 +327,17 @@ def seq_before_delivered_after(db: Client, uid: str, at: datetime) -> int:
     if first is not None:
         return first.get("seq") - 1
     return heads(db, [uid])[uid].state.seq
+
+
+def acked_seqs(db: Client, uids: list[str]) -> dict[str, int]:
+    """Each user's acknowledged position (InboxAcks; 0 when none), one round trip."""
+    found = store.read(db, [paths.inbox_acks(db, uid) for uid in uids])
+    return {uid: acked_seq_of(found[paths.inbox_acks(db, uid).path]) for uid in uids}
+
+
+def acked_seq_of(doc: store.Read) -> int:
+    """The acknowledged position in an InboxAcks document as read (0: none, or unusable as stored)."""
+    return InboxAcks.model_validate(doc.data).acked_seq if doc.exists else 0
 
 
 def entries_of_users(db: Client, uids: list[str], message_id: str) -> list[tuple[str, InboxEntry]]:

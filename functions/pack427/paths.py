@@ -25,8 +25,13 @@ def inbox_entry(db: Client, uid: str, message_id: str) -> DocumentReference:
 
 
 def inbox_head(db: Client, uid: str) -> DocumentReference:
-    """`users/{uid}/inboxHead/current`: seq, unread counts, read and ack positions (see InboxHead)."""
+    """`users/{uid}/inboxHead/current`: seq, unread counts and read positions (see InboxHead)."""
     return user(db, uid).collection("inboxHead").document("current")
+
+
+def inbox_acks(db: Client, uid: str) -> DocumentReference:
+    """`users/{uid}/inboxHead/acks`: the furthest position a device acknowledged (see InboxAcks)."""
+    return user(db, uid).collection("inboxHead").document("acks")
 
 
 def chat(db: Client, chat_id: str) -> DocumentReference:

@@ -262,7 +262,7 @@ def may_write(name: str, uid: str, data: dict, path: str, world: World) -> bool:
     own = {
         "registerDevice": [rf"regions/\w+/deviceSyncStates/{u}_[^/]+"],
         "syncMessages": [rf"regions/\w+/deviceSyncStates/{u}_[^/]+"],
-        "ackMessages": [rf"users/{u}/inboxHead/current"],
+        "ackMessages": [rf"users/{u}/inboxHead/acks"],
         "updateTypingState": [rf"regions/\w+/typingEvents/[^/]+_{u}"],
         "markAsRead": [rf"chats/[^/]+/readReceipts/{u}", rf"users/{u}/inboxHead/current"],
         "recalculateUnreadCounters": [rf"users/{u}/inboxHead/current", rf"recalculationWindows/{u}"],

@@ -99,7 +99,7 @@ def _acknowledged(db: Client, entry: QueuedMessage) -> bool:
     """Whether a device of the recipient acknowledged the entry's inbox position (ackMessages)."""
     if entry.inbox_seq is None:
         return False
-    return inbox.heads(db, [entry.recipient_id])[entry.recipient_id].state.acked_seq >= entry.inbox_seq
+    return inbox.acked_seqs(db, [entry.recipient_id])[entry.recipient_id] >= entry.inbox_seq
 
 
 def inbox_entries(entries: list[QueuedMessage], now: datetime) -> list[InboxEntry]:

@@ -69,7 +69,7 @@ from .chats import (
     UserProfile,
 )
 from .ids import DocumentId, DocumentIdError, UlidString, check_document_id, is_document_id
-from .inboxes import ChatInbox, InboxEntry, InboxHead, ReadReceipt
+from .inboxes import ChatInbox, InboxAcks, InboxEntry, InboxHead, ReadReceipt
 from .operability import (
     ChatRepairReport,
     EngineMode,
@@ -119,6 +119,7 @@ __all__ = [
     "RegionQueueStats",
     "InboxEntry",
     "ChatInbox",
+    "InboxAcks",
     "InboxHead",
     "ReadReceipt",
     "Platform",

@@ -85,8 +85,9 @@ class InboxHead(Document):
             MAX_TRACKED_CHATS are pruned, oldest first.
         pruned: chats were pruned: a chat not tracked may have a read
             position, in its read receipt.
-        acked_seq: the furthest position a device of the user acknowledged
-            (ackMessages): the delivery receipt of every entry up to it.
+
+    The devices' acknowledged position is not here but in InboxAcks: an ack then
+    never moves the head that every placement's commit is conditional on.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -95,8 +96,25 @@ class InboxHead(Document):
     message_id: str | None = None
     chats: dict[str, ChatInbox] = Field(default_factory=dict)
     pruned: bool = False
-    acked_seq: int = 0
     updated_at: datetime | None = None
+
+
+class InboxAcks(Document):
+    """`users/{uid}/inboxHead/acks`: the furthest inbox position a device of the user
+    acknowledged (ackMessages, a Firestore maximum: it never moves back, and racing acks
+    need no retry); the delivery receipt of every entry up to it. Kept apart from the
+    head so that acks never race deliveries for it (a busy recipient's sends stay placed
+    by their own commit while their devices ack)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    acked_seq: Annotated[int, Field(ge=0)] = 0
+
+    @field_validator("acked_seq", mode="before")
+    @classmethod
+    def _a_position(cls, value: Any) -> Any:
+        # A damaged position reads as none acknowledged: receipts show sent, pushes may repeat.
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 class ReadReceipt(Document):

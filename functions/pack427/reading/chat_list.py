@@ -5,7 +5,7 @@ send). For a chat whose last message is the caller's, every other
 participant's receipt status for it is reported: pending, sent (in their
 inbox), delivered (a device acknowledged it, or a later entry of their
 inbox), read, or failed. One batched read for the whole page (each
-recipient's inbox entry, inbox head and read receipt), and a query of the
+recipient's inbox entry, acknowledged position and read receipt), and a query of the
 queues only for messages some recipient does not have yet.
 
 What one call reads is bounded whatever the groups' sizes: member by member
@@ -155,7 +155,7 @@ def _receipts(db: Client, chats: dict[str, Chat]) -> dict[str, dict[str, Receipt
     for chat_id, recipients in wanted.items():
         message_id = _last(chats[chat_id]).message_id
         for r in recipients:
-            refs += [paths.inbox_entry(db, r, message_id), paths.inbox_head(db, r), paths.read_receipt(db, chat_id, r)]
+            refs += [paths.inbox_entry(db, r, message_id), paths.inbox_acks(db, r), paths.read_receipt(db, chat_id, r)]
     found = store.read(db, refs)
     missing = [
         _last(chats[chat_id]).message_id
@@ -171,7 +171,7 @@ def _receipts(db: Client, chats: dict[str, Chat]) -> dict[str, dict[str, Receipt
             r: _status(
                 message_id,
                 found[paths.inbox_entry(db, r, message_id).path],
-                found[paths.inbox_head(db, r).path],
+                found[paths.inbox_acks(db, r).path],
                 found[paths.read_receipt(db, chat_id, r).path],
                 queued.get((message_id, r)),
             )
@@ -213,10 +213,9 @@ def status_of(
 
 
 def _status(
-    message_id: str, placed: store.Read, head: store.Read, receipt: store.Read, entry: QueuedMessage | None
+    message_id: str, placed: store.Read, acks: store.Read, receipt: store.Read, entry: QueuedMessage | None
 ) -> ReceiptStatus:
     read_up_to = inbox.receipt_position(receipt)
-    parsed = inbox.Head.of(head.ref.parent.parent.id, head).parsed
-    acked_seq = parsed.acked_seq if parsed is not None else 0
+    acked_seq = inbox.acked_seq_of(acks)
     seq = placed.data.get("seq") if placed.exists else None
     return status_of(message_id, seq, acked_seq, read_up_to, entry)

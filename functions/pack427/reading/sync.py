@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from firebase_functions import logger
-from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore import Client, DocumentReference
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -134,18 +133,16 @@ def ack_messages(
     """Record that a device of the caller has the messages; idempotent.
 
     Ids that are not in the caller's inbox are ignored, whether they exist or
-    not. The delivery receipt is a position: the inbox head's `ackedSeq`
-    moves to the furthest acknowledged entry (never back: a maximum), and
-    every entry up to it counts as delivered (chat list statuses; a push
-    still being retried for one of them is not sent again). One write, which
-    no other ack or delivery has to wait for.
+    not. The delivery receipt is a position: `users/{uid}/inboxHead/acks`
+    (InboxAcks) moves to the furthest acknowledged entry (never back: a
+    maximum), and every entry up to it counts as delivered (chat list
+    statuses; a push still being retried for one of them is not sent again).
+    One write, which no other ack or delivery has to wait for: it is not the
+    inbox head, so a delivery racing it does not lose its commit.
     """
     found = inbox.entries(db, uid, list(dict.fromkeys(request.messageIds)))
     if found:
-        try:
-            paths.inbox_head(db, uid).update({"ackedSeq": firestore.Maximum(max(e.seq for e in found))})
-        except gexc.NotFound:
-            pass  # no head without an entry; nothing to record against
+        paths.inbox_acks(db, uid).set({"ackedSeq": firestore.Maximum(max(e.seq for e in found))}, merge=True)
     return AckMessagesResult(success=True, acknowledgedCount=len(found))
 
 

@@ -345,13 +345,11 @@ def _chats_left(db: Client, uid: str, candidates: set[str]) -> set[str]:
 
 def _rebuilt(db: Client, head: inbox.Head) -> InboxHead:
     """A head to replace a damaged one: its seq the inbox's newest entry's (so no seq is given twice),
-    its delivery receipt kept if it is readable, its chats to be recounted (`pruned`: a chat it does not
-    track takes its read position from its receipt)."""
+    its chats to be recounted (`pruned`: a chat it does not track takes its read position from its
+    receipt). The devices' acknowledged position is not the head's (InboxAcks): it stays as it is."""
     newest = list(paths.inbox(db, head.uid).order_by("seq", direction="DESCENDING").limit(1).stream())
     seq = max(newest[0].get("seq") if newest else 0, 0)
-    acked = head.doc.data.get("ackedSeq")
-    acked_seq = acked if isinstance(acked, int) and not isinstance(acked, bool) and 0 <= acked <= seq else 0
-    return InboxHead(seq=seq, message_id=newest[0].id if newest else None, acked_seq=acked_seq, pruned=True)
+    return InboxHead(seq=seq, message_id=newest[0].id if newest else None, pruned=True)
 
 
 def _time_of(message_id: str, now: datetime) -> datetime:

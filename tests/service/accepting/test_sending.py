@@ -10,13 +10,13 @@ from support.chatcore import all_documents, billing_requests, count, head, inbox
 from support.emulator import ROOT
 from ulid import ULID
 
-from pack427 import chat_core, constants, settings
+from pack427 import chat_core, clock, constants, paths, settings
 from pack427.accepting import sending
 from pack427.delivering import backlog, delivery
 from pack427.delivering.notifier import EmulatorNotifier
 from pack427.errors import InvalidArgument, NotFound, PermissionDenied
-from pack427.models import AckMessagesRequest, EngineSettings, MarkAsReadRequest, Region, SendMessageRequest
-from pack427.reading import sync, unread
+from pack427.models import EngineSettings, MarkAsReadRequest, Region, SendMessageRequest
+from pack427.reading import unread
 from pack427.workers import processor
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -240,9 +240,9 @@ def test_a_send_that_loses_a_race_for_a_head_goes_through_the_queue_and_keeps_th
 
     def racing(db_, uids, also):
         found = load_users_with(db_, uids, also)
-        # Every attempt that may place loses its race: bob's devices ack, then read, meanwhile.
+        # Every attempt that may place loses its race: another delivery moves bob's head, then bob reads.
         if len(raced) < constants.INLINE_ATTEMPTS:
-            moves = [lambda: sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=[first.messageId])),
+            moves = [lambda: paths.inbox_head(db, "bob").set({"updatedAt": clock.now()}, merge=True),
                      lambda: unread.mark_as_read(db, "bob", MarkAsReadRequest(chatId="c1", readUpToMessageId=first.messageId))]
             moves[len(raced) % 2]()
             raced.append(True)

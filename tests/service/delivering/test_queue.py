@@ -107,8 +107,8 @@ def test_a_delivery_that_loses_every_race_for_the_head_is_not_a_failed_attempt(d
 
     def moving(db_, uids):
         found = read_heads(db_, uids)
-        # Between the delivery's read of the head and its commit, bob's device acks.
-        paths.inbox_head(db, "bob").set({"ackedSeq": len(moves)}, merge=True)
+        # Between the delivery's read of the head and its commit, another writer moves it.
+        paths.inbox_head(db, "bob").set({"updatedAt": T0 + timedelta(milliseconds=len(moves))}, merge=True)
         moves.append(True)
         return found
 

@@ -313,7 +313,7 @@ def test_since_starts_at_the_first_message_delivered_after_it(bob):
 
 
 def acked_seq(db, uid: str) -> int:
-    return paths.inbox_head(db, uid).get().to_dict().get("ackedSeq", 0)
+    return (paths.inbox_acks(db, uid).get().to_dict() or {}).get("ackedSeq", 0)
 
 
 def test_acks_are_idempotent_count_own_messages_only_and_move_the_receipt_position(bob):
@@ -461,3 +461,33 @@ def test_a_page_read_once_with_a_gap_comes_whole_from_the_second_read(bob, monke
     page = sync_page(db, "bob", "phone")
     assert [m.messageId for m in page.messages] == [e.message_id for e in entries] and not page.hasMore
     assert reads == [0, 0]
+
+
+def test_an_ack_never_moves_the_inbox_head_so_a_delivery_racing_it_keeps_its_commit(bob, monkeypatch):
+    """A busy recipient's devices ack while messages arrive: each ack used to move the head that
+    every placement is conditional on, so deliveries lost their race to acks and went again."""
+    db = bob
+    first = make_entry("bob", created=T0)
+    deliver_all(db, first)
+    head_before = paths.inbox_head(db, "bob").get()
+    sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=[first.message_id], deviceId="phone"))
+    head_after = paths.inbox_head(db, "bob").get()
+    assert head_after.update_time == head_before.update_time and head_after.to_dict() == head_before.to_dict()
+    assert acked_seq(db, "bob") == 1
+
+    second = make_entry("bob", created=T0 + timedelta(seconds=1))
+    enqueue(db, second)
+    read_heads, reads = inbox.heads, []
+
+    def acking_meanwhile(db_, uids):
+        found = read_heads(db_, uids)
+        reads.append(True)  # between the delivery's read of the head and its commit, the phone acks
+        sync.ack_messages(db, "bob", AckMessagesRequest(messageIds=[first.message_id], deviceId="tablet"))
+        return found
+
+    monkeypatch.setattr(inbox, "heads", acking_meanwhile)
+    snapshot = paths.queue_entry(db, second.target_region, second.id).get()
+    assert delivery.on_enqueued(db, snapshot, EmulatorNotifier(), now=T0 + timedelta(seconds=1)) == "delivered"
+    monkeypatch.setattr(inbox, "heads", read_heads)
+    assert len(reads) == 1  # one read of the head, one commit: no race lost to the ack
+    assert [m["messageId"] for m in sync_all(db, "bob", "phone")[0]] == [first.message_id, second.message_id]
