@@ -1,5 +1,6 @@
 """A transient Firestore error under a callable: the caller gets UNAVAILABLE, never INTERNAL, and its
-retry with the same arguments does what the first call would have done, once.
+retry with the same arguments does what the first call would have done, once. Under the processor:
+the region's next round, or the next run, delivers what it left; the other regions are drained.
 
 Faults are real transport errors around real emulator calls (support.faults): a read refused before
 it is sent, a commit that applied and whose answer was lost.
@@ -12,6 +13,7 @@ import os
 import pytest
 from google.api_core import exceptions as gexc
 from support.chatcore import head, inbox, make_chat, make_user
+from support.entries import enqueue, make_entry
 from support.faults import transport_fault
 from ulid import ULID
 
@@ -22,7 +24,9 @@ import main  # noqa: E402
 from test_callables import call  # noqa: E402
 
 from pack427 import db as service_db  # noqa: E402
-from pack427 import paths  # noqa: E402
+from pack427 import paths, processor  # noqa: E402
+from pack427.models import Region  # noqa: E402
+from pack427.notifier import EmulatorNotifier  # noqa: E402
 
 
 @pytest.fixture
@@ -88,3 +92,27 @@ def test_sync_answers_unavailable_when_firestore_does_and_its_retry_pages(chat, 
         assert (status, body["error"]["status"]) == (503, "UNAVAILABLE")
     status, body = call(main.pack427_syncMessages, {"deviceId": "phone"}, uid="bob")
     assert status == 200 and len(body["result"]["messages"]) == 1
+
+
+def test_a_drain_whose_read_was_refused_in_one_region_still_drains_every_region(db):
+    make_user(db, "ann", region="EU")
+    make_user(db, "bob", region="US")
+    eu, us = make_entry("ann", region=Region.EU, chat="c-eu"), make_entry("bob", region=Region.US, chat="c-us")
+    enqueue(db, eu, us)
+    # The first region's depth count is refused (the first count of the run): its next round goes on.
+    with transport_fault("run_aggregation_query") as fault:
+        processor.drain(db, EmulatorNotifier(), regions=(Region.EU, Region.US), actor="test", time_budget_s=60)
+    assert fault.hits == 1
+    assert [e["messageId"] for e in inbox(db, "ann")] == [eu.message_id]
+    assert [e["messageId"] for e in inbox(db, "bob")] == [us.message_id]
+
+
+def test_a_drain_whose_reads_keep_failing_ends_and_the_next_run_delivers(db):
+    make_user(db, "bob", region="US")
+    entry = make_entry("bob", region=Region.US)
+    enqueue(db, entry)
+    with transport_fault("run_query", times=1000):
+        processor.drain(db, EmulatorNotifier(), regions=(Region.US,), actor="test", time_budget_s=60)
+    assert inbox(db, "bob") == []
+    processor.drain(db, EmulatorNotifier(), regions=(Region.US,), actor="test", time_budget_s=60)
+    assert [e["messageId"] for e in inbox(db, "bob")] == [entry.message_id]
