@@ -798,9 +798,14 @@ class EngineLog:
 
 
 class ProcessorLoop:
-    """The scheduled processor, every PROCESSOR_EVERY_S on a thread of its own: one `processor.drain`
-    a run (time budget: the period); a run that raised or whose worker died is counted, and the
-    next run goes on, as the next scheduled invocation would."""
+    """The scheduled processor on a thread of its own: one `processor.drain` a run (its time budget:
+    the period); a run that raised or whose worker died is counted, and the next run goes on, as
+    the next scheduled invocation would.
+
+    Args:
+        db: the engine's client.
+        every_s: the period (default PROCESSOR_EVERY_S).
+    """
 
     def __init__(self, db: firestore.Client, every_s: float = PROCESSOR_EVERY_S):
         self.db, self.every_s = db, every_s
@@ -911,7 +916,13 @@ def large_group(db: firestore.Client, world: World, *, prefix: str) -> str:
 
 
 def send_to_large_group(world: World, backend, chat_id: str, *, step: int, seconds: float) -> int:
-    """A message to `chat_id` every LARGE_GROUP_EVERY_S for `seconds`, each from the next member; how many."""
+    """A message to `chat_id` every LARGE_GROUP_EVERY_S for `seconds`, each from the next member (sent by
+    the app as the mix's are, retries included, and checked with them); how many were sent.
+
+    Args:
+        step: the step the messages count in (and where the senders' turn starts).
+        seconds: how long.
+    """
     workload, members = Workload(world, backend, random.Random(4000 + step)), world.chats[chat_id]
     started, sent = time.time(), 0
     while (due := started + sent * LARGE_GROUP_EVERY_S) < started + seconds:
