@@ -23,7 +23,9 @@
    (mode suite) and through the engine's services in process (mode engine);
    the highest rate held (p95 under 1 s, nothing undelivered, no error) and
    checks that nothing was lost, duplicated, reordered or miscounted
-   (benchmarks/load.py).
+   (benchmarks/load.py). With --faults (mode engine only), instead: a step
+   without faults and one with, at one rate, the faults injected in the
+   engine's Firestore client (benchmarks/faults.py), the same checks.
 6. Cold start: import time of functions/main.py next to the bare SDKs (benchmarks/coldstart.py).
 8. Priority lanes: with a normal backlog (2,000 quick, 10,000 full), how long
    a priority message waits next to a normal one queued at the same moment
@@ -362,7 +364,11 @@ def main() -> None:
     parser.add_argument("--users", type=int, help="simulated users of the load run (quick 400, full 10000)")
     parser.add_argument("--rates", help="comma-separated message rates of the load run's steps, messages/s")
     parser.add_argument("--step-seconds", type=float, help="seconds per load-run step (quick 10, full 30)")
-    parser.add_argument("--modes", default=",".join(LOAD_MODES), help="load-run modes (default engine,suite)")
+    parser.add_argument("--modes", help="load-run modes (default engine,suite; engine with --faults)")
+    parser.add_argument("--faults", action="store_true",
+                        help="the load run with faults instead of its ladder (mode engine only): a step without"
+                             f" faults, then one with, at one rate (default {load_run.FAULT_RATE:g}/s);"
+                             " no hot chat or busy recipient")
     parser.add_argument("--json", type=Path, help="results file (default bench-results/<time>.json)")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs",
                         help="where BENCHMARKS.md and bench-latency.png go (default docs/; 'none' to skip)")
@@ -374,6 +380,15 @@ def main() -> None:
             cfg[name] = getattr(args, name)
     if args.rates:
         cfg["rates"] = [float(r) for r in args.rates.split(",")]
+    if args.faults:
+        if args.modes not in (None, "engine"):
+            parser.error("--faults: mode engine only (the faults are injected in the engine's process)")
+        if args.rates and len(cfg["rates"]) != 1:
+            parser.error("--faults takes one rate: both steps run at it")
+        if not args.rates:
+            cfg["rates"] = [load_run.FAULT_RATE]
+    args.modes = args.modes or ("engine" if args.faults else ",".join(LOAD_MODES))
+    cfg["faults"] = args.faults
     sections = [s for s in args.only.split(",") if s]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
@@ -418,6 +433,10 @@ def main() -> None:
                 results["fanout"] = fanout.measure(project_id, cfg["group_sizes"],
                                                    suite=(url, project) if url else None) | {
                     "load": load(), "chunk": constants.FAN_OUT_CHUNK}
+            elif section == "load" and args.faults:
+                results["load"] = {"load": load(), "faults": load_run.run_faults(
+                    own_project(), users=cfg["users"], offline_share=cfg["offline_share"], rate=cfg["rates"][0],
+                    step_seconds=cfg["step_seconds"]) | {"load": load()}}
             elif section == "load":
                 results["load"] = {"load": load()}
                 for mode in [m for m in args.modes.split(",") if m]:
@@ -559,6 +578,8 @@ def print_summary(results: dict) -> None:
             print(f"  {v['accepted_messages']} messages, {v['inbox_entries']} inbox entries, "
                   f"{v['unread_counts_checked']} unread counts checked, {v['offline_devices']} offline devices synced, "
                   f"{v['duplicate_sends']} duplicate sends; call errors {v['call_errors'] or 'none'}")
+        if results["load"].get("faults"):
+            print_faults(results["load"]["faults"])
         for hot in results["load"].get("hot_chat", []):
             plain = hot.get("plain_writer") or {}
             print(f"  one chat, {hot['senders']} senders on instances of their own: {hot['messages_per_s']:.1f} messages/s,"
@@ -598,6 +619,42 @@ def print_summary(results: dict) -> None:
         print(f"\nCold start (median of {c['repeats']} fresh interpreters), load {c['load']}:")
         print(f"  bare SDKs {c['sdk_import_s']:.2f} s; functions/main.py {c['main_import_s']:.2f} s "
               f"(ratio {c['ratio_main_to_sdks']:.2f})")
+
+
+def print_faults(run: dict) -> None:
+    """The load run with faults: both steps side by side, the faults by kind, what the engine saw, the checks."""
+    st, v, f, seen = run["setup"], run["verification"], run["faults"], run["seen"]
+    print(f"\nLoad run with faults, mode engine: {st['users']} users ({st['offline']} offline), {st['groups']} groups,"
+          f" {run['rate']:g}/s, {run['step_seconds']:g} s a step, processor every {run['processor_every_s']:g} s,"
+          f" load {run['load']}:")
+    nan = float("nan")
+    for label in ("fault_free", "faulty"):
+        step = run.get(label)
+        if step:
+            print(f"  {'without faults' if label == 'fault_free' else 'with faults':<14} {step['messages']} messages at"
+                  f" {step['achieved_rate']:.1f}/s, {step['deliveries']} deliveries, p50 {step.get('p50_ms', nan):.0f} ms,"
+                  f" p95 {step.get('p95_ms', nan):.0f} ms, p99 {step.get('p99_ms', nan):.0f} ms,"
+                  f" max {step.get('max_ms', nan):.0f} ms, undelivered {step['undelivered_after_wait']},"
+                  f" errors after retries {step['errors']}, app retries {step['client_retries']}, held {step['held']};"
+                  f" {stall_line(step['stalls'])}")
+            big = step["large_group"]
+            print(f"  {'':<14} beside the mix, the large group ({run['large_group']['members']} members, fan-out):"
+                  f" {big['messages']} messages, {big['deliveries']} deliveries, p95 {big.get('p95_ms', nan):.0f} ms,"
+                  f" p99 {big.get('p99_ms', nan):.0f} ms, max {big.get('max_ms', nan):.0f} ms")
+    calls = f["calls"]
+    print("  faults injected: " + ", ".join(f"{k} {n}" for k, n in f["injected"].items())
+          + f"; {f['faulty_commit_share']:.1%} of {calls.get('commits', 0)} commits faulty,"
+            f" {f['refused_read_share']:.1%} of {calls.get('reads', 0)} reads refused,"
+            f" {f['duplicated_event_share']:.1%} of {calls.get('events', 0)} trigger events duplicated")
+    print(f"  what the engine and the app saw: app retries {seen['client_retries'] or 'none'};"
+          f" trigger runs {seen['trigger_runs']} ({seen['trigger_outcomes']}); processor runs {seen['processor_runs']}"
+          f" ({seen['processor_outcomes']}); INTERNAL answers {sum(seen['internal'].values())}")
+    print(f"  engine log lines: {seen['engine_log']}")
+    print("  checks (all must be 0): " + ", ".join(f"{k} {v[k]}" for k in run["checks"])
+          + f" -> {'all zero' if run['all_checks_zero'] else 'NOT ALL ZERO'}")
+    print(f"  {v['accepted_messages']} messages, {v['inbox_entries']} inbox entries, {v['unread_counts_checked']} unread"
+          f" counts checked, {v['offline_devices']} offline devices synced, {v['duplicate_sends']} duplicate sends;"
+          f" call errors {v['call_errors'] or 'none'}")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from ulid import ULID
 
 from pack427 import constants, paths
 from pack427.accepting import sending
-from pack427.delivering import delivery
+from pack427.delivering import delivery, fan_out
 from pack427.delivering.notifier import EmulatorNotifier
 from pack427.errors import EngineError
 from pack427.guarding import callables
@@ -66,7 +66,7 @@ from pack427.reading import chat_list, sync, typing_state, unread
 from pack427.workers import processor
 from pack427_client import CallableClient, ClientError
 
-from . import opcount
+from . import faults, opcount
 from .stalls import StallProbe
 
 P95_TARGET_S = 1.0
@@ -79,6 +79,10 @@ INSTANCES = 20
 TRIGGER_INSTANCES = 8
 CLIENTS = 64
 """Operations in flight at once (open loop: a slow answer does not slow the schedule)."""
+RETRYABLE = {"unavailable", "aborted", "deadline-exceeded"}
+"""Error codes after which an app repeats its call (the callable protocol's transient ones)."""
+CLIENT_ATTEMPTS = 6
+CLIENT_RETRY_PAUSE_S = 0.1
 
 SERVICES = {
     "pack427_sendMessage": (SendMessageRequest, sending.send_message),
@@ -152,15 +156,7 @@ class EngineBackend:
         self.trigger_times: list[tuple[float, float, str]] = []
 
     def call(self, uid: str, function: str, data: dict) -> dict:
-        model, service = SERVICES[function]
-
-        def run() -> dict:
-            try:
-                return service(self.db, uid, callables.parse(model, data)).model_dump(mode="json")
-            except EngineError as err:
-                raise CallFailed(err.code) from None
-
-        result = self.instances.submit(run).result()
+        result = self.instances.submit(self._serve, uid, function, data).result()
         if function == "pack427_sendMessage" and not result["duplicate"]:
             refs = [paths.queue_entry(self.db, self.world.regions[r], QueuedMessage.entry_id(result["messageId"], r))
                     for r in self.world.chats[data["chatId"]] if r != uid]
@@ -170,6 +166,14 @@ class EngineBackend:
                 self.trigger_runs += 1
                 self.triggers.submit(self._trigger, snapshot, time.perf_counter())
         return result
+
+    def _serve(self, uid: str, function: str, data: dict) -> dict:
+        """The callable's service, run as the callable runs it; its error as the callable answers it."""
+        model, service = SERVICES[function]
+        try:
+            return callables.serve(self.db, uid, model, data, service)
+        except EngineError as err:
+            raise CallFailed(err.code) from None
 
     def _trigger(self, snapshot, submitted: float) -> None:
         started = time.perf_counter()
@@ -222,6 +226,8 @@ class World:
     sent: list[Sent] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
     calls: Counter = field(default_factory=Counter)
+    retries: Counter = field(default_factory=Counter)
+    """"function: code" -> calls the simulated app repeated after a retryable error (fault runs)."""
     duplicates_checked: int = 0
     duplicates_wrong: int = 0
     cursors: dict[str, str | None] = field(default_factory=dict)
@@ -281,13 +287,25 @@ class Workload:
         self.world, self.backend, self.rng = world, backend, rng
 
     def call(self, uid: str, function: str, data: dict) -> dict | None:
+        """The call's result; None if it failed (counted in `world.errors`). A backend with
+        `retries_transient` is called again, as an app does, after a retryable error
+        (RETRYABLE), with the same data (a send with the same clientMessageId), at most
+        CLIENT_ATTEMPTS times, after a pause doubling from CLIENT_RETRY_PAUSE_S."""
         self.world.calls[function] += 1
-        try:
-            return self.backend.call(uid, function, data)
-        except CallFailed as err:
-            with self.world.lock:
-                self.world.errors[f"{function}: {err}"] += 1
-            return None
+        attempts = CLIENT_ATTEMPTS if getattr(self.backend, "retries_transient", False) else 1
+        for attempt in range(attempts):
+            try:
+                return self.backend.call(uid, function, data)
+            except CallFailed as err:
+                if str(err) in RETRYABLE and attempt + 1 < attempts:
+                    with self.world.lock:
+                        self.world.retries[f"{function}: {err}"] += 1
+                    time.sleep(CLIENT_RETRY_PAUSE_S * 2**attempt)
+                    continue
+                with self.world.lock:
+                    self.world.errors[f"{function}: {err}"] += 1
+                return None
+        return None
 
     def send(self, chat_id: str, sender: str, step: int) -> None:
         data = {"chatId": chat_id, "clientMessageId": str(ULID()), "text": f"load {step}"}
@@ -719,3 +737,294 @@ def run(db: firestore.Client, backend_factory: Callable[[World], object], *, use
             "ops_per_delivery": ops | {"deliveries": deliveries, "messages": len(world.sent)} if in_process else None,
             "queries_per_message": queries,
             "verification": checks, "all_checks_zero": all(checks[k] == 0 for k in ZERO_CHECKS)}
+
+
+# ------------------------------------------------------------------ the fault run (mode engine)
+
+FAULT_RATE = 10.0
+"""The fault run's rate (messages/s) unless given: about the highest the engine mode held without
+faults on the 2-core machine of docs/BENCHMARKS.md (9.3/s at the 10/s step)."""
+PROCESSOR_EVERY_S = 5.0
+"""A fault run drives the processor (processor.drain, what pack427_processMessageQueue runs every
+minute) every this many seconds, in both steps: the retries and resumptions the faults need come
+within a step, not after a minute."""
+FAN_OUT_STALLED_S = 10
+"""constants.FAN_OUT_STALLED_SECONDS during a fault run (60 in production): a fan-out job whose
+worker died is resumed by the processor within a step."""
+LARGE_GROUP_MEMBERS = 160
+"""Members of the fault run's one large group (over INLINE_MAX_RECIPIENTS: each message is a fan-out job, two
+chunks of FAN_OUT_CHUNK and the rest), whose fan-outs run beside the mix so that a worker can die in one."""
+LARGE_GROUP_EVERY_S = 6.0
+"""A message to the large group every this many seconds, from its members in turn, in each step."""
+FAULT_ZERO_CHECKS = (*ZERO_CHECKS, "internal_answers", "calls_failed_after_retries")
+"""A fault run's checks: the load run's, no INTERNAL answer, and no call still failing after the app's retries."""
+
+
+class EngineLog:
+    """The engine's log lines (firebase_functions.logger info, warn, error) during a fault run, not printed
+    (thousands of expected warnings); warnings and errors counted by alert, or by their first words."""
+
+    def __init__(self) -> None:
+        self.lines: Counter = Counter()
+        self._saved: dict = {}
+
+    def install(self) -> EngineLog:
+        from firebase_functions import logger
+
+        for severity in ("info", "warn", "error"):
+            self._saved[severity] = getattr(logger, severity)
+            setattr(logger, severity, lambda message="", *_, _s=severity, **fields: self._count(_s, message, fields))
+        return self
+
+    def _count(self, severity: str, message: str, fields: dict) -> None:
+        if severity == "info":
+            return
+        # Ids vary line by line: the line's kind is its other words.
+        words = ["…" if any(c.isdigit() for c in w) else w for w in str(message).split()[:4]]
+        self.lines[f"{severity}: {fields.get('alert') or ' '.join(words)}"] += 1
+
+    def uninstall(self) -> None:
+        from firebase_functions import logger
+
+        for severity, original in self._saved.items():
+            setattr(logger, severity, original)
+
+
+class ProcessorLoop:
+    """The scheduled processor on a thread of its own: one `processor.drain` a run (its time budget:
+    the period); a run that raised or whose worker died is counted, and the next run goes on, as
+    the next scheduled invocation would.
+
+    Args:
+        db: the engine's client.
+        every_s: the period (default PROCESSOR_EVERY_S).
+    """
+
+    def __init__(self, db: firestore.Client, every_s: float = PROCESSOR_EVERY_S):
+        self.db, self.every_s = db, every_s
+        self.runs: Counter = Counter()
+        self.outcomes: Counter = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="processor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                report = processor.drain(self.db, EmulatorNotifier(), actor="scheduler", time_budget_s=self.every_s)
+                self.runs["completed"] += 1
+                for counts in report.values():
+                    self.outcomes.update({k: v for k, v in counts.items() if isinstance(v, int) and k != "batches"})
+            except faults.WorkerDied:
+                self.runs["worker_died"] += 1
+            except Exception as err:  # noqa: BLE001 - the scheduled function's run failed; the next one goes on
+                self.runs[f"raised {type(err).__name__}"] += 1
+
+
+class FaultyEngineBackend(EngineBackend):
+    """EngineBackend with a FaultInjector in its Firestore client, standing in for the triggers.
+
+    Each queue entry or fan-out job a commit created (whoever made it: a send, a
+    trigger, the processor, a fan-out) is handed as its event (the document as
+    created) to `delivery.on_enqueued` or `fan_out.on_created` on the trigger
+    instances; a duplicated event twice. A trigger run that raised, or whose
+    worker died, is counted: its event is not retried (the functions deploy
+    without retry), the processor delivers what it left. The callables answer
+    as the Functions runtime does: an unexpected exception is INTERNAL (counted:
+    it must not happen); the simulated app retries the retryable ones.
+    """
+
+    retries_transient = True
+
+    def __init__(self, db: firestore.Client, world: World, mix: faults.FaultMix | None = None):
+        super().__init__(db, world)
+        self.fan_outs = ThreadPoolExecutor(2, thread_name_prefix="fan-out-trigger")
+        self.trigger_outcomes: Counter = Counter()
+        self.internal: Counter = Counter()
+        self.internal_died = 0
+        self.processor = ProcessorLoop(db)
+        self.injector = faults.FaultInjector(db, mix, on_created=self._on_created).install()
+
+    def call(self, uid: str, function: str, data: dict) -> dict:
+        return self.instances.submit(self._answered, uid, function, data).result()
+
+    def _answered(self, uid: str, function: str, data: dict) -> dict:
+        try:
+            return self._serve(uid, function, data)
+        except CallFailed:
+            raise
+        except faults.WorkerDied:  # the instance went away: the app sees the connection drop
+            with self.world.lock:
+                self.internal_died += 1
+            raise CallFailed("unavailable") from None
+        except Exception as err:  # noqa: BLE001 - what the Functions runtime answers INTERNAL
+            with self.world.lock:
+                self.internal[f"{function}: {type(err).__name__}: {err}"[:300]] += 1
+            raise CallFailed("internal") from None
+
+    def _on_created(self, trigger: str, snapshot) -> None:
+        pool = self.triggers if trigger == "queue" else self.fan_outs
+        try:
+            pool.submit(self._event, trigger, snapshot, time.perf_counter())
+        except RuntimeError:
+            pass  # a duplicate replayed after the run: the pools are closed
+
+    def _event(self, trigger: str, snapshot, submitted: float) -> None:
+        started = time.perf_counter()
+        try:
+            if trigger == "queue":
+                outcome = str(delivery.on_enqueued(self.db, snapshot, EmulatorNotifier()))
+            else:
+                fan_out.on_created(self.db, snapshot)
+                outcome = "fan-out"
+        except faults.WorkerDied:
+            outcome = "worker died"
+        except Exception as err:  # noqa: BLE001 - the trigger's run failed: its event is not retried
+            outcome = f"raised {type(err).__name__}"
+        with self.world.lock:
+            self.trigger_runs += 1
+            self.trigger_outcomes[f"{trigger}: {outcome}"] += 1
+            self.trigger_times.append((started - submitted, time.perf_counter() - started, outcome))
+
+    def close(self) -> None:
+        self.processor.stop()
+        super().close()
+        self.fan_outs.shutdown(wait=True)
+        self.injector.uninstall()
+
+
+def large_group(db: firestore.Client, world: World, *, prefix: str) -> str:
+    """Add the fault run's large group (LARGE_GROUP_MEMBERS of the users) to `world` and Firestore; its id.
+    It is not among `world.groups`: the mix's group sends do not pick it."""
+    chat_id = f"{prefix}big"
+    world.chats[chat_id] = random.Random(29).sample(world.users, LARGE_GROUP_MEMBERS)
+    paths.chat(db, chat_id).set({"participants": world.chats[chat_id]})
+    return chat_id
+
+
+def send_to_large_group(world: World, backend, chat_id: str, *, step: int, seconds: float) -> int:
+    """A message to `chat_id` every LARGE_GROUP_EVERY_S for `seconds`, each from the next member (sent by
+    the app as the mix's are, retries included, and checked with them); how many were sent.
+
+    Args:
+        step: the step the messages count in (and where the senders' turn starts).
+        seconds: how long.
+    """
+    workload, members = Workload(world, backend, random.Random(4000 + step)), world.chats[chat_id]
+    started, sent = time.time(), 0
+    while (due := started + sent * LARGE_GROUP_EVERY_S) < started + seconds:
+        time.sleep(max(due - time.time(), 0))
+        workload.send(chat_id, members[(step * 97 + sent) % len(members)], step)
+        sent += 1
+    return sent
+
+
+def latency_figures(values: list[float]) -> dict:
+    """How many, p50, p95, p99, p99.9, max and mean of `values` (seconds) in ms; only the count if none."""
+    if not values:
+        return {"deliveries": 0}
+    return {"deliveries": len(values), "p50_ms": percentile(values, 50) * 1000, "p95_ms": percentile(values, 95) * 1000,
+            "p99_ms": percentile(values, 99) * 1000, "p999_ms": percentile(values, 99.9) * 1000,
+            "max_ms": max(values) * 1000, "mean_ms": statistics.mean(values) * 1000}
+
+
+def run_faults(db: firestore.Client, *, users: int, offline_share: float, rate: float = FAULT_RATE,
+               step_seconds: float, warmup_seconds: float = WARMUP_S, mix: faults.FaultMix | None = None,
+               log=print) -> dict:
+    """The load run with faults (mode engine): after a warm-up, a step at `rate` without faults, then one at
+    the same rate with faults (FaultMix), on the same users; then one processor pass and the checks.
+
+    The processor runs every PROCESSOR_EVERY_S in both steps (ProcessorLoop), fan-out jobs count as
+    stalled after FAN_OUT_STALLED_S. Beside the mix, in both steps, a message to one large group every
+    LARGE_GROUP_EVERY_S (its fan-out: where a worker can die part-way through a job of chunks); the
+    step's figures are the mix's, the large group's are apart (`large_group`). Faults are injected from the faulty step's first operation
+    until its last message reached every inbox (the recovery is under faults too); the final syncs
+    of the checks run without.
+
+    Args:
+        users: simulated users (a fifth offline with `offline_share` 0.2).
+        rate: messages/s of both steps (default FAULT_RATE).
+        step_seconds: length of each step.
+        warmup_seconds: the untimed warm-up before the first step (default WARMUP_S).
+        mix: the faults' probabilities (default faults.FaultMix()).
+    """
+    prefix = f"load{str(ULID())[-6:].lower()}-"
+    world, timing = setup(db, users, offline_share, prefix=prefix)
+    big = large_group(db, world, prefix=prefix)
+    backend = FaultyEngineBackend(db, world, mix)
+    injector = backend.injector
+    log(f"  load with faults (engine): {timing['users']} users ({timing['offline']} offline), {timing['groups']} groups,"
+        f" devices registered in {timing['register_devices_s']:.0f} s; {rate}/s without faults, then with")
+    stalled_s, constants.FAN_OUT_STALLED_SECONDS = constants.FAN_OUT_STALLED_SECONDS, FAN_OUT_STALLED_S
+    engine_log = EngineLog().install()
+    steps: dict[str, dict] = {}
+    try:
+        backend.processor.start()
+        run_step(world, backend, rate=rate, seconds=warmup_seconds, step=-1)
+        collect_latencies(db, world, -1)
+        for step, label in enumerate(("fault_free", "faulty")):
+            errors_before, retries_before = sum(world.errors.values()), sum(world.retries.values())
+            with StallProbe() as stalls:
+                injector.enabled = label == "faulty"
+                with ThreadPoolExecutor(1, thread_name_prefix="large-group") as beside:
+                    fanned = beside.submit(send_to_large_group, world, backend, big, step=step, seconds=step_seconds)
+                    issued = run_step(world, backend, rate=rate, seconds=step_seconds, step=step)
+                    fanned.result()
+                latency = collect_latencies(db, world, step)  # its reads are the bench's: no faults
+                injector.enabled = False
+            mix_latencies = [x for m in world.sent if m.step == step and m.chat_id != big for x in m.latencies]
+            large = [x for m in world.sent if m.step == step and m.chat_id == big for x in m.latencies]
+            latency |= latency_figures(mix_latencies) | {
+                "messages": sum(1 for m in world.sent if m.step == step and m.chat_id != big),
+                "large_group": latency_figures(large) | {
+                    "messages": sum(1 for m in world.sent if m.step == step and m.chat_id == big)}}
+            errors = sum(world.errors.values()) - errors_before
+            achieved = latency["messages"] / max(issued["issue_seconds"], 1e-9)
+            held = (latency.get("p95_ms", float("inf")) < P95_TARGET_S * 1000
+                    and latency["undelivered_after_wait"] == 0 and errors == 0)
+            steps[label] = issued | latency | {"target_rate": rate, "achieved_rate": achieved, "errors": errors,
+                                               "client_retries": sum(world.retries.values()) - retries_before,
+                                               "held": held, "stalls": stalls.summary()}
+            log(f"  load {label.replace('_', '-')} step: {rate}/s, {latency['messages']} messages ({achieved:.1f}/s),"
+                f" p95 {latency.get('p95_ms', float('nan')):.0f} ms, p99 {latency.get('p99_ms', float('nan')):.0f} ms,"
+                f" max {latency.get('max_ms', float('nan')):.0f} ms, undelivered {latency['undelivered_after_wait']},"
+                f" errors after retries {errors}, client retries {steps[label]['client_retries']}; the large group:"
+                f" {latency['large_group']['messages']} messages, p99 {latency['large_group'].get('p99_ms', float('nan')):.0f} ms;"
+                f" stalls {stalls.summary().get('lost_share', 0):.0%}")
+        backend.processor.stop()
+        processed = processor.drain(db, EmulatorNotifier(), actor="scheduler", time_budget_s=120)
+        with opcount.install().paused():
+            routes = delivery_paths(db, world, prefix=prefix)
+            checks = verify(db, world, Workload(world, backend, random.Random(3)), prefix=prefix)
+    finally:
+        backend.close()
+        constants.FAN_OUT_STALLED_SECONDS = stalled_s
+        engine_log.uninstall()
+    checks["delivered_by_the_scheduled_processor"] = sum(r.get("delivered", 0) for r in processed.values())
+    checks["internal_answers"] = sum(backend.internal.values())
+    checks["calls_failed_after_retries"] = sum(world.errors.values())
+    injected = injector.summary()
+    seen = {"client_retries": dict(world.retries), "internal": dict(backend.internal),
+            "callable_instances_died": backend.internal_died,
+            "trigger_runs": backend.trigger_runs, "trigger_outcomes": dict(sorted(backend.trigger_outcomes.items())),
+            "processor_runs": dict(backend.processor.runs), "processor_outcomes": dict(backend.processor.outcomes),
+            "engine_log": dict(engine_log.lines.most_common())}
+    log("  faults injected: " + ", ".join(f"{k} {v}" for k, v in injected["injected"].items())
+        + f" ({injected['faulty_commit_share']:.1%} of {injected['calls'].get('commits', 0)} commits,"
+          f" {injected['refused_read_share']:.1%} of {injected['calls'].get('reads', 0)} reads,"
+          f" {injected['duplicated_event_share']:.1%} of {injected['calls'].get('events', 0)} trigger events)")
+    log(f"  seen: {json.dumps(seen, default=str)}")
+    log("  paths: " + ", ".join(f"{p} {r['share']:.1%} (p99 {r['p99_ms']:.0f} ms)" for p, r in routes["paths"].items()))
+    return {"mode": "engine", "setup": timing, "rate": rate, "step_seconds": step_seconds,
+            "warmup_seconds": warmup_seconds, "mix": MIX, "processor_every_s": PROCESSOR_EVERY_S,
+            "large_group": {"members": LARGE_GROUP_MEMBERS, "every_s": LARGE_GROUP_EVERY_S},
+            "fan_out_stalled_s": FAN_OUT_STALLED_S, "fault_free": steps.get("fault_free"), "faulty": steps.get("faulty"),
+            "faults": injected, "seen": seen, "triggers": backend.trigger_summary(), "paths": routes["paths"],
+            "slowest": routes["slowest"], "verification": checks,
+            "checks": list(FAULT_ZERO_CHECKS), "all_checks_zero": all(checks[k] == 0 for k in FAULT_ZERO_CHECKS)}

@@ -71,23 +71,24 @@ class OpCounter:
         self._lock = threading.Lock()
         self._local = threading.local()
 
-    def _counting(self) -> bool:
+    def counting(self) -> bool:
+        """Whether this thread's operations count (it is not in a `paused` block): the engine's, not the bench's."""
         return not getattr(self._local, "paused", False)
 
     def add(self, **counts: int) -> None:
-        if self._counting():
+        if self.counting():
             with self._lock:
                 self._counts.update(counts)
 
     def add_document(self, kind: str, name: str) -> None:
         """One read or write of document `name` (full resource name), by its collection."""
-        if self._counting():
+        if self.counting():
             with self._lock:
                 self._by_collection[f"{kind}:{collection_of(name)}"] += 1
 
     def add_query(self, shape: str) -> None:
         """One query (or aggregation) of `shape` (see query_shape)."""
-        if self._counting():
+        if self.counting():
             with self._lock:
                 self._queries[shape] += 1
 

@@ -488,6 +488,8 @@ def load_section(load: dict) -> list[str]:
                 out += ["Queries per message over the mix, by shape (on the emulator each one scans every document"
                         " of its collection id; Firestore answers them from indexes): "
                         + "; ".join(f"{n:.2f} `{shape}`" for shape, n in run["queries_per_message"].items()) + ".", ""]
+    if load.get("faults"):
+        out += faults_section(load["faults"])
     if load.get("hot_chat"):
         out += ["### One hot chat", "",
                 "N members of one chat send 10 messages each, as fast as they go, each on an instance of its own",
@@ -517,6 +519,66 @@ def load_section(load: dict) -> list[str]:
                        f" {r['p99_ms']:,.0f} ms | {r['mean_ms']:,.0f} ms | {r['placed_by_send_share']:.0%} |"
                        f" {r['lost_races_per_message']:.2f} |")
         out += ["", f"p95 busy over alone: {busy['ratio_p95_to_quiet']:.2f}.", ""]
+    return out
+
+
+FAULT_KINDS = {
+    "commit_failed": "a commit failed before it was sent (ServiceUnavailable)",
+    "answer_lost": "a commit applied, its answer lost (DeadlineExceeded to the caller)",
+    "answer_lost_resent": "a commit applied, its answer lost, the client library sent it again",
+    "worker_died": "a worker died after a commit of its job",
+    "event_duplicated": "a trigger event handed again, 0.5-3 s later",
+    "event_duplicated_concurrently": "a trigger event handed to two instances at once",
+    "read_unavailable": "a get, get_all, query or count refused (ServiceUnavailable)",
+}
+
+
+def faults_section(run: dict) -> list[str]:
+    """The load run with faults (`scripts/bench --only load --faults`): both steps, the faults by kind, the checks."""
+    st, v, f, seen = run["setup"], run["verification"], run["faults"], run["seen"]
+    calls, mix = f["calls"], f["mix"]
+    out = ["### Mode engine with faults", "",
+           f"`scripts/bench --only load --faults`: {st['users']:,} users ({st['offline']:,} offline), the same mix, a step"
+           f" without faults then one with, both at {run['rate']:g} messages/s for {run['step_seconds']:g} s, the"
+           f" processor every {run['processor_every_s']:g} s, and beside the mix a message every"
+           f" {run['large_group']['every_s']:g} s to a group of {run['large_group']['members']} (a fan-out job). Faults"
+           " are injected in the engine's Firestore client (scripts/benchmarks/faults.py): of commits"
+           f" {mix['commit_failed']:.1%} fail before they are sent and {mix['answer_lost']:.1%} apply with their"
+           f" answer lost; of a job's other commits (bulk delivery, fan-out chunk, a chat's queued messages,"
+           f" an offline placement) {mix['worker_died']:.0%} are the last of their worker; {mix['event_duplicated']:.0%}"
+           f" of trigger events are handed twice; {mix['read_unavailable']:.0%} of reads are refused. The simulated"
+           " app retries an UNAVAILABLE or ABORTED call with the same data. Load: " + f"{run.get('load', '?')}.", "",
+           "| step | messages | deliveries | p50 | p95 | p99 | max | undelivered | errors after the app's retries"
+           " | app retries | large group: messages, p95 / p99 | time lost to stalls |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for label, name in (("fault_free", "without faults"), ("faulty", "with faults")):
+        step = run.get(label) or {}
+        if not step:
+            continue
+        big, stalls = step.get("large_group") or {}, step.get("stalls") or {}
+        out.append(f"| {name} | {step['messages']:,} | {step['deliveries']:,} | {_f(step.get('p50_ms'))} ms"
+                   f" | {_f(step.get('p95_ms'))} ms | {_f(step.get('p99_ms'))} ms | {_f(step.get('max_ms'))} ms"
+                   f" | {step['undelivered_after_wait']} | {step['errors']} | {step['client_retries']}"
+                   f" | {big.get('messages', 0)}, {_f(big.get('p95_ms'), missing='-')} / {_f(big.get('p99_ms'), missing='-')} ms"
+                   f" | {_f(stalls.get('lost_share'), '{:.0%}', '-')} |")
+    out += ["", f"Injected in the faulty step: {f['faulty_commit_share']:.1%} of {calls.get('commits', 0):,} commits,"
+            f" {f['refused_read_share']:.1%} of {calls.get('reads', 0):,} reads,"
+            f" {f['duplicated_event_share']:.1%} of {calls.get('events', 0):,} trigger events.", "",
+            "| fault | injected |", "|---|---|"]
+    for kind, what in FAULT_KINDS.items():
+        out.append(f"| {what} | {f['injected'].get(kind, 0):,} |")
+    died = {k.split(":", 1)[1]: n for k, n in f["injected"].items() if k.startswith("worker_died:")}
+    out += ["", "Workers that died, by job: " + (", ".join(f"{k} {n}" for k, n in died.items()) or "none") + ".",
+            f"What the engine and the app saw: the app repeated {sum(seen['client_retries'].values()):,} calls"
+            f" ({', '.join(f'{k} {n}' for k, n in seen['client_retries'].items()) or 'none'}); {seen['trigger_runs']:,}"
+            " trigger runs (" + ", ".join(f"{k} {n:,}" for k, n in seen["trigger_outcomes"].items()) + "); processor runs "
+            + ", ".join(f"{k} {n}" for k, n in seen["processor_runs"].items()) + ", which delivered"
+            f" {seen['processor_outcomes'].get('delivered', 0):,}; INTERNAL answers {sum(seen['internal'].values())}.", "",
+            "Checks after the run (each must be 0): "
+            + ", ".join(f"{k.replace('_', ' ')} **{v[k]}**" for k in run["checks"]) + ".",
+            f"Of {v['accepted_messages']:,} messages ({v['expected_deliveries']:,} deliveries, {v['inbox_entries']:,} inbox"
+            f" entries), {v['unread_counts_checked']:,} unread counts recounted, {v['offline_devices']:,} offline devices"
+            f" caught up by sync, {v['duplicate_sends']:,} sends repeated with their clientMessageId.", ""]
     return out
 
 

@@ -63,3 +63,30 @@ def test_the_benchmark_page_is_what_its_figures_render_to():
     image = "bench-latency.png" if (ROOT / "docs" / "bench-latency.png").exists() else None
     assert report.markdown(figures, image) == (ROOT / "docs" / "BENCHMARKS.md").read_text()
     assert figures["meta"].get("commit"), "the page names the commit it was measured on"
+
+
+def test_a_fault_run_renders_its_table_and_a_page_without_one_is_unchanged():
+    figures = json.loads((ROOT / "docs" / "BENCHMARKS.json").read_text())
+    without = report.load_section(figures["load"])
+    step = {"messages": 300, "deliveries": 1800, "p50_ms": 40.0, "p95_ms": 90.0, "p99_ms": 200.0, "max_ms": 900.0,
+            "undelivered_after_wait": 0, "errors": 0, "client_retries": 12, "stalls": {"lost_share": 0.02},
+            "large_group": {"messages": 5, "deliveries": 795, "p95_ms": 300.0, "p99_ms": 12000.0}}
+    faults = {"setup": figures["load"]["engine"]["setup"], "rate": 10.0, "step_seconds": 30, "processor_every_s": 5.0,
+              "large_group": {"members": 160, "every_s": 6.0}, "fault_free": step | {"client_retries": 0},
+              "faulty": step, "load": "1 / 1 / 1",
+              "faults": {"mix": {"commit_failed": 0.025, "answer_lost": 0.025, "worker_died": 0.5,
+                                 "event_duplicated": 0.05, "read_unavailable": 0.02},
+                         "injected": {"commit_failed": 30, "worker_died": 2, "worker_died:fan-out chunk": 2},
+                         "calls": {"commits": 1000, "reads": 1200, "events": 400}, "faulty_commit_share": 0.05,
+                         "refused_read_share": 0.02, "duplicated_event_share": 0.05},
+              "seen": {"client_retries": {"pack427_sendMessage: unavailable": 12}, "trigger_runs": 420,
+                       "trigger_outcomes": {"queue: delivered": 400}, "processor_runs": {"completed": 12},
+                       "processor_outcomes": {"delivered": 7}, "internal": {}},
+              "verification": figures["load"]["engine"]["verification"] | {"internal_answers": 0,
+                                                                            "calls_failed_after_retries": 0},
+              "checks": ["lost", "internal_answers"]}
+    page = "\n".join(report.load_section(figures["load"] | {"faults": faults}))
+    assert "### Mode engine with faults" in page and "| with faults | 300 | 1,800 | 40 ms | 90 ms | 200 ms |" in page
+    assert "| a commit failed before it was sent (ServiceUnavailable) | 30 |" in page
+    assert "fan-out chunk 2" in page and "internal answers **0**" in page
+    assert report.load_section(figures["load"]) == without  # no fault run: the section as it was

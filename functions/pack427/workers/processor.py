@@ -133,6 +133,9 @@ def process_batch(
 DEPTH_RECOUNT_ROUNDS = 10
 """Rounds of a drain between two counts of a region's depth (see drain)."""
 
+DRAIN_ROUND_FAILURES = 2
+"""Failed rounds (a read or commit Firestore refused) after which a drain leaves a region to the next run."""
+
 
 MAX_WRITES_PER_COMMIT = 500
 """Firestore's limit on the writes of one commit."""
@@ -268,7 +271,10 @@ def drain(
     back; per-chat order holds across both (deliver_in_order).
 
     Regions take turns, one round each, so a backlog in one region does not
-    starve the others. Priority lanes: each round takes a batch of the
+    starve the others; a round that failed (Firestore unavailable: nothing it did
+    not commit is lost, its entries stay due) is the region's only, and after
+    DRAIN_ROUND_FAILURES of them the region waits for the next run while the
+    others go on. Priority lanes: each round takes a batch of the
     region's priority entries (paid and VIP messages, QueuedMessage.priority)
     first, then a batch of every due entry, oldest first. A priority message
     therefore waits at most one round under any normal backlog, and the normal
@@ -312,6 +318,7 @@ def drain(
     modes = {region: "normal" for region in regions}
     depths: dict[Region, int] = {}
     busy = list(regions)
+    failures: Counter = Counter()
     scheduled, scheduled_spent_s, scheduled_more = Counter[str](), 0.0, True
     while (busy or scheduled_more) and time.monotonic() < deadline:
         share = constants.SCHEDULED_SHARE
@@ -327,18 +334,27 @@ def drain(
                 scheduled_more = False
             scheduled_spent_s += time.monotonic() - turn
         for region in list(busy):
-            if reports[region].batches % DEPTH_RECOUNT_ROUNDS == 0:
-                depths[region] = backlog.depth(db, region)
-            depth = depths[region]
-            plan = back_pressure(depth, scale_up_depth=scale_up_depth, fan_out_depth=fan_out_depth)
-            modes[region] = plan.mode
-            rounds: list[ProcessReport] = []
-            for priority_only in (True, False):  # the priority lane first, then every due entry
-                with ThreadPoolExecutor(max_workers=len(plan.shards)) as workers:
-                    rounds += workers.map(
-                        lambda shard, region=region, limit=plan.limit, lane=priority_only: process_batch(
-                            db, region, notifier, actor=actor, limit=limit, shard=shard, priority_only=lane),
-                        plan.shards)
+            try:
+                if reports[region].batches % DEPTH_RECOUNT_ROUNDS == 0:
+                    depths[region] = backlog.depth(db, region)
+                depth = depths[region]
+                plan = back_pressure(depth, scale_up_depth=scale_up_depth, fan_out_depth=fan_out_depth)
+                modes[region] = plan.mode
+                rounds: list[ProcessReport] = []
+                for priority_only in (True, False):  # the priority lane first, then every due entry
+                    with ThreadPoolExecutor(max_workers=len(plan.shards)) as workers:
+                        rounds += workers.map(
+                            lambda shard, region=region, limit=plan.limit, lane=priority_only: process_batch(
+                                db, region, notifier, actor=actor, limit=limit, shard=shard, priority_only=lane),
+                            plan.shards)
+            except Exception as err:  # noqa: BLE001 - one region's trouble must not stop the others' drain
+                # A transient error (Firestore unavailable) gets the next round; a second one, the next run.
+                failures[region] += 1
+                logger.error(f"a drain round of {region.value} failed: {err!r}", region=region.value,
+                             failures=failures[region])
+                if failures[region] >= DRAIN_ROUND_FAILURES:
+                    busy.remove(region)
+                continue
             for batch in rounds:
                 reports[region].batches += 1
                 reports[region].outcomes.update(batch.outcomes)
