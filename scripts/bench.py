@@ -23,9 +23,11 @@
    (mode suite) and through the engine's services in process (mode engine);
    the highest rate held (p95 under 1 s, nothing undelivered, no error) and
    checks that nothing was lost, duplicated, reordered or miscounted
-   (benchmarks/load.py). With --faults (mode engine only), instead: a step
-   without faults and one with, at one rate, the faults injected in the
-   engine's Firestore client (benchmarks/faults.py), the same checks.
+   (benchmarks/load.py); then the load run with faults at the highest rate
+   the engine mode held: a step without faults and one with, the faults
+   injected in the engine's Firestore client (benchmarks/faults.py), the same
+   checks. With --faults (mode engine only): that fault run alone, at one
+   rate (--rates, default 10/s).
 6. Cold start: import time of functions/main.py next to the bare SDKs (benchmarks/coldstart.py).
 8. Priority lanes: with a normal backlog (2,000 quick, 10,000 full), how long
    a priority message waits next to a normal one queued at the same moment
@@ -451,6 +453,11 @@ def main() -> None:
                         step_seconds=cfg["step_seconds"]) | {"load": load()}
                 results["load"]["hot_chat"] = contention.hot_chat(own_project(), senders=[1, 2, 5, 10, 20])
                 results["load"]["busy_recipient"] = contention.busy_recipient(own_project())
+                held = (results["load"].get("engine") or {}).get("highest_rate_held")
+                if held:  # the rate: the highest the engine mode just held without faults
+                    results["load"]["faults"] = load_run.run_faults(
+                        own_project(), users=cfg["users"], offline_share=cfg["offline_share"], rate=held,
+                        step_seconds=cfg["step_seconds"]) | {"load": load()}
             elif section == "cold_start":
                 results["cold_start"] = coldstart.measure(ROOT / "functions", cfg["cold_repeats"]) | {"load": load()}
             elif section == "ts_client":
