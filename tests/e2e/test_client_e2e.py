@@ -163,9 +163,13 @@ def test_s05_rate_limit_one_send_over_the_limit_waits(suite_db, app_user):
     make_user(suite_db, bob)
     make_chat(suite_db, "ab", [alice, bob])
     settings.set_rate_limit(suite_db, limit, actor="test")
-    # The functions' instances follow config/engine within SETTINGS_CACHE_SECONDS: one that read it
-    # for an earlier test would still allow 60.
-    time.sleep(settings.SETTINGS_CACHE_SECONDS + 0.5)
+    # The functions' instances follow config/engine within SETTINGS_CACHE_SECONDS of its change (an
+    # instance that read it for an earlier test still allows 60 until then): the sends start once
+    # every instance must have read it again.
+    changed = suite_db.document("config/engine").get().update_time
+    followed = changed + timedelta(seconds=settings.SETTINGS_CACHE_SECONDS)
+    while clock.now() < followed:
+        time.sleep((followed - clock.now()).total_seconds())
 
     def one(n: int) -> str:
         try:
