@@ -226,6 +226,8 @@ test("keyboard alone: sign in, open a chat, write and send, schedule and cancel;
   await tabTo(page, (f) => f.text === "Sign in as Dan", "Sign in as Dan");
   await page.keyboard.press("Enter");
   await page.getByTestId("me").filter({ hasText: "Dan" }).waitFor({ timeout: 30_000 });
+  // The list comes from a Firestore listener after sign-in: Tab can only reach a chat once it is listed.
+  await page.locator('a[aria-label^="Cy and Dan"]').first().waitFor({ timeout: 30_000 });
   await tabTo(page, (f) => f.tag === "A" && f.label.startsWith("Cy and Dan"), "the chat Cy and Dan");
   await page.keyboard.press("Enter");
   await page.getByRole("heading", { name: "Cy and Dan", level: 2 }).waitFor();
