@@ -128,7 +128,11 @@ def targets(results: dict) -> list[str]:
                      f"{s['seconds']:.2f} s (stalls: {s['stalls']['lost_share']:.0%} of the time)" if s.get("stalls") else
                      f"{s['seconds']:.2f} s", s["seconds"] < t["sync_1000_s"]))
     for mode, run in (results.get("load") or {}).items():
-        if isinstance(run, dict) and run.get("verification"):
+        if mode == "faults" and isinstance(run, dict):
+            rows.append((f"load run with faults at {run['rate']:g}/s", "every check 0; no INTERNAL answer",
+                         f"{run['faults']['faulty_commit_share']:.1%} of commits faulty; checks"
+                         f" {'all 0' if run['all_checks_zero'] else '**not all 0**'}", run["all_checks_zero"]))
+        elif isinstance(run, dict) and run.get("verification"):
             held = run["highest_rate_held"]
             messages = run["verification"]["accepted_messages"]
             rows.append((f"load run, mode {mode}",

@@ -84,9 +84,12 @@ def test_a_fault_run_renders_its_table_and_a_page_without_one_is_unchanged():
                        "processor_outcomes": {"delivered": 7}, "internal": {}},
               "verification": figures["load"]["engine"]["verification"] | {"internal_answers": 0,
                                                                             "calls_failed_after_retries": 0},
-              "checks": ["lost", "internal_answers"]}
+              "checks": ["lost", "internal_answers"], "all_checks_zero": True}
     page = "\n".join(report.load_section(figures["load"] | {"faults": faults}))
     assert "### Mode engine with faults" in page and "| with faults | 300 | 1,800 | 40 ms | 90 ms | 200 ms |" in page
     assert "| a commit failed before it was sent (ServiceUnavailable) | 30 |" in page
     assert "fan-out chunk 2" in page and "internal answers **0**" in page
     assert report.load_section(figures["load"]) == without  # no fault run: the section as it was
+    # The whole page renders with it (a full run's load section ends with the fault run), its target a row.
+    whole = report.markdown(figures | {"load": figures["load"] | {"faults": faults}}, None)
+    assert "| load run with faults at 10/s | every check 0; no INTERNAL answer | 5.0% of commits faulty; checks all 0 | yes |" in whole

@@ -17,16 +17,36 @@ export const CHROMIUM = process.env.PACK427_CHROMIUM ?? "/usr/bin/chromium";
 /** Where screenshots go: PACK427_WEB_SCREENSHOTS (docs to refresh the README's), else test-results/. */
 export const SHOTS = resolve(ROOT, process.env.PACK427_WEB_SCREENSHOTS ?? "examples/web-chat/test-results");
 
-/** Poll `probe` until it returns a truthy value; throws after `timeout` ms with what it last saw. */
+/** Every page a person opened, so a timeout can show what each one showed. */
+const openPages = new Map();
+
+/**
+ * Poll `probe` until it returns a truthy value; throws after `timeout` ms with what it last
+ * saw, and with each open page's text and a screenshot (test-results/failure-*.png).
+ */
 export async function waitFor(probe, { timeout = 30_000, interval = 50, what = "condition" } = {}) {
   const deadline = Date.now() + timeout;
   let last;
   for (;;) {
     last = await probe();
     if (last) return last;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${JSON.stringify(last)})\n${await showPages(what)}`);
+    }
     await new Promise((r) => setTimeout(r, interval));
   }
+}
+
+async function showPages(what) {
+  const shown = [];
+  for (const [name, page] of openPages) {
+    if (page.isClosed()) continue;
+    const text = await page.evaluate(() => document.body?.innerText ?? "").catch(() => "(no page)");
+    const file = join(SHOTS, `failure-${what.replace(/\W+/g, "-")}-${name.replace(/\W/g, "")}.png`);
+    await page.screenshot({ path: file }).catch(() => undefined);
+    shown.push(`--- ${name}'s page (${file}):\n${text.slice(0, 1500)}`);
+  }
+  return shown.join("\n");
 }
 
 /** Seed the suite (cleared first), serve the app, start Chromium. */
@@ -66,6 +86,7 @@ export async function startWorld() {
 export async function person(world, name, { context, email } = {}) {
   const ctx = context ?? (await world.browser.newContext({ viewport: { width: 1100, height: 720 } }));
   const page = await ctx.newPage();
+  openPages.set(openPages.has(name) ? `${name} ${openPages.size}` : name, page);
   page.on("pageerror", (error) => console.error(`[${name} page error]`, error.message));
   page.on("console", (message) => {
     // Offline on purpose is not news: the failed loads and Firestore's "could not reach" are expected.
