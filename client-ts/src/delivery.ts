@@ -8,7 +8,7 @@
 //
 // Persisted under "sync": the device, the cursor and the messages stored but not
 // acknowledged yet.
-import { collection, doc, onSnapshot, orderBy, query, where, type DocumentData, type Unsubscribe } from "firebase/firestore";
+import { collection, documentId, onSnapshot, orderBy, query, where, type DocumentData, type Unsubscribe } from "firebase/firestore";
 import type { ClientContext } from "./context.js";
 import { NoAnswerError } from "./errors.js";
 import type { RequestOf } from "./generated/api.js";
@@ -243,14 +243,18 @@ export function createDelivery(context: ClientContext, hooks: DeliveryHooks): De
         if (!(e instanceof NoAnswerError)) context.report(e);
       }).finally(done);
     };
-    const head = doc(db, "users", userId, "inboxHead", "current");
+    // The head through a query of its one document, not a document listener: the Firestore
+    // emulator's listener of a document that does not exist yet sometimes never sees it
+    // created (a getDocFromServer seconds later still found nothing), and the head of a new
+    // user is created by their first message. Firestore bills both alike.
+    const head = query(collection(db, "users", userId, "inboxHead"), where(documentId(), "==", "current"));
     liveUnsubs.push(onSnapshot(head, { includeMetadataChanges: true }, (snap) => {
       if (!live()) return;
       // The inbox listener starts at the server's seq, not at a cached one: what
       // arrived while offline comes from the stored cursor (sync).
       if (snap.metadata.fromCache) return;
       liveFailures = 0;
-      const data = snap.data() ?? {};
+      const data = snap.docs[0]?.data() ?? {};
       hooks.onHead(data);
       if (!inboxStarted) startInbox(typeof data["seq"] === "number" ? data["seq"] : 0);
     }, (error) => liveFailed(error, generation)));

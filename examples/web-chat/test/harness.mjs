@@ -45,8 +45,26 @@ async function showPages(what) {
     const file = join(SHOTS, `failure-${what.replace(/\W+/g, "-")}-${name.replace(/\W/g, "")}.png`);
     await page.screenshot({ path: file }).catch(() => undefined);
     shown.push(`--- ${name}'s page (${file}):\n${text.slice(0, 1500)}`);
+    const uid = accountUids.get(name.split(" ")[0]);
+    if (uid) shown.push(`--- ${name}'s inbox head in Firestore: ${await storedDocument(`users/${uid}/inboxHead/current`)}`);
   }
   return shown.join("\n");
+}
+
+/** Each seeded account's uid by name, for what a timeout shows. */
+const accountUids = new Map();
+
+/** A document as the Firestore emulator stores it (JSON), read with the emulator's owner access. */
+async function storedDocument(path) {
+  const host = process.env.FIRESTORE_EMULATOR_HOST;
+  const project = process.env.GCLOUD_PROJECT ?? "demo-pack427";
+  const url = `http://${host}/v1/projects/${project}/databases/(default)/documents/${path}`;
+  try {
+    const answer = await fetch(url, { headers: { Authorization: "Bearer owner" } });
+    return (await answer.text()).replace(/\s+/g, " ").slice(0, 1500);
+  } catch (error) {
+    return `(not read: ${error.message})`;
+  }
 }
 
 /** Seed the suite (cleared first), serve the app, start Chromium. */
@@ -63,6 +81,7 @@ export async function startWorld() {
     { stdio: ["ignore", "inherit", "inherit"], cwd: ROOT });
   if (seeded.status !== 0) throw new Error(`seeding failed (${seeded.status})`);
   const config = JSON.parse(readFileSync(configPath, "utf8"));
+  for (const account of config.accounts) accountUids.set(account.name, account.uid);
   const { server, url } = await serve({ dist: join(APP, "dist"), config });
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
