@@ -302,9 +302,10 @@ def _commit_send(
         created_at=now,
     )
     heads = {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()}
-    # A damaged head (see inbox.Head) or a pruned chat's position: that recipient goes through the queue.
+    # A damaged head (see inbox.Head), a pruned chat's position or a chat the head may have parked:
+    # that recipient goes through the queue (whose delivery looks the chat up, inbox.look_up).
     unknown = {uid for uid in recipients if uid in heads and (
-        not heads[uid].usable or inbox.unknown_read_positions(heads[uid].state, [message.chat_id]))}
+        not heads[uid].usable or inbox.needs_lookup(heads[uid].state, [message.chat_id]))}
     plan = send_plan.plan_delivery(chat, recipients, place=place, needs_read_position=unknown,
                          queue_checked_empty=checking is not None and not checking.result())
     batch = db.batch()
