@@ -140,10 +140,10 @@ def head_size(uid: str, head: InboxHead) -> int:
 
 
 def bounded(
-    head: InboxHead, uid: str, *, max_chats: int = constants.MAX_TRACKED_CHATS,
-    max_bytes: int = constants.INBOX_HEAD_MAX_BYTES,
+    head: InboxHead, uid: str, *, max_chats: int | None = None, max_bytes: int | None = None,
 ) -> tuple[InboxHead, dict[str, ChatInbox]]:
-    """`head` within `max_chats` chats and `max_bytes` bytes, and the chats parked to get there.
+    """`head` within `max_chats` chats and `max_bytes` bytes (default MAX_TRACKED_CHATS and
+    INBOX_HEAD_MAX_BYTES, as they are at the call), and the chats parked to get there.
 
     While over either bound: first the fully read chats go, oldest newest-message first (pruned:
     their read positions stay in their read receipts, `needs_lookup`); then the chats with unread
@@ -152,8 +152,12 @@ def bounded(
     their inboxChats documents. So the total unread (the chats' and `parkedUnread`) is the same
     before and after. The most recently active chat is the last to go.
     """
-    sizes = {chat_id: chat_size(chat_id, state) for chat_id, state in head.chats.items()}
-    total = head_size(uid, head.model_copy(update={"chats": {}})) + sum(sizes.values())
+    max_chats = constants.MAX_TRACKED_CHATS if max_chats is None else max_chats
+    max_bytes = constants.INBOX_HEAD_MAX_BYTES if max_bytes is None else max_bytes
+    dumped = head.to_firestore()  # one dump: this runs on every change of every head
+    sizes = {chat_id: store.string_size(chat_id) + store.value_size(state)
+             for chat_id, state in dumped["chats"].items()}
+    total = store.document_size(paths.inbox_head_name(uid), {**dumped, "chats": {}}) + sum(sizes.values())
     count = len(sizes)
 
     def over() -> bool:

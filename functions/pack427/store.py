@@ -208,8 +208,7 @@ NOTHING = Cost()
 
 
 def commits(
-    costs: Sequence[Cost], *, reserve: Cost = NOTHING, max_writes: int = constants.COMMIT_MAX_WRITES,
-    max_bytes: int = constants.COMMIT_MAX_BYTES,
+    costs: Sequence[Cost], *, reserve: Cost = NOTHING, max_writes: int | None = None, max_bytes: int | None = None,
 ) -> list[range]:
     """`costs` (units that must each commit whole, in order) split into consecutive commits, each
     with `reserve` (what every commit writes besides) under `max_writes` and `max_bytes`.
@@ -220,9 +219,11 @@ def commits(
     Args:
         costs: each unit's writes and bytes.
         reserve: what each commit adds (a job's cursor, a chat's update).
-        max_writes: Firestore's 500 writes a commit (COMMIT_MAX_WRITES).
-        max_bytes: the bytes a commit may take (COMMIT_MAX_BYTES: under Firestore's 10 MiB a request).
+        max_writes: default Firestore's 500 writes a commit (COMMIT_MAX_WRITES).
+        max_bytes: default the bytes a commit may take (COMMIT_MAX_BYTES: under Firestore's 10 MiB a request).
     """
+    max_writes = constants.COMMIT_MAX_WRITES if max_writes is None else max_writes
+    max_bytes = constants.COMMIT_MAX_BYTES if max_bytes is None else max_bytes
     groups: list[range] = []
     start, used = 0, reserve
     for i, cost in enumerate(costs):
@@ -237,8 +238,7 @@ def commits(
 
 
 def fitting(
-    costs: Sequence[Cost], *, reserve: Cost = NOTHING, max_writes: int = constants.COMMIT_MAX_WRITES,
-    max_bytes: int = constants.COMMIT_MAX_BYTES,
+    costs: Sequence[Cost], *, reserve: Cost = NOTHING, max_writes: int | None = None, max_bytes: int | None = None,
 ) -> int:
     """How many of the leading `costs` one commit takes (see `commits`; at least one if any)."""
     groups = commits(costs, reserve=reserve, max_writes=max_writes, max_bytes=max_bytes)

@@ -60,13 +60,17 @@ def test_units_go_in_one_commit_up_to_the_write_bound_and_the_next_one_starts_an
 
 
 def test_units_go_in_one_commit_up_to_the_byte_bound_and_the_next_one_starts_another():
-    mib = 1024 * 1024
-    assert store.commits([Cost(1, 3 * mib)] * 3) == [range(0, 3)]  # 9 MiB: at the bound
-    assert store.commits([Cost(1, 3 * mib)] * 3 + [Cost(1, 1)]) == [range(0, 3), range(3, 4)]
+    budget, mib = constants.COMMIT_MAX_BYTES, 1024 * 1024
+    third = budget // 3
+    assert store.commits([Cost(1, third)] * 3) == [range(0, 3)]  # at the bound (or a byte or two under)
+    assert store.commits([Cost(1, budget)]) == [range(0, 1)]  # exactly at it
+    assert store.commits([Cost(1, budget - 1), Cost(1, 1)]) == [range(0, 2)]
+    assert store.commits([Cost(1, budget), Cost(1, 1)]) == [range(0, 1), range(1, 2)]  # one byte past it
     # What every commit writes besides counts toward both bounds.
-    assert store.commits([Cost(1, 3 * mib)] * 3, reserve=Cost(1, 1)) == [range(0, 2), range(2, 3)]
+    assert store.commits([Cost(1, third)] * 3, reserve=Cost(1, budget - 3 * third + 1)) == [range(0, 2), range(2, 3)]
     assert store.commits([Cost(100, 0)] * 5, reserve=Cost(1, 0)) == [range(0, 4), range(4, 5)]
-    assert constants.COMMIT_MAX_BYTES < 10 * mib and constants.COMMIT_MAX_WRITES == 500
+    # Under Firestore's 10 MiB a request and the emulator's 4 MiB.
+    assert constants.COMMIT_MAX_BYTES < 4 * mib and constants.COMMIT_MAX_WRITES == 500
 
 
 def test_a_unit_over_a_bound_alone_gets_a_commit_of_its_own_and_none_is_empty():
