@@ -30,4 +30,5 @@ it("counts the parked chats in totalUnread and shows each parked chat's count", 
   await adminDelete(`users/${bob.uid}/inboxChats/${parked}`);
   await waitFor("the chat back in the head", () => client.getSnapshot().unread[parked]?.unread === 4);
   expect(client.getSnapshot().totalUnread).toBe(6);
+  client.dispose();
 });
