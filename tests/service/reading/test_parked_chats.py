@@ -165,3 +165,44 @@ def test_at_the_real_bound_nothing_is_parked_and_one_chat_past_it_one_is(db):
     assert list(parked_docs(db, "bob")) == ["old000"]
     assert unread.unread_counts(db, "bob").totalUnread == constants.MAX_TRACKED_CHATS + 1
     assert inbox.head_size("bob", InboxHead.model_validate(head)) <= constants.INBOX_HEAD_MAX_BYTES
+
+
+def test_the_chat_list_shows_a_parked_chat_s_count_and_the_total_with_parked_unread(db, small_bound):
+    from pack427.models import GetChatListRequest
+    from pack427.reading import chat_list
+
+    chats = chats_of(db, 6)
+    for k, chat in enumerate(chats):
+        newest = chat.send("alice")
+        db.document(f"chats/{chat.id}").update({"lastMessage": {  # what a send keeps on the chat
+            "messageId": newest, "senderId": "alice", "text": "x", "createdAt": T0 + timedelta(seconds=k)}})
+    assert sorted(parked_docs(db, "bob")) == ["c0", "c1"]
+
+    listed = chat_list.get_chat_list(db, "bob", GetChatListRequest(limit=50))
+    assert {c.chatId: c.unreadCount for c in listed.chats} == {chat.id: 1 for chat in chats}
+    assert listed.totalUnread == 6
+    oldest = chat_list.get_chat_list(db, "bob", GetChatListRequest(limit=2, cursor=chat_list.get_chat_list(
+        db, "bob", GetChatListRequest(limit=4)).cursor))
+    assert [(c.chatId, c.unreadCount) for c in oldest.chats] == [("c1", 1), ("c0", 1)]  # both parked
+
+
+def test_racing_deliveries_to_parked_chats_and_reads_of_them_keep_every_count_exact(db, small_bound):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    chats = chats_of(db, 7)
+    for chat in chats:
+        chat.send("alice")
+    pending = {chat.id: chat.message("alice") for chat in chats[:3]}  # stored, for the racing deliveries
+    newest_c3 = sorted(m.id for m in db.collection("chats/c3/messages").stream())[-1]
+    barrier = threading.Barrier(5)
+
+    def at_once(call):
+        barrier.wait()
+        return call()
+
+    calls = [lambda c=chat: c.deliver(pending[c.id], "alice", "bob") for chat in chats[:3]]
+    calls += [lambda: read(db, "bob", chats[3], newest_c3), lambda: chats[6].send("alice")]
+    with ThreadPoolExecutor(5) as pool:
+        list(pool.map(at_once, calls))
+    assert_exact(db, "bob", chats)
