@@ -206,3 +206,24 @@ def test_racing_deliveries_to_parked_chats_and_reads_of_them_keep_every_count_ex
     with ThreadPoolExecutor(5) as pool:
         list(pool.map(at_once, calls))
     assert_exact(db, "bob", chats)
+
+
+def test_a_paged_recount_covers_parked_chats_page_by_page_and_ends_exact(db, small_bound):
+    chats = chats_of(db, 9)
+    for chat in chats:
+        chat.send("alice")
+    parked = sorted(parked_docs(db, "bob"))
+    assert len(parked) == 5
+    for chat_id in parked[::2]:  # drift: three parked counts and the head's totals
+        db.document(f"users/bob/inboxChats/{chat_id}").update({"unread": 7})
+    db.document("users/bob/inboxHead/current").update({"parkedUnread": 0, "parkedChats": 2})
+
+    after, pages, repaired = None, 0, set()
+    while True:
+        result, after = unread.recalculate_page(db, "bob", after=after, limit=2, now=T0)
+        pages += 1
+        repaired |= {c.chatId for c in result.changes}
+        if not result.hasMore:
+            break
+    assert pages == 5 and repaired == set(parked[::2])
+    assert_exact(db, "bob", chats)
