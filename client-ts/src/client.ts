@@ -140,7 +140,9 @@ export class Pack427Client {
           isSyncing: this.delivery.isSyncing,
           outbox: [...this.outbox.messages],
           unread: { ...unread },
-          totalUnread: Object.values(unread).reduce((sum, c) => sum + c.unread, 0),
+          // The head's chats and the parked ones' total (the head's parkedUnread): exact whatever the
+          // parked chats' listener has shown yet.
+          totalUnread: this.signals.headUnread + this.signals.parkedUnread,
           typing: { ...this.signals.typing },
         };
       },

@@ -26,8 +26,18 @@ export const TYPING_THROTTLE_MS = 3_000;
 export const TYPING_IDLE_MS = 5_000;
 
 export interface Signals {
-  /** Replaced (not changed in place) on every change. */
+  /**
+   * Replaced (not changed in place) on every change: the head's chats, and the chats parked
+   * out of it (users/{uid}/inboxChats, listened to while the head has any).
+   */
   readonly unread: Readonly<Record<string, ChatUnread>>;
+  /**
+   * The unread messages of the chats parked out of the inbox head (it holds at most 500 chats),
+   * from the head: the total unread is the head's chats' counts and this, exact at every moment.
+   */
+  readonly parkedUnread: number;
+  /** The unread messages of the chats the inbox head holds (its `chats`), together. */
+  readonly headUnread: number;
   /** Replaced (not changed in place) on every change. */
   readonly typing: Readonly<Record<string, readonly TypingUserState[]>>;
   /** Each reader's read position in the chat, if its receipts are watched. */
@@ -65,6 +75,37 @@ export interface Signals {
 export function createSignals(context: ClientContext): Signals {
   const { calls, userId } = context;
   let unreadByChat: Record<string, ChatUnread> = {};
+  let headByChat: Record<string, ChatUnread> = {};
+  let parkedByChat: Record<string, ChatUnread> = {};
+  let parkedUnread = 0;
+  let parkedUnsub: (() => void) | null = null;
+  const merge = (): void => {
+    unreadByChat = { ...parkedByChat, ...headByChat };
+  };
+  const chatUnreadOf = (c: Record<string, unknown>): ChatUnread => {
+    const count = c["unread"];
+    return {
+      unread: typeof count === "number" && count > 0 ? count : 0,
+      readUpTo: str(c["readUpTo"]),
+      last: str(c["last"]),
+    };
+  };
+  /** Listen to the parked chats while the head has any (a user with few chats never does). */
+  const watchParked = (on: boolean): void => {
+    if (on && parkedUnsub === null && !context.isDisposed()) {
+      parkedUnsub = onSnapshot(collection(context.firestore, "users", userId, "inboxChats"), (snap) => {
+        const parked: Record<string, ChatUnread> = {};
+        for (const d of snap.docs) parked[d.id] = chatUnreadOf(d.data());
+        parkedByChat = parked;
+        merge();
+        context.changed();
+      }, (error) => context.report(error));
+    } else if (!on && parkedUnsub !== null) {
+      parkedUnsub();
+      parkedUnsub = null;
+      parkedByChat = {};
+    }
+  };
   /** Per chat: each reader's readUpToMessageId. */
   const receipts = new Map<string, Map<string, string>>();
   const deliveredUpTo = new Map<string, string>();
@@ -160,6 +201,12 @@ export function createSignals(context: ClientContext): Signals {
     get unread() {
       return unreadByChat;
     },
+    get parkedUnread() {
+      return parkedUnread;
+    },
+    get headUnread() {
+      return Object.values(headByChat).reduce((sum, c) => sum + c.unread, 0);
+    },
     get typing() {
       return typingByChat;
     },
@@ -168,15 +215,13 @@ export function createSignals(context: ClientContext): Signals {
     applyHead(data) {
       const chats = (data["chats"] ?? {}) as Record<string, Record<string, unknown>>;
       const unread: Record<string, ChatUnread> = {};
-      for (const [chatId, c] of Object.entries(chats)) {
-        const count = c["unread"];
-        unread[chatId] = {
-          unread: typeof count === "number" && count > 0 ? count : 0,
-          readUpTo: str(c["readUpTo"]),
-          last: str(c["last"]),
-        };
-      }
-      unreadByChat = unread;
+      for (const [chatId, c] of Object.entries(chats)) unread[chatId] = chatUnreadOf(c);
+      headByChat = unread;
+      const parked = data["parkedUnread"];
+      parkedUnread = typeof parked === "number" && parked > 0 ? parked : 0;
+      const parkedChats = data["parkedChats"];
+      watchParked(typeof parkedChats === "number" && parkedChats > 0);
+      merge();
       context.changed();
     },
     watchReceipts: (chatId) => receiptWatches.watch(chatId),
@@ -190,6 +235,7 @@ export function createSignals(context: ClientContext): Signals {
       typingWatches.pause();
     },
     dispose() {
+      watchParked(false);
       receiptWatches.close();
       typingWatches.close();
       for (const t of typingTimers.values()) clearTimeout(t);

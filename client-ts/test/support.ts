@@ -101,6 +101,7 @@ type Value =
   | { booleanValue: boolean }
   | { integerValue: string }
   | { arrayValue: { values?: Value[] } }
+  | { mapValue: { fields: Record<string, Value> } }
   | { nullValue: null };
 
 function encode(value: unknown): Value {
@@ -108,6 +109,9 @@ function encode(value: unknown): Value {
   if (typeof value === "boolean") return { booleanValue: value };
   if (typeof value === "number") return { integerValue: String(value) };
   if (Array.isArray(value)) return { arrayValue: { values: value.map(encode) } };
+  if (value !== null && typeof value === "object") {
+    return { mapValue: { fields: Object.fromEntries(Object.entries(value).map(([k, v]) => [k, encode(v)])) } };
+  }
   return { nullValue: null };
 }
 
@@ -118,6 +122,11 @@ export async function adminSet(path: string, data: Record<string, unknown>): Pro
   const fields = Object.fromEntries(Object.entries(data).map(([k, v]) => [k, encode(v)]));
   const response = await fetch(`${documentsUrl}/${path}`, { method: "PATCH", headers: ADMIN, body: JSON.stringify({ fields }) });
   if (!response.ok) throw new Error(`admin write ${path}: ${response.status} ${await response.text()}`);
+}
+
+export async function adminDelete(path: string): Promise<void> {
+  const response = await fetch(`${documentsUrl}/${path}`, { method: "DELETE", headers: ADMIN });
+  if (!response.ok) throw new Error(`admin delete ${path}: ${response.status} ${await response.text()}`);
 }
 
 export type AdminDoc = { name: string; fields: Record<string, Record<string, unknown>> };

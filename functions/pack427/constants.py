@@ -102,10 +102,28 @@ INBOX_HEAD_RETRIES = 50
 """Attempts to place a message in an inbox whose head moved under it (another
 delivery to the same user, a read, an ack)."""
 
-MAX_TRACKED_CHATS = 1_000
-"""Chats an inbox head keeps unread counts and read positions for. Beyond
-it, the fully read chats whose newest message is oldest are pruned: the
-head stays far below Firestore's 1 MiB per document (about 130 bytes a chat)."""
+MAX_TRACKED_CHATS = 500
+"""Chats an inbox head holds (unread count, read position, newest message). Past it, or past
+INBOX_HEAD_MAX_BYTES, the fully read chats whose newest message is oldest are pruned (their read
+position stays in their read receipt), and then the chats with unread messages that were least
+recently active are parked: each in its own document (`users/{uid}/inboxChats/{chatId}`), its
+unread count kept on the head in `parkedUnread` (see inbox.bounded). About 90 bytes a chat with
+Firebase ids."""
+
+INBOX_HEAD_MAX_BYTES = 256 * 1024
+"""The most an inbox head may take (Firestore's size: see store.document_size): a quarter of
+Firestore's 1 MiB a document, whatever the chats' ids, so that a fan-out chunk's commit of many
+heads stays sized (store.commits) and a listener's snapshot stays small."""
+
+COMMIT_MAX_WRITES = 500
+"""Firestore's limit on the writes of one commit."""
+
+COMMIT_MAX_BYTES = 3 * 1024 * 1024 + 512 * 1024
+"""The bytes one commit of the engine may take (store.commits), its documents' Firestore sizes and
+an allowance a write (store.WRITE_OVERHEAD_BYTES). Firestore refuses a request over 10 MiB, and
+the Firestore emulator's gRPC server one over 4 MiB (`gRPC message exceeds maximum size 4194304`):
+3.5 MiB holds on both, with room for what the allowance misses. It binds only for large heads
+(14 heads at their 256 KiB bound; a head of 500 chats of Firebase ids is about 45 KB, 80 of them)."""
 
 INLINE_MAX_RECIPIENTS = 50
 """Recipients a send places in their inboxes itself, in its own commit
@@ -121,8 +139,10 @@ that many races (a recipient's head, or the chat, moved first) goes through
 the queue."""
 
 FAN_OUT_CHUNK = 150
-"""Recipients one fan-out commit handles: up to three writes each (inbox
-entry, head, push entry) and the job's cursor, under 500 writes a commit."""
+"""Recipients one fan-out commit handles at most: up to three writes each (inbox
+entry, head, push entry) and the job's cursor. Fewer when their writes take more than
+COMMIT_MAX_WRITES or COMMIT_MAX_BYTES (large heads, parked chats): the chunk is cut where its
+commit would pass either (store.fitting), and the cursor moves by what was committed."""
 
 FAN_OUT_INLINE_BYTES = 256 * 1024
 """Bytes of recipient ids (Firestore's size of a string: its UTF-8 bytes and 1) a fan-out job

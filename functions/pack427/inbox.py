@@ -19,6 +19,19 @@ the state it changes: the counts are exact at every moment, never negative,
 and a duplicated delivery (refused by `create`) counts nothing. No trigger
 recounts after the fact.
 
+The head is bounded (`bounded`): at most MAX_TRACKED_CHATS chats and
+INBOX_HEAD_MAX_BYTES, whatever the number of chats with unread messages.
+Past either, fully read chats are pruned, then the least recently active
+chats with unread messages are parked: each in its own document
+(`users/{uid}/inboxChats/{chatId}`, ParkedChat), written in the commit that
+takes it off the head, which keeps the parked chats' unread total
+(`parkedUnread`) and number (`parkedChats`). A change to a chat the head does
+not hold, when it has parked chats, reads that chat's document first
+(`look_up`) and brings it back into the head, deleting the document in the
+same commit (`placed`, `read_to`); the commit is conditional on the head as
+ever, so parked counts are serialised with everything else and the total
+(the chats' and `parkedUnread`) is exact at every moment.
+
 The functions above the line are pure: what a head becomes. Below it, the
 reads and commits.
 """
@@ -26,7 +39,7 @@ reads and commits.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from firebase_functions import logger
@@ -38,7 +51,7 @@ from pydantic import ValidationError
 
 from . import constants, paths, store
 from .errors import FailedPrecondition
-from .models import ChatInbox, InboxAcks, InboxEntry, InboxHead, problems
+from .models import ChatInbox, InboxAcks, InboxEntry, InboxHead, ParkedChat, problems
 
 
 class InboxBusy(Exception):
@@ -61,16 +74,126 @@ class HeadUnusable(FailedPrecondition):
                          {"reason": INBOX_NEEDS_REPAIR})
 
 
-def unknown_read_positions(head: InboxHead, chat_ids: Iterable[str]) -> set[str]:
-    """Of `chat_ids`, the chats whose read position the head must be told (`placed`'s `read_positions`).
+@dataclass(frozen=True)
+class Lookup:
+    """What the documents beside a head say of chats it does not hold (`look_up`).
 
-    A chat the head does not track is new to the inbox (nothing read), unless
-    the head ever pruned chats: then it may be a pruned one, whose position
-    only its read receipt still holds.
+    Attributes:
+        chats: the chats looked up (each of `needs_lookup`'s).
+        parked: of those, the parked ones, as their inboxChats documents hold them.
+        positions: of the others, their read positions (from their read receipts; None: none).
     """
-    if not head.pruned:
+
+    chats: frozenset[str] = frozenset()
+    parked: dict[str, ChatInbox] = field(default_factory=dict)
+    positions: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What a change of a head writes: the head, and the parked chats' documents.
+
+    Attributes:
+        head: the head after the change, within its bounds (`bounded`).
+        park: chats moved out of the head by the change: their inboxChats documents, written.
+        unpark: chats brought back into the head and not parked again: their documents, deleted.
+    """
+
+    head: InboxHead
+    park: dict[str, ChatInbox] = field(default_factory=dict)
+    unpark: frozenset[str] = frozenset()
+
+
+def needs_lookup(head: InboxHead, chat_ids: Iterable[str]) -> set[str]:
+    """Of `chat_ids`, the chats a change must look up beside the head (`look_up`) before it decides.
+
+    A chat the head does not hold is new to the inbox (nothing read, nothing unread), unless the
+    head ever pruned chats (then its read position may be in its read receipt) or has parked
+    chats (then it may be one: its count is in its inboxChats document). A user with few chats
+    has neither, and nothing is looked up.
+    """
+    if not head.pruned and not head.parked_chats:
         return set()
     return {chat_id for chat_id in chat_ids if chat_id not in head.chats}
+
+
+def unparked(head: InboxHead, parked: dict[str, ChatInbox]) -> InboxHead:
+    """`head` with the `parked` chats (as their documents hold them) back in `chats`, their counts
+    out of `parkedUnread` and `parkedChats`."""
+    if not parked:
+        return head
+    return head.model_copy(update={
+        "chats": {**head.chats, **parked},
+        "parked_unread": max(head.parked_unread - sum(s.unread for s in parked.values()), 0),
+        "parked_chats": max(head.parked_chats - len(parked), 0),
+    })
+
+
+def chat_size(chat_id: str, state: ChatInbox) -> int:
+    """What one chat takes of a head's Firestore size (its key in `chats` and its map)."""
+    return store.string_size(chat_id) + store.value_size(state.to_firestore())
+
+
+def head_size(uid: str, head: InboxHead) -> int:
+    """The Firestore size of `uid`'s head `head` (store.document_size: its name, its fields)."""
+    return store.document_size(paths.inbox_head_name(uid), head.to_firestore())
+
+
+def bounded(
+    head: InboxHead, uid: str, *, max_chats: int | None = None, max_bytes: int | None = None,
+) -> tuple[InboxHead, dict[str, ChatInbox]]:
+    """`head` within `max_chats` chats and `max_bytes` bytes (default MAX_TRACKED_CHATS and
+    INBOX_HEAD_MAX_BYTES, as they are at the call), and the chats parked to get there.
+
+    While over either bound: first the fully read chats go, oldest newest-message first (pruned:
+    their read positions stay in their read receipts, `needs_lookup`); then the chats with unread
+    messages that were least recently active (oldest newest-message first) are parked: out of
+    `chats`, their counts added to `parkedUnread` and `parkedChats`, their states returned for
+    their inboxChats documents. So the total unread (the chats' and `parkedUnread`) is the same
+    before and after. The most recently active chat is the last to go.
+    """
+    max_chats = constants.MAX_TRACKED_CHATS if max_chats is None else max_chats
+    max_bytes = constants.INBOX_HEAD_MAX_BYTES if max_bytes is None else max_bytes
+    dumped = head.to_firestore()  # one dump: this runs on every change of every head
+    sizes = {chat_id: store.string_size(chat_id) + store.value_size(state)
+             for chat_id, state in dumped["chats"].items()}
+    total = store.document_size(paths.inbox_head_name(uid), {**dumped, "chats": {}}) + sum(sizes.values())
+    count = len(sizes)
+
+    def over() -> bool:
+        return count > max_chats or total > max_bytes
+
+    if not over():
+        return head, {}
+    by_age = sorted((s.last or "", chat_id) for chat_id, s in head.chats.items())
+    gone: set[str] = set()
+    parked: dict[str, ChatInbox] = {}
+    for _, chat_id in by_age:
+        if not over():
+            break
+        if head.chats[chat_id].unread == 0:
+            gone.add(chat_id)
+            count, total = count - 1, total - sizes[chat_id]
+    for _, chat_id in by_age[:-1]:  # never the most recently active
+        if not over():
+            break
+        if chat_id not in gone:
+            parked[chat_id] = head.chats[chat_id]
+            count, total = count - 1, total - sizes[chat_id]
+    chats = {chat_id: s for chat_id, s in head.chats.items() if chat_id not in gone and chat_id not in parked}
+    return head.model_copy(update={
+        "chats": chats,
+        "pruned": head.pruned or bool(gone),
+        "parked_unread": head.parked_unread + sum(s.unread for s in parked.values()),
+        "parked_chats": head.parked_chats + len(parked),
+    }), parked
+
+
+def settled(head: InboxHead, uid: str, *, unparked_chats: Iterable[str] = ()) -> Moved:
+    """What writing `head` (changed, maybe over its bounds) takes: the head within them, the chats
+    parked to get there, and the chats brought back (`unparked_chats`) whose documents go."""
+    within, parked = bounded(head, uid)
+    return Moved(within, parked, frozenset(set(unparked_chats) - parked.keys()))
 
 
 def placed(
@@ -79,35 +202,38 @@ def placed(
     entries: list[InboxEntry],
     *,
     now: datetime,
-    read_positions: dict[str, str | None] | None = None,
-) -> tuple[InboxHead, list[InboxEntry]]:
-    """The head after `entries` are added to `owner`'s inbox, and the entries numbered.
+    lookup: Lookup | None = None,
+) -> tuple[Moved, list[InboxEntry]]:
+    """The head after `entries` are added to `owner`'s inbox (within its bounds), and the entries numbered.
 
     Args:
         head: the head as read.
         owner: whose inbox; an entry of theirs (never the case in delivery) is not unread.
         entries: in the order they become visible; their `seq` is ignored.
         now: the head's `updatedAt`.
-        read_positions: the read positions of `unknown_read_positions` for the entries' chats.
+        lookup: what `look_up` found of the entries' chats that `needs_lookup`: a parked chat is
+            brought back into the head (its document deleted, unless parked again) and counted there.
 
     Raises:
-        ValueError: a read position the head needs was not given.
+        ValueError: a chat that needs a lookup was not looked up.
     """
-    read_positions = read_positions or {}
-    missing = unknown_read_positions(head, (e.chat_id for e in entries)) - read_positions.keys()
+    lookup = lookup or Lookup()
+    missing = needs_lookup(head, (e.chat_id for e in entries)) - lookup.chats
     if missing:
-        raise ValueError(f"read positions needed for chats {sorted(missing)}")
+        raise ValueError(f"lookups needed for chats {sorted(missing)}")
+    back = {chat_id: s for chat_id, s in lookup.parked.items() if chat_id not in head.chats}
+    head = unparked(head, back)
     numbered = [entry.model_copy(update={"seq": head.seq + 1 + i}) for i, entry in enumerate(entries)]
     chats = dict(head.chats)
     for entry in numbered:
-        state = chats.get(entry.chat_id) or ChatInbox(read_up_to=read_positions.get(entry.chat_id))
+        state = chats.get(entry.chat_id) or ChatInbox(read_up_to=lookup.positions.get(entry.chat_id))
         unread = entry.sender_id != owner and (state.read_up_to is None or entry.message_id > state.read_up_to)
         chats[entry.chat_id] = state.model_copy(
             update={"unread": state.unread + unread, "last": max(state.last or "", entry.message_id)}
         )
     last = numbered[-1]
     moved = head.model_copy(update={"seq": last.seq, "message_id": last.message_id, "chats": chats, "updated_at": now})
-    return pruned(moved), numbered
+    return settled(moved, owner, unparked_chats=back), numbered
 
 
 def contiguous(entries: list[InboxEntry], after_seq: int) -> list[InboxEntry]:
@@ -120,18 +246,28 @@ def contiguous(entries: list[InboxEntry], after_seq: int) -> list[InboxEntry]:
     return prefix
 
 
-def read_to(head: InboxHead, chat_id: str, position: str, unread: int, *, now: datetime) -> InboxHead:
-    """The head after the owner read `chat_id` up to `position`, `unread` messages left unread."""
+def read_to(
+    head: InboxHead, uid: str, chat_id: str, position: str, unread: int, *, now: datetime,
+    parked: ChatInbox | None = None,
+) -> Moved:
+    """The head after `uid` read `chat_id` up to `position`, `unread` messages left unread.
+
+    Args:
+        parked: the chat's parked state (its inboxChats document), if it is parked: it comes back
+            into the head, read, and the head is bounded again (it may be parked again).
+    """
+    back = {chat_id: parked} if parked is not None and chat_id not in head.chats else {}
+    head = unparked(head, back)
     state = head.chats.get(chat_id) or ChatInbox()
     chats = {**head.chats, chat_id: state.model_copy(update={"read_up_to": position, "unread": unread})}
-    return pruned(head.model_copy(update={"chats": chats, "updated_at": now}))
+    return settled(head.model_copy(update={"chats": chats, "updated_at": now}), uid, unparked_chats=back)
 
 
 def pruned(head: InboxHead, *, limit: int = constants.MAX_TRACKED_CHATS) -> InboxHead:
     """`head` with at most `limit` chats, if fully read ones can go: oldest newest-message first.
 
-    Chats with unread messages always stay. A dropped chat's read position
-    stays in its read receipt (`unknown_read_positions`).
+    Chats with unread messages stay (`bounded` parks them). A dropped chat's read position
+    stays in its read receipt (`needs_lookup`).
     """
     excess = len(head.chats) - limit
     if excess <= 0:
@@ -205,12 +341,71 @@ def receipt_position(doc: store.Read) -> str | None:
     return position if isinstance(position, str) and position else None
 
 
-def add_placement(db: Client, batch: WriteBatch, head: Head, moved: InboxHead, numbered: list[InboxEntry]) -> None:
+def look_up(db: Client, uid: str, head: InboxHead, chat_ids: Iterable[str]) -> Lookup:
+    """What `needs_lookup` says a change of `head` must know of `chat_ids`, in one round trip: the
+    parked chats' inboxChats documents (if the head has parked chats), the others' read receipts
+    (if it pruned chats). Read after the head: every write of those documents is in a commit
+    conditional on the head, so a commit conditional on the head as read decided on them as read.
+    """
+    wanted = sorted(needs_lookup(head, chat_ids))
+    parked_refs = {c: paths.inbox_chat(db, uid, c) for c in wanted} if head.parked_chats else {}
+    receipt_refs = {c: paths.read_receipt(db, c, uid) for c in wanted} if head.pruned else {}
+    found = store.read(db, [*parked_refs.values(), *receipt_refs.values()])
+    parked: dict[str, ChatInbox] = {}
+    for chat_id, ref in parked_refs.items():
+        doc = found[ref.path]
+        if doc.exists:
+            try:
+                parked[chat_id] = ParkedChat.model_validate({"chatId": chat_id, **doc.data}).state()
+            except ValidationError as err:  # a hand edit: counted as a new chat; recalculation repairs it
+                logger.error(f"parked chat {ref.path} is unusable: {problems(err)[:300]}", event="PARKED_CHAT_UNUSABLE",
+                             uid=uid)
+                parked[chat_id] = ChatInbox()
+    positions = {c: receipt_position(found[ref.path]) for c, ref in receipt_refs.items() if c not in parked}
+    return Lookup(frozenset(wanted), parked, positions)
+
+
+def parked_document(chat_id: str, state: ChatInbox, now: datetime | None) -> dict:
+    """The inboxChats document of a chat parked at `now`."""
+    return ParkedChat(chat_id=chat_id, unread=state.unread, read_up_to=state.read_up_to, last=state.last,
+                      parked_at=now).to_firestore()
+
+
+def add_moved(db: Client, batch: WriteBatch, head: Head, moved: Moved) -> None:
+    """Add to `batch` the head's move to `moved.head`, conditional on the head being as read, and the
+    writes of the chats it parks and the deletes of those it brought back (serialised by that
+    condition: nothing writes them but a commit conditional on the head)."""
+    store.write_if_unchanged(db, batch, head.doc, moved.head.to_firestore())
+    for chat_id, state in moved.park.items():
+        batch.set(paths.inbox_chat(db, head.uid, chat_id), parked_document(chat_id, state, moved.head.updated_at))
+    for chat_id in sorted(moved.unpark):
+        batch.delete(paths.inbox_chat(db, head.uid, chat_id))
+
+
+def moved_cost(uid: str, moved: Moved) -> store.Cost:
+    """What `add_moved` adds to a commit (store.commits)."""
+    cost = store.Cost.of_write(paths.inbox_head_name(uid), moved.head.to_firestore())
+    for chat_id, state in moved.park.items():
+        cost += store.Cost.of_write(paths.inbox_chat_name(uid, chat_id), parked_document(chat_id, state, None))
+    for chat_id in moved.unpark:
+        cost += store.Cost.of_write(paths.inbox_chat_name(uid, chat_id))
+    return cost
+
+
+def add_placement(db: Client, batch: WriteBatch, head: Head, moved: Moved, numbered: list[InboxEntry]) -> None:
     """Add to `batch` the creation of `numbered` and the head's move to `moved`
     (as `placed` gave them), conditional on the head being as read."""
     for entry in numbered:
         batch.create(paths.inbox_entry(db, head.uid, entry.message_id), entry.to_firestore())
-    store.write_if_unchanged(db, batch, head.doc, moved.to_firestore())
+    add_moved(db, batch, head, moved)
+
+
+def placement_cost(uid: str, moved: Moved, numbered: list[InboxEntry]) -> store.Cost:
+    """What `add_placement` adds to a commit (store.commits)."""
+    cost = moved_cost(uid, moved)
+    for entry in numbered:
+        cost += store.Cost.of_write(paths.inbox_entry_name(uid, entry.message_id), entry.to_firestore())
+    return cost
 
 
 def place(
@@ -241,9 +436,9 @@ def place(
 
     def attempt(_: int) -> list[WriteResult] | None:
         head = heads(db, [uid])[uid]
-        unknown = unknown_read_positions(head.state, (e.chat_id for e in entries))
-        positions = read_positions(db, uid, unknown) if unknown else None
-        moved, numbered = placed(head.state, uid, entries, now=now, read_positions=positions)
+        unknown = needs_lookup(head.state, (e.chat_id for e in entries))
+        lookup = look_up(db, uid, head.state, unknown) if unknown else None
+        moved, numbered = placed(head.state, uid, entries, now=now, lookup=lookup)
         batch = db.batch()
         add_writes(batch, numbered)
         add_placement(db, batch, head, moved, numbered)

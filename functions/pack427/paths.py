@@ -24,9 +24,34 @@ def inbox_entry(db: Client, uid: str, message_id: str) -> DocumentReference:
     return inbox(db, uid).document(message_id)
 
 
+def inbox_entry_name(uid: str, message_id: str) -> str:
+    """An inbox entry's document name (for the size of a commit that writes it)."""
+    return f"users/{uid}/inbox/{message_id}"
+
+
 def inbox_head(db: Client, uid: str) -> DocumentReference:
     """`users/{uid}/inboxHead/current`: seq, unread counts and read positions (see InboxHead)."""
     return user(db, uid).collection("inboxHead").document("current")
+
+
+def inbox_head_name(uid: str) -> str:
+    """The inbox head's document name (its Firestore size counts toward its bound, see inbox)."""
+    return f"users/{uid}/inboxHead/current"
+
+
+def inbox_chats(db: Client, uid: str) -> CollectionReference:
+    """`users/{uid}/inboxChats`: the chats parked out of the inbox head (see ParkedChat)."""
+    return user(db, uid).collection("inboxChats")
+
+
+def inbox_chat(db: Client, uid: str, chat_id: str) -> DocumentReference:
+    """`users/{uid}/inboxChats/{chatId}`: one parked chat's unread count and read position."""
+    return inbox_chats(db, uid).document(chat_id)
+
+
+def inbox_chat_name(uid: str, chat_id: str) -> str:
+    """A parked chat's document name (for the size of a commit that writes it)."""
+    return f"users/{uid}/inboxChats/{chat_id}"
 
 
 def inbox_acks(db: Client, uid: str) -> DocumentReference:

@@ -20,6 +20,7 @@ DOCUMENTS = {
     "users/bob": {"region": "EU", "ageVerified18Plus": True, "blockedUsers": ["mallory"]},
     "users/bob/inbox/m1": {"messageId": "m1", "chatId": "c1", "senderId": "alice", "seq": 1},
     "users/bob/inboxHead/current": {"seq": 1, "messageId": "m1", "chats": {"c1": {"unread": 1, "last": "m1"}}},
+    "users/bob/inboxChats/c9": {"chatId": "c9", "unread": 3, "last": "m0"},  # a chat parked out of the head
     "chats/c1": {"participants": ["alice", "bob"]},
     "chats/c1/messages/m1": {"id": "m1", "chatId": "c1", "senderId": "alice", "text": "hi"},
     "chats/c1/readReceipts/bob": {"chatId": "c1", "userId": "bob", "readUpToMessageId": "m1"},
@@ -46,6 +47,7 @@ READABLE = [
     ("users/bob", "bob", "alice"),
     ("users/bob/inbox/m1", "bob", "alice"),
     ("users/bob/inboxHead/current", "bob", "alice"),
+    ("users/bob/inboxChats/c9", "bob", "alice"),
     ("chats/c1", "bob", "mallory"),
     ("chats/c1/messages/m1", "bob", "mallory"),
     ("chats/c1/readReceipts/bob", "alice", "mallory"),
@@ -102,7 +104,7 @@ def test_no_client_writes_anything(api, path):
 
 
 def test_lists_of_a_users_own_collections(api):
-    for collection in ("users/bob/inbox", "users/bob/inboxHead"):
+    for collection in ("users/bob/inbox", "users/bob/inboxHead", "users/bob/inboxChats"):
         assert api.query(collection, "bob")[0] == 200, collection
         assert api.query(collection, "alice")[0] == 403, collection
         assert api.query(collection, None)[0] == 403, collection

@@ -274,6 +274,11 @@ def run_every_query(db, monkeypatch) -> None:
     unread.mark_as_read(db, "bob", MarkAsReadRequest(chatId="g", readUpToMessageId=sent[0]), now=now)
     unread.unread_counts(db, "bob")
     unread.recalculate(db, "bob", now=now)
+    # A head past its bound (inbox.bounded) has parked chats: they are listed and recounted.
+    db.document("users/erin/inboxHead/current").set({"seq": 1, "chats": {}, "parkedChats": 1, "parkedUnread": 1})
+    db.document("users/erin/inboxChats/g").set({"chatId": "g", "unread": 1, "last": sent[0]})
+    unread.unread_counts(db, "erin")
+    unread.recalculate(db, "erin", now=now)
 
     typing_state.update_typing_state(db, "bob", UpdateTypingStateRequest(chatId="g", isTyping=True), now=now)
     typing_state.get_typing_users(db, "alice", GetTypingUsersRequest(chatId="g"), now=now)

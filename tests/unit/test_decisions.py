@@ -33,19 +33,20 @@ def entry(message_id: str, chat_id: str = "c1", sender: str = "alice") -> InboxE
 
 def test_placing_numbers_after_the_head_and_counts_each_entry_unread_in_its_chat():
     a, b, c = ids(3)
-    head, numbered = inbox.placed(InboxHead(), "bob", [entry(a), entry(b, "c2"), entry(c)], now=T0)
+    moved, numbered = inbox.placed(InboxHead(), "bob", [entry(a), entry(b, "c2"), entry(c)], now=T0)
+    head = moved.head
     assert [e.seq for e in numbered] == [1, 2, 3]
     assert (head.seq, head.message_id, head.updated_at) == (3, c, T0)
     assert head.chats == {"c1": ChatInbox(unread=2, last=c), "c2": ChatInbox(unread=1, last=b)}
 
-    head, numbered = inbox.placed(head, "bob", [entry(str(ULID.from_datetime(T0 + timedelta(minutes=1))))], now=T0)
-    assert numbered[0].seq == 4 and head.chats["c1"].unread == 3
+    moved, numbered = inbox.placed(head, "bob", [entry(str(ULID.from_datetime(T0 + timedelta(minutes=1))))], now=T0)
+    assert numbered[0].seq == 4 and moved.head.chats["c1"].unread == 3 and not moved.park and not moved.unpark
 
 
 def test_an_entry_at_or_before_the_read_position_and_an_own_entry_are_not_unread():
     a, b, c, own = ids(4)
     head = InboxHead(seq=7, chats={"c1": ChatInbox(unread=0, read_up_to=b, last=b)})
-    head, _ = inbox.placed(head, "bob", [entry(a), entry(b), entry(c), entry(own, sender="bob")], now=T0)
+    head = inbox.placed(head, "bob", [entry(a), entry(b), entry(c), entry(own, sender="bob")], now=T0)[0].head
     assert head.chats["c1"] == ChatInbox(unread=1, read_up_to=b, last=own)
     assert head.seq == 11
 
@@ -53,10 +54,10 @@ def test_an_entry_at_or_before_the_read_position_and_an_own_entry_are_not_unread
 def test_reading_sets_the_position_and_the_count_and_keeps_the_rest():
     a, b = ids(2)
     head = InboxHead(seq=2, chats={"c1": ChatInbox(unread=2, last=b), "c2": ChatInbox(unread=5, last=a)})
-    read = inbox.read_to(head, "c1", a, 1, now=T0)
+    read = inbox.read_to(head, "bob", "c1", a, 1, now=T0).head
     assert read.chats == {"c1": ChatInbox(unread=1, read_up_to=a, last=b), "c2": ChatInbox(unread=5, last=a)}
     assert (read.seq, read.updated_at) == (2, T0)
-    assert inbox.read_to(InboxHead(), "new", a, 0, now=T0).chats == {"new": ChatInbox(read_up_to=a)}
+    assert inbox.read_to(InboxHead(), "bob", "new", a, 0, now=T0).head.chats == {"new": ChatInbox(read_up_to=a)}
 
 
 def test_pruning_drops_the_oldest_fully_read_chats_only_and_then_needs_read_positions():
@@ -70,12 +71,13 @@ def test_pruning_drops_the_oldest_fully_read_chats_only_and_then_needs_read_posi
     assert len(inbox.pruned(InboxHead(chats=unread_only), limit=4).chats) == 6
     # Once pruned, a chat the head does not track may have a read position: it must be given.
     late = entry(stamps[0], "c0")
-    assert inbox.unknown_read_positions(head, ["c0", "c5"]) == {"c0"}
-    with pytest.raises(ValueError, match="read positions"):
+    assert inbox.needs_lookup(head, ["c0", "c5"]) == {"c0"}
+    with pytest.raises(ValueError, match="lookups needed"):
         inbox.placed(head, "bob", [late], now=T0)
-    moved, _ = inbox.placed(head, "bob", [late], now=T0, read_positions={"c0": stamps[0]})
-    assert moved.chats["c0"] == ChatInbox(unread=0, read_up_to=stamps[0], last=stamps[0])
-    assert inbox.unknown_read_positions(InboxHead(), ["c0"]) == set()
+    lookup = inbox.Lookup(frozenset({"c0"}), positions={"c0": stamps[0]})
+    moved, _ = inbox.placed(head, "bob", [late], now=T0, lookup=lookup)
+    assert moved.head.chats["c0"] == ChatInbox(unread=0, read_up_to=stamps[0], last=stamps[0])
+    assert inbox.needs_lookup(InboxHead(), ["c0"]) == set()
 
 
 def test_a_damaged_count_reads_as_zero():

@@ -21,6 +21,10 @@ Delivery, unread counts, sync and pushes are then those of any message.
   the last one taken (`lastMessage`) and older than its own, oldest first,
   up to CATCH_UP of them. One created later with an older id (or beyond
   CATCH_UP such) is delivered late, after the newer ones, never lost.
+  Each commit is sized by its writes and bytes (store.fitting: a message of
+  a 10,000-member group takes its job and parts, about 5 MB with long ids):
+  the oldest messages that fit are taken first, in one commit, and the
+  rest, its own message last, in the commits that follow.
 - Blocks and 18+: a sender who is not a participant or not verified 18+, and
   a document that is not a message (no senderId, no content), is refused:
   the message is marked `intake: "refused"` with `intakeRefusal` and
@@ -119,21 +123,26 @@ def take(db: Client, chat_id: str, message_id: str, *, now: datetime | None = No
     """
     chat_ref, message_ref = paths.chat(db, chat_id), paths.chat_message(db, chat_id, message_id)
 
-    def attempt(_: int) -> Taken:
+    def attempt(_: int) -> tuple[Taken, bool]:
+        """What one commit took, and whether the own message is done (taken, refused, or not to take)."""
         found = store.read(db, [chat_ref, message_ref])
         own = found[message_ref.path]
         if not own.exists or own.data.get("intake"):
-            return Taken([], {})
+            return Taken([], {}), True
         try:
             loaded = chat_core.chat_of(chat_id, found[chat_ref.path])
         except EngineError as err:
             logger.error(f"chat-core message {message_ref.path} has no usable chat: {err}")
-            return Taken([], {})
+            return Taken([], {}), True
         chat = loaded.chat
         last = chat.last_message.message_id if chat.last_message else None
         docs = [*_older_not_taken(db, chat_id, after=last, before=message_id), own]
+        sender_ids = [d.data["senderId"] for d in docs if is_document_id(d.data.get("senderId"))]
+        senders = chat_core.load_users(db, sender_ids)
+        costs = [_take_cost(db, doc, chat, senders) for doc in docs]
+        docs = docs[:store.fitting(costs, reserve=store.Cost.of_write(chat_ref.path, CHAT_UPDATE_ALLOWANCE))]
         batch = db.batch()
-        taken, newest = _add_takes(db, batch, docs, chat)
+        taken, newest = _add_takes(db, batch, docs, chat, senders)
         fields: dict = {"fanOutPending": True, "deliveryQueued": True} if taken.accepted else {}
         if newest is not None and (last is None or newest.id > last):
             fields["lastMessage"] = send_plan.last_message(newest).to_firestore()
@@ -143,26 +152,48 @@ def take(db: Client, chat_id: str, message_id: str, *, now: datetime | None = No
         for doc in docs:
             if doc.ref.id in taken.refused:
                 _audit_refusal(db, chat_id, doc, taken.refused[doc.ref.id], now or clock.now())
-        return taken
+        return taken, docs[-1].ref.id == message_id
 
-    return store.retry_on_conflict(
-        attempt, attempts=constants.SEND_CONFLICT_RETRIES, pause_s=constants.SEND_CONFLICT_BACKOFF_SECONDS,
-        pause_cap_s=constants.SEND_CONFLICT_BACKOFF_CAP_SECONDS,
-        give_up=lambda: Aborted(f"chat {chat_id!r} kept changing while its message {message_id} was taken"),
-    )
+    result = Taken([], {})
+    while True:  # one commit, or more when the messages' jobs take more than one commit holds
+        taken, done = store.retry_on_conflict(
+            attempt, attempts=constants.SEND_CONFLICT_RETRIES, pause_s=constants.SEND_CONFLICT_BACKOFF_SECONDS,
+            pause_cap_s=constants.SEND_CONFLICT_BACKOFF_CAP_SECONDS,
+            give_up=lambda: Aborted(f"chat {chat_id!r} kept changing while its message {message_id} was taken"),
+        )
+        result.accepted.extend(taken.accepted)
+        result.refused.update(taken.refused)
+        if done:
+            return result
+
+
+CHAT_UPDATE_ALLOWANCE = {"lastMessage": "x" * 20_000, "fanOutPending": True, "deliveryQueued": True}
+"""What a take's update of the chat may write, at most (its lastMessage holds the text): for its size."""
+
+
+def _take_cost(db: Client, doc: store.Read, chat: Chat, senders: dict[str, UserProfile]) -> store.Cost:
+    """What `_add_takes` writes for `doc` (store.fitting): its mark, and if accepted its fan-out job."""
+    found = _message_of(doc, chat.participants, senders)
+    if isinstance(found, str):
+        return store.Cost.of_write(doc.ref.path, {"intake": REFUSED, "intakeRefusal": found})
+    recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != found.sender_id]
+    origin = routing.home_region(found.sender_id, senders[found.sender_id])
+    return (store.Cost.of_write(doc.ref.path, found.to_firestore())
+            + fan_out.job_cost(db, found, recipients, origin=origin))
 
 
 def _add_takes(
-    db: Client, batch: WriteBatch, docs: list[store.Read], chat: Chat
+    db: Client, batch: WriteBatch, docs: list[store.Read], chat: Chat, senders: dict[str, UserProfile]
 ) -> tuple[Taken, ChatMessage | None]:
     """Add to `batch`, for each of `docs` (oldest first), its mark (conditional on the
     document as read) and, if accepted, its fan-out job.
 
+    Args:
+        senders: the profiles of the documents' senders.
+
     Returns:
         What was taken, and the newest message accepted (None if none was).
     """
-    sender_ids = [d.data["senderId"] for d in docs if is_document_id(d.data.get("senderId"))]
-    senders = chat_core.load_users(db, sender_ids)
     taken = Taken([], {})
     newest: ChatMessage | None = None
     for doc in docs:

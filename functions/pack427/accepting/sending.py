@@ -302,9 +302,11 @@ def _commit_send(
         created_at=now,
     )
     heads = {uid: inbox.Head.of(uid, store.Read.of(others[ref.path])) for uid, ref in head_refs.items()}
-    # A damaged head (see inbox.Head) or a pruned chat's position: that recipient goes through the queue.
+    # A damaged head (see inbox.Head), a pruned chat's position or a chat the head may have parked:
+    # that recipient goes through the queue (whose delivery looks the chat up, inbox.look_up).
     unknown = {uid for uid in recipients if uid in heads and (
-        not heads[uid].usable or inbox.unknown_read_positions(heads[uid].state, [message.chat_id]))}
+        not heads[uid].usable or inbox.needs_lookup(heads[uid].state, [message.chat_id]))}
+    unknown |= _past_commit_bytes(message, [uid for uid in recipients if uid in heads and uid not in unknown], heads)
     plan = send_plan.plan_delivery(chat, recipients, place=place, needs_read_position=unknown,
                          queue_checked_empty=checking is not None and not checking.result())
     batch = db.batch()
@@ -323,6 +325,25 @@ def _commit_send(
         admitted.add_writes(batch, message.id)
     batch.commit()
     return SendMessageResult(messageId=message.id, status=ACCEPTED, duplicate=False)
+
+
+def _past_commit_bytes(message: ChatMessage, placeable: list[str], heads: dict[str, inbox.Head]) -> set[str]:
+    """Of the recipients the send may place, those its commit cannot hold (store.fitting: writes
+    and COMMIT_MAX_BYTES): each placement rewrites the recipient's head, up to INBOX_HEAD_MAX_BYTES
+    each. They go through the queue. Each is reckoned at its head as read, the message three times
+    (entry, push entry, the head's growth) and room for the chats its head may park."""
+    if not placeable:
+        return set()
+    size = store.value_size(message.to_firestore())
+    costs = [store.Cost(3, store.document_size(heads[uid].doc.ref.path, heads[uid].doc.data)
+                        + 3 * size + SEND_PLACEMENT_ROOM) for uid in placeable]
+    fitting = store.fitting(costs, reserve=store.Cost(6, 4 * size + SEND_PLACEMENT_ROOM))
+    return set(placeable[fitting:])
+
+
+SEND_PLACEMENT_ROOM = 4096
+"""What a placement by the send is reckoned to add beside the head as read and the message (the
+head's chat entry, parked chats' documents, each write's allowance), and the send's own writes'."""
 
 
 def _commit_schedule(

@@ -38,9 +38,11 @@ too, so a later small send asks the queue before it places (see sending).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from firebase_functions import logger
 from google.cloud.firestore import Client, WriteBatch
@@ -153,6 +155,19 @@ def add_job(db: Client, batch: WriteBatch, message: ChatMessage, recipients: lis
     batch.create(paths.fan_out(db, message.chat_id, message.id), job.to_firestore())
     for k, part in enumerate(parts, start=1):
         batch.create(paths.fan_out_part(db, message.chat_id, message.id, k), FanOutPart(recipients=part).to_firestore())
+
+
+def job_cost(db: Client, message: ChatMessage, recipients: list[str], *, origin: Region) -> store.Cost:
+    """What `add_job` adds to a commit (store.commits): the job and its parts, by their sizes."""
+    inline, parts = split_recipients(recipients, inline_bytes=constants.FAN_OUT_INLINE_BYTES,
+                                     part_bytes=constants.FAN_OUT_PART_BYTES)
+    job = FanOut(chat_id=message.chat_id, message=message, recipients=inline, parts=len(parts), origin=origin,
+                 created_at=message.created_at, updated_at=message.created_at)
+    cost = store.Cost.of_write(paths.fan_out(db, message.chat_id, message.id).path, job.to_firestore())
+    for k, part in enumerate(parts, start=1):
+        cost += store.Cost.of_write(paths.fan_out_part(db, message.chat_id, message.id, k).path,
+                                    FanOutPart(recipients=part).to_firestore())
+    return cost
 
 
 def on_created(db: Client, snapshot: DocumentSnapshot | None) -> None:
@@ -275,7 +290,7 @@ def _run_job(db: Client, first: Job, *, now: datetime | None) -> int:
             following = job.recipients[job.fan_out.next + len(job.chunk):][:constants.FAN_OUT_CHUNK]
             upcoming = prefetch.submit(_read_chunk, db, following, waiting, place=True) if following else None
             try:
-                moved = _commit_chunk(db, job, sender, reads, now=now or clock.now())
+                moved, taken = _commit_chunk(db, job, sender, reads, now=now or clock.now())
             except store.Conflict:
                 if upcoming is not None:
                     upcoming.cancel()
@@ -286,10 +301,14 @@ def _run_job(db: Client, first: Job, *, now: datetime | None) -> int:
                 if job is not None:
                     reads = _read_chunk(db, job.chunk, waiting, place=lost_races < constants.FAN_OUT_PLACE_ATTEMPTS)
                 continue
-            handled += len(job.chunk)
+            handled += taken
             job, lost_races = moved, 0
-            if job is not None and upcoming is not None:  # more members: `following` was read meanwhile
-                reads = upcoming.result()
+            if job is not None and upcoming is not None and job.chunk == following:
+                reads = upcoming.result()  # more members: `following` was read meanwhile
+            elif job is not None:  # the commit held less than a chunk (store.fitting): the rest is next
+                if upcoming is not None:
+                    upcoming.cancel()
+                reads = _read_chunk(db, job.chunk, waiting, place=True)
     return handled
 
 
@@ -315,8 +334,21 @@ def _read_chunk(db: Client, chunk: list[str], waiting: set[str] | None, *, place
     return ChunkReads(users, heads)
 
 
-def _commit_chunk(db: Client, job: Job, sender: UserProfile, reads: ChunkReads, *, now: datetime) -> Job | None:
-    """Commit the job's next chunk and the move of its cursor (or its deletion after the last).
+CHUNK_RESERVE = store.Cost(2, 4096)
+"""What a chunk's commit writes besides its members' writes: the cursor's move (or the job's
+delete), and the deletes of the job's parts (added per part)."""
+
+
+def _commit_chunk(
+    db: Client, job: Job, sender: UserProfile, reads: ChunkReads, *, now: datetime
+) -> tuple[Job | None, int]:
+    """Commit the job's next chunk, as much of it as one commit holds, and the move of its cursor
+    past it (or the job's deletion after the last).
+
+    The members' writes are sized (store.fitting: COMMIT_MAX_WRITES writes, COMMIT_MAX_BYTES): a
+    member whose head is large (many chats, long ids) takes more of the commit, and the chunk ends
+    where the next member would pass either bound; the cursor moves by the members committed, so
+    the rest are the next chunk's. At least one member a commit.
 
     Args:
         sender: the sender's profile (blocks).
@@ -324,14 +356,28 @@ def _commit_chunk(db: Client, job: Job, sender: UserProfile, reads: ChunkReads, 
         now: the delivery time.
 
     Returns:
-        The job as this commit left it; None if it was the last chunk.
+        The job as this commit left it (None if it was the last chunk), and the members committed.
 
     Raises:
         store.Conflict: the job or a head changed since it was read; nothing was written.
     """
-    fan_out, message, chunk = job.fan_out, job.fan_out.message, job.chunk
-    allowed = [uid for uid in chunk if not policy.blocked_between(message.sender_id, sender, uid, reads.users[uid])]
-    moved = fan_out.model_copy(update={"next": fan_out.next + len(chunk), "updated_at": now})
+    fan_out, message = job.fan_out, job.fan_out.message
+    units: list[tuple[store.Cost, Callable[[WriteBatch], None] | None]] = []
+    for uid in job.chunk:
+        if policy.blocked_between(message.sender_id, sender, uid, reads.users[uid]):
+            units.append((store.Cost(), None))
+            continue
+        head = reads.heads.get(uid)
+        if head is not None and head.usable and not inbox.needs_lookup(head.state, [fan_out.chat_id]):
+            placed = placing.placement(db, message, head, reads.users[uid], origin=fan_out.origin, via="fanOut",
+                                       now=now)
+            units.append((placed.cost(db), partial(placing.add_placement, db, placed=placed, actor=ACTOR)))
+        else:
+            entry = placing.queue_entry(db, message, uid, reads.users[uid], origin=fan_out.origin)
+            units.append((queue.entry_cost(db, entry), partial(queue.add_enqueue, db, entry=entry, actor=ACTOR)))
+    reserve = CHUNK_RESERVE + store.Cost(fan_out.parts, 256 * fan_out.parts)
+    taken = store.fitting([cost for cost, _ in units], reserve=reserve)
+    moved = fan_out.model_copy(update={"next": fan_out.next + taken, "updated_at": now})
     last = moved.next >= len(job.recipients)
     batch = db.batch()
     if last:
@@ -340,15 +386,10 @@ def _commit_chunk(db: Client, job: Job, sender: UserProfile, reads: ChunkReads, 
             batch.delete(paths.fan_out_part(db, fan_out.chat_id, message.id, k))
     else:
         store.update_if_unchanged(db, batch, job.doc.ref, job.doc.time, {"next": moved.next, "updatedAt": now})
-    for uid in allowed:
-        head = reads.heads.get(uid)
-        if head is not None and head.usable and not inbox.unknown_read_positions(head.state, [fan_out.chat_id]):
-            placing.add_placed(db, batch, message, head, reads.users[uid], origin=fan_out.origin, via="fanOut",
-                               actor=ACTOR, now=now)
-        else:
-            entry = placing.queue_entry(db, message, uid, reads.users[uid], origin=fan_out.origin)
-            queue.add_enqueue(db, batch, entry, actor=ACTOR)
+    for _, add in units[:taken]:
+        if add is not None:
+            add(batch)
     results = store.commit(batch)
     if last:
-        return None
-    return job.moved(store.Read(job.doc.ref, moved.to_firestore(), results[0].update_time))
+        return None, taken
+    return job.moved(store.Read(job.doc.ref, moved.to_firestore(), results[0].update_time)), taken

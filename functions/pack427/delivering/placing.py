@@ -14,11 +14,12 @@ the same in an inbox and a queue whichever path it took:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from google.cloud.firestore import Client, WriteBatch
 
-from .. import inbox, paths, routing
+from .. import inbox, paths, routing, store
 from ..models import ChatMessage, InboxEntry, QueuedMessage, Region, TransportMetadata, UserProfile
 from . import queue
 
@@ -93,6 +94,49 @@ def inbox_entry(
     )
 
 
+@dataclass(frozen=True)
+class Placement:
+    """What placing one message in one recipient's inbox writes (`add_placement`), decided on their
+    head as read: the entry numbered, the head's move (and the chats it parks), the push entry."""
+
+    head: inbox.Head
+    moved: inbox.Moved
+    numbered: list[InboxEntry]
+    push: QueuedMessage | None
+
+    def cost(self, db: Client) -> store.Cost:
+        """What its writes add to a commit (store.commits)."""
+        cost = inbox.placement_cost(self.head.uid, self.moved, self.numbered)
+        return cost + queue.entry_cost(db, self.push) if self.push is not None else cost
+
+
+def placement(
+    db: Client,
+    message: ChatMessage,
+    head: inbox.Head,
+    recipient: UserProfile,
+    *,
+    origin: Region,
+    via: str,
+    now: datetime,
+) -> Placement:
+    """The message's placement in `head`'s owner's inbox (see add_placed for the arguments)."""
+    entry = inbox_entry(db, message, head.uid, recipient, via=via, now=now)
+    moved, numbered = inbox.placed(head.state, head.uid, [entry], now=now)
+    push = None
+    if push_tokens(recipient):
+        push = queue_entry(db, message, head.uid, recipient, origin=origin)
+        push = push.model_copy(update={"awaiting_inbox": False, "inbox_seq": numbered[0].seq, "placed_by_send": True})
+    return Placement(head, moved, numbered, push)
+
+
+def add_placement(db: Client, batch: WriteBatch, placed: Placement, *, actor: str) -> None:
+    """Add `placed`'s writes to `batch` (the head's move conditional on the head as read)."""
+    inbox.add_placement(db, batch, placed.head, placed.moved, placed.numbered)
+    if placed.push is not None:
+        queue.add_enqueue(db, batch, placed.push, actor=actor)
+
+
 def add_placed(
     db: Client,
     batch: WriteBatch,
@@ -106,22 +150,17 @@ def add_placed(
     now: datetime,
 ) -> None:
     """Add to `batch` the message's inbox entry for `head`'s owner and the head's move
-    (conditional on the head as read), and, if the recipient is offline with devices,
-    a queue entry that carries only the push (its trigger sends it, with retries).
+    (conditional on the head as read; with the chats it parks, inbox.bounded), and, if the
+    recipient is offline with devices, a queue entry that carries only the push (its trigger
+    sends it, with retries).
 
     Args:
         head: the recipient's inbox head as read; its chats must not need a
-            read position (inbox.unknown_read_positions).
+            lookup (inbox.needs_lookup).
         recipient: their profile as read.
         origin: the sender's home region.
         via: recorded on the inbox entry (`send`, `fanOut`).
         actor: recorded in the push entry's history.
         now: the delivery's time (the send's: the message's creation).
     """
-    entry = inbox_entry(db, message, head.uid, recipient, via=via, now=now)
-    moved, numbered = inbox.placed(head.state, head.uid, [entry], now=now)
-    inbox.add_placement(db, batch, head, moved, numbered)
-    if push_tokens(recipient):
-        push = queue_entry(db, message, head.uid, recipient, origin=origin)
-        push = push.model_copy(update={"awaiting_inbox": False, "inbox_seq": numbered[0].seq, "placed_by_send": True})
-        queue.add_enqueue(db, batch, push, actor=actor)
+    add_placement(db, batch, placement(db, message, head, recipient, origin=origin, via=via, now=now), actor=actor)

@@ -109,6 +109,17 @@ def add_enqueue(db: Client, batch: WriteBatch, entry: QueuedMessage, *, actor: s
     batch.create(paths.queue_entry(db, entry.target_region, entry.id), with_history(entry, actor=actor).to_firestore())
 
 
+HISTORY_EVENT_BYTES = 1024
+"""An allowance for the history event a state change appends to an entry (store.commits)."""
+
+
+def entry_cost(db: Client, entry: QueuedMessage) -> store.Cost:
+    """What a write of `entry` (its creation, or a change of its state: never more than the whole
+    entry and one history event) adds to a commit (store.commits)."""
+    return store.Cost.of_write(paths.queue_entry(db, entry.target_region, entry.id).path,
+                               entry.to_firestore()) + store.Cost(0, HISTORY_EVENT_BYTES)
+
+
 def enqueue(db: Client, entries: list[QueuedMessage], *, actor: str) -> int:
     """Put `entries` on their queues. Idempotent: an entry already there is left as it is.
 

@@ -69,7 +69,7 @@ from .chats import (
     UserProfile,
 )
 from .ids import DocumentId, DocumentIdError, UlidString, check_document_id, is_document_id
-from .inboxes import ChatInbox, InboxAcks, InboxEntry, InboxHead, ReadReceipt
+from .inboxes import ChatInbox, InboxAcks, InboxEntry, InboxHead, ParkedChat, ReadReceipt
 from .operability import (
     ChatRepairReport,
     EngineMode,
@@ -121,6 +121,7 @@ __all__ = [
     "ChatInbox",
     "InboxAcks",
     "InboxHead",
+    "ParkedChat",
     "ReadReceipt",
     "Platform",
     "DeviceSyncState",

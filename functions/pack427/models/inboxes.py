@@ -83,8 +83,18 @@ class InboxHead(Document):
         chats: per chat with entries in the inbox, its unread count, read
             position and newest message; fully read chats beyond
             MAX_TRACKED_CHATS are pruned, oldest first.
+            Bounded to MAX_TRACKED_CHATS chats and INBOX_HEAD_MAX_BYTES
+            (inbox.bounded): past either, fully read chats are pruned, then
+            the least recently active chats with unread messages are parked.
         pruned: chats were pruned: a chat not tracked may have a read
             position, in its read receipt.
+        parked_unread: the unread messages of the parked chats, together: the
+            user's total unread is the sum of `chats`' and this, exact at
+            every moment (a parked chat's count moves only in a commit
+            conditional on this head, which moves this sum with it).
+        parked_chats: how many chats are parked (`users/{uid}/inboxChats/{chatId}`,
+            ParkedChat); a chat the head does not hold may be one of them
+            when this is not 0 (and only then is that collection read).
 
     The devices' acknowledged position is not here but in InboxAcks: an ack then
     never moves the head that every placement's commit is conditional on.
@@ -96,7 +106,30 @@ class InboxHead(Document):
     message_id: str | None = None
     chats: dict[str, ChatInbox] = Field(default_factory=dict)
     pruned: bool = False
+    parked_unread: Annotated[int, Field(ge=0)] = 0
+    parked_chats: Annotated[int, Field(ge=0)] = 0
     updated_at: datetime | None = None
+
+
+class ParkedChat(ChatInbox):
+    """`users/{uid}/inboxChats/{chatId}`: a chat's ChatInbox parked out of the user's inbox head
+    (InboxHead.parked_chats), so that the head stays bounded whatever the number of chats with
+    unread messages. Created, changed and deleted only in commits conditional on the head, which
+    keep `parkedUnread` the sum of these documents' `unread`. The user may read their own.
+
+    Attributes:
+        chat_id: the chat (the document's id).
+        parked_at: when it was last moved out of the head.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    chat_id: str
+    parked_at: datetime | None = None
+
+    def state(self) -> ChatInbox:
+        """What the head holds of the chat once it is back."""
+        return ChatInbox(unread=self.unread, read_up_to=self.read_up_to, last=self.last)
 
 
 class InboxAcks(Document):

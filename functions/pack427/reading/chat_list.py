@@ -59,7 +59,7 @@ def get_chat_list(db: Client, uid: str, request: GetChatListRequest) -> GetChatL
     has_more = len(snapshots) > request.limit
     chats = {s.id: chat_core.parse_chat(s.id, s.to_dict() or {}) for s in snapshots[: request.limit]}
 
-    counts = unread.unread_counts(db, uid)
+    counts = unread.counts_of(db, uid, list(chats))
     own = {chat_id: chat for chat_id, chat in chats.items() if _last(chat).sender_id == uid and _last(chat).message_id}
     detailed = detailed_chats({chat_id: len(_recipients(chat)) for chat_id, chat in own.items()})
     statuses = _receipts(db, {chat_id: own[chat_id] for chat_id in detailed})

@@ -34,6 +34,7 @@ from firebase_functions import logger
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
+from pydantic import ValidationError
 from ulid import ULID
 
 from .. import clock, constants, inbox, paths, store
@@ -45,6 +46,7 @@ from ..models import (
     InboxHead,
     MarkAsReadRequest,
     MarkAsReadResult,
+    ParkedChat,
     ReadReceipt,
     RecalculateUnreadCountersRequest,
     RecalculateUnreadCountersResult,
@@ -111,6 +113,9 @@ def mark_as_read(
     def attempt(_: int) -> MarkAsReadResult:
         head = inbox.heads(db, [uid])[uid]
         state = head.state.chats.get(chat_id)
+        lookup = inbox.look_up(db, uid, head.state, [chat_id]) if state is None else None
+        parked = lookup.parked.get(chat_id) if lookup is not None else None
+        state = state or parked  # a parked chat is counted by the inbox as any
         if state is None:  # a chat the inbox does not count: the caller must take part in it
             policy.participant_chat(db, chat_id, uid)
         # else a chat their inbox counts (they received its messages): no read of the chat, and a
@@ -118,7 +123,12 @@ def mark_as_read(
         if (state is None or state.last != position) and not _message_of_chat(db, chat_id, uid, position):
             message = f"readUpToMessageId: {position} is not a message of chat {chat_id!r}"
             raise InvalidArgument(message, {"fields": [{"field": "readUpToMessageId", "problem": message}]})
-        current = state.read_up_to if state is not None else inbox.read_positions(db, uid, {chat_id})[chat_id]
+        if state is not None:
+            current = state.read_up_to
+        elif lookup is not None and chat_id in lookup.positions:
+            current = lookup.positions[chat_id]
+        else:
+            current = inbox.read_positions(db, uid, {chat_id})[chat_id]
         if current is not None and current >= position:
             return MarkAsReadResult(success=True, unreadCount=state.unread if state is not None else 0)
         unread = unread_after(state, position)
@@ -129,8 +139,8 @@ def mark_as_read(
             chat_id=chat_id, user_id=uid, read_up_to_message_id=position,
             read_up_to_timestamp=_time_of(position, now), read_at=now,
         ).to_firestore())
-        moved = inbox.read_to(head.state, chat_id, position, unread, now=now)
-        store.write_if_unchanged(db, batch, head.doc, moved.to_firestore())
+        moved = inbox.read_to(head.state, uid, chat_id, position, unread, now=now, parked=parked)
+        inbox.add_moved(db, batch, head, moved)
         store.commit(batch)
         return MarkAsReadResult(success=True, unreadCount=unread)
 
@@ -141,11 +151,48 @@ def mark_as_read(
 
 
 def unread_counts(db: Client, uid: str) -> UnreadCountsResult:
-    """`pack427_getUnreadCounts`: the user's unread count of every chat their inbox head tracks,
-    and their total (one read)."""
-    chats = inbox.heads(db, [uid])[uid].state.chats
-    counts = {chat_id: state.unread for chat_id, state in chats.items()}
-    return UnreadCountsResult(unreadCounts=counts, totalUnread=sum(counts.values()))
+    """`pack427_getUnreadCounts`: the user's unread count of every chat their inbox counts, and
+    their total: one read of the head, and, if it has parked chats (inbox.bounded), one query of
+    them (a read each). The total is the head's: its chats' and `parkedUnread`."""
+    head = inbox.heads(db, [uid])[uid].state
+    counts = {chat_id: state.unread for chat_id, state in head.chats.items()}
+    if head.parked_chats:
+        parked = parked_states(db, uid)
+        counts |= {chat_id: state.unread for chat_id, state in parked.items() if chat_id not in head.chats}
+    return UnreadCountsResult(unreadCounts=counts, totalUnread=total_unread(head))
+
+
+def counts_of(db: Client, uid: str, chat_ids: list[str]) -> UnreadCountsResult:
+    """The unread counts of `chat_ids` (a chat list's page) and the user's total: one read of the
+    head, and if it has parked chats, one round trip for those of `chat_ids` it does not hold."""
+    head = inbox.heads(db, [uid])[uid].state
+    counts = {c: head.chats[c].unread for c in chat_ids if c in head.chats}
+    missing = [c for c in chat_ids if c not in head.chats]
+    if head.parked_chats and missing:
+        counts |= {c: state.unread for c, state in parked_states(db, uid, missing).items()}
+    return UnreadCountsResult(unreadCounts=counts, totalUnread=total_unread(head))
+
+
+def total_unread(head: InboxHead) -> int:
+    """The user's unread messages in every chat: the head's chats' and the parked chats' (`parkedUnread`)."""
+    return sum(state.unread for state in head.chats.values()) + head.parked_unread
+
+
+def parked_states(db: Client, uid: str, chat_ids: Iterable[str] | None = None) -> dict[str, ChatInbox]:
+    """The parked chats of `uid` (ParkedChat), every one (a query) or those of `chat_ids` that are
+    parked (one round trip). A document unusable as stored reads as nothing unread."""
+    if chat_ids is None:
+        snapshots = [store.Read.of(s) for s in paths.inbox_chats(db, uid).stream()]
+    else:
+        snapshots = list(store.read(db, [paths.inbox_chat(db, uid, c) for c in sorted(set(chat_ids))]).values())
+    found: dict[str, ChatInbox] = {}
+    for doc in snapshots:
+        if doc.exists:
+            try:
+                found[doc.ref.id] = ParkedChat.model_validate({"chatId": doc.ref.id, **doc.data}).state()
+            except ValidationError:
+                found[doc.ref.id] = ChatInbox()
+    return found
 
 
 RECALCULATE_CURSOR = "recalculate"
@@ -201,27 +248,39 @@ def recalculate(db: Client, uid: str, *, now: datetime | None = None) -> Recalcu
 
 
 def page_of_chats(
-    members: list[str], tracked: Iterable[str], *, after: str | None, limit: int
+    members: list[str], tracked: Iterable[str], *, after: str | None, limit: int, parked: list[str] | None = None,
 ) -> tuple[list[str], bool]:
     """The chats one recount call covers, in id order, and whether more follow.
 
-    A chat is recounted if the user is listed in it (`members`, from the member query) or their
-    head tracks it. When the member query was cut off (it returned `limit` + 1), a tracked chat past
-    its last row is left to a later call: every chat of a page was looked for in both sources.
+    A chat is recounted if the user is listed in it (`members`, from the member query), their
+    head tracks it, or it is parked (`parked`, from the query of their inboxChats). When a query
+    was cut off (it returned `limit` + 1), a chat past its last row is left to a later call:
+    every chat of a page was looked for in every source.
 
     Args:
         members: ids of the chats listing the user after `after`, in id order, at most `limit` + 1.
         tracked: the chats the user's head tracks, any order, any position.
         after: the last chat of the previous call (None: from the first).
         limit: chats a call covers.
+        parked: ids of the user's parked chats after `after`, in id order, at most `limit` + 1.
     """
-    cut = len(members) > limit
-    members = members[:limit]
-    candidates = set(members) | {chat_id for chat_id in tracked if after is None or chat_id > after}
-    if cut:
-        candidates = {chat_id for chat_id in candidates if chat_id <= members[-1]}
+    parked = parked or []
+    cuts = [source[limit - 1] for source in (members, parked) if len(source) > limit]
+    candidates = set(members[:limit]) | set(parked[:limit])
+    candidates |= {chat_id for chat_id in tracked if after is None or chat_id > after}
+    if cuts:
+        candidates = {chat_id for chat_id in candidates if chat_id <= min(cuts)}
     ordered = sorted(candidates)
-    return ordered[:limit], cut or len(ordered) > limit
+    return ordered[:limit], bool(cuts) or len(ordered) > limit
+
+
+def parked_totals(db: Client, uid: str) -> tuple[int, int]:
+    """How many chats of `uid` are parked and their unread messages together (aggregations of the
+    inboxChats collection: a read per 1,000 documents), to repair the head's `parkedChats` and
+    `parkedUnread` by."""
+    result = paths.inbox_chats(db, uid).count(alias="n").sum("unread", alias="u").get()
+    values = {r.alias: r.value for r in result[0]}
+    return int(values.get("n") or 0), int(values.get("u") or 0)
 
 
 class _Restart(Exception):
@@ -259,6 +318,10 @@ def recalculate_page(
     if start is not None:
         member_of = member_of.start_after({FieldPath.document_id(): paths.chat(db, start)})
     members = [s.id for s in member_of.select([]).limit(limit + 1).stream()]
+    parked_query = paths.inbox_chats(db, uid).order_by(FieldPath.document_id())
+    if start is not None:
+        parked_query = parked_query.start_after({FieldPath.document_id(): paths.inbox_chat(db, uid, start)})
+    parked_ids = [s.id for s in parked_query.select([]).limit(limit + 1).stream()]
     # Kept across attempts, so that a retry reads only what changed: per chat, its state on the head
     # when it was counted, its read position and its count; and which chats the user left.
     counted: dict[str, tuple[ChatInbox | None, str | None, int]] = {}
@@ -269,8 +332,19 @@ def recalculate_page(
         if not current.usable and start is not None:
             raise _Restart()
         state = current.parsed or _rebuilt(db, current)
+        page, more = page_of_chats(members, state.chats, after=start, limit=limit, parked=parked_ids)
+        # The page's parked chats come back into the head to be recounted (settled parks them again
+        # if it must); the parked totals are recounted from their documents, read after the head.
+        in_page = [c for c in page if c in parked_ids]
+        parked_here = parked_states(db, uid, in_page) if in_page else {}
+        count_parked, unread_parked = parked_totals(db, uid) if parked_ids or state.parked_chats else (0, 0)
+        repaired_totals = (count_parked, unread_parked) != (state.parked_chats, state.parked_unread)
+        state = state.model_copy(update={
+            "chats": {**parked_here, **state.chats},  # a chat both held and parked: the head's holds
+            "parked_chats": max(count_parked - len(parked_here), 0),
+            "parked_unread": max(unread_parked - sum(p.unread for p in parked_here.values()), 0),
+        })
         tracked = state.chats
-        page, more = page_of_chats(members, tracked, after=start, limit=limit)
         unlisted = {c for c in page if c not in members and c in tracked and c not in gone}
         found_left = _chats_left(db, uid, unlisted)
         gone.update({c: c in found_left for c in unlisted})
@@ -288,16 +362,17 @@ def recalculate_page(
             for chat_id, count in sorted(counts.items())
             if (tracked[chat_id].unread if chat_id in tracked else 0) != count
         ]
-        if changes or left or not current.usable:
+        if changes or left or not current.usable or repaired_totals:
             chats = {chat_id: s for chat_id, s in tracked.items() if chat_id not in left}
             for change in changes:
                 if change.chatId not in left:
                     s = chats.get(change.chatId) or ChatInbox(read_up_to=counted[change.chatId][1])
                     chats[change.chatId] = s.model_copy(update={"unread": change.after})
             batch = db.batch()
-            moved = state.model_copy(update={"chats": chats, "updated_at": now})
+            moved = inbox.settled(state.model_copy(update={"chats": chats, "updated_at": now}), uid,
+                                  unparked_chats=parked_here)
             # Every field of a head is written: a damaged one is replaced, conditional on it as read.
-            store.write_if_unchanged(db, batch, current.doc, moved.to_firestore())
+            inbox.add_moved(db, batch, current, moved)
             store.commit(batch)
             logger.info(f"repaired {len(changes)} unread counts of {uid}" + ("" if current.usable else
                         " and rebuilt their damaged inbox head"), uid=uid, changes=[c.model_dump() for c in changes],

@@ -20,7 +20,7 @@ from datetime import datetime
 from firebase_functions import logger
 from google.cloud.firestore import Client
 
-from .. import clock, constants, inbox
+from .. import clock, constants, inbox, store
 from ..accepting import chat_core_intake, scheduling
 from ..delivering import backlog, fan_out, queue
 from ..delivering.delivery import (
@@ -34,7 +34,7 @@ from ..delivering.delivery import (
 )
 from ..delivering.notifier import Notifier
 from ..delivering.queue import LoadedEntry
-from ..models import Region
+from ..models import InboxEntry, Region
 
 
 @dataclass
@@ -137,8 +137,9 @@ DRAIN_ROUND_FAILURES = 2
 """Failed rounds (a read or commit Firestore refused) after which a drain leaves a region to the next run."""
 
 
-MAX_WRITES_PER_COMMIT = 500
-"""Firestore's limit on the writes of one commit."""
+Unit = tuple[inbox.Head, list[LoadedEntry], inbox.Moved, list[InboxEntry]]
+"""One recipient's group of a bulk delivery round: their head as read, the entries, the head's move
+and the inbox entries numbered."""
 
 
 def _deliver_in_bulk(
@@ -153,8 +154,9 @@ def _deliver_in_bulk(
 
     Each recipient's messages (its chats' runs one after the other, each in
     message order) go in groups of DELIVERY_GROUP_SIZE; round k commits every recipient's k-th
-    group, packed into commits of at most MAX_WRITES_PER_COMMIT writes, each
-    conditional on every entry and every head in it. A commit whose
+    group, packed into commits sized by their writes and bytes (store.commits: COMMIT_MAX_WRITES,
+    COMMIT_MAX_BYTES; a head with many chats or long ids takes more of a commit than a small one),
+    each conditional on every entry and every head in it. A commit whose
     precondition fails (a trigger or another worker got there first) writes
     nothing; its recipients are left to the one-by-one path, which reads
     again. Commits of a round run in parallel on `pool`.
@@ -173,21 +175,19 @@ def _deliver_in_bulk(
     }
     delivered, lost = 0, set[str]()
 
-    def commit(part: list[tuple[inbox.Head, list[LoadedEntry]]]) -> tuple[int, list[str]]:
+    def commit(part: list[Unit]) -> tuple[int, list[str]]:
         """(entries delivered, recipients left to the one-by-one path)"""
         try:
             batch = db.batch()
-            for head, group in part:
-                placing = inbox_entries([e.entry for e in group], now)
-                moved, numbered = inbox.placed(head.state, head.uid, placing, now=now)
+            for head, group, moved, numbered in part:
                 for loaded, placed in zip(group, numbered, strict=True):
                     queue.add_delivered(db, batch, loaded, actor=actor, now=now, inbox_seq=placed.seq)
                 inbox.add_placement(db, batch, head, moved, numbered)
             batch.commit()
         except Exception as err:  # noqa: BLE001 - the one-by-one path retries and records it
             logger.debug(f"bulk delivery to {len(part)} inboxes fell back to one by one: {err!r}")
-            return 0, [head.uid for head, _ in part]
-        return sum(len(group) for _, group in part), []
+            return 0, [head.uid for head, *_ in part]
+        return sum(len(group) for _, group, *_ in part), []
 
     while groups:
         try:
@@ -196,22 +196,21 @@ def _deliver_in_bulk(
             logger.warn(f"bulk delivery could not read {len(groups)} inbox heads: {err!r}")
             lost.update(groups)
             break
-        commits: list[list[tuple[inbox.Head, list[LoadedEntry]]]] = [[]]
-        writes = 0
+        units: list[Unit] = []
         for recipient, queued in groups.items():
             group = queued.pop(0)
             head = heads[recipient]
-            if not head.usable or inbox.unknown_read_positions(head.state, (e.entry.chat_id for e in group)):
-                # A pruned chat's late message (the one-by-one path reads its position), or a damaged
+            if not head.usable or inbox.needs_lookup(head.state, (e.entry.chat_id for e in group)):
+                # A pruned or parked chat's message (the one-by-one path looks it up), or a damaged
                 # head (the one-by-one path records the failed attempt).
                 lost.add(recipient)
                 continue
-            size = 2 * len(group) + 1  # queue entry and inbox entry each; the head
-            if writes + size > MAX_WRITES_PER_COMMIT:
-                commits.append([])
-                writes = 0
-            commits[-1].append((heads[recipient], group))
-            writes += size
+            moved, numbered = inbox.placed(head.state, head.uid, inbox_entries([e.entry for e in group], now), now=now)
+            units.append((head, group, moved, numbered))
+        costs = [inbox.placement_cost(head.uid, moved, numbered)
+                 + sum((queue.entry_cost(db, e.entry) for e in group), store.Cost())
+                 for head, group, moved, numbered in units]
+        commits = [[units[i] for i in part] for part in store.commits(costs)]
         for count, failed in pool.map(commit, commits):
             delivered += count
             lost.update(failed)

@@ -136,3 +136,28 @@ def test_the_trigger_is_deployed_only_in_chat_core_mode():
         return out.stdout.strip() == "True"
 
     assert deployed("chatCore") and not deployed(None) and not deployed("engine")
+
+
+def test_a_catch_up_whose_jobs_pass_a_commit_s_bytes_takes_them_in_order_over_several_commits(db, monkeypatch):
+    """Each message of a large group takes its job (up to 5.1 MB of ids): one commit holds what its
+    bytes allow (store.fitting), the rest follow in order. Here a commit holds two jobs, not four."""
+    from pack427 import constants, store
+
+    members = [f"u{n:02}" + "x" * 120 for n in range(60)]  # 60 ids of 123 characters
+    for uid in members:
+        make_user(db, uid)
+    make_chat(db, "g", members)
+    ids = [core_message(db, "g", members[0], f"m{n}") for n in range(4)]
+    one = store.document_size(f"chats/g/fanOuts/{ids[0]}", {"recipients": members[1:]})
+    monkeypatch.setattr(constants, "COMMIT_MAX_BYTES", 2 * one + 25_000)  # 2 takes and the chat's update fit, not 3
+    commits = []
+    commit = store.commit
+    monkeypatch.setattr(store, "commit", lambda batch: commits.append(len(batch._write_pbs)) or commit(batch))
+
+    assert trigger(db, "g", ids[3]).accepted == ids  # the newest's event takes the older ones first, in order
+    assert len(commits) == 2 and sum(commits) == 4 * 2 + 2  # each message's mark and job, the chat twice
+    assert [s.id for s in db.collection("chats/g/fanOuts").order_by("__name__").stream()] == ids
+    assert db.document("chats/g").get().get("lastMessage.messageId") == ids[3]
+    assert trigger(db, "g", ids[3]).accepted == [] and trigger(db, "g", ids[0]).accepted == []  # exactly once
+    fan_out.run_chat(db, "g")
+    assert [e["messageId"] for e in inbox(db, members[1])] == ids

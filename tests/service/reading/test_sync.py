@@ -168,7 +168,7 @@ def test_a_message_delivered_on_its_third_attempt_after_newer_ones_were_synced(b
 
     def flaky_placement(db_, batch, head, moved, numbered):
         # Placing the late message fails on the first two processor runs (every attempt of a run).
-        if late.message_id in {e.message_id for e in numbered} and moved.updated_at < at + timedelta(seconds=3):
+        if late.message_id in {e.message_id for e in numbered} and moved.head.updated_at < at + timedelta(seconds=3):
             raise ConnectionError("inbox unreachable")
         return add_placement(db_, batch, head, moved, numbered)
 
