@@ -180,7 +180,9 @@ export function createDelivery(context: ClientContext, hooks: DeliveryHooks): De
             // Without a cursor (a new device) the engine starts at the device's stored position:
             // the inbox's start, or after the last page it served. The live listener of a
             // device without a cursor covers the whole inbox (see listen).
+            // Without a cursor, a syncId: the retries below of a lost answer get the same page.
             if (sync.cursor !== null) data.cursor = sync.cursor;
+            else data.syncId = ulid();
             const page = await calls.callWithRetries("pack427_syncMessages", data, true);
             fresh.push(...(await ingest(page.messages.map(fromWire), page.cursor)));
             if (!page.hasMore) break;

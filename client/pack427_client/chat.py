@@ -259,7 +259,8 @@ class OfflineAwareChat:
                 restarted = False
                 while True:
                     cursor = self.store.cursor(self.user_id, self.device_id)
-                    data = {"deviceId": self.device_id} | ({"cursor": cursor} if cursor else {})
+                    # Without a cursor, a syncId: its retries are served from where it started.
+                    data = {"deviceId": self.device_id} | ({"cursor": cursor} if cursor else {"syncId": str(ULID())})
                     try:
                         page = self._with_retries("pack427_syncMessages", data)
                     except InvalidArgument:

@@ -368,7 +368,9 @@ class Workload:
 def sync_device(workload: Workload, uid: str, cursor: str | None) -> str | None:
     """Sync the user's device page by page from `cursor`, ack each page; the cursor after the last."""
     while True:
-        page = workload.call(uid, "pack427_syncMessages", {"deviceId": "phone", **({"cursor": cursor} if cursor else {})})
+        # Without a cursor, a syncId: the app's retry of a lost answer gets the same page.
+        page = workload.call(uid, "pack427_syncMessages",
+                             {"deviceId": "phone", **({"cursor": cursor} if cursor else {"syncId": str(ULID())})})
         if page is None:
             return cursor
         ids = [m["messageId"] for m in page["messages"]]

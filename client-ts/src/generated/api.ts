@@ -262,11 +262,17 @@ export interface SendMessageResult {
  *         device's sync state records (its last page served).
  *     since: Unix ms, for seed clients: start at the first message delivered
  *         after it. Ignored when a cursor is given.
+ *     syncId: for a sync without a cursor: an id the client makes for this request and
+ *         sends again on its retries (any string of 1 to 128 characters, a ULID say). A
+ *         retry with the device's last syncId is served from where that request started,
+ *         so a first page whose answer was lost is served again, not skipped. Default:
+ *         none (a retry without a cursor starts after the last page served).
  */
 export interface SyncMessagesRequest {
   cursor?: string | null;
   deviceId: string;
   since?: number | null;
+  syncId?: string | null;
 }
 export interface SyncMessagesResult {
   cursor: string;

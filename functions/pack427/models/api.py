@@ -168,11 +168,17 @@ class SyncMessagesRequest(Request):
             device's sync state records (its last page served).
         since: Unix ms, for seed clients: start at the first message delivered
             after it. Ignored when a cursor is given.
+        syncId: for a sync without a cursor: an id the client makes for this request and
+            sends again on its retries (any string of 1 to 128 characters, a ULID say). A
+            retry with the device's last syncId is served from where that request started,
+            so a first page whose answer was lost is served again, not skipped. Default:
+            none (a retry without a cursor starts after the last page served).
     """
 
     deviceId: DeviceId
     cursor: Cursor | None = None
     since: Annotated[int, Field(ge=0, le=constants.MAX_UNIX_MS)] | None = None
+    syncId: Annotated[str, StringConstraints(min_length=1, max_length=constants.MAX_ID_LENGTH)] | None = None
 
 
 class SyncedMessage(Response):

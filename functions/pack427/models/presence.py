@@ -30,6 +30,8 @@ class DeviceSyncState(Document):
         platform, app_version: as registered; None for a device that synced
             without registering.
         last_sync_duration_ms: how long the last sync call took.
+        last_sync_id, last_sync_from: the syncId of the last sync without a cursor and the
+            seq it was served from: its retry (the same syncId) is served from there again.
     """
 
     user_id: str
@@ -40,6 +42,8 @@ class DeviceSyncState(Document):
     last_region: Region
     last_sync_at: datetime | None = None
     last_sync_duration_ms: int | None = None
+    last_sync_id: str | None = None
+    last_sync_from: int | None = None
     registered_at: datetime | None = None
     """None for a device whose first write was a sync that found no state (see sync)."""
     updated_at: datetime

@@ -10,6 +10,9 @@ its own position, so every device gets every message once.
 
 A cursor names what the device has been sent, not what it stored: a client
 that loses a reply asks again with the cursor it has, and gets the same page.
+A device without a cursor starts after the last page served to it; so that a
+lost reply to that request is not skipped, its retry carries the request's
+syncId, and a sync with the device's last syncId starts where that one did.
 """
 
 from __future__ import annotations
@@ -106,13 +109,15 @@ def sync_messages(
             since = datetime.fromtimestamp(request.since / 1000, UTC)
             position = inbox.seq_before_delivered_after(db, uid, since)
         else:
-            position = _stored_position(uid, request.deviceId, state)
+            position = _stored_position(uid, request.deviceId, state, request.syncId)
         page, has_more = inbox.page_after(db, uid, position, limit=constants.SYNC_BATCH_SIZE)
     cursor = cursors.encode(
         INBOX_CURSOR, uid, {"seq": page[-1].seq if page else position, "device": request.deviceId, "region": home}
     )
 
     fields = {
+        **({"last_sync_id": request.syncId, "last_sync_from": position}
+           if request.cursor is None and request.since is None and request.syncId is not None else {}),
         "cursor": cursor,
         "last_region": home,
         "last_sync_at": now,
@@ -190,9 +195,13 @@ def _inbox_position(uid: str, cursor: str, device_id: str) -> tuple[int, Region 
     return seq, Region(region)
 
 
-def _stored_position(uid: str, device_id: str, state: DeviceSyncState | None) -> int:
+def _stored_position(uid: str, device_id: str, state: DeviceSyncState | None, sync_id: str | None = None) -> int:
     """The device's recorded position; the beginning if it has none or it no longer
-    verifies (the cursor key changed): a repeat is safe, a skip would not be."""
+    verifies (the cursor key changed): a repeat is safe, a skip would not be. A retry of the
+    last sync without a cursor (its `sync_id`) starts where that sync started: its answer may
+    have been lost after the state moved past its page."""
+    if state is not None and sync_id is not None and state.last_sync_id == sync_id and state.last_sync_from is not None:
+        return state.last_sync_from
     if state is None or state.cursor is None:
         return 0
     try:

@@ -149,6 +149,28 @@ def test_replaying_a_page_request_returns_the_same_page(bob):
     assert sync_page(db, "bob", "phone", first.cursor) == second
 
 
+def test_a_sync_without_a_cursor_whose_answer_was_lost_is_served_again_on_its_retry(bob):
+    db = bob
+    deliver_all(db, *[make_entry("bob", created=T0 + timedelta(milliseconds=i)) for i in range(150)])
+    first = sync_page(db, "bob", "phone")
+    assert first.hasMore and len(first.messages) == 100
+    # Without a syncId, a request without a cursor starts after the last page served: a device
+    # that lost that answer and asked again would skip it (the fault run found 2 such devices).
+    assert len(sync_page(db, "bob", "phone").messages) == 50
+    lost = sync_page(db, "bob", "tablet", syncId="s-1")
+    # The answer was lost; the state moved past the page. The retry carries the same syncId.
+    retried = sync_page(db, "bob", "tablet", syncId="s-1")
+    assert retried.messages == lost.messages and retried.cursor == lost.cursor
+    # A new request (another syncId) continues after the page served, and so does the cursor.
+    rest = sync_page(db, "bob", "tablet", syncId="s-2")
+    assert [m.messageId for m in rest.messages] == [m.messageId for m in sync_page(db, "bob", "tablet", lost.cursor).messages]
+    assert len(rest.messages) == 50 and not rest.hasMore
+    received, _ = sync_all(db, "bob", "tablet", lost.cursor)
+    everything = {m["messageId"] for m in sync_all(db, "bob", "laptop")[0]}
+    assert len(everything) == 150
+    assert_once_in_chat_order([m.model_dump() for m in retried.messages] + received, everything)
+
+
 def test_many_messages_with_the_same_millisecond_are_all_synced(bob):
     db = bob
     # 300 messages in 3 chats, all created and delivered at the same instant.
