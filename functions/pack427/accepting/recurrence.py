@@ -47,7 +47,7 @@ PARTS = ("FREQ", "INTERVAL", "BYMONTH", "BYMONTHDAY", "BYDAY", "BYHOUR", "BYMINU
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 MAX_INTERVAL = 366
 _BYDAY = re.compile(r"^([+-]?[1-9][0-9]?)?(MO|TU|WE|TH|FR|SA|SU)$")
-_UNTIL = re.compile(r"^(\d{8})T(\d{6})(Z?)$")
+_UNTIL = re.compile(r"^([0-9]{8})T([0-9]{6})(Z?)$")
 RULE = "recurrence.rrule"
 ZONE = "recurrence.timeZone"
 
@@ -71,8 +71,8 @@ def zone_of(name: str) -> ZoneInfo:
 def _ints(name: str, value: str, low: int, high: int, *, nonzero: bool = False) -> list[int]:
     found = []
     for item in value.split(","):
-        if not re.fullmatch(r"[+-]?\d{1,4}", item):
-            raise _bad(f"{name}={value[:40]}: {item[:10]!r} is not a whole number")
+        if not re.fullmatch(r"[+-]?[0-9]{1,4}", item):
+            raise _bad(f"{name}={value[:40]}: {item[:10]!r} is not a whole number (at most 4 digits)")
         number = int(item)
         if not low <= number <= high or (nonzero and number == 0):
             raise _bad(f"{name}: {number} is out of range ({low} to {high}{', not 0' if nonzero else ''})")
