@@ -49,7 +49,7 @@ def series_doc(db, scheduled_id: str) -> dict:
 
 def messages(db) -> list[dict]:
     """c1's messages, in chat order."""
-    return sorted((s.to_dict() for s in db.collection("chats/c1/messages").stream()), key=lambda m: m["id"])
+    return [s.to_dict() for s in sorted(db.collection("chats/c1/messages").stream(), key=lambda s: s.id)]
 
 
 def texts(db, uid: str = "bob") -> list[str]:
