@@ -9,6 +9,9 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import event, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from pack427 import constants
 from pack427.accepting import recurrence
@@ -126,6 +129,9 @@ HOSTILE = [
     ("FREQ=DAILY;UNTIL=20260101T000000Z", "UTC", "before deliverAt"),
     ("FREQ=DAILY;UNTIL=20260230T000000", "UTC", "not a real date"),
     ("FREQ=DAILY;UNTIL=20260601", "UTC", "must be a date-time"),
+    ("FREQ=DAILY;UNTIL=00010101T000000Z", "America/New_York", "out of range"),
+    ("FREQ=DAILY;UNTIL=99991231T235959Z", "Asia/Tokyo", "out of range"),
+    ("FREQ=DAILY;UNTIL=99991231T235959", "UTC", "runs past the horizon"),
     ("DTSTART:20260101T090000Z\nRRULE:FREQ=DAILY;COUNT=2", "UTC", "DTSTART is not accepted"),
     ("FREQ=DAILY;COUNT=2;DTSTART=20260101T090000", "UTC", "DTSTART is not accepted"),
     ("FREQ=DAILY;COUNT=2\nEXDATE:20260601T090000Z", "UTC", "one RRULE value"),
@@ -180,3 +186,40 @@ def test_the_next_occurrence_skips_cancelled_ones_and_ends_with_the_last():
     assert recurrence.next_occurrence([a, b, c, d], [d], c) is None
     assert recurrence.next_occurrence([a, b, c, d], [], d) is None
     assert recurrence.upcoming([a, b, c, d], [c], b) == [b, d]
+
+
+# ------------------------------------------------------------ any rule at all: a series, or invalid-argument
+
+
+PARTS = st.sampled_from([
+    "FREQ=DAILY", "FREQ=WEEKLY", "FREQ=MONTHLY", "FREQ=YEARLY", "FREQ=HOURLY", "FREQ=MINUTELY", "COUNT=1",
+    "COUNT=7", "COUNT=400", "COUNT=401", "UNTIL=20260401T000000", "UNTIL=20260310T120000Z", "UNTIL=20270301T000000Z",
+    "UNTIL=00010101T000000Z", "BYHOUR=0", "BYHOUR=9,17", "BYHOUR=1,2,3", "BYHOUR=2,3", "BYMINUTE=0", "BYMINUTE=30",
+    "BYMINUTE=0,59", "BYMONTH=2", "BYMONTH=3,4", "BYMONTH=11", "BYMONTHDAY=1", "BYMONTHDAY=29", "BYMONTHDAY=30,31",
+    "BYMONTHDAY=-1", "BYDAY=MO", "BYDAY=SA,SU", "BYDAY=1MO", "BYDAY=-1FR", "BYDAY=5SU", "BYDAY=2TU,-2TH",
+    "INTERVAL=2", "INTERVAL=3", "INTERVAL=7", "INTERVAL=366", "BYSETPOS=1", "WKST=SU", "DTSTART=20260101T000000",
+])
+
+
+@hyp_settings(max_examples=300, deadline=None, database=None)
+@given(parts=st.tuples(st.sampled_from(["FREQ=DAILY", "FREQ=WEEKLY", "FREQ=MONTHLY", "FREQ=YEARLY", "FREQ=HOURLY"]),
+                       st.sampled_from(["COUNT=5", "COUNT=400", "UNTIL=20260601T000000", "UNTIL=20270101T000000Z"]),
+                       st.lists(PARTS, max_size=4, unique=True)).map(lambda t: [t[0], t[1], *t[2]]),
+       zone=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu"]),
+       offset_minutes=st.integers(0, 60 * 24 * 40))
+def test_any_rule_is_a_series_within_the_horizon_or_invalid_argument(parts, zone, offset_minutes):
+    deliver_at = datetime(2026, 3, 1, tzinfo=UTC) + timedelta(minutes=offset_minutes, seconds=offset_minutes % 7)
+    started = time.monotonic()
+    try:
+        found = recurrence.occurrences(";".join(parts), zone, deliver_at)
+    except InvalidArgument as refused:
+        assert refused.message.startswith(("recurrence.rrule: ", "recurrence.timeZone: "))
+        event("refused")
+        return
+    finally:
+        assert time.monotonic() - started < 2.0
+    assert found and found == sorted(found) and len(found) <= constants.RECURRENCE_MAX_OCCURRENCES
+    assert found[0] >= deliver_at and found[-1] <= deliver_at + timedelta(days=constants.RECURRENCE_HORIZON_DAYS)
+    assert all(b - a >= timedelta(hours=1) for a, b in zip(found, found[1:], strict=False))
+    assert all(at.second == 0 and at.microsecond == 0 for at in found)
+    event("a series")

@@ -147,7 +147,10 @@ def _until(value: str, zone: ZoneInfo) -> datetime:
     except ValueError:
         raise _bad(f"UNTIL={value[:30]}: not a real date and time") from None
     if match.group(3):
-        return at.replace(tzinfo=UTC).astimezone(zone).replace(tzinfo=None)
+        try:
+            return at.replace(tzinfo=UTC).astimezone(zone).replace(tzinfo=None)
+        except (OverflowError, ValueError):  # the first or last instants there are, in a zone beside UTC
+            raise _bad(f"UNTIL={value[:30]}: out of range") from None
     return at
 
 
