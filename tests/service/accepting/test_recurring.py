@@ -398,3 +398,15 @@ def test_a_one_off_scheduled_message_is_stored_and_listed_as_before(chat):
     sends = len(db.document("rateLimits/alice").get().to_dict()["sends"])
     assert scheduling.deliver_due(db, now=DAYS[0])["delivered"] == 1
     assert len(db.document("rateLimits/alice").get().to_dict()["sends"]) == sends
+
+
+def test_occurrences_missed_while_the_processor_was_down_go_late_once_each_in_order(chat):
+    db = chat
+    start_series(db, *DAILY_5, T_START, at=T_SENT)
+    back = DAYS[2] + timedelta(hours=3)  # the processor ran last before the first: three are due
+    runs = [scheduling.deliver_due(db, now=back + timedelta(minutes=n))["delivered"] for n in range(4)]
+    assert runs == [1, 1, 1, 0]  # one a run, none skipped, none twice
+    assert [m["createdAt"] for m in messages(db)] == [back, back + timedelta(minutes=1), back + timedelta(minutes=2)]
+    [listed] = scheduling.list_scheduled(db, "alice").messages
+    assert (listed.nextOccurrenceAt, listed.occurrencesDelivered) == (clock.to_millis(DAYS[3]), 3)
+    assert scheduling.deliver_due(db, now=DAYS[3])["delivered"] == 1
