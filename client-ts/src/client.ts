@@ -17,13 +17,22 @@ import { alwaysOnline, type Connectivity } from "./connectivity.js";
 import type { ClientContext } from "./context.js";
 import { createDelivery, type Delivery, type SyncState } from "./delivery.js";
 import { NoAnswerError, Pack427Error } from "./errors.js";
-import type { CallableName, Platform, RequestOf, ResponseOf } from "./generated/api.js";
+import type {
+  CallableName,
+  CancelScheduledMessageResult,
+  Platform,
+  Recurrence,
+  RequestOf,
+  ResponseOf,
+  ScheduledMessageItem,
+} from "./generated/api.js";
 import { createMessageStore, type MessageStore, type MessagesListener, type StoredMessage } from "./messages.js";
 import { createOutbox, type Outbox, type OutboxMessage } from "./outbox.js";
 import { createPersistence, type Persistence } from "./persistence.js";
 import { createCalls, DEFAULT_RETRY, type Calls, type RetryPolicy } from "./retry.js";
 import { createSignals, type Signals } from "./signals.js";
 import { memoryStorage, type StorageAdapter } from "./storage.js";
+import { ulid } from "./ulid.js";
 import { buildChatView, createSnapshotStore, type ChatView, type ClientSnapshot, type SnapshotStore } from "./store.js";
 
 export type { StoredMessage } from "./messages.js";
@@ -380,6 +389,42 @@ export class Pack427Client {
   /** Unread counts (chats with any) from pack427_getUnreadCounts (the head listener keeps them current anyway). */
   refreshUnreadCounts(): Promise<Readonly<Record<string, number>>> {
     return this.signals.refreshUnreadCounts();
+  }
+
+  /**
+   * Schedule a message for `deliverAt` (Unix ms, at most 30 days ahead); with `recurrence`
+   * ({rrule, timeZone}: an RFC 5545 rule of the engine's subset, README "Recurring messages"),
+   * a recurring series whose first occurrence is the rule's first instance at or after
+   * deliverAt. Needs the network (not kept in the outbox); repeated with the same
+   * clientMessageId, so scheduled once. Resolves with the scheduled id.
+   */
+  async scheduleMessage(
+    chatId: string,
+    text: string,
+    options: { deliverAt: number; recurrence?: Recurrence; clientMessageId?: string },
+  ): Promise<string> {
+    const data = { chatId, clientMessageId: options.clientMessageId ?? ulid(), text, deliverAt: options.deliverAt };
+    const result = await this.calls.callWithRetries(
+      "pack427_sendMessage",
+      options.recurrence ? { ...data, recurrence: options.recurrence } : data,
+    );
+    return result.messageId;
+  }
+
+  /**
+   * Cancel a scheduled message or a whole series; with `occurrenceAt` (Unix ms: a series'
+   * nextOccurrenceAt or one of its upcoming) that occurrence only, the series goes on.
+   */
+  cancelScheduledMessage(scheduledId: string, occurrenceAt?: number): Promise<CancelScheduledMessageResult> {
+    return this.calls.callWithRetries(
+      "pack427_cancelScheduledMessage",
+      occurrenceAt === undefined ? { scheduledId } : { scheduledId, occurrenceAt },
+    );
+  }
+
+  /** The user's scheduled messages and series (scheduled or stopped), soonest first. */
+  async scheduledMessages(): Promise<ScheduledMessageItem[]> {
+    return (await this.calls.callWithRetries("pack427_listScheduledMessages", {})).messages;
   }
 
   /** Any other callable, with the client's retries (listScheduledMessages, recalculateUnreadCounters...). */

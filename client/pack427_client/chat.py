@@ -315,29 +315,79 @@ class OfflineAwareChat:
         deliver_at: datetime,
         content_ref: str | None = None,
         client_message_id: str | None = None,
+        rrule: str | None = None,
+        time_zone: str | None = None,
     ) -> str:
         """Schedule a message for `deliver_at` (at most 30 days ahead): the engine accepts it now
         and delivers it then. It needs the network (it is not kept in the outbox); a call without
         an answer is repeated with the same clientMessageId, so it is scheduled once.
 
+        Args:
+            chat_id: the chat (the user must be a participant).
+            text: the message's text (default: none; then content_ref).
+            deliver_at: when (timezone-aware); of a series, its start: the first occurrence is the
+                rule's first instance at or after it.
+            content_ref: content stored elsewhere (default: none).
+            client_message_id: the idempotency key (default: a new ULID).
+            rrule: an RFC 5545 RRULE of the engine's subset (README, "Recurring messages"), e.g.
+                "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0;COUNT=10": the message recurs
+                (default: once). Requires time_zone.
+            time_zone: the IANA zone of the rule's wall times, e.g. "Europe/Berlin" (default: none).
+
         Returns:
             Its scheduled id, for cancel_scheduled_message.
 
         Raises:
-            CallableError: refused (a bad time is InvalidArgument, as any refused send).
+            CallableError: refused (a bad time or rule is InvalidArgument, as any refused send).
         """
         data: dict = {"chatId": chat_id, "clientMessageId": client_message_id or str(ULID()),
                       "deliverAt": round(deliver_at.timestamp() * 1000)}
         data |= ({"text": text} if text is not None else {}) | ({"contentRef": content_ref} if content_ref else {})
+        if rrule is not None or time_zone is not None:
+            data["recurrence"] = {"rrule": rrule, "timeZone": time_zone}
         return self._with_retries("pack427_sendMessage", data)["messageId"]
 
-    def cancel_scheduled_message(self, scheduled_id: str) -> None:
-        """Cancel one of the user's scheduled messages (again: nothing changes); FailedPrecondition
-        once it was delivered."""
-        self._with_retries("pack427_cancelScheduledMessage", {"scheduledId": scheduled_id})
+    def schedule_recurring_message(self, chat_id: str, text: str, *, rrule: str, time_zone: str,
+                                   starting: datetime, client_message_id: str | None = None) -> str:
+        """A recurring series (schedule_message with a rule): `text` at each occurrence of `rrule` in
+        `time_zone`, from `starting` (its first occurrence is the rule's first instance at or after it).
+
+        Args:
+            chat_id: the chat.
+            text: the message of every occurrence.
+            rrule: the RFC 5545 RRULE (the engine's subset: README, "Recurring messages").
+            time_zone: the IANA zone of its wall times.
+            starting: the series' start (deliverAt; at most 30 days ahead).
+            client_message_id: the idempotency key (default: a new ULID).
+
+        Returns:
+            The series' scheduled id, for cancel_scheduled_message.
+        """
+        return self.schedule_message(chat_id, text, deliver_at=starting, client_message_id=client_message_id,
+                                     rrule=rrule, time_zone=time_zone)
+
+    def cancel_scheduled_message(self, scheduled_id: str, occurrence_at: datetime | None = None) -> dict:
+        """Cancel one of the user's scheduled messages or recurring series (again: nothing changes);
+        FailedPrecondition once it was delivered.
+
+        Args:
+            scheduled_id: as schedule_message returned it.
+            occurrence_at: one occurrence of a series (as listed: `nextOccurrenceAt` or one of
+                `upcoming`, Unix ms, here as a datetime): only that one is cancelled, the series goes on
+                (default: the whole series, or the message).
+
+        Returns:
+            The engine's answer: status CANCELLED, and after an occurrence the series' nextOccurrenceAt.
+        """
+        data: dict = {"scheduledId": scheduled_id}
+        if occurrence_at is not None:
+            data["occurrenceAt"] = round(occurrence_at.timestamp() * 1000)
+        return self._with_retries("pack427_cancelScheduledMessage", data)
 
     def scheduled_messages(self) -> list[dict]:
-        """The user's messages still scheduled, soonest first (scheduledId, chatId, text, deliverAt...)."""
+        """The user's messages and series still scheduled, and series stopped (status STOPPED, reason),
+        soonest first (scheduledId, chatId, text, deliverAt...; of a series rrule, timeZone,
+        nextOccurrenceAt, upcoming, occurrencesLeft, occurrencesDelivered)."""
         return self._with_retries("pack427_listScheduledMessages", {})["messages"]
 
     def _ack_stored(self) -> None:

@@ -44,7 +44,9 @@ accepting/ (imports delivering, guarding): a message into the engine
                      in small chats' inboxes by its own commit, queued, or fanned out
     send_plan        a send's pure decisions: its id, what the chat keeps, whom it
                      places, the idempotency record's retention
-    scheduling       scheduled messages: delivered at their time, cancellable, listed
+    scheduling       scheduled messages: delivered at their time, cancellable, listed;
+                     recurring series, an occurrence at a time
+    recurrence       recurring series' rules (RFC 5545 RRULE subset): validation and occurrences
     nudges           system nudges: the engine's own messages to a user
     chat_core_intake chat-core mode: the trigger that takes the core's own messages, the sweep
 

@@ -183,6 +183,18 @@ drained, scheduled deliveries may use the rest of the run; what is left goes nex
 MAX_LISTED_SCHEDULED = 200
 """Scheduled messages pack427_listScheduledMessages returns (the soonest; `hasMore` says if there are more)."""
 
+RECURRENCE_HORIZON_DAYS = 365
+"""A recurring series' horizon: every occurrence at most this many days after its deliverAt (recurrence)."""
+
+RECURRENCE_MAX_OCCURRENCES = 400
+"""The most occurrences one series may have (its COUNT, or what its UNTIL makes)."""
+
+RECURRENCE_MAX_RULE_LENGTH = 500
+"""The longest `recurrence.rrule` accepted (characters)."""
+
+RECURRENCE_LISTED_UPCOMING = 10
+"""Upcoming occurrences pack427_listScheduledMessages shows of a series (each one can be cancelled)."""
+
 # ------------------------------------------------------------ real-time signals
 
 TYPING_REFRESH_SECONDS = 5

@@ -218,7 +218,7 @@ INDEX_EXEMPTIONS: dict[str, tuple[str, ...]] = {
     "idempotencyKeys": ("createdAt", "messageId", "expiresAt"),
     "rateLimits": ("updatedAt", "expiresAt", "sends"),
     "chats": ("lastMessage",),
-    "scheduledMessages": ("createdAt", "updatedAt"),
+    "scheduledMessages": ("createdAt", "updatedAt", "occurrences", "cancelledOccurrences"),
     "messageQueue": ("createdAt", "updatedAt", "expiresAt"),
     "deviceSyncStates": ("updatedAt", "registeredAt"),
     "typingEvents": ("createdAt", "updatedAt", "expiresAt"),
@@ -231,5 +231,6 @@ indexes): sequential values (timestamps, ULIDs; a map or array of them: the chat
 lastMessage, its id and time, and the rate window's sends) that no query reads through
 their own index, which would cap their collection at 500 writes a second
 (docs/CAPACITY.md), and the inbox head's `chats` map, whose index entries grow with the
-chats a user has. A map's exemption covers its fields. Composite indexes that hold such
+chats a user has, and a recurring series' arrays of occurrences (up to 400 index entries a
+series, read by no query). A map's exemption covers its fields. Composite indexes that hold such
 a field (the chat list's participants + lastMessage.createdAt) are not affected."""

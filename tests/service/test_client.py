@@ -288,3 +288,23 @@ def test_scheduled_messages_are_scheduled_listed_cancelled_and_delivered_through
     assert stored_texts(engine) == ["see you at ten"] and alice.scheduled_messages() == []
     with pytest.raises(InvalidArgument, match="deliverAt"):
         alice.schedule_message("ab", "too late", deliver_at=clock.now() - timedelta(minutes=1))
+
+
+def test_a_recurring_series_is_scheduled_listed_cancelled_in_part_and_delivered_through_the_client(engine):
+    alice = chat_for("alice", LocalStore(":memory:"))
+    starting = clock.now() + timedelta(minutes=10)
+    series = alice.schedule_recurring_message("ab", "daily digest", rrule="FREQ=DAILY;COUNT=3",
+                                              time_zone="Europe/Berlin", starting=starting)
+    [listed] = alice.scheduled_messages()
+    assert (listed["scheduledId"], listed["rrule"], listed["timeZone"], listed["occurrencesLeft"]) == (
+        series, "FREQ=DAILY;COUNT=3", "Europe/Berlin", 3)
+    first, second, third = (clock.from_millis(ms) for ms in listed["upcoming"])
+    assert listed["nextOccurrenceAt"] == listed["upcoming"][0] and second - first == timedelta(days=1)
+    answer = alice.cancel_scheduled_message(series, occurrence_at=second)
+    assert (answer["status"], answer["nextOccurrenceAt"]) == ("CANCELLED", listed["upcoming"][0])
+    for at in (first, second, third):
+        scheduling.deliver_due(engine, now=at)
+    assert stored_texts(engine) == ["daily digest", "daily digest"] and alice.scheduled_messages() == []
+    with pytest.raises(InvalidArgument, match="more often than once an hour"):
+        alice.schedule_recurring_message("ab", "spam", rrule="FREQ=MINUTELY;COUNT=100", time_zone="UTC",
+                                         starting=starting)

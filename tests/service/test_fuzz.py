@@ -5,7 +5,10 @@ default 50; CI runs 650 in all) built by hypothesis from valid values, values th
 valid, and junk: wrong types, missing and extra fields, huge strings and
 lists, Unicode edge cases (lone surrogates, NUL, RTL, combining marks,
 emoji), ids of other users' chats, devices and messages, cursors issued to
-another user or for another listing, edited and forged cursors. Callers are
+another user or for another listing, edited and forged cursors, recurrence
+rules and time zones (sendRecurringMessage: sends with deliverAt and a
+recurrence, parts of the RRULE subset and beyond it put together at random,
+rules that never fire, fire too often or run past the horizon). Callers are
 alice, a user who is in no chat, nobody, and uids that are not usable as
 document ids.
 
@@ -46,7 +49,7 @@ from pack427 import clock, constants
 from pack427 import db as service_db
 from pack427.accepting import sending
 from pack427.delivering.notifier import EmulatorNotifier
-from pack427.models import SendMessageRequest, SyncMessagesRequest
+from pack427.models import Recurrence, SendMessageRequest, SyncMessagesRequest
 from pack427.reading import cursors, sync
 from pack427.workers import processor
 
@@ -80,6 +83,12 @@ class World:
             sending.send_message(db, uid, SendMessageRequest(chatId="c1", clientMessageId=str(ULID()), text="later",
                                                              deliverAt=later)).messageId
             for uid in ("alice", "alice", "bob")]
+        series = sending.send_message(db, "alice", SendMessageRequest(
+            chatId="c1", clientMessageId=str(ULID()), text="every day", deliverAt=later,
+            recurrence=Recurrence(rrule="FREQ=DAILY;COUNT=5", timeZone="Europe/Berlin")))
+        self.scheduled.append(series.messageId)  # a series of alice's: its occurrences can be cancelled one by one
+        self.occurrences = [clock.to_millis(at) for at in db.document(
+            f"scheduledMessages/alice_{series.messageId}").get().get("occurrences")]
         processor.drain(db, EmulatorNotifier(), actor="test", time_budget_s=60)
         page = sync.sync_messages(db, "alice", SyncMessagesRequest(deviceId="alicephone"))
         bob_page = sync.sync_messages(db, "bob", SyncMessagesRequest(deviceId="bobphone"))
@@ -151,6 +160,37 @@ JUNK = st.recursive(
 )
 ULIDS = st.builds(lambda: str(ULID()))
 
+# Recurrence rules (issue 31): parts of the subset and beyond it, put together at random, and whole
+# hostile rules; every one must be accepted or refused as invalid-argument, never INTERNAL.
+RULE_PARTS = st.sampled_from([
+    "FREQ=DAILY", "FREQ=WEEKLY", "FREQ=MONTHLY", "FREQ=YEARLY", "FREQ=MINUTELY", "FREQ=SECONDLY", "FREQ=HOURLY",
+    "FREQ=", "COUNT=3", "COUNT=0", "COUNT=401", "COUNT=-1", "COUNT=99999999999999999999", "UNTIL=20270101T000000Z",
+    "UNTIL=99991231T235959Z", "UNTIL=00010101T000000", "UNTIL=2026", "UNTIL=20261332T256199", "BYHOUR=9",
+    "BYHOUR=9,10", "BYHOUR=-1", "BYMINUTE=0,30", "BYMINUTE=0,59", "BYMONTH=2", "BYMONTH=0", "BYMONTHDAY=30",
+    "BYMONTHDAY=-31", "BYMONTHDAY=0", "BYDAY=MO,-1FR", "BYDAY=53MO", "BYDAY=+2TU", "BYDAY=", "BYDAY=MO,,TU",
+    "BYSETPOS=1", "BYYEARDAY=100", "BYWEEKNO=1", "BYSECOND=0", "BYEASTER=0", "INTERVAL=0", "INTERVAL=400",
+    "INTERVAL=2", "INTERVAL=1,2", "DTSTART=20260101T000000", "WKST=SU", "X-NAME=1", "", "=", "freq=daily",
+])
+RULES = st.one_of(
+    st.lists(RULE_PARTS, max_size=7).map(";".join),
+    st.sampled_from([
+        "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0;COUNT=10", "RRULE:FREQ=DAILY;COUNT=2",
+        "DTSTART:20260101T090000Z\nRRULE:FREQ=DAILY;COUNT=2", "FREQ=DAILY;COUNT=2\nEXDATE:20260601T090000Z",
+        "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30;COUNT=3", "FREQ=DAILY;INTERVAL=7;BYDAY=TU;COUNT=3",
+        "FREQ=MONTHLY;BYDAY=4MO;BYMONTHDAY=1;COUNT=3", "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;COUNT=2",
+        "FREQ=DAILY;BYHOUR=2,3;BYMINUTE=30;COUNT=20", "FREQ=DAILY;BYHOUR=8,20;UNTIL=20991231T000000Z",
+        "FREQ=DAILY;" * 80 + "COUNT=2", "RRULE:" * 3, ";" * 400,
+    ]),
+    TEXT,
+)
+ZONES = st.sampled_from(["Europe/Berlin", "America/New_York", "UTC", "Etc/GMT+14", "EST5EDT", "Mars/Base", "",
+                         "../../etc/passwd", "/etc/localtime", "localtime", "+01:00", "europe/berlin", "Z" * 65])
+VALID_RECURRENCES = st.fixed_dictionaries({
+    "rrule": st.sampled_from(["FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0;COUNT=10", "FREQ=DAILY;COUNT=3",
+                              "RRULE:FREQ=MONTHLY;BYDAY=-1FR;BYHOUR=17;BYMINUTE=0;COUNT=6"]),
+    "timeZone": st.sampled_from(["Europe/Berlin", "America/New_York", "UTC"])})
+RECURRENCES = VALID_RECURRENCES | st.fixed_dictionaries({"rrule": RULES, "timeZone": ZONES | TEXT})
+
 
 def field(valid, hostile=JUNK):
     """A value for a known field: mostly plausible, often hostile."""
@@ -205,8 +245,18 @@ def strategies(world: World) -> dict[str, st.SearchStrategy]:
                 clock.to_millis(clock.now() + timedelta(hours=1)), clock.to_millis(clock.now() - timedelta(hours=1)),
                 clock.to_millis(clock.now() + timedelta(days=31)), -1, 0, constants.MAX_UNIX_MS + 1])),
         }, {"chatId": chats, "clientMessageId": ULIDS, "text": st.sampled_from(["hi", "hello there", "🙂 ok"])}),
-        "cancelScheduledMessage": payload({"scheduledId": field(st.sampled_from(world.scheduled) | ULIDS)},
-                                          {"scheduledId": st.sampled_from(world.scheduled)}),
+        # A send with deliverAt and a recurrence (issue 31): hostile rules and zones reach the service's checks.
+        "sendRecurringMessage": payload({
+            "chatId": field(chat_ids),
+            "deliverAt": field(st.sampled_from([clock.to_millis(clock.now() + timedelta(hours=1)),
+                                                clock.to_millis(clock.now() + timedelta(days=29))])),
+            "recurrence": field(RECURRENCES),
+        }, {"chatId": chats, "clientMessageId": ULIDS, "text": st.sampled_from(["every week"]),
+            "deliverAt": st.just(clock.to_millis(clock.now() + timedelta(hours=2))), "recurrence": VALID_RECURRENCES}),
+        "cancelScheduledMessage": payload({
+            "scheduledId": field(st.sampled_from(world.scheduled) | ULIDS),
+            "occurrenceAt": field(st.sampled_from(world.occurrences) | st.integers(-1, constants.MAX_UNIX_MS + 1)),
+        }, {"scheduledId": st.sampled_from(world.scheduled)}),
         "listScheduledMessages": payload({}, {}),
         "registerDevice": payload({
             "deviceId": field(device_ids),
@@ -251,6 +301,7 @@ REQUEST_MODELS = {
         ("markAsRead", "MarkAsReadRequest"), ("getUnreadCounts", "NoArgumentsRequest"),
         ("recalculateUnreadCounters", "RecalculateUnreadCountersRequest"),
         ("cancelScheduledMessage", "CancelScheduledMessageRequest"),
+        ("sendRecurringMessage", "SendMessageRequest"),
         ("listScheduledMessages", "NoArgumentsRequest"),
     ]
 }
@@ -268,14 +319,18 @@ def may_write(name: str, uid: str, data: dict, path: str, world: World) -> bool:
         "recalculateUnreadCounters": [rf"users/{u}/inboxHead/current", rf"recalculationWindows/{u}"],
         "cancelScheduledMessage": [rf"scheduledMessages/{u}_[^/]+"],
     }
-    if name == "sendMessage":  # a message fans out to the chat's members' inboxes and queues: only from a member
+    if name in ("sendMessage", "sendRecurringMessage"):  # a message fans out to the chat's members' inboxes and queues: only from a member
         return uid in world.db.document(f"chats/{data['chatId']}").get().get("participants")
     return any(re.fullmatch(pattern, path) for pattern in own.get(name, []))
 
 
+CALLABLE = {"sendRecurringMessage": "sendMessage"}
+"""Payload kinds that go to another callable than their name's."""
+
+
 def check(name: str, world: World, uid, data, before: dict) -> dict:
     """Call, and hold the answer and the database to the rules in the module docstring."""
-    status, body = call(getattr(main, f"pack427_{name}"), data, uid=uid)
+    status, body = call(getattr(main, f"pack427_{CALLABLE.get(name, name)}"), data, uid=uid)
     after = snapshot()
     changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
     code = body["error"]["status"] if "error" in body else "OK"

@@ -33,12 +33,20 @@ export interface AckMessagesResult {
   success: boolean;
 }
 /**
- * `pack427_cancelScheduledMessage` data: the scheduled id (the clientMessageId it was sent with).
+ * `pack427_cancelScheduledMessage` data.
+ *
+ * Attributes:
+ *     scheduledId: the scheduled id (the clientMessageId it was sent with).
+ *     occurrenceAt: Unix ms of one occurrence of a recurring series (its `nextOccurrenceAt` or one
+ *         of its `upcoming`, as listed): cancel that occurrence only, the series goes on;
+ *         default: cancel the whole series (or the one scheduled message).
  */
 export interface CancelScheduledMessageRequest {
+  occurrenceAt?: number | null;
   scheduledId: string;
 }
 export interface CancelScheduledMessageResult {
+  nextOccurrenceAt: number | null;
   status: string;
   success: boolean;
 }
@@ -121,19 +129,44 @@ export interface TypingUser {
   userId: string;
 }
 /**
- * The caller's messages still scheduled, soonest first (at most MAX_LISTED_SCHEDULED).
+ * The caller's messages still scheduled and series scheduled or stopped, soonest first (at most
+ * MAX_LISTED_SCHEDULED; a stopped series by the occurrence it stopped at).
  */
 export interface ListScheduledMessagesResult {
   hasMore: boolean;
   messages: ScheduledMessageItem[];
 }
+/**
+ * One of the caller's scheduled messages or recurring series.
+ *
+ * Attributes:
+ *     deliverAt: Unix ms of its delivery; of a series, its next occurrence (of a stopped one,
+ *         the occurrence that could not be sent).
+ *     status: SCHEDULED, or STOPPED: a series whose sender could no longer send there (`reason`:
+ *         blocked, not a participant, age_verification_required...); cancelling it removes it.
+ *     rrule, timeZone: a series' rule and zone (None: a one-off message).
+ *     nextOccurrenceAt: a scheduled series' next occurrence (None: a one-off message, or stopped).
+ *     upcoming: a series' next occurrences, the next first (at most RECURRENCE_LISTED_UPCOMING).
+ *     occurrencesLeft: of a series, the occurrences still to be delivered (cancelled ones left out).
+ *     occurrencesDelivered: of a series, the occurrences delivered so far.
+ *     lastMessageId: the message of its last delivered occurrence.
+ */
 export interface ScheduledMessageItem {
   chatId: string;
   contentRef: string | null;
   createdAt: number;
   deliverAt: number;
+  lastMessageId: string | null;
+  nextOccurrenceAt: number | null;
+  occurrencesDelivered: number;
+  occurrencesLeft: number | null;
+  reason: string | null;
+  rrule: string | null;
   scheduledId: string;
+  status: string;
   text: string | null;
+  timeZone: string | null;
+  upcoming: number[];
 }
 /**
  * `pack427_markAsRead` data.
@@ -177,6 +210,18 @@ export interface RecalculateUnreadCountersResult {
   hasMore: boolean;
   recalculated: number;
   success: boolean;
+}
+/**
+ * `recurrence` of `pack427_sendMessage`: the message recurs (see recurrence).
+ *
+ * Attributes:
+ *     rrule: an RFC 5545 RRULE value of the accepted subset (README, "Recurring messages"),
+ *         e.g. FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0;COUNT=10.
+ *     timeZone: the IANA time zone of its local wall times, e.g. Europe/Berlin.
+ */
+export interface Recurrence {
+  rrule: string;
+  timeZone: string;
 }
 /**
  * `pack427_registerDevice` data.
@@ -236,12 +281,15 @@ export interface SyncedMessage {
  *         one of text and contentRef is required.
  *     deliverAt: Unix ms: schedule the message for then (at most
  *         MAX_SCHEDULE_DAYS ahead; see scheduling); default: now.
+ *     recurrence: with deliverAt, the message recurs: a series whose first occurrence is the
+ *         rule's first instance at or after deliverAt (see recurrence); default: once.
  */
 export interface SendMessageRequest {
   chatId: string;
   clientMessageId: string;
   contentRef?: string | null;
   deliverAt?: number | null;
+  recurrence?: Recurrence | null;
   text?: string | null;
 }
 /**

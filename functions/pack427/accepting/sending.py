@@ -80,7 +80,7 @@ from ..models import (
     SendRecord,
     UserProfile,
 )
-from . import send_plan
+from . import recurrence, send_plan
 
 ACCEPTED = "QUEUED"
 """`status` of an accepted message: its queue entries are on their way."""
@@ -178,10 +178,15 @@ class AdmittedEarlier:
         priority: its lane, decided when it was admitted.
         add_writes: adds, given the new message's id, the writes of whoever admitted it
             to the send's commit (conditional ones included; called at each attempt).
+        rate_limited: the send counts against the sender's rate limit now (an occurrence of a
+            recurring series): ResourceExhausted when the window is full, else the send is
+            recorded in the window in the same commit (default: no, a one-off scheduled message
+            counted when it was accepted).
     """
 
     priority: bool
     add_writes: Callable[[WriteBatch, str], None]
+    rate_limited: bool = False
 
 _QUEUE_CHECKS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="send-queue-check")
 """Asks the queue about a chat while the send reads the profiles (one round trip less)."""
@@ -209,8 +214,9 @@ class _SendRefs:
     @classmethod
     def of(cls, db: Client, sender_id: str, request: SendMessageRequest, recipients: list[str], *,
            place: bool) -> _SendRefs:
+        # A recurring series' occurrences count against the rate limit when each is delivered, not in slots.
         slot = (paths.schedule_slot(db, sender_id, send_plan.schedule_minute(request.deliverAt))
-                if request.deliverAt is not None else None)
+                if request.deliverAt is not None and request.recurrence is None else None)
         return cls(paths.idempotency_key(db, sender_id, request.clientMessageId), paths.rate_window(db, sender_id),
                    {uid: paths.inbox_head(db, uid) for uid in recipients} if place else {}, slot)
 
@@ -281,20 +287,30 @@ def _commit_send(
         return _first_result(others[record_ref.path].to_dict() or {}, request)
     if admitted is None:  # a scheduled message's delivery key is the engine's own: never too old
         send_plan.check_client_message_id_age(request.clientMessageId, now)
+    series: list[datetime] | None = None
     if request.deliverAt is not None and admitted is None:
         send_plan.check_deliver_at(request.deliverAt, now)
+        if request.recurrence is not None:
+            series = recurrence.occurrences(request.recurrence.rrule, request.recurrence.timeZone,
+                                            clock.from_millis(request.deliverAt))
     window = rate_limit.from_snapshot(db, sender_id, others[window_ref.path], now=now)
+    record: SendRecord | None = None
     if admitted is not None:  # only what may have changed since: 18+ and blocks
         policy.require_adult(users[sender_id])
         recipients = policy.deliverable_recipients(sender_id, recipients, users) if small else recipients
         priority = admitted.priority
+        if admitted.rate_limited:  # an occurrence of a series: counted now, as a send of now
+            rate_limit.check(window, now=now)
+            record = SendRecord(at=now, chat_id=request.chatId,
+                                content_hash=rate_limit.content_hash(request.text, request.contentRef))
     else:
         recipients, record, priority = _admit(db, sender_id, request, chat, recipients, users, window, now,
                                               fraud_checker, blocks=small, screened=screened)
 
-    if refs.slot is not None and admitted is None:  # a message scheduled now (deliverAt)
-        slot = store.Read.of(others[refs.slot.path])
-        return _commit_schedule(db, sender_id, request, window, record, slot, now, priority=priority)
+    if request.deliverAt is not None and admitted is None and record is not None:  # scheduled now (deliverAt)
+        slot = store.Read.of(others[refs.slot.path]) if refs.slot is not None else None
+        return _commit_schedule(db, sender_id, request, window, record, slot, now, priority=priority,
+                                series=series)
     message = ChatMessage(
         id=send_plan.next_message_id(chat, now), chat_id=request.chatId, sender_id=sender_id,
         sender_name=users[sender_id].display_name, client_message_id=request.clientMessageId,
@@ -319,9 +335,9 @@ def _commit_send(
     else:
         _add_delivery(db, batch, plan, message, users, heads, origin=origin)
     store.update_if_unchanged(db, batch, paths.chat(db, request.chatId), loaded.update_time, chat_fields)
-    if admitted is None:
+    if record is not None:
         rate_limit.add_send(db, batch, window, record)
-    else:
+    if admitted is not None:
         admitted.add_writes(batch, message.id)
     batch.commit()
     return SendMessageResult(messageId=message.id, status=ACCEPTED, duplicate=False)
@@ -352,10 +368,11 @@ def _commit_schedule(
     request: SendMessageRequest,
     window: rate_limit.LoadedWindow,
     record: SendRecord,
-    slot: store.Read,
+    slot: store.Read | None,
     now: datetime,
     *,
     priority: bool,
+    series: list[datetime] | None = None,
 ) -> SendMessageResult:
     """Accept a scheduled message: its ScheduledMessage, its idempotency record, the sender's rate
     window and the slot of its minute, in one commit conditional on the window and the slot as read;
@@ -363,30 +380,47 @@ def _commit_schedule(
 
     The slot bounds what one sender can make fall due at one instant to the rate limit in force
     (`window.limit`): FailedPrecondition (reason schedule_minute_full) past it, nothing written.
+
+    Args:
+        slot: the slot of its minute as read (None for a recurring series: each occurrence counts
+            against the rate limit when it is delivered instead).
+        series: a recurring series' occurrences (recurrence.occurrences; default: a one-off message).
     """
     minute = send_plan.schedule_minute(request.deliverAt or 0)
-    try:
-        taken = ScheduleSlot.model_validate(slot.data).scheduled if slot.exists else 0
-    except ValidationError:
-        taken = 0  # a damaged slot (a hand edit) is rewritten, as a damaged rate window is
-    send_plan.check_schedule_minute(taken, window.limit, minute)
+    taken = 0
+    if slot is not None:
+        try:
+            taken = ScheduleSlot.model_validate(slot.data).scheduled if slot.exists else 0
+        except ValidationError:
+            taken = 0  # a damaged slot (a hand edit) is rewritten, as a damaged rate window is
+        send_plan.check_schedule_minute(taken, window.limit, minute)
+    first = series[0] if series else clock.from_millis(request.deliverAt or 0)
     scheduled = ScheduledMessage(
         sender_id=sender_id, chat_id=request.chatId, client_message_id=request.clientMessageId,
-        text=request.text, content_ref=request.contentRef, deliver_at=clock.from_millis(request.deliverAt or 0),
+        text=request.text, content_ref=request.contentRef, deliver_at=first,
         delivery_key=str(ULID()), priority=priority, created_at=now, updated_at=now,
+        rrule=request.recurrence.rrule if series and request.recurrence else None,
+        time_zone=request.recurrence.timeZone if series and request.recurrence else None,
+        occurrences=series or [],
     )
     batch = db.batch()
     record_doc = IdempotencyRecord(message_id=request.clientMessageId, chat_id=request.chatId, sender_id=sender_id,
                                    payload_hash=_payload_hash(request), scheduled=True, created_at=now,
                                    expires_at=send_plan.record_expiry(now, scheduled.deliver_at))
     batch.create(paths.idempotency_key(db, sender_id, request.clientMessageId), record_doc.to_firestore())
-    batch.create(paths.scheduled_message(db, sender_id, request.clientMessageId), scheduled.to_firestore())
+    stored = scheduled.to_firestore() if series else scheduled.model_dump(exclude=SERIES_FIELDS)
+    batch.create(paths.scheduled_message(db, sender_id, request.clientMessageId), stored)
     rate_limit.add_send(db, batch, window, record)
-    store.write_if_unchanged(db, batch, slot, ScheduleSlot(
-        sender_id=sender_id, minute=minute, scheduled=taken + 1, updated_at=now,
-        expires_at=minute + timedelta(minutes=1)).to_firestore())
+    if slot is not None:
+        store.write_if_unchanged(db, batch, slot, ScheduleSlot(
+            sender_id=sender_id, minute=minute, scheduled=taken + 1, updated_at=now,
+            expires_at=minute + timedelta(minutes=1)).to_firestore())
     batch.commit()
     return SendMessageResult(messageId=request.clientMessageId, status=SCHEDULED, duplicate=False)
+
+
+SERIES_FIELDS = {"rrule", "time_zone", "occurrences", "cancelled_occurrences", "delivered_count"}
+"""A recurring series' fields of ScheduledMessage: a one-off message's document is stored without them."""
 
 
 def _add_message(db: Client, batch: WriteBatch, request: SendMessageRequest, message: ChatMessage, *,
@@ -471,6 +505,8 @@ def _payload_hash(request: SendMessageRequest) -> str:
     payload: dict = {"chatId": request.chatId, "text": request.text, "contentRef": request.contentRef}
     if request.deliverAt is not None:
         payload["deliverAt"] = request.deliverAt
+    if request.recurrence is not None:
+        payload["recurrence"] = request.recurrence.model_dump()
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -34,6 +34,7 @@ from .api import (
     RecalculateUnreadCountersResult,
     ReceiptStatus,
     ReceiptSummary,
+    Recurrence,
     RegisterDeviceRequest,
     RegisterDeviceResult,
     Request,
@@ -83,6 +84,7 @@ from .presence import DeviceSyncState, Platform, TypingEvent
 from .queue_entries import AuditEvent, QueuedMessage, QueueEvent, RegionQueueStats, TransportMetadata
 
 __all__ = [
+    "Recurrence",
     "ScheduledMessage",
     "ScheduledStatus",
     "CancelScheduledMessageRequest",

@@ -63,6 +63,19 @@ class Response(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class Recurrence(Request):
+    """`recurrence` of `pack427_sendMessage`: the message recurs (see recurrence).
+
+    Attributes:
+        rrule: an RFC 5545 RRULE value of the accepted subset (README, "Recurring messages"),
+            e.g. FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0;COUNT=10.
+        timeZone: the IANA time zone of its local wall times, e.g. Europe/Berlin.
+    """
+
+    rrule: Annotated[str, StringConstraints(min_length=1, max_length=constants.RECURRENCE_MAX_RULE_LENGTH)]
+    timeZone: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
 class SendMessageRequest(Request):
     """`pack427_sendMessage` data.
 
@@ -74,6 +87,8 @@ class SendMessageRequest(Request):
             one of text and contentRef is required.
         deliverAt: Unix ms: schedule the message for then (at most
             MAX_SCHEDULE_DAYS ahead; see scheduling); default: now.
+        recurrence: with deliverAt, the message recurs: a series whose first occurrence is the
+            rule's first instance at or after deliverAt (see recurrence); default: once.
     """
 
     chatId: DocumentId
@@ -83,6 +98,7 @@ class SendMessageRequest(Request):
         str, StringConstraints(min_length=1, max_length=constants.MAX_CONTENT_REF_LENGTH)
     ] | None = None
     deliverAt: Annotated[int, Field(ge=0, le=constants.MAX_UNIX_MS)] | None = None
+    recurrence: Recurrence | None = None
 
     @model_validator(mode="after")
     def _has_content(self) -> SendMessageRequest:
@@ -90,6 +106,8 @@ class SendMessageRequest(Request):
             raise ValueError("text or contentRef is required")
         if self.text is not None and not self.text.strip():
             raise ValueError("text must not be blank")
+        if self.recurrence is not None and self.deliverAt is None:
+            raise ValueError("recurrence requires deliverAt (the series' start)")
         return self
 
 
@@ -103,28 +121,63 @@ class SendMessageResult(Response):
 
 
 class CancelScheduledMessageRequest(Request):
-    """`pack427_cancelScheduledMessage` data: the scheduled id (the clientMessageId it was sent with)."""
+    """`pack427_cancelScheduledMessage` data.
+
+    Attributes:
+        scheduledId: the scheduled id (the clientMessageId it was sent with).
+        occurrenceAt: Unix ms of one occurrence of a recurring series (its `nextOccurrenceAt` or one
+            of its `upcoming`, as listed): cancel that occurrence only, the series goes on;
+            default: cancel the whole series (or the one scheduled message).
+    """
 
     scheduledId: UlidString
+    occurrenceAt: Annotated[int, Field(ge=0, le=constants.MAX_UNIX_MS)] | None = None
 
 
 class CancelScheduledMessageResult(Response):
     success: bool
     status: str
-    """CANCELLED (now, or before: cancelling is idempotent)."""
+    """CANCELLED (now, or before: cancelling is idempotent): the message, the series, or the occurrence."""
+    nextOccurrenceAt: int | None = None
+    """Of a series whose one occurrence was cancelled: its next occurrence now (None: none is left)."""
 
 
 class ScheduledMessageItem(Response):
+    """One of the caller's scheduled messages or recurring series.
+
+    Attributes:
+        deliverAt: Unix ms of its delivery; of a series, its next occurrence (of a stopped one,
+            the occurrence that could not be sent).
+        status: SCHEDULED, or STOPPED: a series whose sender could no longer send there (`reason`:
+            blocked, not a participant, age_verification_required...); cancelling it removes it.
+        rrule, timeZone: a series' rule and zone (None: a one-off message).
+        nextOccurrenceAt: a scheduled series' next occurrence (None: a one-off message, or stopped).
+        upcoming: a series' next occurrences, the next first (at most RECURRENCE_LISTED_UPCOMING).
+        occurrencesLeft: of a series, the occurrences still to be delivered (cancelled ones left out).
+        occurrencesDelivered: of a series, the occurrences delivered so far.
+        lastMessageId: the message of its last delivered occurrence.
+    """
+
     scheduledId: str
     chatId: str
     text: str | None
     contentRef: str | None
     deliverAt: int
     createdAt: int
+    status: str = "SCHEDULED"
+    reason: str | None = None
+    rrule: str | None = None
+    timeZone: str | None = None
+    nextOccurrenceAt: int | None = None
+    upcoming: list[int] = []
+    occurrencesLeft: int | None = None
+    occurrencesDelivered: int = 0
+    lastMessageId: str | None = None
 
 
 class ListScheduledMessagesResult(Response):
-    """The caller's messages still scheduled, soonest first (at most MAX_LISTED_SCHEDULED)."""
+    """The caller's messages still scheduled and series scheduled or stopped, soonest first (at most
+    MAX_LISTED_SCHEDULED; a stopped series by the occurrence it stopped at)."""
 
     messages: list[ScheduledMessageItem]
     hasMore: bool = False

@@ -262,6 +262,9 @@ class ScheduledStatus(StrEnum):
     CANCELLED = "CANCELLED"
     FAILED = "FAILED"
     """At its time the sender could no longer send there (left the chat, blocked, not 18+)."""
+    STOPPED = "STOPPED"
+    """A recurring series whose sender could no longer send there at an occurrence's time (`reason`):
+    no further occurrence is delivered; listed until the sender cancels it."""
 
 
 class ScheduleSlot(Document):
@@ -292,8 +295,13 @@ class ScheduledMessage(Document):
     Attributes:
         delivery_key: the clientMessageId its delivery is sent with (a ULID made at
             acceptance): two processors delivering it make one message.
-        message_id: the delivered message's id (status DELIVERED).
-        reason: why it failed (status FAILED).
+        message_id: the delivered message's id (status DELIVERED; of a series, its last delivered occurrence's).
+        reason: why it failed (status FAILED) or its series stopped (STOPPED).
+        rrule, time_zone: a recurring series' rule and zone (None: a one-off message; see recurrence).
+        occurrences: a series' occurrences, all of them, computed at acceptance; `deliver_at` is the
+            one due next (the delivery of each moves it to the next, in the same commit).
+        cancelled_occurrences: occurrences cancelled one by one.
+        delivered_count: a series' occurrences delivered so far.
     """
 
     sender_id: str
@@ -308,5 +316,10 @@ class ScheduledMessage(Document):
     status: ScheduledStatus = ScheduledStatus.SCHEDULED
     message_id: str | None = None
     reason: str | None = None
+    rrule: str | None = None
+    time_zone: str | None = None
+    occurrences: list[datetime] = []
+    cancelled_occurrences: list[datetime] = []
+    delivered_count: Annotated[int, Field(ge=0)] = 0
     created_at: datetime
     updated_at: datetime
