@@ -21,7 +21,7 @@ def inbox(db: Client, uid: str) -> CollectionReference:
 
 
 def inbox_entry(db: Client, uid: str, message_id: str) -> DocumentReference:
-    return inbox(db, uid).document(message_id)
+    return db.document(inbox_entry_name(uid, message_id))
 
 
 def inbox_entry_name(uid: str, message_id: str) -> str:
@@ -31,7 +31,7 @@ def inbox_entry_name(uid: str, message_id: str) -> str:
 
 def inbox_head(db: Client, uid: str) -> DocumentReference:
     """`users/{uid}/inboxHead/current`: seq, unread counts and read positions (see InboxHead)."""
-    return user(db, uid).collection("inboxHead").document("current")
+    return db.document(inbox_head_name(uid))
 
 
 def inbox_head_name(uid: str) -> str:
@@ -46,7 +46,7 @@ def inbox_chats(db: Client, uid: str) -> CollectionReference:
 
 def inbox_chat(db: Client, uid: str, chat_id: str) -> DocumentReference:
     """`users/{uid}/inboxChats/{chatId}`: one parked chat's unread count and read position."""
-    return inbox_chats(db, uid).document(chat_id)
+    return db.document(inbox_chat_name(uid, chat_id))
 
 
 def inbox_chat_name(uid: str, chat_id: str) -> str:
