@@ -89,6 +89,7 @@ from benchmarks import (  # noqa: E402
 )
 from benchmarks import load as load_run  # noqa: E402
 from benchmarks.load import percentile  # noqa: E402
+from benchmarks.speed import Speed  # noqa: E402
 from benchmarks.stalls import StallProbe  # noqa: E402
 from firebase_functions import logger as functions_logger  # noqa: E402
 from google.cloud import firestore  # noqa: E402
@@ -406,7 +407,7 @@ def main() -> None:
         "mode": mode, "config": cfg, "sections": sections, "started": f"{started_at:%Y-%m-%d %H:%M} UTC",
         "machine": f"{os.cpu_count()} CPUs, {platform.system()} {platform.machine()}, Python {platform.python_version()}",
         "json": str(json_path.relative_to(ROOT) if json_path.is_relative_to(ROOT) else json_path),
-        "load_at_start": load(), "commit": compare.commit(ROOT),
+        "load_at_start": load(), "commit": compare.commit(ROOT), "yardstick_ms_at_start": Speed().ms,
     }}
     t0 = time.perf_counter()
     project = os.environ.get("PACK427_PROJECT", "demo-pack427")
@@ -468,6 +469,7 @@ def main() -> None:
         print(f"  {section}: {stall_line(stalls.summary())}", flush=True)
     results["meta"]["seconds"] = time.perf_counter() - t0
     results["meta"]["load_at_end"] = load()
+    results["meta"]["yardstick_ms_at_end"] = Speed().ms
 
     print_summary(results)
     results["meta"]["compared"] = compare.summary(compare.previous(ROOT / "docs"), results)

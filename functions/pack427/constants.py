@@ -135,8 +135,11 @@ a p95 of 31-54 ms, against 2-9 s through the queue's per-recipient triggers."""
 
 INLINE_ATTEMPTS = 2
 """Attempts of a send that may place its message itself; a send that lost
-that many races (a recipient's head, or the chat, moved first) goes through
-the queue."""
+that many races (a recipient's head, or the chat, moved first) goes on as a
+fan-out job if its chat is a group (its commit then holds no head, so a hot
+chat's sends race only for the chat document; the chat's next messages
+follow through fan-out until it has none left), through the queue if it is
+a direct chat."""
 
 FAN_OUT_CHUNK = 150
 """Recipients one fan-out commit handles at most: up to three writes each (inbox

@@ -19,6 +19,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import speed
+
 TIME_TOLERANCE = 0.25
 """Relative change of a time or a rate below which it is noise, not a change."""
 
@@ -129,5 +131,9 @@ def summary(before: dict | None, after: dict) -> list[str]:
             f" {TIME_TOLERANCE:.0%} of noise, operation counts exactly:")
     worse = [c.line() for c in changes if c.worse]
     better = [c.line() for c in changes if not c.worse]
-    return [head, "- worse: " + ("; ".join(worse) if worse else "none"),
+    lines = [head]
+    now_ms = after.get("meta", {}).get("yardstick_ms_at_start")
+    if now_ms:  # a slower CPU makes every time worse: say by how much before the figures do
+        lines.append("- machine: " + speed.ratio_line(now_ms, meta.get("yardstick_ms_at_start")))
+    return [*lines, "- worse: " + ("; ".join(worse) if worse else "none"),
             "- better: " + ("; ".join(better) if better else "none")]

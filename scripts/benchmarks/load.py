@@ -55,7 +55,6 @@ from pack427.models import (
     AckMessagesRequest,
     GetChatListRequest,
     MarkAsReadRequest,
-    QueuedMessage,
     Region,
     RegisterDeviceRequest,
     SendMessageRequest,
@@ -77,6 +76,7 @@ GROUP_SIZES = (3, 50)
 INSTANCES = 20
 """Simulated function instances of the engine mode (main.py deploys max_instances=20)."""
 TRIGGER_INSTANCES = 8
+FAN_OUT_INSTANCES = 2
 CLIENTS = 64
 """Operations in flight at once (open loop: a slow answer does not slow the schedule)."""
 RETRYABLE = {"unavailable", "aborted", "deadline-exceeded"}
@@ -134,38 +134,34 @@ class SuiteBackend:
 
 
 class EngineBackend:
-    """The callables' services in process on INSTANCES threads, and the queue trigger's service on
-    TRIGGER_INSTANCES threads.
+    """The callables' services in process on INSTANCES threads, and the document-created triggers'
+    services on trigger instances: TRIGGER_INSTANCES threads for the queue's, FAN_OUT_INSTANCES for
+    fan-out jobs'.
 
-    After each accepted send, the queue entries it may have created (one id per
-    recipient, in the recipient's home region) are read in one round trip and the
-    ones that exist are handed to `delivery.on_enqueued`, as the document-created
-    trigger would be. (A Firestore listener on the queues, tried first, missed
-    about one creation in ten under load on the emulator; a query by messageId,
-    used next, is a scan of every queue on the emulator, which grows with the run.)
-    The bench's own reads are not counted by the op counter.
+    Each queue entry or fan-out job a commit of the engine created (whoever made it: a send, a
+    trigger, a fan-out) is handed as its event (the document as created, read off the commit by a
+    faults.FaultInjector that injects nothing unless enabled) to `delivery.on_enqueued` or
+    `fan_out.on_created`, as Firestore's triggers would be: no read of the bench's own. (A Firestore
+    listener on the queues, tried first, missed about one creation in ten under load on the
+    emulator; reading each send's possible queue entries after it answered, used until session 14,
+    cost this process about 5% of its CPU.) A trigger run that raised is counted in the outcomes:
+    its event is not retried (the functions deploy without retry).
     """
 
     name = "engine"
 
-    def __init__(self, db: firestore.Client, world: World):
+    def __init__(self, db: firestore.Client, world: World, mix: faults.FaultMix | None = None):
         self.db, self.world, self.counter = db, world, opcount.install()
         self.instances = ThreadPoolExecutor(INSTANCES, thread_name_prefix="instance")
         self.triggers = ThreadPoolExecutor(TRIGGER_INSTANCES, thread_name_prefix="trigger")
+        self.fan_outs = ThreadPoolExecutor(FAN_OUT_INSTANCES, thread_name_prefix="fan-out-trigger")
         self.trigger_runs = 0
+        self.trigger_outcomes: Counter = Counter()
         self.trigger_times: list[tuple[float, float, str]] = []
+        self.injector = faults.FaultInjector(db, mix, on_created=self._on_created).install()
 
     def call(self, uid: str, function: str, data: dict) -> dict:
-        result = self.instances.submit(self._serve, uid, function, data).result()
-        if function == "pack427_sendMessage" and not result["duplicate"]:
-            refs = [paths.queue_entry(self.db, self.world.regions[r], QueuedMessage.entry_id(result["messageId"], r))
-                    for r in self.world.chats[data["chatId"]] if r != uid]
-            with self.counter.paused():
-                created = [s for s in self.db.get_all(refs) if s.exists]
-            for snapshot in created:
-                self.trigger_runs += 1
-                self.triggers.submit(self._trigger, snapshot, time.perf_counter())
-        return result
+        return self.instances.submit(self._serve, uid, function, data).result()
 
     def _serve(self, uid: str, function: str, data: dict) -> dict:
         """The callable's service, run as the callable runs it; its error as the callable answers it."""
@@ -175,11 +171,29 @@ class EngineBackend:
         except EngineError as err:
             raise CallFailed(err.code) from None
 
-    def _trigger(self, snapshot, submitted: float) -> None:
+    def _on_created(self, trigger: str, snapshot) -> None:
+        pool = self.triggers if trigger == "queue" else self.fan_outs
+        try:
+            pool.submit(self._event, trigger, snapshot, time.perf_counter())
+        except RuntimeError:
+            pass  # a duplicate replayed after the run: the pools are closed
+
+    def _event(self, trigger: str, snapshot, submitted: float) -> None:
         started = time.perf_counter()
-        outcome = delivery.on_enqueued(self.db, snapshot, EmulatorNotifier())
+        try:
+            if trigger == "queue":
+                outcome = str(delivery.on_enqueued(self.db, snapshot, EmulatorNotifier()))
+            else:
+                fan_out.on_created(self.db, snapshot)
+                outcome = "fan-out"
+        except faults.WorkerDied:
+            outcome = "worker died"
+        except Exception as err:  # noqa: BLE001 - the trigger's run failed: its event is not retried
+            outcome = f"raised {type(err).__name__}"
         with self.world.lock:
-            self.trigger_times.append((started - submitted, time.perf_counter() - started, str(outcome)))
+            self.trigger_runs += 1
+            self.trigger_outcomes[f"{trigger}: {outcome}"] += 1
+            self.trigger_times.append((started - submitted, time.perf_counter() - started, outcome))
 
     def trigger_summary(self) -> dict:
         """How long entries waited for a free trigger instance, how long a trigger ran, and its outcomes."""
@@ -192,8 +206,10 @@ class EngineBackend:
                 "outcomes": dict(Counter(outcomes))}
 
     def close(self) -> None:
-        self.triggers.shutdown(wait=True)
         self.instances.shutdown(wait=True)
+        self.triggers.shutdown(wait=True)
+        self.fan_outs.shutdown(wait=True)
+        self.injector.uninstall()
 
 
 @dataclass
@@ -545,6 +561,14 @@ def cpu_seconds() -> dict[str, float]:
     return {"emulator": emulator, "bench_process": own.user + own.system}
 
 
+def cpu_ceiling(cpu: dict[str, float]) -> float:
+    """The most messages a second this machine's cores could serve at a step's CPU a message (the emulator's
+    and this process's, every core busy and nothing else running): where a step's rate nears it, the
+    machine is the limit, whatever the engine's design; 0 when nothing was measured."""
+    spent = cpu.get("emulator_ms_per_message", 0.0) + cpu.get("bench_process_ms_per_message", 0.0)
+    return (os.cpu_count() or 1) * 1000 / spent if spent > 0 else 0.0
+
+
 def plain_writer(db: firestore.Client, world: World, step: int) -> dict:
     """The emulator's own floor at a step: the documents the step's sends placed, written by a plain writer.
 
@@ -694,6 +718,7 @@ def run(db: firestore.Client, backend_factory: Callable[[World], object], *, use
             spent, cpu_after = counter.snapshot() - spent_before, cpu_seconds()
             cpu = {f"{k}_ms_per_message": (cpu_after[k] - cpu_before[k]) * 1000 / max(latency["messages"], 1)
                    for k in cpu_after}
+            cpu["ceiling_messages_per_s"] = cpu_ceiling(cpu)
             plain = plain_writer(db, world, step)
             errors = sum(world.errors.values()) - errors_before
             achieved = latency["messages"] / max(issued["issue_seconds"], 1e-9)
@@ -709,7 +734,8 @@ def run(db: firestore.Client, backend_factory: Callable[[World], object], *, use
                 f" the same documents: p99 {plain.get('p99_ms', float('nan')):.0f} ms,"
                 f" mean {plain.get('mean_ms', float('nan')):.0f} ms, emulator CPU"
                 f" {plain.get('emulator_cpu_ms_per_message', float('nan')):.0f} ms a message; CPU a message: emulator"
-                f" {cpu['emulator_ms_per_message']:.0f} ms, engine and bench {cpu['bench_process_ms_per_message']:.0f} ms")
+                f" {cpu['emulator_ms_per_message']:.0f} ms, engine and bench {cpu['bench_process_ms_per_message']:.0f} ms"
+                f" (at that, this machine's {os.cpu_count()} cores serve at most {cpu['ceiling_messages_per_s']:.0f}/s)")
             if not held:
                 break
         spent = counter.snapshot() - before
@@ -835,28 +861,21 @@ class ProcessorLoop:
 
 
 class FaultyEngineBackend(EngineBackend):
-    """EngineBackend with a FaultInjector in its Firestore client, standing in for the triggers.
+    """EngineBackend whose FaultInjector injects `mix` while enabled (see faults), with the scheduled
+    processor on a thread of its own (it delivers what a trigger whose worker died left).
 
-    Each queue entry or fan-out job a commit created (whoever made it: a send, a
-    trigger, the processor, a fan-out) is handed as its event (the document as
-    created) to `delivery.on_enqueued` or `fan_out.on_created` on the trigger
-    instances; a duplicated event twice. A trigger run that raised, or whose
-    worker died, is counted: its event is not retried (the functions deploy
-    without retry), the processor delivers what it left. The callables answer
-    as the Functions runtime does: an unexpected exception is INTERNAL (counted:
-    it must not happen); the simulated app retries the retryable ones.
+    A duplicated event is handed twice. The callables answer as the Functions runtime does: an
+    unexpected exception is INTERNAL (counted: it must not happen); the simulated app retries the
+    retryable ones.
     """
 
     retries_transient = True
 
     def __init__(self, db: firestore.Client, world: World, mix: faults.FaultMix | None = None):
-        super().__init__(db, world)
-        self.fan_outs = ThreadPoolExecutor(2, thread_name_prefix="fan-out-trigger")
-        self.trigger_outcomes: Counter = Counter()
+        super().__init__(db, world, mix or faults.FaultMix())
         self.internal: Counter = Counter()
         self.internal_died = 0
         self.processor = ProcessorLoop(db)
-        self.injector = faults.FaultInjector(db, mix, on_created=self._on_created).install()
 
     def call(self, uid: str, function: str, data: dict) -> dict:
         return self.instances.submit(self._answered, uid, function, data).result()
@@ -875,35 +894,9 @@ class FaultyEngineBackend(EngineBackend):
                 self.internal[f"{function}: {type(err).__name__}: {err}"[:300]] += 1
             raise CallFailed("internal") from None
 
-    def _on_created(self, trigger: str, snapshot) -> None:
-        pool = self.triggers if trigger == "queue" else self.fan_outs
-        try:
-            pool.submit(self._event, trigger, snapshot, time.perf_counter())
-        except RuntimeError:
-            pass  # a duplicate replayed after the run: the pools are closed
-
-    def _event(self, trigger: str, snapshot, submitted: float) -> None:
-        started = time.perf_counter()
-        try:
-            if trigger == "queue":
-                outcome = str(delivery.on_enqueued(self.db, snapshot, EmulatorNotifier()))
-            else:
-                fan_out.on_created(self.db, snapshot)
-                outcome = "fan-out"
-        except faults.WorkerDied:
-            outcome = "worker died"
-        except Exception as err:  # noqa: BLE001 - the trigger's run failed: its event is not retried
-            outcome = f"raised {type(err).__name__}"
-        with self.world.lock:
-            self.trigger_runs += 1
-            self.trigger_outcomes[f"{trigger}: {outcome}"] += 1
-            self.trigger_times.append((started - submitted, time.perf_counter() - started, outcome))
-
     def close(self) -> None:
         self.processor.stop()
         super().close()
-        self.fan_outs.shutdown(wait=True)
-        self.injector.uninstall()
 
 
 def large_group(db: firestore.Client, world: World, *, prefix: str) -> str:

@@ -204,6 +204,16 @@ def _tail_rows(run: dict) -> list[tuple[str, str, str, bool]]:
     return rows
 
 
+def _yardstick(meta: dict) -> str:
+    """The CPU's pace (benchmarks/speed.py) at the run's start and end: what a slower CPU does the stall probe misses."""
+    start, end = meta.get("yardstick_ms_at_start"), meta.get("yardstick_ms_at_end")
+    if not start:
+        return "its CPU's pace not measured"
+    return (f"the CPU yardstick (benchmarks/speed.py: the engine's kind of work, fixed) took {start:.0f} ms at the"
+            f" start and {_f(end)} ms at the end; times on a machine whose yardstick is slower are slower by about"
+            " as much")
+
+
 def markdown(results: dict, image: str | None) -> str:
     meta = results["meta"]
     out = [
@@ -211,7 +221,8 @@ def markdown(results: dict, image: str | None) -> str:
         "",
         f"Rendered by `scripts/bench` from `{meta['json']}` ({meta['mode']} mode, started {meta['started']},"
         f" {meta['seconds']:.0f} s), commit {meta.get('commit', 'unknown')}; its figures are in"
-        f" `docs/BENCHMARKS.json`, which the next run compares itself with. Machine: {meta['machine']}.",
+        f" `docs/BENCHMARKS.json`, which the next run compares itself with. Machine: {meta['machine']};"
+        f" {_yardstick(meta)}.",
         "Load average (1/5/15 min) when each section finished is noted next to it (the machine has 2 cores: a load of 20 means",
         "ten times more work waiting than cores); these machines are shared,",
         "and the emulators are slower than Firestore. Compare ratios rather than absolute figures.",
@@ -439,13 +450,16 @@ def load_section(load: dict) -> list[str]:
            "emulator starts a Python worker, seconds each, whenever all of a function's are busy). A step is held",
            "when its send-to-inbox p95 (every recipient) is under 1 s, every message reached every inbox and no",
            "call failed; the run stops at the first step not held.",
-           "Mode `engine`: the callables' services in process on 20 simulated instances, each queue entry a send",
-           "created (read by its id) handed to the trigger's service on 8 more. Mode `suite`: real callables over",
+           "Mode `engine`: the callables' services in process on 20 simulated instances, each queue entry (or fan-out",
+           "job) a commit created handed, as read off the commit, to the trigger's service on 8 more (2 for fan-outs).",
+           "Mode `suite`: real callables over",
            "HTTP and the suite's real trigger. After each step, a plain writer writes the documents the step's sends",
            "placed (message, idempotency record, chat, rate window, each recipient's inbox entry and head) at the",
            "same moments, on the same emulator: where the engine comes near it, the emulator is the limit. CPU a",
            "message: what the emulator's JVM and the bench's own process (engine, clients, bench) used in the step,",
-           "over its messages (comparable between machines and commits where times are not).", ""]
+           "over its messages (comparable between commits on machines of the same yardstick), and the rate at which",
+           "that would keep every core of the machine busy (its ceiling: a step near it is limited by the machine).",
+           ""]
     for mode, run in load.items():
         if not isinstance(run, dict) or "steps" not in run:
             continue
@@ -455,7 +469,7 @@ def load_section(load: dict) -> list[str]:
                 f" groups ({st['group_members']:,} memberships); devices registered in {st['register_devices_s']:.0f} s."
                 f" Load: {run.get('load', '?')}.", "",
                 "| rate (messages/s) | messages | achieved | deliveries | p50 | p95 | p99 | p99.9 | mean"
-                " | plain writer p99 / mean | lost races a message | CPU a message: emulator / engine and bench"
+                " | plain writer p99 / mean | lost races a message | CPU a message: emulator / engine and bench (ceiling)"
                 " | undelivered | errors | held | time lost to stalls |",
                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for step in run["steps"]:
@@ -467,6 +481,7 @@ def load_section(load: dict) -> list[str]:
                        f" | {_f(step.get('lost_races_per_message'), '{:.2f}', '-')}"
                        f" | {_f(cpu.get('emulator_ms_per_message'), missing='-')} / "
                        f"{_f(cpu.get('bench_process_ms_per_message'), missing='-')} ms"
+                       f" ({_f(cpu.get('ceiling_messages_per_s'), '{:.0f}/s', '-')})"
                        f" | {step['undelivered_after_wait']} | {step['errors']} | {'yes' if step['held'] else '**no**'}"
                        f" | {_f(stalls.get('lost_share'), '{:.0%}', '-')} |")
         top = " (every step of the ladder held: the limit is above it)" if all(x["held"] for x in run["steps"]) else ""

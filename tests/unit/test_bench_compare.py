@@ -49,6 +49,18 @@ def test_the_summary_names_the_pages_commit_and_the_figures_that_got_worse():
     assert compare.summary(None, results())[0].startswith("No figures")
 
 
+def test_the_summary_says_how_much_slower_this_machines_cpu_is_than_the_pages():
+    page, slow = results(), results(p99_ms=8000)
+    page["meta"]["yardstick_ms_at_start"], slow["meta"]["yardstick_ms_at_start"] = 200.0, 500.0
+    lines = compare.summary(page, slow)
+    assert lines[1] == ("- machine: this machine's yardstick: 500 ms, the page's run's 200 ms: this CPU is 2.50 times"
+                        " slower, and its times should be about 2.50 times theirs for the same code")
+    assert lines[2].startswith("- worse: ")  # the figures are still compared as measured
+    del page["meta"]["yardstick_ms_at_start"]
+    assert "did not measure one" in compare.summary(page, slow)[1]
+    assert not any(line.startswith("- machine") for line in compare.summary(results(), results()))
+
+
 def test_the_digest_keeps_every_figure_but_the_raw_samples():
     full = results() | {"latency": {"same_region": {"p95_ms": 70.0, "samples_ms": [1.0] * 200}}}
     kept = compare.digest(full)

@@ -137,9 +137,11 @@ def send_message(
                 try:
                     # Placing in inboxes is tried INLINE_ATTEMPTS times; then the send goes through the queue.
                     place = n < constants.INLINE_ATTEMPTS
-                    loaded, prefetched = _read_chat(db, sender_id, request, place=place)
+                    lost_races = n > 0 and not place  # lost every attempt it may place in
+                    loaded, prefetched = _read_chat(db, sender_id, request, place=place, lost_races=lost_races)
                     return _commit_send(db, sender_id, request, loaded, now, fraud_checker, place=place,
-                                        admitted=admitted, screened=screened, prefetched=prefetched)
+                                        admitted=admitted, screened=screened, prefetched=prefetched,
+                                        lost_races=lost_races)
                 except EngineError:
                     # A retry of a send accepted before gets its first result, whatever changed since
                     # (the sender left, deliverAt passed, the window filled): never a refusal.
@@ -225,7 +227,7 @@ class _SendRefs:
 
 
 def _read_chat(
-    db: Client, sender_id: str, request: SendMessageRequest, *, place: bool
+    db: Client, sender_id: str, request: SendMessageRequest, *, place: bool, lost_races: bool
 ) -> tuple[chat_core.LoadedChat, _Prefetched | None]:
     """The chat (the sender a participant) and, when this instance knows its participants from an
     earlier read (chat_core.known_participants), in the same round trip what the send will read of
@@ -243,10 +245,21 @@ def _read_chat(
     may_place = place and request.deliverAt is None and len(recipients) <= constants.INLINE_MAX_RECIPIENTS
     refs = _SendRefs.of(db, sender_id, request, recipients, place=may_place)
     chat_ref = paths.chat(db, request.chatId)
-    users, others = chat_core.load_users_with(db, [sender_id, *recipients], [chat_ref, *refs.all()])
+    readers = [] if _by_job_after_races(request, recipients, lost_races=lost_races) else recipients
+    users, others = chat_core.load_users_with(db, [sender_id, *readers], [chat_ref, *refs.all()])
     loaded = chat_core.chat_of(request.chatId, store.Read.of(others[chat_ref.path]))
     return chat_core.remember(db, policy.require_participant(loaded, request.chatId, sender_id),
                               request.chatId), _Prefetched(users, others)
+
+
+def _by_job_after_races(request: SendMessageRequest, recipients: list[str], *, lost_races: bool) -> bool:
+    """Whether a send of now to a group goes as one fan-out job because it lost the races of every
+    attempt it could place in (INLINE_ATTEMPTS): its next commits hold the chat, the message, the
+    sender's record and window and the job, none of the recipients' heads, so they race only other
+    sends for the chat, each as short as the chat's own update. A direct chat's send keeps its
+    recipient's checks (a block refuses it) and goes through the queue, as does every send when
+    INLINE_ATTEMPTS is 0 (no placing by the send: each recipient through the queue)."""
+    return lost_races and request.deliverAt is None and len(recipients) > 1
 
 
 def _commit_send(
@@ -261,13 +274,18 @@ def _commit_send(
     admitted: AdmittedEarlier | None,
     screened: dict[str, bool],
     prefetched: _Prefetched | None = None,
+    lost_races: bool,
 ) -> SendMessageResult:
     chat = loaded.chat
     recipients = [uid for uid in dict.fromkeys(chat.participants) if uid != sender_id]
     if len(recipients) > constants.MAX_RECIPIENTS:
         raise FailedPrecondition(f"chat {request.chatId!r} has more than {constants.MAX_RECIPIENTS} recipients")
     small = len(recipients) <= constants.INLINE_MAX_RECIPIENTS
-    fanning_out = chat.fan_out_pending or not small
+    contended = _by_job_after_races(request, recipients, lost_races=lost_races)
+    fanning_out = chat.fan_out_pending or not small or contended
+    # Profiles and blocks of the recipients are the send's own only while it may place them; a job's
+    # fan-out reads them chunk by chunk and applies the blocks.
+    checked_here = small and not contended
     # A scheduled message is only recorded now: nothing to place, no head or queue to ask.
     place = place and not fanning_out and request.deliverAt is None
     checking = (_QUEUE_CHECKS.submit(backlog.chat_awaits_inbox, db, request.chatId)
@@ -277,7 +295,7 @@ def _commit_send(
     # chunk by chunk, blocks included.
     refs = _SendRefs.of(db, sender_id, request, recipients, place=place)
     record_ref, window_ref, head_refs = refs.record, refs.window, refs.heads
-    uids, also = [sender_id, *(recipients if small else [])], refs.all()
+    uids, also = [sender_id, *(recipients if checked_here else [])], refs.all()
     if prefetched is not None and set(uids) <= prefetched.users.keys() and all(
             ref.path in prefetched.others for ref in also):
         users, others = prefetched.users, prefetched.others
@@ -297,7 +315,7 @@ def _commit_send(
     record: SendRecord | None = None
     if admitted is not None:  # only what may have changed since: 18+ and blocks
         policy.require_adult(users[sender_id])
-        recipients = policy.deliverable_recipients(sender_id, recipients, users) if small else recipients
+        recipients = policy.deliverable_recipients(sender_id, recipients, users) if checked_here else recipients
         priority = admitted.priority
         if admitted.rate_limited:  # an occurrence of a series: counted now, as a send of now
             rate_limit.check(window, now=now)
@@ -305,7 +323,7 @@ def _commit_send(
                                 content_hash=rate_limit.content_hash(request.text, request.contentRef))
     else:
         recipients, record, priority = _admit(db, sender_id, request, chat, recipients, users, window, now,
-                                              fraud_checker, blocks=small, screened=screened)
+                                              fraud_checker, blocks=checked_here, screened=screened)
 
     if request.deliverAt is not None and admitted is None and record is not None:  # scheduled now (deliverAt)
         slot = store.Read.of(others[refs.slot.path]) if refs.slot is not None else None

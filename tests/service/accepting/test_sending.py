@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import pytest
 from support.chatcore import all_documents, billing_requests, count, head, inbox, make_chat, make_user, queue_entries
 from support.emulator import ROOT
 from ulid import ULID
 
-from pack427 import chat_core, clock, constants, paths, settings
+from pack427 import chat_core, clock, constants, locks, paths, settings
 from pack427.accepting import sending
-from pack427.delivering import backlog, delivery
+from pack427.delivering import backlog, delivery, fan_out
 from pack427.delivering.notifier import EmulatorNotifier
 from pack427.errors import InvalidArgument, NotFound, PermissionDenied
 from pack427.models import EngineSettings, MarkAsReadRequest, Region, SendMessageRequest
@@ -227,6 +229,85 @@ def test_a_message_queued_with_nothing_ahead_is_placed_by_its_trigger_without_as
     assert trigger(fourth) == "delivered"
     assert [e["messageId"] for e in inbox(db, "bob")] == [first, second, third, fourth]
     assert len(asked) == 1 and head(db, "bob")["chats"]["c1"]["unread"] == 4
+
+
+def fan_out_jobs(db, chat_id: str = "c1") -> list:
+    return list(db.collection(f"chats/{chat_id}/fanOuts").stream())
+
+
+def test_a_group_send_that_loses_its_races_goes_as_one_fan_out_job_and_the_chat_keeps_its_order(db, monkeypatch):
+    make_user(db, "alice")
+    make_user(db, "bob")
+    make_user(db, "carol", blocked=["alice"])  # carol blocked alice: the fan-out must apply it too
+    make_user(db, "dan", online=False, tokens=["tok-dan"])
+    make_chat(db, "c1", ["alice", "bob", "carol", "dan"])
+    first = sending.send_message(db, "alice", request(text="one"))
+    load_users_with = chat_core.load_users_with
+    raced: list[list[str]] = []
+
+    def racing(db_, uids, also):
+        found = load_users_with(db_, uids, also)
+        raced.append(list(uids))
+        if len(raced) <= constants.INLINE_ATTEMPTS:  # each attempt that may place: bob's head moves first
+            paths.inbox_head(db, "bob").set({"updatedAt": clock.now()}, merge=True)
+        return found
+
+    monkeypatch.setattr(chat_core, "load_users_with", racing)
+    second = sending.send_message(db, "alice", request(text="two"))
+    monkeypatch.setattr(chat_core, "load_users_with", load_users_with)
+
+    # The attempt after the lost races read no recipient (their profiles are the fan-out's) and
+    # committed one job: no queue entry, no inbox entry, nothing of the heads.
+    assert raced[-1] == ["alice"] and len(raced) == constants.INLINE_ATTEMPTS + 1
+    assert queue_entries(db) == [e for e in queue_entries(db) if e["messageId"] == first.messageId]
+    [job] = fan_out_jobs(db)
+    assert job.id == second.messageId and sorted(job.get("recipients")) == ["bob", "carol", "dan"]
+    assert db.document("chats/c1").get().get("fanOutPending") is True
+    assert [e["messageId"] for e in inbox(db, "bob")] == [first.messageId]
+    # The next send must not overtake it: it follows through fan-out, in a job of its own.
+    third = sending.send_message(db, "alice", request(text="three"))
+    assert sorted(j.id for j in fan_out_jobs(db)) == [second.messageId, third.messageId]
+
+    for job in sorted(fan_out_jobs(db), key=lambda j: j.id, reverse=True):  # the later job's event first
+        fan_out.on_created(db, job)
+    in_order = [first.messageId, second.messageId, third.messageId]
+    assert [e["messageId"] for e in inbox(db, "bob")] == in_order
+    assert [e["messageId"] for e in inbox(db, "dan")] == in_order
+    assert inbox(db, "carol") == []  # blocked, by the send and by the fan-out alike
+    assert head(db, "bob")["chats"]["c1"]["unread"] == 3 and head(db, "dan")["seq"] == 3
+    assert fan_out_jobs(db) == [] and db.document("chats/c1").get().get("fanOutPending") is False
+    # Nothing in fan-out any more: the next send places the message itself again.
+    fourth = sending.send_message(db, "alice", request(text="four"))
+    assert inbox(db, "bob")[-1]["messageId"] == fourth.messageId and inbox(db, "bob")[-1]["via"] == "send"
+
+
+def test_racing_senders_of_a_group_without_the_local_locks_deliver_every_message_once_in_chat_order(db, monkeypatch):
+    # Each sender on an instance of its own: the sends race in Firestore, lose, and go on as jobs.
+    monkeypatch.setattr(locks, "held", lambda *keys: nullcontext())
+    members = [f"u{k}" for k in range(8)]
+    for uid in members:
+        make_user(db, uid)
+    make_chat(db, "c1", members)
+    barrier = threading.Barrier(len(members))
+
+    def sender(uid: str) -> list[str]:
+        barrier.wait()
+        return [sending.send_message(db, uid, request(text=f"{uid} {k}")).messageId for k in range(4)]
+
+    with ThreadPoolExecutor(len(members)) as pool:
+        sent = [m for ids in pool.map(sender, members) for m in ids]
+    by_job = sorted(fan_out_jobs(db), key=lambda j: j.id)
+    assert by_job, "no send lost its races: the test raced nothing"
+    with ThreadPoolExecutor(4) as pool:  # the jobs' triggers, at once and in any order
+        list(pool.map(lambda job: fan_out.on_created(db, job), by_job[::-1]))
+    processor.drain(db, EmulatorNotifier(), actor="scheduler", time_budget_s=30)
+    chat_order = sorted(sent)  # a chat's message ids are its order
+    for uid in members:
+        got = [e["messageId"] for e in inbox(db, uid)]
+        assert got == [m for m in chat_order if not db.document(f"chats/c1/messages/{m}").get().get("senderId") == uid]
+        assert [e["seq"] for e in inbox(db, uid)] == list(range(1, len(got) + 1))
+        assert head(db, uid)["chats"]["c1"]["unread"] == len(got) == len(sent) - 4
+    assert fan_out_jobs(db) == []
 
 
 def test_a_send_that_loses_a_race_for_a_head_goes_through_the_queue_and_keeps_the_chat_in_order(db, monkeypatch):
