@@ -49,8 +49,8 @@ KNOWN_PARTICIPANTS = 51
 """Only chats of at most this many participants are remembered (a send reads a larger one's
 recipients chunk by chunk, in its fan-out)."""
 
-_known: OrderedDict[tuple[str, str], tuple[str, ...]] = OrderedDict()
-"""(project, chat id) -> participants."""
+_known: OrderedDict[tuple[str, str], tuple[tuple[str, ...], bool]] = OrderedDict()
+"""(project, chat id) -> participants, and whether the chat had a message in fan-out."""
 _known_lock = threading.Lock()
 
 
@@ -60,15 +60,31 @@ def known_participants(db: Client, chat_id: str) -> tuple[str, ...] | None:
         found = _known.get((db.project, chat_id))
         if found is not None:
             _known.move_to_end((db.project, chat_id))
-        return found
+        return found[0] if found is not None else None
+
+
+def known_fanning_out(db: Client, chat_id: str) -> bool:
+    """Whether `chat_id` had a message in fan-out (Chat.fan_out_pending) when this instance last read it."""
+    with _known_lock:
+        found = _known.get((db.project, chat_id))
+        return found is not None and found[1]
+
+
+def note_fanning_out(db: Client, chat_id: str) -> None:
+    """This instance's commit started a fan-out of `chat_id`: its next send knows without a read."""
+    with _known_lock:
+        found = _known.get((db.project, chat_id))
+        if found is not None:
+            _known[(db.project, chat_id)] = found[0], True
 
 
 def remember(db: Client, loaded: LoadedChat, chat_id: str) -> LoadedChat:
-    """Note the participants of `loaded` (a small chat) for `known_participants`; returns `loaded`."""
+    """Note the participants of `loaded` (a small chat) for `known_participants`, and whether it is
+    fanning out for `known_fanning_out`; returns `loaded`."""
     participants, key = tuple(loaded.chat.participants), (db.project, chat_id)
     with _known_lock:
         if len(participants) <= KNOWN_PARTICIPANTS:
-            _known[key] = participants
+            _known[key] = participants, loaded.chat.fan_out_pending
             _known.move_to_end(key)
             while len(_known) > KNOWN_CHATS:
                 _known.popitem(last=False)

@@ -242,24 +242,29 @@ def _read_chat(
     if known is None or sender_id not in known:
         return chat_core.remember(db, policy.participant_chat(db, request.chatId, sender_id), request.chatId), None
     recipients = [uid for uid in dict.fromkeys(known) if uid != sender_id]
-    may_place = place and request.deliverAt is None and len(recipients) <= constants.INLINE_MAX_RECIPIENTS
+    by_job = _by_job(request, recipients, lost_races=lost_races,
+                     fan_out_pending=chat_core.known_fanning_out(db, request.chatId))
+    may_place = (place and not by_job and request.deliverAt is None
+                 and len(recipients) <= constants.INLINE_MAX_RECIPIENTS)
     refs = _SendRefs.of(db, sender_id, request, recipients, place=may_place)
     chat_ref = paths.chat(db, request.chatId)
-    readers = [] if _by_job_after_races(request, recipients, lost_races=lost_races) else recipients
+    readers = [] if by_job else recipients
     users, others = chat_core.load_users_with(db, [sender_id, *readers], [chat_ref, *refs.all()])
     loaded = chat_core.chat_of(request.chatId, store.Read.of(others[chat_ref.path]))
     return chat_core.remember(db, policy.require_participant(loaded, request.chatId, sender_id),
                               request.chatId), _Prefetched(users, others)
 
 
-def _by_job_after_races(request: SendMessageRequest, recipients: list[str], *, lost_races: bool) -> bool:
-    """Whether a send of now to a group goes as one fan-out job because it lost the races of every
-    attempt it could place in (INLINE_ATTEMPTS): its next commits hold the chat, the message, the
-    sender's record and window and the job, none of the recipients' heads, so they race only other
-    sends for the chat, each as short as the chat's own update. A direct chat's send keeps its
-    recipient's checks (a block refuses it) and goes through the queue, as does every send when
-    INLINE_ATTEMPTS is 0 (no placing by the send: each recipient through the queue)."""
-    return lost_races and request.deliverAt is None and len(recipients) > 1
+def _by_job(request: SendMessageRequest, recipients: list[str], *, lost_races: bool, fan_out_pending: bool) -> bool:
+    """Whether a send of now to a group goes as one fan-out job that leaves the recipients' profiles
+    and blocks to the fan-out: because it lost the races of every attempt it could place in
+    (INLINE_ATTEMPTS), or because its chat has a message in fan-out (it must follow it anyway). Its
+    commits hold the chat, the message, the sender's record and window and the job, none of the
+    recipients' heads, so a hot chat's sends race only for the chat, each as short as the chat's
+    own update. A direct chat's send keeps its recipient's checks (a block refuses it) and goes
+    through the queue, as does every send when INLINE_ATTEMPTS is 0 (each recipient through the
+    queue)."""
+    return request.deliverAt is None and len(recipients) > 1 and (lost_races or fan_out_pending)
 
 
 def _commit_send(
@@ -281,11 +286,11 @@ def _commit_send(
     if len(recipients) > constants.MAX_RECIPIENTS:
         raise FailedPrecondition(f"chat {request.chatId!r} has more than {constants.MAX_RECIPIENTS} recipients")
     small = len(recipients) <= constants.INLINE_MAX_RECIPIENTS
-    contended = _by_job_after_races(request, recipients, lost_races=lost_races)
-    fanning_out = chat.fan_out_pending or not small or contended
+    by_job = _by_job(request, recipients, lost_races=lost_races, fan_out_pending=chat.fan_out_pending)
+    fanning_out = chat.fan_out_pending or not small or by_job
     # Profiles and blocks of the recipients are the send's own only while it may place them; a job's
     # fan-out reads them chunk by chunk and applies the blocks.
-    checked_here = small and not contended
+    checked_here = small and not by_job
     # A scheduled message is only recorded now: nothing to place, no head or queue to ask.
     place = place and not fanning_out and request.deliverAt is None
     checking = (_QUEUE_CHECKS.submit(backlog.chat_awaits_inbox, db, request.chatId)
@@ -358,6 +363,8 @@ def _commit_send(
     if admitted is not None:
         admitted.add_writes(batch, message.id)
     batch.commit()
+    if fanning_out:
+        chat_core.note_fanning_out(db, request.chatId)
     return SendMessageResult(messageId=message.id, status=ACCEPTED, duplicate=False)
 
 

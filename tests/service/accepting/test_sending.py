@@ -264,8 +264,12 @@ def test_a_group_send_that_loses_its_races_goes_as_one_fan_out_job_and_the_chat_
     assert job.id == second.messageId and sorted(job.get("recipients")) == ["bob", "carol", "dan"]
     assert db.document("chats/c1").get().get("fanOutPending") is True
     assert [e["messageId"] for e in inbox(db, "bob")] == [first.messageId]
-    # The next send must not overtake it: it follows through fan-out, in a job of its own.
+    # The next send must not overtake it: it follows through fan-out, in a job of its own, and
+    # (its instance saw the chat fanning out) reads no recipient either, even on its first attempt.
+    monkeypatch.setattr(chat_core, "load_users_with", racing)
     third = sending.send_message(db, "alice", request(text="three"))
+    monkeypatch.setattr(chat_core, "load_users_with", load_users_with)
+    assert raced[-1] == ["alice"] and len(raced) == constants.INLINE_ATTEMPTS + 2
     assert sorted(j.id for j in fan_out_jobs(db)) == [second.messageId, third.messageId]
 
     for job in sorted(fan_out_jobs(db), key=lambda j: j.id, reverse=True):  # the later job's event first
