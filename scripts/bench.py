@@ -594,7 +594,8 @@ def print_summary(results: dict) -> None:
             print(f"  one chat, {hot['senders']} senders on instances of their own: {hot['messages_per_s']:.1f} messages/s,"
                   f" {hot['failed_commits_per_message']:.2f} lost races a message; a plain writer's conditional updates"
                   f" of one document from as many writers {plain.get('writes_per_s', float('nan')):.1f}/s"
-                  f" (ratio {hot.get('ratio_to_plain_writer', float('nan')):.2f}, target at least 0.5)")
+                  f" (ratio {hot.get('ratio_to_plain_writer', float('nan')):.2f}, target at least 0.5);"
+                  f" undelivered {hot.get('undelivered', '?')}")
         busy = results["load"].get("busy_recipient")
         if busy:
             print(f"  busy recipient ({busy['chats']} chats x {busy['rate_per_chat']}/s, {busy['devices']} devices"

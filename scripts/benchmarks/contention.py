@@ -31,7 +31,7 @@ from ulid import ULID
 
 from pack427 import locks, paths, settings
 from pack427.accepting import sending
-from pack427.delivering import delivery
+from pack427.delivering import delivery, fan_out
 from pack427.delivering.notifier import EmulatorNotifier
 from pack427.models import (
     AckMessagesRequest,
@@ -42,6 +42,7 @@ from pack427.models import (
     SyncMessagesRequest,
 )
 from pack427.reading import sync
+from pack427.workers import processor
 
 from . import opcount
 from .load import percentile
@@ -108,18 +109,33 @@ def hot_chat(db: firestore.Client, *, senders: list[int], messages_each: int = 1
         seconds = time.perf_counter() - started
         spent = counter.snapshot() - before
         sent = n * messages_each
+        with counter.paused():  # what the sends left to their triggers, delivered as those would
+            undelivered = deliver_the_rest(db, chat_id, members, messages_each)
+        delivered_s = time.perf_counter() - started
         with counter.paused():
             plain = plain_conditional_writes(db, writers=n, writes_each=messages_each)
         rate = sent / seconds
         results.append({"senders": n, "messages": sent, "seconds": seconds, "messages_per_s": rate,
+                        "all_delivered_s": delivered_s, "undelivered": undelivered,
                         "failed_commits_per_message": spent["failed_commits"] / sent,
                         "round_trips_per_message": spent["round_trips"] / sent,
                         "plain_writer": plain, "ratio_to_plain_writer": rate / plain["writes_per_s"]})
         log(f"  hot chat, {n} senders: {rate:.1f} messages/s, {spent['failed_commits'] / sent:.2f} lost races a"
             f" message; a plain writer's conditional updates of one document from {n} writers:"
             f" {plain['writes_per_s']:.1f}/s, {plain['lost_races_per_write']:.2f} lost races a write;"
-            f" ratio {rate / plain['writes_per_s']:.2f}")
+            f" ratio {rate / plain['writes_per_s']:.2f}; every message in every inbox {delivered_s:.1f} s after the"
+            f" first send, {undelivered} undelivered")
     return results
+
+
+def deliver_the_rest(db: firestore.Client, chat_id: str, members: list[str], messages_each: int) -> int:
+    """Run the chat's fan-out jobs (oldest first, as their triggers would) and drain the queues, then
+    count the deliveries still missing: each member must hold every other member's messages."""
+    for job in sorted(db.collection(f"chats/{chat_id}/fanOuts").stream(), key=lambda j: j.id):
+        fan_out.on_created(db, job)
+    processor.drain(db, EmulatorNotifier(), actor="scheduler", time_budget_s=60)
+    expected = (len(members) - 1) * messages_each
+    return sum(max(0, expected - paths.inbox(db, uid).count().get()[0][0].value) for uid in members)
 
 
 class _Harness:

@@ -514,15 +514,20 @@ def load_section(load: dict) -> list[str]:
                 "N members of one chat send 10 messages each, as fast as they go, each on an instance of its own",
                 "(engine, in process): every send writes the chat conditionally, so they serialise on it. Beside it,",
                 "the floor of any design that orders a chat on one document: a plain writer's conditional updates of",
-                "one document from N writers, as many, on the same emulator.", "",
+                "one document from N writers, as many, on the same emulator. A group's send that lost its two",
+                "placing attempts commits a fan-out job instead (no recipient's head in its commit), and so does every",
+                "send after it while the chat has a message in fan-out; after the sends, their jobs are run and the",
+                "queues drained as their triggers would, and every inbox is counted.", "",
                 "| senders | messages/s | lost races a message | round trips a message | plain writer: updates/s"
-                " | its lost races an update | engine over plain writer |", "|---|---|---|---|---|---|---|"]
+                " | its lost races an update | engine over plain writer | every message in every inbox after"
+                " | undelivered |", "|---|---|---|---|---|---|---|---|---|"]
         for h in load["hot_chat"]:
             plain = h.get("plain_writer") or {}
             out.append(f"| {h['senders']} | {h['messages_per_s']:.1f} | {h['failed_commits_per_message']:.2f} |"
                        f" {h['round_trips_per_message']:.1f} | {_f(plain.get('writes_per_s'), '{:.1f}', '-')} |"
                        f" {_f(plain.get('lost_races_per_write'), '{:.2f}', '-')} |"
-                       f" {_f(h.get('ratio_to_plain_writer'), '{:.2f}', '-')} |")
+                       f" {_f(h.get('ratio_to_plain_writer'), '{:.2f}', '-')} |"
+                       f" {_f(h.get('all_delivered_s'), '{:.1f} s', '-')} | {_f(h.get('undelivered'), missing='-')} |")
         out.append("")
     busy = load.get("busy_recipient")
     if busy:
