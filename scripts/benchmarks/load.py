@@ -17,10 +17,10 @@ Two modes, the same workload and checks:
   emulator suite (unsigned emulator ID tokens), and queued entries are
   delivered by the suite's real `pack427_onMessageEnqueued` trigger;
 - `engine`: the callables' service functions run in process on a pool of
-  simulated function instances (INSTANCES threads), and each queue entry a
-  send created is handed to `delivery.on_enqueued` on a pool of trigger
-  instances: the engine and Firestore, without the functions emulator's
-  worker start-up and HTTP hops.
+  simulated function instances (INSTANCES threads), and each queue entry or
+  fan-out job a commit created is handed to `delivery.on_enqueued` or
+  `fan_out.on_created` on pools of trigger instances: the engine and
+  Firestore, without the functions emulator's worker start-up and HTTP hops.
 
 Latency of a message is its inbox entry's create time (the emulator's commit
 time, same machine clock) minus the moment the send was issued, for every
