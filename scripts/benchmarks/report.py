@@ -458,7 +458,8 @@ def load_section(load: dict) -> list[str]:
            "same moments, on the same emulator: where the engine comes near it, the emulator is the limit. CPU a",
            "message: what the emulator's JVM and the bench's own process (engine, clients, bench) used in the step,",
            "over its messages (comparable between commits on machines of the same yardstick), and the rate at which",
-           "that would keep every core of the machine busy (its ceiling: a step near it is limited by the machine).",
+           "that would keep every core of the machine busy (its ceiling, mode engine only: a step near it is limited",
+           "by the machine; in mode suite the functions emulator's workers, not counted, run the engine).",
            ""]
     for mode, run in load.items():
         if not isinstance(run, dict) or "steps" not in run:
@@ -481,7 +482,7 @@ def load_section(load: dict) -> list[str]:
                        f" | {_f(step.get('lost_races_per_message'), '{:.2f}', '-')}"
                        f" | {_f(cpu.get('emulator_ms_per_message'), missing='-')} / "
                        f"{_f(cpu.get('bench_process_ms_per_message'), missing='-')} ms"
-                       f" ({_f(cpu.get('ceiling_messages_per_s'), '{:.0f}/s', '-')})"
+                       f" ({_f(cpu.get('ceiling_messages_per_s') if mode == 'engine' else None, '{:.0f}/s', '-')})"
                        f" | {step['undelivered_after_wait']} | {step['errors']} | {'yes' if step['held'] else '**no**'}"
                        f" | {_f(stalls.get('lost_share'), '{:.0%}', '-')} |")
         top = " (every step of the ladder held: the limit is above it)" if all(x["held"] for x in run["steps"]) else ""
