@@ -2,8 +2,9 @@
 
 The stall probe (stalls.py) sees a CPU that is taken away; it cannot see a CPU
 that is there but slow. These machines differ by more than two times from one
-session to the next (the same bench, the same commit: 19 and 47 ms of the
-engine's CPU a message at 20/s), so a time measured today and one on the page
+session to the next (the same bench on nearly the same engine: 19 and 47 ms of
+the engine's CPU a message at 20/s, sessions 13 and 14, the stall probe at 1-3%
+in both), so a time measured today and one on the page
 compare only beside how long this machine took for the same fixed work.
 
 The work: what the engine's process spends most of its CPU on under load

@@ -135,7 +135,8 @@ def send_message(
             # Sends of this instance to the chat, or by this sender, take turns (see locks).
             with locks.held(f"chat:{request.chatId}", f"user:{sender_id}"):
                 try:
-                    # Placing in inboxes is tried INLINE_ATTEMPTS times; then the send goes through the queue.
+                    # Placing in inboxes is tried INLINE_ATTEMPTS times; then a group's send goes as a
+                    # fan-out job, a direct chat's through the queue (see _by_job).
                     place = n < constants.INLINE_ATTEMPTS
                     lost_races = n > 0 and not place  # lost every attempt it may place in
                     loaded, prefetched = _read_chat(db, sender_id, request, place=place, lost_races=lost_races)
@@ -231,7 +232,8 @@ def _read_chat(
 ) -> tuple[chat_core.LoadedChat, _Prefetched | None]:
     """The chat (the sender a participant) and, when this instance knows its participants from an
     earlier read (chat_core.known_participants), in the same round trip what the send will read of
-    them: profiles, the idempotency record, the rate window, the heads. The guess is checked against
+    them: profiles, the idempotency record, the rate window, the heads (none of the recipients' for a
+    send that goes by job, see _by_job). The guess is checked against
     the chat as read: `_commit_send` reads again whatever the chat's real participants need that the
     guess did not read. Otherwise the chat alone, nothing prefetched.
 
