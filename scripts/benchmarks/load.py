@@ -573,6 +573,41 @@ def cpu_ceiling(cpu: dict[str, float]) -> float:
     return (os.cpu_count() or 1) * 1000 / spent if spent > 0 else 0.0
 
 
+QUERY_REPLAYS = 5
+"""How many times `query_costs` sends each query again (its best time is the figure)."""
+
+
+def query_costs(db: firestore.Client, samples: dict[str, tuple[str, object]], *,
+                replays: int = QUERY_REPLAYS) -> dict[str, float]:
+    """What the emulator takes to answer each query shape now: the best of `replays` sends, one at a time,
+    of the last request of that shape the step made (opcount's samples), in ms.
+
+    The emulator answers a query by going through every document stored under its collection id (and for
+    a collection-group query through every one of them in the database; JFR on the emulator during a
+    40/s step: 94% of its CPU in runQuery, most of it in that walk), so the figure grows with what the
+    run has stored, not with what the query returns. Production Firestore answers the same queries from
+    an index, in time that grows with the documents returned. The best of a few is taken so that the
+    figure is the emulator's own work, not the wait behind the step's other requests.
+    """
+    api = db._firestore_api  # the generated client opcount wraps: the replays are sent exactly as the engine's
+    costs: dict[str, float] = {}
+    for shape, (method, request) in samples.items():
+        best = float("inf")
+        for _ in range(replays):
+            started = time.perf_counter()
+            for _response in getattr(api, method)(request=request, metadata=db._rpc_metadata):
+                pass
+            best = min(best, time.perf_counter() - started)
+        costs[shape] = best * 1000
+    return costs
+
+
+def query_ms_per_message(queries_per_message: dict[str, float], costs_ms: dict[str, float]) -> float:
+    """The emulator's time a message on queries: each shape's queries a message times its answer's time
+    (`query_costs`); a shape with no measured time counts nothing."""
+    return sum(n * costs_ms.get(shape, 0.0) for shape, n in queries_per_message.items())
+
+
 def plain_writer(db: firestore.Client, world: World, step: int) -> dict:
     """The emulator's own floor at a step: the documents the step's sends placed, written by a plain writer.
 
@@ -725,12 +760,19 @@ def run(db: firestore.Client, backend_factory: Callable[[World], object], *, use
             if backend.name == "engine":  # in mode suite the engine's CPU is the functions emulator's workers'
                 cpu["ceiling_messages_per_s"] = cpu_ceiling(cpu)
             plain = plain_writer(db, world, step)
+            step_queries = {shape: n / max(latency["messages"], 1) for shape, n in spent.queries.most_common()}
+            with counter.paused():
+                costs = query_costs(db, {shape: sample for shape, sample in counter.samples().items()
+                                         if shape in step_queries})
+            queries = {"per_message": step_queries, "best_ms": costs,
+                       "emulator_ms_per_message": query_ms_per_message(step_queries, costs)}
             errors = sum(world.errors.values()) - errors_before
             achieved = latency["messages"] / max(issued["issue_seconds"], 1e-9)
             held = (latency.get("p95_ms", float("inf")) < P95_TARGET_S * 1000
                     and latency["undelivered_after_wait"] == 0 and errors == 0)
             steps.append(issued | latency | {"target_rate": rate, "achieved_rate": achieved, "errors": errors,
                                              "held": held, "stalls": stalls.summary(), "plain_writer": plain, "cpu": cpu,
+                                             "queries": queries,
                                              "lost_races_per_message": spent["failed_commits"] / max(latency["messages"], 1)})
             log(f"  load step {step}: {rate}/s, {latency['messages']} messages ({achieved:.1f}/s), "
                 f"p95 {latency.get('p95_ms', float('nan')):.0f} ms, p99 {latency.get('p99_ms', float('nan')):.0f} ms, "
@@ -742,6 +784,11 @@ def run(db: firestore.Client, backend_factory: Callable[[World], object], *, use
                 f" {cpu['emulator_ms_per_message']:.0f} ms, engine and bench {cpu['bench_process_ms_per_message']:.0f} ms"
                 + (f" (at that, this machine's {os.cpu_count()} cores serve at most {cpu['ceiling_messages_per_s']:.0f}/s)"
                    if "ceiling_messages_per_s" in cpu else ""))
+            if step_queries:
+                log(f"    queries: {sum(step_queries.values()):.2f} a message, the emulator's answers about"
+                    f" {queries['emulator_ms_per_message']:.0f} ms a message at their best: "
+                    + "; ".join(f"{n:.3f} x {costs.get(shape, float('nan')):.0f} ms {shape}"
+                                for shape, n in step_queries.items()))
             if not held:
                 break
         spent = counter.snapshot() - before

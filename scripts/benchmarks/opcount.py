@@ -68,6 +68,7 @@ class OpCounter:
         self._counts: Counter = Counter()
         self._by_collection: Counter = Counter()
         self._queries: Counter = Counter()
+        self._samples: dict[str, tuple[str, object]] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
 
@@ -86,11 +87,18 @@ class OpCounter:
             with self._lock:
                 self._by_collection[f"{kind}:{collection_of(name)}"] += 1
 
-    def add_query(self, shape: str) -> None:
-        """One query (or aggregation) of `shape` (see query_shape)."""
+    def add_query(self, shape: str, method: str, request) -> None:
+        """One query (or aggregation) of `shape` (see query_shape), sent as `request` to FirestoreClient's
+        `method`; the last request of each shape is kept (`samples`), to be sent again (`replay`)."""
         if self.counting():
             with self._lock:
                 self._queries[shape] += 1
+                self._samples[shape] = (method, request)
+
+    def samples(self) -> dict[str, tuple[str, object]]:
+        """The last request counted of each query shape: (FirestoreClient's method, its request)."""
+        with self._lock:
+            return dict(self._samples)
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -163,7 +171,7 @@ def install() -> OpCounter:
         def wrapped(self, request=None, *args, **kwargs):
             counter.add(round_trips=1)
             if name != "batch_get_documents":
-                counter.add_query(query_shape(request))
+                counter.add_query(query_shape(request), name, request)
             responses = original(self, request, *args, **kwargs)
 
             def counted():

@@ -485,6 +485,13 @@ def load_section(load: dict) -> list[str]:
                        f" ({_f(cpu.get('ceiling_messages_per_s') if mode == 'engine' else None, '{:.0f}/s', '-')})"
                        f" | {step['undelivered_after_wait']} | {step['errors']} | {'yes' if step['held'] else '**no**'}"
                        f" | {_f(stalls.get('lost_share'), '{:.0%}', '-')} |")
+        queried = [step for step in run["steps"] if (step.get("queries") or {}).get("per_message")]
+        if queried:
+            out += ["", "The emulator's time on queries a message (each shape's queries a message times the best of"
+                    f" {load_run.QUERY_REPLAYS} answers to it after the step: the emulator walks every document of the"
+                    " query's collection id, production Firestore reads an index): "
+                    + "; ".join(f"{s['target_rate']}/s {s['queries']['emulator_ms_per_message']:.0f} ms"
+                                f" ({sum(s['queries']['per_message'].values()):.2f} queries)" for s in queried) + "."]
         top = " (every step of the ladder held: the limit is above it)" if all(x["held"] for x in run["steps"]) else ""
         out += ["", f"Highest rate held: **{_f(run['highest_rate_held'], '{:.1f} messages/s', 'none')}**{top}.", "",
                 "Checks after the run (each must be 0): "
