@@ -616,7 +616,8 @@ def plain_writer(db: firestore.Client, world: World, step: int) -> dict:
     send that places it writes: the chat message, the idempotency record, the chat's last
     message, the sender's rate window, and for every recipient an inbox entry and the
     inbox head. On documents of their own (users `plain-...`, deleted afterwards), in
-    the same collections, so the emulator's work per query and per write is the same.
+    the same collections, so the emulator's work per write is the same (it makes no queries: the step's
+    queries are measured apart, see query_costs).
     Latency: the commit's time (the emulator's clock, as the engine's inbox entries) minus
     the moment it was due.
     """
