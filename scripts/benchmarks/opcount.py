@@ -89,7 +89,7 @@ class OpCounter:
 
     def add_query(self, shape: str, method: str, request) -> None:
         """One query (or aggregation) of `shape` (see query_shape), sent as `request` to FirestoreClient's
-        `method`; the last request of each shape is kept (`samples`), to be sent again (`replay`)."""
+        `method`; the last request of each shape is kept (`samples`) for the load run to send again (load.query_costs)."""
         if self.counting():
             with self._lock:
                 self._queries[shape] += 1
